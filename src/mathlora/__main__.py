@@ -1,0 +1,3 @@
+from mathlora.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,37 @@
+"""Config sections of the data-preparation stages."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    train: str | None = Field(None, description="raw training file (JSON lines or array of {problem, solution}); "
+                                                "none = generate competition-style data with synth")
+    test: str | None = Field(None, description="held-out math test file; none = generate one disjoint from train")
+    squad: str | None = Field(None, description="SQuAD v1.1 JSON for the retention check; none = generate a fixture")
+
+
+class IngestConfig(_Section):
+    keep_duplicates: bool = False
+
+
+class NormalizeConfig(_Section):
+    decimals: int = Field(2, ge=0, le=20)
+    mode: Literal["round", "truncate"] = "round"
+
+
+class ConvertConfig(_Section):
+    format: Literal["sharegpt", "messages"] = "sharegpt"
+
+
+class TokenizeConfig(_Section):
+    seq_length: int = Field(256, ge=8)
+    overflow: Literal["truncate", "drop"] = "truncate"
+    format: Literal["parquet", "mindrecord"] = "parquet"

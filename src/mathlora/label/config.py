@@ -1,0 +1,34 @@
+"""Config sections of difficulty labeling and stratified sampling."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class LabelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    judge: Literal["openai", "local", "heuristic"] = "heuristic"
+    # openai-compatible endpoint
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str | None = Field(None, description="judge model name (openai) or model spec (local; none = base model)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    concurrency: int = Field(16, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    # local judge
+    batch_size: int = Field(16, ge=1)
+    prompt_file: str | None = Field(None, description="replace the versioned rubric prompt with this file")
+    retry_failed: bool = False
+
+
+class SampleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    total: int = Field(100000, ge=1)
+    ratios: str = Field("1:4,2:3,3:2,4:1", description="level:weight pairs")
+    seed: int | None = Field(None, description="none = the global seed")
+    shortfall: Literal["redistribute", "error"] = "redistribute"
+    balance_by: str | None = Field(None, description="spread each level's quota evenly over this field, e.g. type")

