@@ -24,6 +24,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 def option(parser: argparse.ArgumentParser, *flags: str, field: str, **kwargs: Any) -> None:
     """Add a flag whose value overrides config field ``field`` (dotted) when given."""
     kwargs.setdefault("default", None)
+    if kwargs.get("action") not in ("store_true", "store_false"):
+        kwargs.setdefault("metavar", field.rsplit(".", 1)[-1].upper())
     if kwargs.get("action") in ("store_true", "store_false"):
         kwargs["default"] = None
     parser.add_argument(*flags, dest=f"cfg:{field}", **kwargs)

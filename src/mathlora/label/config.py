@@ -18,9 +18,17 @@ class LabelConfig(BaseModel):
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0)
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)")
+    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)")
+    max_consecutive_failures: int = Field(
+        200, ge=1, description="stop the run (results so far are cached) when this many records fail in a row")
+    max_tokens: int = Field(8, ge=1, description="reply length limit for the openai judge")
+    logprobs: bool = Field(True, description="ask the endpoint for top logprobs (ignored when unsupported)")
     # local judge
     batch_size: int = Field(16, ge=1)
+    device: str | None = Field(None, description="local judge device (none = cuda when available, else cpu)")
     prompt_file: str | None = Field(None, description="replace the versioned rubric prompt with this file")
+    cache: str | None = Field(None, description="SQLite cache path (none = label_cache.sqlite next to the output)")
     retry_failed: bool = False
 
 

@@ -21,8 +21,8 @@ class TrainConfig(BaseModel):
 
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
-    global_batch_size: int = Field(32, ge=1)
-    micro_batch_size: int = Field(8, ge=1)
+    global_batch_size: int = Field(32, ge=1, description="records per optimizer step, over all processes")
+    micro_batch_size: int = Field(8, ge=1, description="rows per forward pass (packed rows, or records)")
     lr: float = Field(1e-5, gt=0)
     lr_end: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
@@ -31,8 +31,11 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     gradient_checkpointing: bool = True
     packing: bool = True
+    pack_length: int | None = Field(None, ge=8, description="tokens per packed row; none = tokenize.seq_length")
     save_steps: int | list[int] | None = Field(None, description="interval, or list of steps; last step always")
     merge_checkpoints: bool = False
+    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="strategy under torchrun (several processes)")
     log_every: int = Field(1, ge=1)

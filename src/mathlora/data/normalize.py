@@ -1,0 +1,38 @@
+"""Normalize stage: the decimals rule (``mathlora.data.numbers``) on every record's problem and solution."""
+
+from __future__ import annotations
+
+import os
+
+from mathlora.data.numbers import NUMBER, format_decimals
+from mathlora.errors import MathloraError
+from mathlora.records import read_jsonl, write_jsonl
+
+
+def normalize_file(input_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                   decimals: int = 2, mode: str = "round") -> dict:
+    """Rewrite problem and solution of every record; returns counts (records, changed, numbers_cut)."""
+    counts = {"records": 0, "changed": 0, "numbers_cut": 0}
+
+    def cut(m):
+        return len(m.group(2)) > decimals
+
+    def records():
+        for rec in read_jsonl(input_path):
+            if not isinstance(rec.get("problem"), str) or not isinstance(rec.get("solution"), str):
+                raise MathloraError(f"{input_path}: record {rec.get('id', '?')} has no problem/solution text; "
+                                    "normalize reads the output of ingest (or label/sample)")
+            counts["records"] += 1
+            changed = False
+            for field in ("problem", "solution"):
+                text = rec[field]
+                n = sum(1 for m in NUMBER.finditer(text) if cut(m))
+                if n:
+                    rec[field] = format_decimals(text, decimals, mode)
+                    counts["numbers_cut"] += n
+                    changed = True
+            counts["changed"] += changed
+            yield rec
+
+    write_jsonl(output_path, records())
+    return counts
