@@ -118,3 +118,17 @@ def test_stage_inputs_of_the_wrong_kind_fail_cleanly(tmp_path, records_file, cap
     assert main(["convert", "-i", str(records_file), "-o", str(tmp_path / "c.json"), "--template", "nope"]) == 2
     assert "unknown template" in capsys.readouterr().err
     assert main(["normalize", "-i", str(records_file), "-o", str(tmp_path / "n.jsonl"), "--mode", "floor"]) == 2
+
+
+@requires_smollm2
+def test_template_shortcut_equals_full_prompt_tokenization():
+    from mathlora.data.tokenize import PromptEncoder
+    from mathlora.synth.competition import generate
+
+    tok = load_tokenizer("smollm2-135m-instruct")
+    enc = PromptEncoder(tok, "alpaca")
+    assert enc.enabled
+    problems = [r["problem"] for r in generate(600, seed=5)] + [" leading space", "trailing space ", "a\n", "x"]
+    prompts = [render_prompt("alpaca", p) for p in problems] + ["not a template prompt"]
+    assert enc.encode(prompts) == tok(prompts, add_special_tokens=True)["input_ids"]
+    assert enc.enabled  # no mismatch was found on the checked records

@@ -52,7 +52,7 @@ def cmd_tokenize(args) -> int:
     cfg = config_from_args(args)
     _print_counts("tokenize", tokenize_file(args.input, args.output, model=cfg.model,
                                             seq_length=cfg.tokenize.seq_length, overflow=cfg.tokenize.overflow,
-                                            fmt=cfg.tokenize.format))
+                                            fmt=cfg.tokenize.format, template=cfg.template))
     return 0
 
 
@@ -86,6 +86,7 @@ def register(sub) -> None:
     option(p, "--seq-length", field="tokenize.seq_length", type=int, help="maximum tokens per record (256)")
     option(p, "--overflow", field="tokenize.overflow", choices=["truncate", "drop"],
            help="what to do with longer records")
+    option(p, "--template", field="template", help="template the conversations were made with (alpaca)")
     option(p, "--format", field="tokenize.format", choices=["parquet", "mindrecord"],
            help="parquet (always written) or also mindrecord")
     add_config_args(p)

@@ -29,6 +29,73 @@ IGNORE = -100
 CHUNK = 8192
 
 
+class PromptEncoder:
+    """Tokenizes prompts, reusing the template's fixed text (tokenized once) where that is provably exact.
+
+    With a byte-level BPE whose pre-tokenizer splits on the GPT-2 regex (SmolLM2, GPT-2, Qwen, Llama-3
+    style), a newline before the problem and a newline after it are always pre-token boundaries when the
+    problem neither starts nor ends with whitespace, and BPE never merges across pre-tokens, so
+    ``ids(prefix) + ids(problem) + ids(suffix) == ids(prefix + problem + suffix)``. Any other tokenizer,
+    template or record takes the plain full-prompt call. The first records of every run are also checked
+    both ways; one mismatch switches the shortcut off.
+    """
+
+    CHECK = 256
+
+    def __init__(self, tok, template: str):
+        from mathlora.templates import get_template
+
+        self.tok = tok
+        self.prefix, _, self.suffix = get_template(template).prompt.partition("{problem}")
+        self.enabled = (self.prefix.endswith("\n") and self.suffix.startswith("\n")
+                        and self._boundary_safe_tokenizer(tok))
+        if self.enabled:
+            self.prefix_ids = tok(self.prefix, add_special_tokens=True)["input_ids"]
+            self.suffix_ids = tok(self.suffix, add_special_tokens=False)["input_ids"]
+            specials = tok("x", add_special_tokens=True)["input_ids"]
+            plain = tok("x", add_special_tokens=False)["input_ids"]
+            self.enabled = specials[len(specials) - len(plain):] == plain  # special tokens only in front
+        self.checked = 0
+
+    @staticmethod
+    def _boundary_safe_tokenizer(tok) -> bool:
+        backend = getattr(tok, "backend_tokenizer", None)
+        if backend is None:
+            return False
+        text = str(backend.pre_tokenizer)
+        return text.startswith("ByteLevel(") and "use_regex=True" in text
+
+    def _problem(self, prompt: str) -> str | None:
+        if not (self.enabled and prompt.startswith(self.prefix) and prompt.endswith(self.suffix)):
+            return None
+        problem = prompt[len(self.prefix):len(prompt) - len(self.suffix)]
+        if not problem or problem[0].isspace() or problem[-1].isspace():
+            return None
+        return problem
+
+    def encode(self, prompts: list[str]) -> list[list[int]]:
+        problems = [self._problem(p) for p in prompts]
+        todo = [i for i, q in enumerate(problems) if q is not None]
+        out: list[list[int] | None] = [None] * len(prompts)
+        if todo:
+            mids = self.tok([problems[i] for i in todo], add_special_tokens=False)["input_ids"]
+            for i, mid in zip(todo, mids):
+                out[i] = self.prefix_ids + mid + self.suffix_ids
+            if self.checked < self.CHECK:
+                sample = todo[: self.CHECK - self.checked]
+                full = self.tok([prompts[i] for i in sample], add_special_tokens=True)["input_ids"]
+                self.checked += len(sample)
+                if any(out[i] != f for i, f in zip(sample, full)):
+                    self.enabled = False
+                    for i in todo:
+                        out[i] = None
+        rest = [i for i, o in enumerate(out) if o is None]
+        if rest:
+            for i, ids in zip(rest, self.tok([prompts[i] for i in rest], add_special_tokens=True)["input_ids"]):
+                out[i] = ids
+        return out  # type: ignore[return-value]
+
+
 def build_example(prompt_ids: list[int], response_ids: list[int], eos_id: int, bos_id: int | None,
                   seq_length: int, overflow: str) -> tuple[list[int], list[int], str | None]:
     """(input_ids, labels, status) with status None, 'truncated', 'dropped' or a reject reason."""
@@ -60,7 +127,7 @@ def length_histogram(lengths: list[int], seq_length: int, bins: int = 16) -> lis
 
 def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, *, model: str,
                   seq_length: int = 256, overflow: str = "truncate", fmt: str = "parquet",
-                  progress: bool = True) -> dict:
+                  template: str = "alpaca", progress: bool = True) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -79,6 +146,7 @@ def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, 
     if tok.eos_token_id is None:
         raise MathloraError(f"tokenizer of {model} has no EOS token; cannot mark the end of responses")
     eos, bos = tok.eos_token_id, tok.bos_token_id
+    prompts = PromptEncoder(tok, template)
     schema = pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32())),
                         ("labels", pa.list_(pa.int32())), ("length", pa.int32())])
     stats = {"records": 0, "kept": 0, "truncated": 0, "dropped": 0, "rejected": 0,
@@ -95,7 +163,7 @@ def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, 
             with open(tmp / "rejects.jsonl", "w", encoding="utf-8") as rej:
                 while chunk := list(islice(items, CHUNK)):
                     pairs = [conversation_pair(it, str(src)) for it in chunk]
-                    p_ids = tok([p for _, p, _ in pairs], add_special_tokens=True)["input_ids"]
+                    p_ids = prompts.encode([p for _, p, _ in pairs])
                     r_ids = tok([r for _, _, r in pairs], add_special_tokens=False)["input_ids"]
                     cols: dict[str, list] = {"id": [], "input_ids": [], "labels": [], "length": []}
                     for (rid, _, _), p, r in zip(pairs, p_ids, r_ids):
