@@ -1,0 +1,55 @@
+"""End to end: `mathlora run` on the tiny model with a small config, then a rerun that skips everything."""
+
+import json
+
+from mathlora.cli import main
+
+SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=160", "synth.test_count=16",
+         "synth.squad_paragraphs=4", "sample.total=64", "train.max_steps=4", "train.global_batch_size=8",
+         "train.micro_batch_size=4", "train.save_steps=2", "eval.max_new_tokens=6", "eval.batch_size=8",
+         "tokenize.seq_length=320"]
+
+
+def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL]) == 0
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    assert last.startswith(f"report: {run / 'report.html'} | math accuracy ") and "retention" in last
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["stages"]) >= {"synth", "ingest", "label", "sample", "normalize", "convert", "tokenize",
+                                       "eval_base_math", "train", "merge", "eval_tuned_math", "eval_tuned_squad",
+                                       "report"}
+    assert manifest["stages"]["sample"]["counts"]["totals"]["drawn"] == 64
+    for name in ("report.html", "report.md", "merged/config.json", "train/adapter/adapter_config.json",
+                 "eval/tuned/math.json", "eval/tuned/squad.json", "tokens/tokens.parquet", "conversations.json"):
+        assert (run / name).exists(), name
+    report = (run / "report.md").read_text(encoding="utf-8")
+    for section in ("Data funnel", "Difficulty and sampling", "Training", "Math accuracy", "Retention"):
+        assert section in report
+    tuned = json.loads((run / "eval/tuned/math.json").read_text())
+    assert tuned["count"] == 16 and "comparison" in tuned
+    squad = json.loads((run / "eval/tuned/squad.json").read_text())
+    assert "retention" in squad
+
+    stamps = {k: v["finished_at"] for k, v in manifest["stages"].items()}
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert out.count("fresh, skipped") == len(stamps)
+    assert {k: v["finished_at"] for k, v in json.loads((run / "manifest.json").read_text())["stages"].items()} == stamps
+
+    # a changed setting reruns only what depends on it
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "tokenize: fresh, skipped" in out and "train: fresh, skipped" in out
+    assert "eval_base_math: done" in out
+
+
+def test_run_reports_bad_config_cleanly(tmp_path, capsys):
+    assert main(["run", "-o", str(tmp_path / "r"), "train.lr=abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config error") and "train.lr" in err
+    assert main(["run", "-o", str(tmp_path / "r"), "train.nope=1"]) == 2
+    assert "unknown key" in capsys.readouterr().err
+    assert main(["run", "-o", str(tmp_path / "r"), "data.train=/does/not/exist.json"]) == 2
+    assert "data.train file not found" in capsys.readouterr().err
