@@ -46,11 +46,18 @@ STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "con
           "eval_base_math", "eval_base_squad", "train", "merge", "eval_tuned_math", "eval_tuned_squad", "report"]
 
 
+class StopAfter(Exception):
+    """Raised after the stage named by ``--stop-after`` finished."""
+
+
 class Pipeline:
-    def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True):
+    def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True, stop_after: str | None = None):
+        if stop_after is not None and stop_after not in STAGES:
+            raise MathloraError(f"--stop-after {stop_after!r}: unknown stage (allowed: {', '.join(STAGES)})")
         self.cfg = cfg
         self.force = force
         self.progress = progress
+        self.stop_after = stop_after
         self.rd = RunDir(cfg.run_dir)
         self.summary: dict = {}
 
@@ -65,6 +72,8 @@ class Pipeline:
         if not self.force and self.rd.is_fresh(name, fp, outputs):
             rec = self.rd.stage_record(name) or {}
             print(f"[{index:>2}/{len(STAGES)}] {name}: fresh, skipped", flush=True)
+            if name == self.stop_after:
+                raise StopAfter(name)
             return rec.get("counts", {})
         print(f"[{index:>2}/{len(STAGES)}] {name} ...", flush=True)
         start = time.perf_counter()
@@ -73,6 +82,8 @@ class Pipeline:
         self.rd.record(name, fp=fp, outputs={o.name: o for o in outputs}, seconds=seconds,
                        counts=_jsonable(counts))
         print(f"[{index:>2}/{len(STAGES)}] {name}: done in {seconds:.1f}s {_brief(counts)}", flush=True)
+        if name == self.stop_after:
+            raise StopAfter(name)
         return counts
 
     # -- data ---------------------------------------------------------------------------------------------
@@ -267,8 +278,12 @@ def _brief(counts: dict) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
-    pipeline = Pipeline(cfg, force=args.force, progress=not args.no_progress)
-    pipeline.run()
+    pipeline = Pipeline(cfg, force=args.force, progress=not args.no_progress, stop_after=args.stop_after)
+    try:
+        pipeline.run()
+    except StopAfter as stop:
+        print(f"stopped after {stop} as asked; run again without --stop-after to continue", flush=True)
+        return 0
     print(headline(Path(cfg.run_dir)), flush=True)
     return 0
 
@@ -279,6 +294,7 @@ def register(sub) -> None:
     option(p, "--output", "-o", field="run_dir", help="run folder (default from config: runs/demo)")
     p.add_argument("--force", action="store_true", help="redo every stage, even fresh ones")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--stop-after", metavar="STAGE", help=f"stop after this stage ({', '.join(STAGES)})")
     add_config_args(p)
     p.set_defaults(func=cmd_run)
 
