@@ -27,6 +27,7 @@ EXACT_CONTEXT = Context(prec=400, traps=[Inexact, Overflow])
 
 MAX_AMOUNT_CENTS = 999_999  # operands up to 9999.99
 MAX_TRIES_PER_RECORD = 2000
+PROGRESS_STEP = 1024
 
 
 # ----------------------------------------------------------------------------------------- numbers
@@ -55,55 +56,81 @@ def plain_number(value: Decimal | Fraction | int) -> str:
 
 # ------------------------------------------------------------------------- Chinese competition families
 
-def make_addition(rng: random.Random) -> tuple[str, str]:
-    a, b = random_amount(rng, signed=True), random_amount(rng, signed=True)
-    return f"计算 {a} + {b} 等于多少？", f"{a} + {b} = {SOURCE_CONTEXT.add(a, b)}"
+_ARITHMETIC = {
+    "+": SOURCE_CONTEXT.add,
+    "-": SOURCE_CONTEXT.subtract,
+    "*": EXACT_CONTEXT.multiply,  # two 2-decimal operands: the exact product has 4 decimals
+    "/": SOURCE_CONTEXT.divide,  # 28 significant digits
+}
 
 
-def make_subtraction(rng: random.Random) -> tuple[str, str]:
-    a, b = random_amount(rng, signed=True), random_amount(rng, signed=True)
-    return f"计算 {a} - {b} 等于多少？", f"{a} - {b} = {SOURCE_CONTEXT.subtract(a, b)}"
+def arithmetic_problem(a: Decimal, op: str, b: Decimal) -> tuple[str, str]:
+    """``计算 4204.22 + -2369.17 等于多少？`` / ``4204.22 + -2369.17 = 1835.05``."""
+    return f"计算 {a} {op} {b} 等于多少？", f"{a} {op} {b} = {_ARITHMETIC[op](a, b)}"
 
 
-def make_multiplication(rng: random.Random) -> tuple[str, str]:
-    a, b = random_amount(rng, signed=True), random_amount(rng, signed=True)
-    return f"计算 {a} * {b} 等于多少？", f"{a} * {b} = {EXACT_CONTEXT.multiply(a, b)}"
-
-
-def make_division(rng: random.Random) -> tuple[str, str]:
-    a, b = random_amount(rng, signed=True), random_amount(rng, signed=True)
-    return f"计算 {a} / {b} 等于多少？", f"{a} / {b} = {SOURCE_CONTEXT.divide(a, b)}"
-
-
-def make_power(rng: random.Random) -> tuple[str, str]:
-    base = random_amount(rng, signed=False, min_cents=100)
-    exponent = rng.randint(2, 5)
+def power_problem(base: Decimal, exponent: int) -> tuple[str, str]:
+    """``计算 183.94 的 5 次方？`` / ``183.94^5 = 210562442992.2269624224`` (exact)."""
     return f"计算 {base} 的 {exponent} 次方？", f"{base}^{exponent} = {EXACT_CONTEXT.power(base, exponent)}"
 
 
-def make_sqrt(rng: random.Random) -> tuple[str, str]:
-    x = random_amount(rng, signed=False)
+def sqrt_problem(x: Decimal) -> tuple[str, str]:
+    """``计算 5636.97 的平方根？`` / ``√5636.97 = 75.07975...`` (28 significant digits)."""
     return f"计算 {x} 的平方根？", f"√{x} = {SOURCE_CONTEXT.sqrt(x)}"
+
+
+def linear_equation_problem(a: int, b: int) -> tuple[str, str]:
+    """``解方程 -39x + 20 = 0`` / ``方程的解为：0.5128205128205128`` (float repr of -b/a)."""
+    return f"解方程 {a}x + {b} = 0", f"方程的解为：{-b / a!r}"
+
+
+def function_value_problem(x: Decimal, coefficient: int, exponent: int) -> tuple[str, str]:
+    """``当 x = 8.52 时，求函数 y = 17x^16 的值`` / ``函数的值为：<exact value>``."""
+    value = EXACT_CONTEXT.multiply(coefficient, EXACT_CONTEXT.power(x, exponent))
+    return f"当 x = {x} 时，求函数 y = {coefficient}x^{exponent} 的值", f"函数的值为：{value}"
+
+
+def mean_problem(numbers: list[int]) -> tuple[str, str]:
+    """``求以下数据的平均值：[a, b, c]`` / ``平均值为 47.666666666666664`` (float repr)."""
+    listing = ", ".join(map(str, numbers))
+    return f"求以下数据的平均值：[{listing}]", f"平均值为 {sum(numbers) / len(numbers)!r}"
+
+
+def fraction_simplify_problem(numerator: int, denominator: int) -> tuple[str, str]:
+    """``将分数 10/12 化简为最简分数。`` / ``最简化的形式为：5/6``."""
+    g = math.gcd(numerator, denominator)
+    return (f"将分数 {numerator}/{denominator} 化简为最简分数。",
+            f"最简化的形式为：{numerator // g}/{denominator // g}")
+
+
+def _make_arithmetic(op: str) -> Callable[[random.Random], tuple[str, str]]:
+    def make(rng: random.Random) -> tuple[str, str]:
+        return arithmetic_problem(random_amount(rng, signed=True), op, random_amount(rng, signed=True))
+
+    return make
+
+
+def make_power(rng: random.Random) -> tuple[str, str]:
+    return power_problem(random_amount(rng, signed=False, min_cents=100), rng.randint(2, 5))
+
+
+def make_sqrt(rng: random.Random) -> tuple[str, str]:
+    return sqrt_problem(random_amount(rng, signed=False))
 
 
 def make_linear_equation(rng: random.Random) -> tuple[str, str]:
     a = rng.choice((-1, 1)) * rng.randint(1, 200)
     b = rng.choice((-1, 1)) * rng.randint(1, 500)
-    return f"解方程 {a}x + {b} = 0", f"方程的解为：{-b / a!r}"
+    return linear_equation_problem(a, b)
 
 
 def make_function_value(rng: random.Random) -> tuple[str, str]:
     x = random_amount(rng, signed=False, min_cents=100, max_cents=1000)
-    coefficient = rng.randint(1, 99)
-    exponent = rng.randint(2, 16)
-    value = EXACT_CONTEXT.multiply(coefficient, EXACT_CONTEXT.power(x, exponent))
-    return f"当 x = {x} 时，求函数 y = {coefficient}x^{exponent} 的值", f"函数的值为：{value}"
+    return function_value_problem(x, rng.randint(1, 99), rng.randint(2, 16))
 
 
 def make_mean(rng: random.Random) -> tuple[str, str]:
-    numbers = [rng.randint(1, 100) for _ in range(rng.randint(3, 10))]
-    listing = ", ".join(map(str, numbers))
-    return f"求以下数据的平均值：[{listing}]", f"平均值为 {sum(numbers) / len(numbers)!r}"
+    return mean_problem([rng.randint(1, 100) for _ in range(rng.randint(3, 10))])
 
 
 _RECTANGLE_WORDINGS = (
@@ -195,7 +222,7 @@ def make_fraction_simplify(rng: random.Random) -> tuple[str, str]:
         if math.gcd(num, den) == 1:
             break
     factor = rng.randint(2, 99)
-    return f"将分数 {num * factor}/{den * factor} 化简为最简分数。", f"最简化的形式为：{num}/{den}"
+    return fraction_simplify_problem(num * factor, den * factor)
 
 
 # ------------------------------------------------------------------------ English MATH-style problems
@@ -257,10 +284,14 @@ def _english_lcm(rng: random.Random) -> tuple[str, str]:
     g = math.gcd(a, b)
     lcm = a * b // g
     problem = f"What is the least common multiple of ${a}$ and ${b}$?"
-    solution = (f"We have ${a} = {prime_factorization_tex(a)}$ and ${b} = {prime_factorization_tex(b)}$, "
-                f"so $\\gcd({a}, {b}) = {g}$. Then $\\operatorname{{lcm}}({a}, {b}) = "
-                f"\\frac{{{a} \\cdot {b}}}{{{g}}} = \\frac{{{a * b}}}{{{g}}} = {lcm}$. "
-                f"The answer is $\\boxed{{{lcm}}}$.")
+    factored = f"We have ${a} = {prime_factorization_tex(a)}$ and ${b} = {prime_factorization_tex(b)}$"
+    if g == 1:
+        steps = (f"{factored}, which share no prime factor, so their least common multiple is their product "
+                 f"${a} \\cdot {b} = {lcm}$. ")
+    else:
+        steps = (f"{factored}, so $\\gcd({a}, {b}) = {g}$. Then $\\operatorname{{lcm}}({a}, {b}) = "
+                 f"\\frac{{{a} \\cdot {b}}}{{{g}}} = \\frac{{{a * b}}}{{{g}}} = {lcm}$. ")
+    solution = f"{steps}The answer is $\\boxed{{{lcm}}}$."
     return problem, solution
 
 
@@ -301,10 +332,10 @@ def make_english_math(rng: random.Random) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------- generation
 
 _MAKERS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
-    "addition": make_addition,
-    "subtraction": make_subtraction,
-    "multiplication": make_multiplication,
-    "division": make_division,
+    "addition": _make_arithmetic("+"),
+    "subtraction": _make_arithmetic("-"),
+    "multiplication": _make_arithmetic("*"),
+    "division": _make_arithmetic("/"),
     "power": make_power,
     "sqrt": make_sqrt,
     "linear_equation": make_linear_equation,
@@ -350,10 +381,11 @@ def allocate_counts(count: int, weights: dict[str, float], rng: random.Random) -
 
 
 def generate(count: int, seed: int, types: list[str] | None = None,
-             exclude: set[str] | None = None) -> list[dict]:
+             exclude: set[str] | None = None, *, progress: bool = False) -> list[dict]:
     """``count`` distinct competition-style records ``{"problem", "solution", "type"}``, shuffled.
 
     Deterministic in (count, seed, types, exclude). No record's problem is in ``exclude``.
+    ``progress`` shows a progress bar on stderr.
     """
     if count < 0:
         raise MathloraError(f"count must be >= 0, got {count}")
@@ -363,6 +395,7 @@ def generate(count: int, seed: int, types: list[str] | None = None,
     excluded = exclude or set()
     seen: set[str] = set()
     records: list[dict] = []
+    bar = _progress_bar(count) if progress else None
     for family in families:
         make = _MAKERS[family]
         rng = random.Random(f"mathlora-synth:{seed}:{family}")
@@ -378,8 +411,19 @@ def generate(count: int, seed: int, types: list[str] | None = None,
                     f"or more problem types")
             seen.add(problem)
             records.append({"problem": problem, "solution": solution, "type": family})
+            if bar is not None and len(records) % PROGRESS_STEP == 0:
+                bar.update(PROGRESS_STEP)
+    if bar is not None:
+        bar.update(len(records) - bar.n)
+        bar.close()
     order_rng.shuffle(records)
     return records
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="synth", unit="rec", unit_scale=True, mininterval=0.5, leave=False)
 
 
 def generate_train_and_test(count: int, test_count: int, seed: int,

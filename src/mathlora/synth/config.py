@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SynthConfig(BaseModel):
@@ -12,3 +12,17 @@ class SynthConfig(BaseModel):
     test_count: int = Field(200, ge=1, description="held-out test records (disjoint from training)")
     types: list[str] | None = Field(None, description="problem families to generate; none = all")
     squad_paragraphs: int = Field(100, ge=1, description="paragraphs in the generated reading-comprehension set")
+
+    @field_validator("types")
+    @classmethod
+    def _known_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        from mathlora.synth.competition import FAMILIES
+
+        unknown = [t for t in value if t not in FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown problem type(s) {', '.join(unknown)} (allowed: {', '.join(FAMILIES)})")
+        if not value:
+            raise ValueError(f"give at least one problem type or leave it unset (allowed: {', '.join(FAMILIES)})")
+        return value

@@ -1,0 +1,125 @@
+"""Benchmark: ``predict`` batched (grouped by prompt length) vs one prompt at a time, in one run.
+
+Runs ``mathlora.evaluate.predict.predict_file`` twice on competition-style problems with the same model,
+template and ``max_new_tokens``: once on all problems with ``--batch-size`` (default 16), once on the first
+``--single-count`` (default 32) problems with batch size 1. Prints one JSON line with generated tokens/s of
+each, the speedup, how many of the subset's completions are identical in both runs, and the machine.
+
+    .venv/bin/python bench/eval_throughput.py            # SmolLM2-135M on CPU, ~5 minutes on 2 cores
+    .venv/bin/python bench/eval_throughput.py --model tiny-random-llama --count 64 --single-count 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+from pathlib import Path
+
+
+def fallback_problems(count: int, seed: int) -> list[dict]:
+    """Competition-style arithmetic problems, used when the synth module is not available."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        a, b = round(rng.uniform(-9999, 9999), 2), round(rng.uniform(-9999, 9999), 2)
+        op = rng.choice(["+", "-", "*"])
+        value = {"+": a + b, "-": a - b, "*": a * b}[op]
+        out.append({"problem": f"计算 {a} {op} {b} 等于多少？", "solution": f"{a} {op} {b} = {value}",
+                    "type": "arithmetic"})
+    return out
+
+
+def competition_problems(count: int, seed: int) -> list[dict]:
+    try:
+        from mathlora.synth.competition import generate
+    except ImportError:
+        records = fallback_problems(count, seed)
+    else:
+        records = generate(count, seed=seed)
+    return [{"id": f"p{i:04d}", **r} for i, r in enumerate(records)]
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    if hasattr(os, "getloadavg"):
+        info["loadavg_1m"] = round(os.getloadavg()[0], 2)
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def run(args) -> dict:
+    from mathlora.evaluate.config import EvalConfig
+    from mathlora.evaluate.predict import predict_file
+    from mathlora.models import load_tokenizer
+    from mathlora.records import read_jsonl, write_jsonl
+
+    problems = competition_problems(args.count, args.seed)
+    load_tokenizer(args.model)  # converts a GGUF once, outside the timings
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        write_jsonl(tmp / "all.jsonl", problems)
+        write_jsonl(tmp / "subset.jsonl", problems[:args.single_count])
+        common = {"max_new_tokens": args.max_new_tokens, "max_length": args.max_length}
+        # Warm-up: first calls pay for kernel selection and allocator growth.
+        write_jsonl(tmp / "warm.jsonl", problems[:2])
+        predict_file(args.model, None, tmp / "warm.jsonl", tmp / "warm.out", template=args.template,
+                     cfg=EvalConfig(batch_size=2, max_new_tokens=4), precision=args.precision, progress=False)
+        batched = predict_file(args.model, None, tmp / "all.jsonl", tmp / "batched.jsonl", template=args.template,
+                               cfg=EvalConfig(batch_size=args.batch_size, **common), precision=args.precision,
+                               progress=not args.quiet)
+        single = predict_file(args.model, None, tmp / "subset.jsonl", tmp / "single.jsonl", template=args.template,
+                              cfg=EvalConfig(batch_size=1, **common), precision=args.precision,
+                              progress=not args.quiet)
+        b_lines = {x["id"]: x["completion"] for x in read_jsonl(tmp / "batched.jsonl")}
+        identical = sum(b_lines[x["id"]] == x["completion"] for x in read_jsonl(tmp / "single.jsonl"))
+    keep = ("count", "generated_tokens", "seconds", "tokens_per_s", "stopped_at_eos", "batch_size", "device", "dtype")
+    return {
+        "bench": "eval_throughput", "model": args.model, "template": args.template,
+        "max_new_tokens": args.max_new_tokens,
+        "batched": {k: batched[k] for k in keep}, "one_at_a_time": {k: single[k] for k in keep},
+        "speedup_tokens_per_s": round(batched["tokens_per_s"] / single["tokens_per_s"], 2),
+        "identical_completions_on_subset": f"{identical}/{args.single_count}",
+        "machine": machine(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--count", type=int, default=256, help="problems for the batched run")
+    p.add_argument("--single-count", type=int, default=32, help="problems for the one-at-a-time run")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument("--max-length", type=int, default=512)
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--template", default="alpaca")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--output", default=None, help="also write the JSON result here")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.single_count > args.count:
+        p.error("--single-count must not exceed --count")
+    result = run(args)
+    line = json.dumps(result, ensure_ascii=False)
+    print(line)
+    if args.output:
+        Path(args.output).write_text(line + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

