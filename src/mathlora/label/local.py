@@ -4,10 +4,13 @@ The prompt is the rubric, wrapped in the tokenizer's chat template when it has o
 ``ANSWER_PREFIX`` in the assistant's turn. The next-token logits over the tokens "0".."5", softmaxed
 over those six, give the probabilities; the label is their argmax. Batches are left-padded with
 position ids taken from the attention mask, so a record gets the same scores alone or in a batch.
+The token prefix every record shares (chat template + rubric up to the problem) is computed once
+and its key/value cache reused by every batch, so a batch costs only its records' own tokens.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Iterable, Sequence
 
 from mathlora.errors import MathloraError
@@ -47,40 +50,93 @@ class LocalJudge:
         self.prompt = prompt
         self.batch_size = batch_size
         self.digit_ids = digit_token_ids(tokenizer)
+        self._prefix_key: tuple[int, ...] | None = None
+        self._prefix_kv = None
+        # transformers 5 renamed past_key_values to cache
+        params = inspect.signature(model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
     def texts(self, records: Sequence[dict]) -> list[str]:
         return [judge_text(self.tokenizer, self.prompt.render(r["problem"], r.get("solution") or ""))[0]
                 for r in records]
 
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        has_special = bool(getattr(self.tokenizer, "chat_template", None))
+        return [self.tokenizer.encode(t, add_special_tokens=not has_special) for t in texts]
+
     def score_texts(self, texts: Sequence[str]):
-        """Probabilities over 0..5 (tensor [n, 6], float32) from ONE forward pass over the batch."""
+        """Probabilities over 0..5 (tensor [n, 6], float32): one forward pass over the batch, after one
+        (cached across calls) over the prefix the texts share."""
+        ids = self.token_ids(texts)
+        return self.score_ids(ids, common_prefix_length(ids))
+
+    def score_ids(self, ids: Sequence[list[int]], prefix_len: int = 0):
+        """Score token sequences that share their first ``prefix_len`` tokens.
+
+        The shared prefix (the rubric) is run once and its key/value cache reused; each batch then
+        runs only the record-specific suffixes, left-padded between prefix and suffix. Positions come
+        from the attention mask, so the result equals a plain forward pass of each whole sequence.
+        """
+        import copy
+
         import torch
 
-        has_special = bool(getattr(self.tokenizer, "chat_template", None))
-        self.tokenizer.padding_side = "left"
-        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True,
-                             add_special_tokens=not has_special)
         device = next(self.model.parameters()).device
-        input_ids = enc["input_ids"].to(device)
-        attention = enc["attention_mask"].to(device)
-        positions = (attention.long().cumsum(-1) - 1).clamp(min=0)
+        suffixes = [list(x[prefix_len:]) for x in ids]
+        width = max(map(len, suffixes))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in suffixes], device=device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in suffixes], device=device)
+        mask = torch.cat([torch.ones(len(ids), prefix_len, dtype=mask.dtype, device=device), mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, prefix_len:]
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                             logits_to_keep=1, use_cache=False)
+            past = None
+            if prefix_len:
+                shared = self._prefix_cache(tuple(ids[0][:prefix_len]), device)
+                if not hasattr(shared, "batch_repeat_interleave"):  # a cache we cannot copy per batch
+                    return self.score_ids(ids, 0)
+                past = copy.deepcopy(shared)
+                past.batch_repeat_interleave(len(ids))
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                             use_cache=past is not None, logits_to_keep=1, **{self._cache_kwarg: past})
         logits = out.logits[:, -1, :].float()[:, self.digit_ids]
         return torch.softmax(logits, dim=-1).cpu()
 
+    def _prefix_cache(self, prefix: tuple[int, ...], device):
+        import torch
+
+        if self._prefix_key != prefix:
+            out = self.model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
+            kv = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+            self._prefix_key, self._prefix_kv = prefix, kv
+        return self._prefix_kv
+
     def judge(self, records: Sequence[dict], on_batch: Callable[[list[Judgement]], None]) -> None:
         """Score records in length-sorted batches; ``on_batch`` receives each batch's verdicts."""
-        texts = self.texts(records)
-        order = sorted(range(len(records)), key=lambda i: len(texts[i]))
+        ids = self.token_ids(self.texts(records))
+        shared = common_prefix_length(ids)
+        order = sorted(range(len(records)), key=lambda i: len(ids[i]))
         for batch in _chunks(order, self.batch_size):
-            probs = self.score_texts([texts[i] for i in batch])
+            probs = self.score_ids([ids[i] for i in batch], shared)
             verdicts = []
             for row, i in enumerate(batch):
                 p = [float(x) for x in probs[row]]
                 verdicts.append(Judgement(records[i]["id"], difficulty=max(range(6), key=p.__getitem__), probs=p))
             on_batch(verdicts)
+
+
+def common_prefix_length(ids: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix all sequences share, leaving every sequence at least one token."""
+    if not ids:
+        return 0
+    first = ids[0]
+    n = min(len(x) for x in ids) - 1
+    for x in ids[1:]:
+        k = 0
+        while k < n and x[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
 
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
