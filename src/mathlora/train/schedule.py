@@ -1,7 +1,8 @@
 """Step counts and the learning-rate schedule (linear warmup, cosine decay down to ``lr_end``).
 
 Step ``s`` counts optimizer steps from 0. Warmup rises linearly and reaches the peak ``lr`` at the last
-warmup step; the cosine then starts at the peak and ends exactly at ``lr_end`` on the final step.
+warmup step (no step runs at lr 0); the cosine then starts at the peak and reaches ``lr_end`` where
+training ends, i.e. at step ``total`` (so the final step still learns, as in transformers' schedule).
 """
 
 from __future__ import annotations
@@ -29,6 +30,6 @@ def lr_at(step: int, *, total: int, warmup: int, lr: float, lr_end: float) -> fl
     """Learning rate used by optimizer step ``step`` (0-based)."""
     if step < warmup:
         return lr * (step + 1) / warmup
-    span = max(1, total - 1 - warmup)
+    span = max(1, total - warmup)
     progress = min(1.0, (step - warmup) / span)
     return lr_end + (lr - lr_end) * 0.5 * (1.0 + math.cos(math.pi * progress))

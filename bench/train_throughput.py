@@ -1,0 +1,201 @@
+"""LoRA training throughput on CPU: ``mathlora train`` vs a plain transformers Trainer + peft baseline.
+
+Both run side by side in one invocation, each in its own subprocess (so peak memory is its own), on the
+same 256 competition-style records (alpaca prompt, SmolLM2 tokenizer, prompt masked), the same LoRA
+(r8, alpha 16, q/v), the same global batch (32 = 8 x 4 accumulation), fp32, no activation checkpointing,
+and the same number of optimizer steps.
+
+Baseline = what copying the competition config gives: every record padded to seq_length 256, the HF
+Trainer's loss over all positions' logits. mathlora packs records into 256-token rows (no cross-record
+attention) and projects only learnable positions through the LM head.
+
+Figure of merit: learnable (response + EOS) tokens per second of optimizer-step time, over every step but
+the first (warm-up), for both; model loading and setup are excluded.
+
+    python bench/train_throughput.py               # 3 steps each (about 5 minutes on 2 cores)
+    python bench/train_throughput.py --steps 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODEL = "smollm2-135m-instruct"
+SEQ = 256
+GLOBAL_BATCH, MICRO_BATCH = 32, 8
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def competition_records(count: int) -> list[dict]:
+    try:
+        from mathlora.synth.competition import generate
+    except ImportError:
+        import random
+
+        rng = random.Random(0)
+        out = []
+        for _ in range(count):
+            a, b = round(rng.uniform(-9999, 9999), 2), round(rng.uniform(-9999, 9999), 2)
+            out.append({"problem": f"计算 {a} + {b} 等于多少？", "solution": f"{a} + {b} = {round(a + b, 2)}"})
+        return out
+    return generate(count, seed=0)
+
+
+def write_token_file(folder: Path, model: str, count: int) -> dict:
+    """Tokenize like the tokenize stage: alpaca prompt masked, solution + EOS learnable, cut at 256."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mathlora.models import load_tokenizer
+    from mathlora.templates import render_prompt
+
+    tok = load_tokenizer(model)
+    inputs, labels = [], []
+    for rec in competition_records(count):
+        p = tok.encode(render_prompt("alpaca", rec["problem"]), add_special_tokens=False)
+        r = tok.encode(rec["solution"], add_special_tokens=False) + [tok.eos_token_id]
+        ids, lab = (p + r)[:SEQ], ([-100] * len(p) + r)[:SEQ]
+        inputs.append(ids)
+        labels.append(lab)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(len(inputs))],
+                             "input_ids": pa.array(inputs, pa.list_(pa.int32())),
+                             "labels": pa.array(labels, pa.list_(pa.int32())),
+                             "length": pa.array([len(x) for x in inputs], pa.int32())}),
+                   folder / "tokens.parquet")
+    lengths = [len(x) for x in inputs]
+    return {"records": len(inputs), "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths),
+            "mean_learnable": sum(sum(t != -100 for t in y[1:]) for y in labels) / len(labels)}
+
+
+def run_ours(tokens: Path, work: Path, model: str, steps: int) -> dict:
+    from mathlora.config import load_config
+    from mathlora.train.trainer import train
+
+    cfg = load_config(None, {"model": model, "seed": 0, "train.global_batch_size": GLOBAL_BATCH,
+                             "train.micro_batch_size": MICRO_BATCH, "train.max_steps": steps,
+                             "train.gradient_checkpointing": False, "train.precision": "fp32",
+                             "train.device": "cpu", "tokenize.seq_length": SEQ})
+    summary = train(cfg, tokens, work / "ours", resume=False, progress=True)
+    rows = [json.loads(x) for x in (work / "ours" / "metrics.jsonl").read_text().splitlines()]
+    timed = rows[1:]  # the first step warms up allocators and kernels: untimed for both runs
+    tokens_seen = sum(r["learnable_tokens"] for r in timed)
+    seconds = sum(r["learnable_tokens"] / r["tokens_per_s"] for r in timed)
+    return {"timed_steps": len(timed), "learnable_tokens": tokens_seen, "seconds": round(seconds, 3),
+            "tokens_per_s": tokens_seen / seconds, "final_loss": summary["final_loss"],
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def run_baseline(tokens: Path, work: Path, model: str, steps: int) -> dict:
+    """transformers Trainer + peft, each record padded to 256 (the competition's fixed-length batches)."""
+    import pyarrow.parquet as pq
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from mathlora.models import load_model, load_tokenizer
+
+    torch.manual_seed(0)
+    tok = load_tokenizer(model)
+    table = pq.read_table(tokens / "tokens.parquet").to_pylist()
+    pad = tok.pad_token_id
+    rows = [{"input_ids": r["input_ids"] + [pad] * (SEQ - len(r["input_ids"])),
+             "attention_mask": [1] * len(r["input_ids"]) + [0] * (SEQ - len(r["input_ids"])),
+             "labels": r["labels"] + [-100] * (SEQ - len(r["labels"]))} for r in table]
+    counted = {"learnable_tokens": 0}
+
+    def collate(batch):
+        out = {k: torch.tensor([b[k] for b in batch]) for k in batch[0]}
+        counted["learnable_tokens"] += int((out["labels"][:, 1:] != -100).sum())
+        return out
+
+    class StepTimer(TrainerCallback):
+        """Per-step seconds and learnable tokens (the collator runs within the step it feeds)."""
+
+        def __init__(self):
+            self.steps: list[tuple[float, int]] = []
+            self.t0, self.tokens_before = 0.0, 0
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.steps.append((time.perf_counter() - self.t0, counted["learnable_tokens"] - self.tokens_before))
+            self.tokens_before = counted["learnable_tokens"]
+
+    base = load_model(model, dtype=torch.float32, device="cpu")
+    peft_model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                 target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    args = TrainingArguments(output_dir=str(work / "baseline"), per_device_train_batch_size=MICRO_BATCH,
+                             gradient_accumulation_steps=GLOBAL_BATCH // MICRO_BATCH, max_steps=steps,
+                             learning_rate=1e-5, adam_beta1=0.9, adam_beta2=0.95, adam_epsilon=1e-8,
+                             lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=1, save_strategy="no",
+                             report_to=[], use_cpu=True, dataloader_num_workers=0, seed=0,
+                             remove_unused_columns=False, disable_tqdm=False)
+    timer = StepTimer()
+    trainer = Trainer(model=peft_model, args=args, train_dataset=rows, data_collator=collate, callbacks=[timer])
+    result = trainer.train()
+    timed = timer.steps[1:]  # same rule as ours: the first step is untimed
+    tokens_seen, seconds = sum(t for _, t in timed), sum(s for s, _ in timed)
+    return {"timed_steps": len(timed), "learnable_tokens": tokens_seen, "seconds": round(seconds, 3),
+            "tokens_per_s": tokens_seen / seconds, "final_loss": result.training_loss,
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def child(kind: str, tokens: Path, work: Path, model: str, steps: int) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    fn = run_ours if kind == "ours" else run_baseline
+    print("RESULT " + json.dumps(fn(tokens, work, model, steps)), flush=True)
+
+
+def run_child(kind: str, tokens: Path, work: Path, model: str, steps: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", kind, "--tokens", str(tokens), "--work", str(work),
+           "--model", model, "--steps", str(steps)]
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{kind} run failed (exit {done.returncode})")
+    line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=3, help="optimizer steps per run, >= 2 (the first is untimed)")
+    ap.add_argument("--records", type=int, default=256)
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    ap.add_argument("--tokens", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.steps < 2:
+        ap.error("--steps must be at least 2 (the first step is untimed)")
+    if args.child:
+        child(args.child, args.tokens, args.work, args.model, args.steps)
+        return
+    with tempfile.TemporaryDirectory(prefix="mathlora-train-bench-") as tmp:
+        work = Path(tmp)
+        data = write_token_file(work / "tokens", args.model, args.records)
+        ours = run_child("ours", work / "tokens", work, args.model, args.steps)
+        baseline = run_child("baseline", work / "tokens", work, args.model, args.steps)
+    print(json.dumps({
+        "bench": "train_throughput", "model": args.model, "device": "cpu", "cpus": os.cpu_count(),
+        "platform": platform.platform(), "steps": args.steps, "global_batch": GLOBAL_BATCH, "data": data,
+        "mathlora": ours, "baseline_trainer_pad256": baseline,
+        "speedup": round(ours["tokens_per_s"] / baseline["tokens_per_s"], 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

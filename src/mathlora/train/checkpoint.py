@@ -1,0 +1,115 @@
+"""Checkpoints: the LoRA adapter (peft format) plus the full training state, written atomically.
+
+A checkpoint folder ``checkpoints/step-<N>/`` holds
+
+* ``adapter_config.json`` + ``adapter_model.safetensors``: loadable by ``PeftModel.from_pretrained``;
+* ``optimizer.safetensors``: every optimizer state tensor (key ``state/<param>/<name>``), no pickle;
+* ``trainer_state.json``: step, epoch, learning rate, optimizer hyperparameters, data position, the
+  random-number scheme, cumulative tokens and seconds, and the run fingerprint;
+* ``merged/`` when ``train.merge_checkpoints``: the adapter merged into the base model.
+
+The folder is built under a temporary name (``.step-<N>.*.tmp``) and renamed when complete, so a
+folder named ``step-<N>`` is always complete; temporary leftovers of a killed run are ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")
+STATE_FILE = "trainer_state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def checkpoint_dir(root: Path, step: int) -> Path:
+    return Path(root) / f"step-{step}"
+
+
+def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints under ``root``, sorted by step."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = CHECKPOINT_NAME.match(p.name)
+        if m and p.is_dir() and (p / STATE_FILE).is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def newest_checkpoint(root: str | Path) -> Path | None:
+    found = list_checkpoints(root)
+    return found[-1][1] if found else None
+
+
+def resolve_save_steps(save_steps: int | list[int] | None, total: int) -> list[int]:
+    """Steps that get a checkpoint: an interval or a list (clipped to the run), and always the last."""
+    if save_steps is None:
+        steps = set()
+    elif isinstance(save_steps, int):
+        steps = set(range(save_steps, total + 1, save_steps)) if save_steps > 0 else set()
+    else:
+        steps = {s for s in save_steps if 1 <= s <= total}
+    steps.add(total)
+    return sorted(steps)
+
+
+def optimizer_tensors(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON metadata."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"keys": [], "scalars": {}, "param_groups": []}
+    for key, slots in opt_state["state"].items():
+        meta["keys"].append(key)
+        for name, value in slots.items():
+            tag = f"state/{key}/{name}"
+            if isinstance(value, torch.Tensor):
+                tensors[tag] = value.detach().to("cpu").contiguous().clone()
+            else:
+                meta["scalars"][tag] = value
+    for group in opt_state["param_groups"]:
+        meta["param_groups"].append({k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()})
+    return tensors, meta
+
+
+def optimizer_state_from(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict:
+    """Inverse of ``optimizer_tensors``."""
+    state: dict[Any, dict] = {}
+    for key in meta["keys"]:
+        prefix = f"state/{key}/"
+        slots = {t[len(prefix):]: v for t, v in tensors.items() if t.startswith(prefix)}
+        slots.update({t[len(prefix):]: v for t, v in meta["scalars"].items() if t.startswith(prefix)})
+        state[key] = slots
+    groups = []
+    for g in meta["param_groups"]:
+        groups.append({k: (tuple(v) if k == "betas" else v) for k, v in g.items()})
+    return {"state": state, "param_groups": groups}
+
+
+def write_training_state(folder: Path, opt_state: dict, trainer_state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors, meta = optimizer_tensors(opt_state)
+    save_file(tensors, str(folder / OPTIMIZER_FILE))
+    (folder / STATE_FILE).write_text(json.dumps({**trainer_state, "optimizer": meta}, indent=2) + "\n",
+                                     encoding="utf-8")
+
+
+def read_training_state(folder: Path) -> tuple[dict, dict]:
+    """(optimizer state dict, trainer state) of a checkpoint folder."""
+    from safetensors.torch import load_file
+
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    meta = state.pop("optimizer")
+    return optimizer_state_from(load_file(str(folder / OPTIMIZER_FILE)), meta), state
+
+
+def read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(folder) / "adapter_model.safetensors"))

@@ -1,0 +1,67 @@
+"""``mathlora train`` and ``mathlora merge``.
+
+Several processes (data parallel)::
+
+    torchrun --nproc-per-node 4 -m mathlora train --config llama3_8b_lora
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from mathlora.cliargs import add_config_args, config_from_args, option
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train LoRA on the tokenized records (checkpoints, resume, merge)",
+                              description="Train a LoRA adapter. Under torchrun, runs data-parallel.")
+    add_config_args(p)
+    p.add_argument("--tokens", default=None, help="tokenize stage output folder (default: <run_dir>/tokens)")
+    p.add_argument("--output", default=None, help="training output folder (default: <run_dir>/train)")
+    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                   help="continue from the newest complete checkpoint (default: yes)")
+    option(p, "--model", field="model", help="base model spec")
+    option(p, "--epochs", field="train.epochs", type=float, help="epochs")
+    option(p, "--max-steps", field="train.max_steps", type=int, help="stop after this many optimizer steps")
+    option(p, "--lr", field="train.lr", type=float, help="peak learning rate")
+    option(p, "--global-batch-size", field="train.global_batch_size", type=int, help="records per step")
+    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int, help="rows per forward pass")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    m = subparsers.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)",
+                              description="Merge an adapter into the base model and save a plain "
+                                          "transformers folder (safetensors + tokenizer).")
+    m.add_argument("--model", required=True, help="base model spec (HF folder, .gguf, smollm2-135m-instruct, ...)")
+    m.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json + adapter_model.safetensors)")
+    m.add_argument("--output", required=True, help="output folder")
+    m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="dtype of the merged weights (default: the base model's stored dtype)")
+    m.set_defaults(func=run_merge)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from mathlora.train.trainer import train
+
+    cfg = config_from_args(args)
+    run_dir = Path(cfg.run_dir)
+    tokens = Path(args.tokens) if args.tokens else run_dir / "tokens"
+    output = Path(args.output) if args.output else run_dir / "train"
+    summary = train(cfg, tokens, output, resume=args.resume, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") == "0":
+        print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s: "
+              f"{summary['tokens_per_s']:.1f} learnable tokens/s, final loss {summary['final_loss']:.4f}; "
+              f"LoRA params {summary['ratio_line']}; adapter {summary['adapter']}; "
+              f"{len(summary['checkpoints'])} checkpoint(s)")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from mathlora.train.merge import merge_adapter
+
+    out = merge_adapter(args.model, args.adapter, args.output, dtype=args.dtype)
+    print(f"merged {args.adapter} into {args.model}: {out}", file=sys.stdout)
+    return 0

@@ -1,0 +1,79 @@
+"""Merge a LoRA adapter into its base model: a plain transformers folder (safetensors + tokenizer).
+
+``merge_adapter("smollm2-135m-instruct", "runs/demo/train/adapter", "runs/demo/merged")`` writes a folder
+that ``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained`` load without peft.
+The output folder is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+from mathlora.errors import MathloraError
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def require_adapter_dir(adapter_dir: str | os.PathLike) -> Path:
+    d = Path(adapter_dir)
+    if not d.exists():
+        raise MathloraError(f"adapter folder not found: {d}")
+    if not d.is_dir():
+        raise MathloraError(f"adapter {d} is a file; expected a folder with {' and '.join(ADAPTER_FILES)}")
+    missing = [f for f in ADAPTER_FILES if not (d / f).is_file()]
+    if missing:
+        raise MathloraError(f"adapter folder {d} lacks {', '.join(missing)}")
+    return d
+
+
+def stored_dtype(model: str):
+    """The dtype a model is stored in (HF folder config), fp32 when unknown."""
+    import torch
+
+    from mathlora.models import is_tiny, resolve_model_dir
+
+    if is_tiny(model):
+        return torch.float32
+    config = resolve_model_dir(model) / "config.json"
+    try:
+        name = json.loads(config.read_text(encoding="utf-8")).get("dtype") or \
+            json.loads(config.read_text(encoding="utf-8")).get("torch_dtype")
+    except (OSError, json.JSONDecodeError):
+        name = None
+    return getattr(torch, name) if isinstance(name, str) and hasattr(torch, name) else torch.float32
+
+
+def merge_adapter(model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
+    """Load ``model`` (any mathlora model spec), apply the adapter, merge, save; returns ``output_dir``."""
+    import torch
+    from peft import PeftModel
+
+    from mathlora.models import load_model, load_tokenizer
+    from mathlora.run_dir import atomic_path
+
+    adapter = require_adapter_dir(adapter_dir)
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise MathloraError(f"output {out} exists and is a file; expected a folder path")
+    if isinstance(dtype, str):
+        from mathlora.models import resolve_dtype
+
+        dtype = resolve_dtype(dtype, "cpu")
+    dtype = dtype or stored_dtype(model)
+    base = load_model(model, dtype=dtype, device="cpu")
+    try:
+        with warnings.catch_warnings():  # peft still asks for the old `is_gradient_checkpointing` name
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            peft_model = PeftModel.from_pretrained(base, str(adapter))
+    except Exception as e:  # peft raises several kinds on a mismatched adapter
+        raise MathloraError(f"adapter {adapter} does not fit model {model}: {e}") from None
+    merged = peft_model.merge_and_unload()
+    merged.config.use_cache = True
+    tokenizer = load_tokenizer(model)
+    with torch.no_grad(), atomic_path(out, directory=True) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return out

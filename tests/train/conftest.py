@@ -1,0 +1,68 @@
+"""Fixtures for training tests: tokenize-stage style parquet files built with the tiny byte tokenizer."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mathlora.config import load_config
+
+
+def arithmetic_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(n):
+        a, b = rng.randint(0, 999), rng.randint(0, 99999 if rng.random() < 0.3 else 99)
+        pairs.append((f"Q: {a} + {b} = ?\nA: ", f"{a} + {b} = {a + b}"))
+    return pairs
+
+
+def write_tokens(folder: Path, pairs: list[tuple[str, str]], model: str = "tiny-random-llama") -> Path:
+    """Write ``folder/tokens.parquet`` like the tokenize stage: prompt masked, response + EOS learnable."""
+    from mathlora.models import load_tokenizer
+
+    tok = load_tokenizer(model)
+    ids, inputs, labels, lengths = [], [], [], []
+    for i, (prompt, response) in enumerate(pairs):
+        p = tok.encode(prompt, add_special_tokens=False)
+        r = tok.encode(response, add_special_tokens=False) + [tok.eos_token_id]
+        ids.append(f"r{i:04d}")
+        inputs.append(p + r)
+        labels.append([-100] * len(p) + r)
+        lengths.append(len(p) + len(r))
+    table = pa.table({"id": pa.array(ids, pa.string()),
+                      "input_ids": pa.array(inputs, pa.list_(pa.int32())),
+                      "labels": pa.array(labels, pa.list_(pa.int32())),
+                      "length": pa.array(lengths, pa.int32())})
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, folder / "tokens.parquet")
+    (folder / "stats.json").write_text("{}\n")
+    return folder
+
+
+@pytest.fixture
+def tokens_dir(tmp_path) -> Path:
+    return write_tokens(tmp_path / "tokens", arithmetic_pairs(24, seed=1))
+
+
+def tiny_config(**train):
+    overrides = {"model": "tiny-random-llama", "seed": 7, "train.global_batch_size": 8,
+                 "train.micro_batch_size": 2, "train.lr": 1e-2, "train.warmup_ratio": 0.1,
+                 "train.epochs": 2, "train.gradient_checkpointing": False}
+    overrides.update({f"train.{k}": v for k, v in train.items()})
+    return load_config(None, overrides)
+
+
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """The tiny model is faster on one thread, and immune to oversubscription when the cores are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,141 @@
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mathlora.errors import MathloraError
+from mathlora.train.checkpoint import list_checkpoints, newest_checkpoint
+from mathlora.train.trainer import train
+
+from .conftest import tiny_config
+
+# Losses of the 6 steps of tiny_config(): seed 7, 24 records, batch 8, lr 1e-2, 2 epochs, packing on.
+GOLDEN_LOSSES = [5.544446419978487, 5.474939579586331, 5.385502852792815,
+                 5.3509861603947995, 5.335197189227253, 5.338407486204117]
+
+
+def adapter(folder):
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def max_abs_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def finished_run(tmp_path, tokens_dir):
+    out = tmp_path / "run"
+    summary = train(tiny_config(save_steps=2), tokens_dir, out, progress=False)
+    return out, summary
+
+
+def test_golden_loss_curve_and_output_layout(finished_run):
+    out, summary = finished_run
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in rows] == pytest.approx(GOLDEN_LOSSES, abs=1e-4)
+    # warmup 1 step at the peak, then cosine towards lr_end=0 (reached when the run ends)
+    assert [r["lr"] for r in rows] == pytest.approx([1e-2, 1e-2, 9.045085e-3, 6.545085e-3, 3.454915e-3, 9.549150e-4])
+    assert set(rows[0]) == {"step", "epoch", "loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s",
+                            "seconds"}
+    assert summary["steps"] == 6 and summary["epochs"] == 2.0
+    assert summary["learnable_tokens"] == sum(r["learnable_tokens"] for r in rows)
+    assert summary["ratio_line"] == f"{summary['trainable']}/{summary['total']}=" \
+                                    f"{summary['trainable'] / summary['total']:.6f}"
+    # LoRA r8 on q,v of 2 layers, hidden 64, kv 32: 2 * (8*64 + 64*8 + 8*64 + 32*8) = 3584
+    assert summary["trainable"] == 3584
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [2, 4, 6]
+    assert summary["checkpoints"] == [str(out / "checkpoints" / f"step-{s}") for s in (2, 4, 6)]
+    assert max_abs_diff(adapter(out / "adapter"), adapter(out / "checkpoints" / "step-6")) == 0
+    assert any((out / "tensorboard").iterdir())
+    assert json.loads((out / "summary.json").read_text())["final_loss"] == rows[-1]["loss"]
+
+
+def test_checkpoint_adapter_loads_with_peft(finished_run):
+    from peft import PeftModel
+
+    from mathlora.models import load_model
+
+    out, _ = finished_run
+    model = PeftModel.from_pretrained(load_model("tiny-random-llama", dtype=torch.float32, device="cpu"),
+                                      str(out / "checkpoints" / "step-4"))
+    lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.abs().max() > 0 for p in lora_b)
+
+
+def test_resume_from_a_middle_checkpoint_equals_the_uninterrupted_run(finished_run, tokens_dir):
+    out, summary = finished_run
+    reference = adapter(out / "adapter")
+    # simulate a crash right after the step-2 checkpoint: later work never happened
+    for name in ("step-4", "step-6"):
+        shutil.rmtree(out / "checkpoints" / name)
+    shutil.rmtree(out / "adapter")
+    (out / "summary.json").unlink()
+    # a half-written checkpoint left by the kill must be ignored
+    leftover = out / "checkpoints" / ".step-4.abc123.tmp"
+    leftover.mkdir()
+    (leftover / "adapter_model.safetensors").write_bytes(b"partial")
+    assert newest_checkpoint(out / "checkpoints").name == "step-2"
+
+    resumed = train(tiny_config(save_steps=2), tokens_dir, out, resume=True, progress=False)
+    assert max_abs_diff(adapter(out / "adapter"), reference) < 1e-6
+    assert [r["step"] for r in metrics(out)] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in metrics(out)] == pytest.approx(GOLDEN_LOSSES, abs=1e-6)
+    assert resumed["final_loss"] == pytest.approx(summary["final_loss"], abs=1e-6)
+    assert resumed["learnable_tokens"] == summary["learnable_tokens"]
+
+
+def test_finished_run_returns_its_summary_and_other_settings_are_refused(finished_run, tokens_dir):
+    out, summary = finished_run
+    before = (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    again = train(tiny_config(save_steps=2), tokens_dir, out, progress=False)
+    assert again == json.loads((out / "summary.json").read_text())
+    assert (out / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == before
+    # checkpoint cadence may change without invalidating the run
+    assert train(tiny_config(save_steps=3), tokens_dir, out, progress=False)["steps"] == 6
+    with pytest.raises(MathloraError, match="other settings"):
+        train(tiny_config(save_steps=2, lr=0.5), tokens_dir, out, progress=False)
+    fresh = train(tiny_config(lr=0.5, max_steps=2), tokens_dir, out, resume=False, progress=False)
+    assert fresh["steps"] == 2 and [s for s, _ in list_checkpoints(out / "checkpoints")] == [2]
+
+
+def test_accumulation_and_packing_do_not_change_the_result(tmp_path, tokens_dir):
+    """Loss = sum over the global batch / its learnable tokens, however it is split into micro-batches."""
+    base = dict(max_steps=3, save_steps=None)
+    ref = train(tiny_config(micro_batch_size=8, packing=False, **base), tokens_dir, tmp_path / "a", progress=False)
+    one = train(tiny_config(micro_batch_size=1, packing=False, **base), tokens_dir, tmp_path / "b", progress=False)
+    packed = train(tiny_config(micro_batch_size=1, packing=True, pack_length=64, **base), tokens_dir,
+                   tmp_path / "c", progress=False)
+    ckpt = train(tiny_config(gradient_checkpointing=True, **base), tokens_dir, tmp_path / "d", progress=False)
+    a = adapter(tmp_path / "a" / "adapter")
+    for other in ("b", "c", "d"):
+        assert max_abs_diff(a, adapter(tmp_path / other / "adapter")) < 1e-5, other
+    assert ref["final_loss"] == pytest.approx(one["final_loss"], abs=1e-5)
+    assert ref["final_loss"] == pytest.approx(packed["final_loss"], abs=1e-5)
+    assert ref["final_loss"] == pytest.approx(ckpt["final_loss"], abs=1e-5)
+
+
+def test_no_checkpoint_to_resume_warns_and_starts(tmp_path, tokens_dir, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("x")
+    summary = train(tiny_config(max_steps=1), tokens_dir, out, resume=True, progress=False)
+    assert summary["steps"] == 1
+    assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_bad_inputs_raise_one_line_errors(tmp_path, tokens_dir):
+    with pytest.raises(MathloraError, match="tokens folder not found"):
+        train(tiny_config(), tmp_path / "nope", tmp_path / "out", progress=False)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(MathloraError, match="is a file"):
+        train(tiny_config(), tokens_dir, tmp_path / "file", progress=False)
+    with pytest.raises(MathloraError, match="fp16"):
+        train(tiny_config(precision="fp16"), tokens_dir, tmp_path / "out", progress=False)
