@@ -203,9 +203,15 @@ def load_model(spec: str, *, dtype=None, device: str | None = None):
     dtype = dtype or resolve_dtype("auto", device)
     if is_tiny(spec):
         config, seed = tiny_config(spec)
-        with torch.random.fork_rng(devices=[]):
+        previous = torch.get_default_dtype()
+        # Build directly on the device in the target dtype (a Llama-3-8B shape would need 32 GB fp32 on CPU).
+        with torch.random.fork_rng(devices=[]), torch.device(device):
             torch.manual_seed(seed)
-            model = LlamaForCausalLM(config).to(dtype)
+            torch.set_default_dtype(dtype)
+            try:
+                model = LlamaForCausalLM(config)
+            finally:
+                torch.set_default_dtype(previous)
     else:
         path = resolve_model_dir(spec)
         try:
