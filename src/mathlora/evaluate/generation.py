@@ -111,10 +111,13 @@ def cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
 
 
-def decode_batch(model, ids, mask, budgets: list[int], eos: set[int]) -> list[tuple[list[int], bool]]:
+def decode_batch(model, ids, mask, budgets: list[int], eos: set[int],
+                 min_new_tokens: int = 0) -> list[tuple[list[int], bool]]:
     """Greedy decoding of one left-padded batch with a KV cache: (generated ids without EOS, hit EOS) per row.
 
     Row ``r`` produces at most ``budgets[r]`` tokens; a row that hits EOS or its budget leaves the batch.
+    EOS cannot be chosen before ``min_new_tokens`` tokens were generated (transformers' semantics), so a
+    model that would stop at once still answers something.
     """
     import torch
     from transformers import DynamicCache
@@ -127,7 +130,12 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int]) -> list[tu
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, **cache,
                    use_cache=True, logits_to_keep=1).logits[:, -1]
     next_pos = positions[:, -1:] + 1
+    eos_index = torch.tensor(sorted(eos), device=ids.device)
+    step = 0
     while True:
+        if step < min_new_tokens:
+            logits = logits.index_fill(-1, eos_index, float("-inf"))
+        step += 1
         tokens = logits.argmax(-1)
         keep = []
         for k, (row, tok) in enumerate(zip(active.tolist(), tokens.tolist())):
@@ -175,7 +183,8 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
                 continue
             ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
             with torch.inference_mode():
-                decoded = decode_batch(model, ids, mask, [max(budgets[i], 1) for i in batch], eos_set)
+                decoded = decode_batch(model, ids, mask, [max(budgets[i], 1) for i in batch], eos_set,
+                                       min_new_tokens=min_new_tokens)
             for i, (kept, stopped) in zip(batch, decoded):
                 kept = kept[:budgets[i]]
                 stopped = stopped and budgets[i] > 0
