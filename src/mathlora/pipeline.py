@@ -187,7 +187,7 @@ class Pipeline:
                     "unparsable": report.get("unparsable"), "tokens_per_s": gen.get("tokens_per_s"),
                     "predict_seconds": gen.get("seconds")}
 
-        inputs = {"test": test, **extra_inputs}
+        inputs = {"test": test, **extra_inputs, **({"baseline": baseline_math} if baseline_math else {})}
         self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings, [preds, math], run_math)
         squad = out / "squad.json"
         baseline_squad = self.p("eval/base/squad.json") if which == "tuned" else None
@@ -198,7 +198,8 @@ class Pipeline:
             return {k: res[k] for k in ("f1", "em", "count") if k in res} | (
                 {"retained": res["retention"]["passed"]} if "retention" in res else {})
 
-        self.summary[f"{which}_squad"] = self.stage(f"eval_{which}_squad", {"squad": squad_src, **extra_inputs},
+        squad_inputs = {"squad": squad_src, **extra_inputs, **({"baseline": baseline_squad} if baseline_squad else {})}
+        self.summary[f"{which}_squad"] = self.stage(f"eval_{which}_squad", squad_inputs,
                                                     settings, [squad], run_squad)
 
     # -- training -------------------------------------------------------------------------------------------

@@ -86,6 +86,22 @@ def test_each_row_stops_at_its_own_eos(tiny):
             assert g.token_ids == f.token_ids and not g.stopped
 
 
+def test_min_new_tokens_forbids_an_immediate_eos(tiny):
+    model, tok = tiny
+    free = _run(model, tok, PROMPTS, batch_size=6)
+    first = free[0].token_ids[0]  # make the first token the model picks for prompt 0 count as EOS
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [tok.eos_token_id, first]
+    try:
+        stops = generate_greedy(model, tok, PROMPTS[:1], max_new_tokens=4, max_length=512, progress=False)
+        answers = generate_greedy(model, tok, PROMPTS[:1], max_new_tokens=4, max_length=512, min_new_tokens=1,
+                                  progress=False)
+    finally:
+        model.generation_config.eos_token_id = saved
+    assert stops[0].completion == "" and stops[0].stopped
+    assert answers[0].token_ids and answers[0].token_ids[0] != first
+
+
 def test_max_length_caps_each_prompt(tiny):
     model, tok = tiny
     lengths = [len(tok(p)["input_ids"]) for p in PROMPTS]
