@@ -122,8 +122,6 @@ def resolve_config_path(path: str | os.PathLike) -> Path:
 def load_config(path: str | os.PathLike | None = None,
                 overrides: list[str] | dict[str, Any] | None = None) -> Config:
     """Load a YAML config (default: the embedded demo config), apply overrides, validate."""
-    source = "defaults"
-    data: dict = {}
     if path is None:
         path = CONFIG_DIR / "demo.yaml"
     p = resolve_config_path(path)
@@ -136,7 +134,7 @@ def load_config(path: str | os.PathLike | None = None,
         raise MathloraError(f"config {p} is not UTF-8 text") from None
     if not isinstance(loaded, dict):
         raise MathloraError(f"config {p} must be a mapping of sections, got {type(loaded).__name__}")
-    data = loaded
+    data: dict = loaded
     if overrides:
         data = apply_overrides(data, overrides)
         source += " + overrides"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from mathlora.data.numbers import NUMBER, format_decimals
+from mathlora.data.numbers import count_long_numbers, format_decimals
 from mathlora.errors import MathloraError
 from mathlora.records import read_jsonl, write_jsonl
 
@@ -13,9 +13,6 @@ def normalize_file(input_path: str | os.PathLike, output_path: str | os.PathLike
                    decimals: int = 2, mode: str = "round") -> dict:
     """Rewrite problem and solution of every record; returns counts (records, changed, numbers_cut)."""
     counts = {"records": 0, "changed": 0, "numbers_cut": 0}
-
-    def cut(m):
-        return len(m.group(2)) > decimals
 
     def records():
         for rec in read_jsonl(input_path):
@@ -26,7 +23,7 @@ def normalize_file(input_path: str | os.PathLike, output_path: str | os.PathLike
             changed = False
             for field in ("problem", "solution"):
                 text = rec[field]
-                n = sum(1 for m in NUMBER.finditer(text) if cut(m))
+                n = count_long_numbers(text, decimals)
                 if n:
                     rec[field] = format_decimals(text, decimals, mode)
                     counts["numbers_cut"] += n
