@@ -3,7 +3,7 @@ from fractions import Fraction
 import pytest
 
 from mathlora.evaluate.answers import (answers_match, boxed_contents, extract_gold_answer,
-                                       extract_prediction_answer, latex_to_plain)
+                                       extract_prediction_answer, latex_to_plain, requires_lowest_terms)
 
 GOLD_CASES = [
     ("4204.22 + -2369.17 = 1835.05", Fraction("1835.05"), "decimal"),
@@ -82,6 +82,7 @@ def test_empty_and_numberless_predictions_are_unparsable():
 
 
 def _match(pred: str, gold: str, **kw) -> bool:
+    kw.setdefault("lowest_terms", requires_lowest_terms(gold))
     return answers_match(extract_prediction_answer(pred), extract_gold_answer(gold), **kw)
 
 
@@ -100,7 +101,10 @@ def _match(pred: str, gold: str, **kw) -> bool:
     ("-462.5", "-462.5", True),
     ("462.5", "-462.5", False),                               # sign matters
     ("30 克", "30 克", True),
-    ("10/12", "最简化的形式为：5/6", True),                     # fractions compare exactly
+    ("10/12", "5/6", True),                                   # fractions compare exactly
+    ("10/12", "最简化的形式为：5/6", False),                    # ...but a simplest form must be simplest
+    ("The answer is 495/810.", "最简化的形式为：11/18", False),  # echoing the problem's fraction
+    ("11/18", "最简化的形式为：11/18", True),
     ("0.83", "最简化的形式为：5/6", True),                      # decimal vs fraction: numeric tolerance
     ("0.8", "最简化的形式为：5/6", False),
     ("1/300", "1/301", False),                                # exact, though within atol numerically

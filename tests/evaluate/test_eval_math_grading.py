@@ -13,7 +13,7 @@ GOLD = [
     {"id": "d", "solution": "So $x = \\boxed{12}$.", "type": "english_math"},
     {"id": "e", "solution": "方程的解为：0.5128205128205128", "type": "linear_equation"},
 ]
-COMPLETIONS = {"a": "1835.05", "b": "10/12", "c": "350 平方厘米", "d": "", "e": "0.51\n### Instruction: 7"}
+COMPLETIONS = {"a": "1835.05", "b": "5/6", "c": "350 平方厘米", "d": "", "e": "0.51\n### Instruction: 7"}
 
 
 def _preds(completions: dict, with_gold: bool = True) -> list[dict]:
@@ -112,3 +112,11 @@ def test_every_synth_family_graded_correct_against_its_2_decimal_normalized_self
         completion = format_decimals(r["solution"], 2, mode)
         item = grade_one("x", completion, r["solution"], scope="first_line")
         assert item.correct, (r, completion, item)
+
+
+def test_echoing_the_problems_fraction_does_not_simplify_it():
+    from mathlora.evaluate.math_grading import grade_one
+
+    echo = grade_one("x", "\nThe answer is 2376/4400.", "最简化的形式为：27/50", type_="fraction_simplify")
+    right = grade_one("y", "最简化的形式为：27/50", "最简化的形式为：27/50", type_="fraction_simplify")
+    assert echo.status == "wrong" and right.status == "correct"

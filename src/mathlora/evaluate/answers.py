@@ -14,7 +14,9 @@ Rules (the same for every problem family):
   rambling on); otherwise the gold rule is applied to the first non-empty line only, since a model that does not
   stop at EOS continues with junk lines. ``scope="full"`` applies the gold rule to the whole cut completion
   (for multi-line, step-by-step answers).
-* **Comparison**: two ``a/b`` fractions compare exactly (``5/6 == 10/12``). Everything else compares numerically:
+* **Comparison**: two ``a/b`` fractions compare exactly (``5/6 == 10/12``), except that when the gold states a
+  simplest form (``最简化的形式为：5/6``) a fraction with a common factor is wrong (``10/12``, or the problem's
+  own fraction echoed back). Everything else compares numerically:
   ``|pred - gold| <= atol * scale + rtol * |gold|`` in exact rational arithmetic, where ``scale`` is
   ``10**e`` when either side is written in scientific notation with exponent ``e`` (the larger one), so the
   tolerance applies to the mantissa as the 2-decimal normalization does (``2.77E+34`` matches ``2.7691E+34``).
@@ -30,6 +32,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+import math
 from fractions import Fraction
 from typing import Literal
 
@@ -46,6 +49,7 @@ class Answer:
     exponent: int | None = None
     percent: bool = False
     latex: str | None = None
+    lowest_terms: bool = True  # False for an ``a/b`` written with a common factor (``10/12``)
 
     @property
     def is_number(self) -> bool:
@@ -97,13 +101,15 @@ def parse_number_match(m: re.Match) -> Answer | None:
             return None
         value /= den
         kind = "fraction" if "." not in mant else "decimal"
+        lowest = kind != "fraction" or math.gcd(int(mant.replace(",", "")), den) == 1
     exp = m.group("exp") or m.group("exp2")
     if exp is not None:
         exponent = int(exp.replace("−", "-"))
         value *= Fraction(10) ** exponent
         kind = "scientific"
     text = m.group(0).strip()
-    return Answer(text=text, value=value, kind=kind, exponent=exponent, percent=m.group("pct") is not None)
+    return Answer(text=text, value=value, kind=kind, exponent=exponent, percent=m.group("pct") is not None,
+                  lowest_terms=m.group("den") is None or lowest)
 
 
 def latex_to_plain(text: str) -> str:
@@ -209,10 +215,17 @@ def _tolerance_scale(pred: Answer, gold: Answer) -> Fraction:
     return Fraction(10) ** max(exponents) if exponents else Fraction(1)
 
 
-def numbers_match(pred: Answer, gold: Answer, *, atol: float = 1e-2, rtol: float = 0.0) -> bool:
-    """Numeric equality under the competition's rules (see the module docstring). Both must be numbers."""
+def numbers_match(pred: Answer, gold: Answer, *, atol: float = 1e-2, rtol: float = 0.0,
+                  lowest_terms: bool = False) -> bool:
+    """Numeric equality under the competition's rules (see the module docstring). Both must be numbers.
+
+    ``lowest_terms``: the gold is a simplest form (``最简``), so a fraction written with a common factor
+    does not count (otherwise echoing the problem's ``495/810`` would "simplify" it).
+    """
     if pred.value is None or gold.value is None:
         raise ValueError("numbers_match needs two numeric answers")
+    if lowest_terms and not pred.lowest_terms:
+        return False
     if pred.kind == "fraction" and gold.kind == "fraction" and pred.percent == gold.percent:
         return pred.value == gold.value
     tol = Fraction(repr(float(atol))) * _tolerance_scale(pred, gold) + Fraction(repr(float(rtol))) * abs(gold.value)
@@ -238,13 +251,19 @@ def latex_equivalent(pred_latex: str, gold_latex: str) -> bool | None:
         return False
 
 
+def requires_lowest_terms(gold_solution: str) -> bool:
+    """Whether the gold states a simplest form (``最简``, "simplest form", "lowest terms")."""
+    lowered = gold_solution.lower()
+    return "最简" in gold_solution or "simplest form" in lowered or "lowest terms" in lowered
+
+
 def answers_match(pred: Answer | None, gold: Answer | None, *, atol: float = 1e-2,
-                  rtol: float = 0.0) -> bool:
+                  rtol: float = 0.0, lowest_terms: bool = False) -> bool:
     """True when the prediction's answer equals the gold answer (numbers, or LaTeX via math-verify)."""
     if pred is None or gold is None:
         return False
     if pred.is_number and gold.is_number:
-        return numbers_match(pred, gold, atol=atol, rtol=rtol)
+        return numbers_match(pred, gold, atol=atol, rtol=rtol, lowest_terms=lowest_terms)
     if pred.latex is not None and gold.latex is not None:
         return bool(latex_equivalent(pred.latex, gold.latex))
     return False

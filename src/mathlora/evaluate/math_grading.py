@@ -14,7 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import Answer, answers_match, extract_gold_answer, extract_prediction_answer
+from mathlora.evaluate.answers import (Answer, answers_match, extract_gold_answer, extract_prediction_answer,
+                                      requires_lowest_terms)
 from mathlora.records import read_records
 from mathlora.run_dir import write_json_atomic
 
@@ -44,7 +45,8 @@ def grade_one(item_id: str, completion: str, gold_solution: str, *, type_: str =
     elif pred is None or (not pred.is_number and pred.latex is None):
         status = "unparsable"
     else:
-        status = "correct" if answers_match(pred, gold, atol=atol, rtol=rtol) else "wrong"
+        status = "correct" if answers_match(pred, gold, atol=atol, rtol=rtol,
+                                            lowest_terms=requires_lowest_terms(gold_solution)) else "wrong"
     return GradedItem(id=item_id, type=type_, status=status, predicted=_text(pred), gold_answer=_text(gold),
                       completion=completion)
 
