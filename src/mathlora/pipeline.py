@@ -239,8 +239,8 @@ class Pipeline:
         self.prepare(train_src, test_src)
         self.evaluate("base", cfg.model, squad_src, {})
         merged = self.train_and_merge()
-        self.evaluate("tuned", str(merged), squad_src, {"model": merged / "model.safetensors"}
-                      if (merged / "model.safetensors").exists() else {"model": merged / "config.json"})
+        # the merged model is a function of base + adapter: the adapter's hash stands for it
+        self.evaluate("tuned", str(merged), squad_src, {"adapter": self.p("train/adapter")})
         from mathlora.report.build import build_report
 
         report_inputs = {name: self.p(name) for name in (

@@ -72,18 +72,31 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, *, indent: int | None =
     write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent, default=str) + "\n")
 
 
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hash a file, or a folder (names and contents of every file, sorted)."""
+    """Hash a file, or a folder (names and hashes of every file, sorted).
+
+    File hashes are remembered per (path, size, mtime) for the life of the process: a pipeline run
+    fingerprints the same large artifacts (tokens, weights) in several stages.
+    """
     path = Path(path)
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        if path.is_dir():
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
             h.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
+            h.update(file_sha256(f, chunk).encode())
+        return h.hexdigest()
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
             while block := fh.read(chunk):
                 h.update(block)
-    return h.hexdigest()
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
 
 
 def fingerprint(inputs: dict[str, str | os.PathLike], settings: Any) -> str:
