@@ -84,6 +84,7 @@ def convert_gguf(gguf: Path) -> Path:
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from mathlora.compat import drop_gguf_quantizer
     from mathlora.run_dir import atomic_path
 
     print(f"converting {gguf.name} to a cached safetensors folder (once; about a minute) ...", flush=True)
@@ -92,15 +93,7 @@ def convert_gguf(gguf: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     except Exception as e:  # transformers raises many kinds on a bad file
         raise MathloraError(f"could not read GGUF model {gguf}: {e}") from None
-    # The GGUF quantizer marker makes save_pretrained refuse; the weights are already dequantized.
-    for attr in ("hf_quantizer", "is_quantized"):
-        if hasattr(model, attr):
-            try:
-                delattr(model, attr)
-            except AttributeError:
-                setattr(model, attr, None if attr == "hf_quantizer" else False)
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    drop_gguf_quantizer(model)  # the weights are already dequantized
     with atomic_path(out, directory=True) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
@@ -199,6 +192,8 @@ def load_model(spec: str, *, dtype=None, device: str | None = None):
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+    from mathlora.compat import from_pretrained
+
     device = device or default_device()
     dtype = dtype or resolve_dtype("auto", device)
     if is_tiny(spec):
@@ -215,7 +210,7 @@ def load_model(spec: str, *, dtype=None, device: str | None = None):
     else:
         path = resolve_model_dir(spec)
         try:
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+            model = from_pretrained(AutoModelForCausalLM, str(path), dtype=dtype)
         except Exception as e:
             raise MathloraError(f"could not load model {spec}: {e}") from None
     return model.to(device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mathlora.compat import cache_argument  # noqa: F401  (decode_batch's KV-cache keyword; re-exported)
 from mathlora.errors import MathloraError
 
 
@@ -101,14 +102,6 @@ def _left_pad(rows: list[list[int]], pad_id: int, device):
         ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
         mask[i, width - len(r):] = 1
     return ids.to(device), mask.to(device)
-
-
-def cache_argument(model) -> str:
-    """The forward() keyword for the KV cache: ``cache`` in newer transformers, ``past_key_values`` before."""
-    import inspect
-
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(type(inner).forward).parameters else "past_key_values"
 
 
 def decode_batch(model, ids, mask, budgets: list[int], eos: set[int],

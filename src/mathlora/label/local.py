@@ -10,9 +10,9 @@ and its key/value cache reused by every batch, so a batch costs only its records
 
 from __future__ import annotations
 
-import inspect
 from typing import Callable, Iterable, Sequence
 
+from mathlora.compat import cache_argument, output_cache
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt
@@ -52,9 +52,7 @@ class LocalJudge:
         self.digit_ids = digit_token_ids(tokenizer)
         self._prefix_key: tuple[int, ...] | None = None
         self._prefix_kv = None
-        # transformers 5 renamed past_key_values to cache
-        params = inspect.signature(model.forward).parameters
-        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._cache_kwarg = cache_argument(model)
 
     def texts(self, records: Sequence[dict]) -> list[str]:
         return [judge_text(self.tokenizer, self.prompt.render(r["problem"], r.get("solution") or ""))[0]
@@ -107,7 +105,7 @@ class LocalJudge:
 
         if self._prefix_key != prefix:
             out = self.model(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
-            kv = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+            kv = output_cache(out)
             self._prefix_key, self._prefix_kv = prefix, kv
         return self._prefix_kv
 

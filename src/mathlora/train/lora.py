@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-
+from mathlora.compat import quiet_peft
 from mathlora.errors import MathloraError
 from mathlora.train.config import LoraConfig
 
@@ -20,6 +19,5 @@ def apply_lora(model, lora: LoraConfig):
                             f"(linear layers include: {', '.join(sorted(n for n in names if n.endswith('proj')))})")
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                             target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft still asks transformers for `is_gradient_checkpointing`
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with quiet_peft():
         return get_peft_model(model, config)

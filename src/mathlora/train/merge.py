@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 from mathlora.errors import MathloraError
@@ -51,6 +50,7 @@ def merge_adapter(model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
     import torch
     from peft import PeftModel
 
+    from mathlora.compat import quiet_peft
     from mathlora.models import load_model, load_tokenizer
     from mathlora.run_dir import atomic_path
 
@@ -65,8 +65,7 @@ def merge_adapter(model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
     dtype = dtype or stored_dtype(model)
     base = load_model(model, dtype=dtype, device="cpu")
     try:
-        with warnings.catch_warnings():  # peft still asks for the old `is_gradient_checkpointing` name
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with quiet_peft():
             peft_model = PeftModel.from_pretrained(base, str(adapter))
     except Exception as e:  # peft raises several kinds on a mismatched adapter
         raise MathloraError(f"adapter {adapter} does not fit model {model}: {e}") from None

@@ -76,6 +76,7 @@ def step_seed(seed: int, step: int, rank: int) -> int:
 
 def build_model(cfg: Config, device: str, dtype):
     """Base model (frozen) + fresh LoRA weights, activation checkpointing as configured."""
+    from mathlora.compat import enable_activation_checkpointing
     from mathlora.models import load_model
     from mathlora.train.lora import apply_lora
 
@@ -83,12 +84,7 @@ def build_model(cfg: Config, device: str, dtype):
     model = load_model(cfg.model, dtype=dtype, device=device)
     model.config.use_cache = False
     if cfg.train.gradient_checkpointing:
-        # transformers 5.x renames gradient_checkpointing_enable to activation_checkpointing_enable
-        if hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
+        enable_activation_checkpointing(model)
     torch.manual_seed(cfg.seed)
     return apply_lora(model, cfg.lora)
 
