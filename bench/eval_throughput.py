@@ -61,6 +61,7 @@ def run(args) -> dict:
     from mathlora.evaluate.predict import predict_file
     from mathlora.models import load_tokenizer
     from mathlora.records import read_jsonl, write_jsonl
+    from mathlora.runtime import Runtime, RuntimeConfig
 
     problems = competition_problems(args.count, args.seed)
     load_tokenizer(args.model)  # converts a GGUF once, outside the timings
@@ -71,14 +72,14 @@ def run(args) -> dict:
         common = {"max_new_tokens": args.max_new_tokens, "max_length": args.max_length}
         # Warm-up: first calls pay for kernel selection and allocator growth.
         write_jsonl(tmp / "warm.jsonl", problems[:2])
-        predict_file(args.model, None, tmp / "warm.jsonl", tmp / "warm.out", template=args.template,
-                     cfg=EvalConfig(batch_size=2, max_new_tokens=4), precision=args.precision, progress=False)
-        batched = predict_file(args.model, None, tmp / "all.jsonl", tmp / "batched.jsonl", template=args.template,
-                               cfg=EvalConfig(batch_size=args.batch_size, **common), precision=args.precision,
+        runtime = Runtime.resolve(RuntimeConfig(precision=args.precision))
+        predict_file(EvalConfig(batch_size=2, max_new_tokens=4), runtime, args.model, None, tmp / "warm.jsonl",
+                     tmp / "warm.out", template=args.template, progress=False)
+        batched = predict_file(EvalConfig(batch_size=args.batch_size, **common), runtime, args.model, None,
+                               tmp / "all.jsonl", tmp / "batched.jsonl", template=args.template,
                                progress=not args.quiet)
-        single = predict_file(args.model, None, tmp / "subset.jsonl", tmp / "single.jsonl", template=args.template,
-                              cfg=EvalConfig(batch_size=1, **common), precision=args.precision,
-                              progress=not args.quiet)
+        single = predict_file(EvalConfig(batch_size=1, **common), runtime, args.model, None, tmp / "subset.jsonl",
+                              tmp / "single.jsonl", template=args.template, progress=not args.quiet)
         b_lines = {x["id"]: x["completion"] for x in read_jsonl(tmp / "batched.jsonl")}
         identical = sum(b_lines[x["id"]] == x["completion"] for x in read_jsonl(tmp / "single.jsonl"))
     keep = ("count", "generated_tokens", "seconds", "tokens_per_s", "stopped_at_eos", "batch_size", "device", "dtype")

@@ -29,10 +29,11 @@ def bench_local(model_spec: str, n: int, batch_size: int, new_tokens: int, skip_
 
     from mathlora.label.local import load_local_judge
     from mathlora.label.reply import parse_difficulty
+    from mathlora.runtime import Runtime
 
     torch.manual_seed(0)
     judge = load_local_judge(model_spec, __import__("mathlora.label.prompt", fromlist=["x"]).default_prompt(),
-                             batch_size=batch_size, device="cpu")
+                             Runtime(device="cpu"), batch_size=batch_size)
     records = competition_records(n, 0)
     texts = judge.texts(records)
     tok, model = judge.tokenizer, judge.model
@@ -90,7 +91,7 @@ def bench_openai(n: int, concurrencies: list[int], delay: float) -> list[dict]:
             out = Path(tmp) / f"c{c}" / "out.jsonl"
             cfg = LabelConfig(judge="openai", model="stub", base_url=base_url, concurrency=c)
             start = time.perf_counter()
-            summary = label_file(cfg, src, out, base_model="unused", progress=False)
+            summary = label_file(cfg, None, src, out, base_model="unused", progress=False)
             secs = time.perf_counter() - start
             rows.append({"judge": f"openai, stub {delay * 1000:.0f} ms, concurrency {c}", "records": n,
                          "seconds": secs, "records_per_s": n / secs, "labeled": summary["labeled"],

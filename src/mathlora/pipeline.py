@@ -9,20 +9,9 @@ manifest records each stage's fingerprint (hashes of its input files + its setti
 fingerprint is unchanged and whose outputs exist is skipped, so a rerun takes seconds and a rerun after
 a crash continues where it stopped (training resumes from its newest checkpoint). ``--force`` redoes all.
 
-Run folder:
-    raw/train.jsonl, raw/test.jsonl, raw/squad.json   generated data (when data.* are not given)
-    records.jsonl, rejects.jsonl                       ingest: validated, id'd, deduplicated
-    test_records.jsonl                                 the held-out math test set, ingested
-    labeled.jsonl, label_failures.jsonl, label_cache.sqlite   difficulty 0-5 per record
-    sampled.jsonl, sample_table.json                   the stratified sample
-    normalized.jsonl                                   decimals cut to 2
-    conversations.json                                 the recipe's conversation JSON
-    tokens/                                            tokens.parquet, stats.json, rejects.jsonl
-    eval/base/, eval/tuned/                            math predictions + scores, squad predictions + scores
-    train/                                             checkpoints/, adapter/, metrics.jsonl, tensorboard/
-    merged/                                            the final adapter merged into the base (HF folder)
-    report.md, report.html, plots/                     the report
-    manifest.json                                      per stage: fingerprint, outputs, counts, seconds
+The run folder's artifacts are named by ``mathlora.layout.RunLayout``; docs/ARCHITECTURE.md lists them with
+the stage that writes each one. The runtime (device, precision) is resolved once (``Runtime``) and given to
+every stage that runs a model.
 """
 
 from __future__ import annotations
@@ -39,8 +28,10 @@ from mathlora import __version__
 from mathlora.cliargs import add_config_args, config_from_args, option
 from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
+from mathlora.layout import RunLayout
 from mathlora.records import require_file, write_jsonl
 from mathlora.run_dir import RunDir, fingerprint, write_json_atomic, write_text_atomic
+from mathlora.runtime import Runtime
 
 STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "convert", "tokenize",
           "eval_base_math", "eval_base_squad", "train", "merge", "eval_tuned_math", "eval_tuned_squad", "report"]
@@ -59,16 +50,17 @@ class Pipeline:
         self.progress = progress
         self.stop_after = stop_after
         self.rd = RunDir(cfg.run_dir)
+        self.layout = RunLayout(cfg.run_dir)
+        self.runtime = Runtime.resolve(cfg.runtime).activate()
         self.summary: dict = {}
 
-    def p(self, name: str) -> Path:
-        return self.rd.path(name)
-
     def stage(self, name: str, inputs: dict[str, Path], settings: dict, outputs: list[Path],
-              fn: Callable[[], dict]) -> dict:
-        """Run ``fn`` unless the stage is fresh; record fingerprint, counts and time in the manifest."""
+              fn: Callable[[], dict], *, fp: str | None = None) -> dict:
+        """Run ``fn`` unless the stage is fresh; record fingerprint, counts and time in the manifest.
+
+        The fingerprint hashes ``inputs`` and ``settings``, unless the stage brings its own (``fp``)."""
         index = STAGES.index(name) + 1
-        fp = fingerprint(inputs, settings)
+        fp = fp or fingerprint(inputs, settings)
         if not self.force and self.rd.is_fresh(name, fp, outputs):
             rec = self.rd.stage_record(name) or {}
             print(f"[{index:>2}/{len(STAGES)}] {name}: fresh, skipped", flush=True)
@@ -93,7 +85,8 @@ class Pipeline:
         for key, value in given.items():
             if value is not None:
                 require_file(value, f"data.{key}")
-        raw = {"train": self.p("raw/train.jsonl"), "test": self.p("raw/test.jsonl"), "squad": self.p("raw/squad.json")}
+        lay = self.layout
+        raw = {"train": lay.raw_train, "test": lay.raw_test, "squad": lay.raw_squad}
         missing = [k for k, v in given.items() if v is None]
         if missing:
             def synth() -> dict:
@@ -127,6 +120,7 @@ class Pipeline:
         return tuple(Path(given[k]) if given[k] else raw[k] for k in ("train", "test", "squad"))  # type: ignore
 
     def prepare(self, train_src: Path, test_src: Path) -> None:
+        from mathlora.data.config import IngestConfig
         from mathlora.data.convert import convert_file
         from mathlora.data.ingest import ingest_file
         from mathlora.data.normalize import normalize_file
@@ -134,37 +128,39 @@ class Pipeline:
         from mathlora.data.tokenize import tokenize_file
         from mathlora.label.run import label_file
 
-        cfg = self.cfg
-        records, rejects = self.p("records.jsonl"), self.p("rejects.jsonl")
+        cfg, lay = self.cfg, self.layout
+        records, rejects = lay.records, lay.rejects
         self.summary["ingest"] = self.stage(
             "ingest", {"input": train_src}, cfg.ingest.model_dump(), [records, rejects],
-            lambda: ingest_file(train_src, records, keep_duplicates=cfg.ingest.keep_duplicates, rejects_path=rejects))
-        test = self.p("test_records.jsonl")
+            lambda: ingest_file(cfg.ingest, train_src, records, rejects_path=rejects))
+        test = lay.test_records
         self.stage("ingest_test", {"input": test_src}, {}, [test],
-                   lambda: ingest_file(test_src, test, rejects_path=self.p("test_rejects.jsonl")))
-        labeled = self.p("labeled.jsonl")
+                   lambda: ingest_file(IngestConfig(), test_src, test, rejects_path=lay.test_rejects))
+        labeled = lay.labeled
         label_settings = {k: v for k, v in cfg.label.model_dump().items() if k not in ("concurrency", "timeout")}
+        if cfg.label.judge == "local":
+            label_settings["runtime"] = self.runtime.fingerprint()
         self.summary["label"] = self.stage(
             "label", {"input": records}, {"label": label_settings, "model": cfg.model}, [labeled],
-            lambda: label_file(cfg.label, records, labeled, base_model=cfg.model, progress=self.progress))
-        sampled = self.p("sampled.jsonl")
+            lambda: label_file(cfg.label, self.runtime, records, labeled, base_model=cfg.model,
+                               progress=self.progress))
+        sampled = lay.sampled
         self.summary["sample"] = self.stage(
             "sample", {"input": labeled}, {"sample": cfg.sample.model_dump(), "seed": cfg.seed}, [sampled],
             lambda: sample_file(cfg.sample, labeled, sampled, seed=cfg.seed))
-        normalized = self.p("normalized.jsonl")
+        normalized = lay.normalized
         self.stage("normalize", {"input": sampled}, cfg.normalize.model_dump(), [normalized],
-                   lambda: normalize_file(sampled, normalized, decimals=cfg.normalize.decimals,
-                                          mode=cfg.normalize.mode))
-        conversations = self.p("conversations.json")
+                   lambda: normalize_file(cfg.normalize, sampled, normalized))
+        conversations = lay.conversations
         self.stage("convert", {"input": normalized}, {"template": cfg.template, **cfg.convert.model_dump()},
-                   [conversations], lambda: convert_file(normalized, conversations, template=cfg.template,
-                                                         fmt=cfg.convert.format))
-        tokens = self.p("tokens")
+                   [conversations], lambda: convert_file(cfg.convert, normalized, conversations,
+                                                         template=cfg.template))
+        tokens = lay.tokens
         self.summary["tokenize"] = self.stage(
             "tokenize", {"input": conversations},
-            {"model": cfg.model, "template": cfg.template, **cfg.tokenize.model_dump()}, [tokens / "tokens.parquet"],
-            lambda: tokenize_file(conversations, tokens, model=cfg.model, seq_length=cfg.tokenize.seq_length,
-                                  overflow=cfg.tokenize.overflow, fmt=cfg.tokenize.format, template=cfg.template,
+            {"model": cfg.model, "template": cfg.template, **cfg.tokenize.model_dump()},
+            [lay.tokens_parquet, lay.tokens_stats],
+            lambda: tokenize_file(cfg.tokenize, conversations, tokens, model=cfg.model, template=cfg.template,
                                   progress=self.progress))
 
     # -- evaluation -----------------------------------------------------------------------------------------
@@ -173,27 +169,29 @@ class Pipeline:
         from mathlora.evaluate.predict import predict_file
         from mathlora.evaluate.squad import evaluate_squad
 
-        cfg = self.cfg
-        out = self.p(f"eval/{which}")
-        test = self.p("test_records.jsonl")
-        preds, math = out / "math_predictions.jsonl", out / "math.json"
-        baseline_math = self.p("eval/base/math_predictions.jsonl") if which == "tuned" else None
-        settings = {"eval": cfg.eval.model_dump(), "template": cfg.template, "model": model}
+        cfg, lay = self.cfg, self.layout
+        out = lay.eval(which)
+        test = lay.test_records
+        preds, math = out.math_predictions, out.math
+        baseline_math = lay.eval("base").math_predictions if which == "tuned" else None
+        settings = {"eval": cfg.eval.model_dump(), "template": cfg.template, "model": model,
+                    "runtime": self.runtime.fingerprint()}
 
         def run_math() -> dict:
-            gen = predict_file(model, None, test, preds, template=cfg.template, cfg=cfg.eval, progress=self.progress)
-            report = grade_file(preds, math, atol=cfg.eval.atol, rtol=cfg.eval.rtol, baseline_path=baseline_math)
+            gen = predict_file(cfg.eval, self.runtime, model, None, test, preds, template=cfg.template,
+                               progress=self.progress)
+            report = grade_file(cfg.eval, preds, math, baseline_path=baseline_math)
             return {"accuracy": report["accuracy"], "count": report["count"], "correct": report["correct"],
                     "unparsable": report.get("unparsable"), "tokens_per_s": gen.get("tokens_per_s"),
                     "predict_seconds": gen.get("seconds")}
 
         inputs = {"test": test, **extra_inputs, **({"baseline": baseline_math} if baseline_math else {})}
         self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings, [preds, math], run_math)
-        squad = out / "squad.json"
-        baseline_squad = self.p("eval/base/squad.json") if which == "tuned" else None
+        squad = out.squad
+        baseline_squad = lay.eval("base").squad if which == "tuned" else None
 
         def run_squad() -> dict:
-            res = evaluate_squad(model, None, squad_src, squad, cfg=cfg.eval, progress=self.progress,
+            res = evaluate_squad(cfg.eval, self.runtime, model, None, squad_src, squad, progress=self.progress,
                                  baseline_path=baseline_squad)
             return {k: res[k] for k in ("f1", "em", "count") if k in res} | (
                 {"retained": res["retention"]["passed"]} if "retention" in res else {})
@@ -205,14 +203,12 @@ class Pipeline:
     # -- training -------------------------------------------------------------------------------------------
     def train_and_merge(self) -> Path:
         from mathlora.train.merge import merge_adapter
-        from mathlora.train.trainer import train
+        from mathlora.train.trainer import train, training_fingerprint
 
-        cfg = self.cfg
-        tokens, out = self.p("tokens"), self.p("train")
-        settings = {"model": cfg.model, "seed": cfg.seed, "lora": cfg.lora.model_dump(),
-                    "train": cfg.train.model_dump()}
-        summary_json = out / "summary.json"
-        fp = fingerprint({"tokens": tokens / "tokens.parquet"}, settings)
+        cfg, lay = self.cfg, self.layout
+        tokens, out = lay.tokens, lay.train
+        # "same run" is the trainer's rule: settings that cannot change the result never invalidate train/
+        fp = training_fingerprint(cfg.train, self.runtime, tokens, lora=cfg.lora, seed=cfg.seed)
         rec = self.rd.stage_record("train")
         if self.force or (rec and rec.get("fingerprint") != fp):
             # settings or data changed: a fresh run, not a resume of the old one
@@ -221,12 +217,14 @@ class Pipeline:
 
                 shutil.rmtree(out)
         self.summary["train"] = self.stage(
-            "train", {"tokens": tokens / "tokens.parquet"}, settings, [summary_json],
-            lambda: train(cfg, tokens, out, resume=True, progress=self.progress))
-        merged = self.p("merged")
-        adapter = out / "adapter"
-        self.stage("merge", {"adapter": adapter}, {"model": cfg.model}, [merged / "config.json"],
-                   lambda: {"merged": str(merge_adapter(cfg.model, adapter, merged))})
+            "train", {"tokens": lay.tokens_parquet}, {}, [lay.train_summary],
+            lambda: train(cfg.train, self.runtime, tokens, out, lora=cfg.lora, seed=cfg.seed, resume=True,
+                          progress=self.progress), fp=fp)
+        merged = lay.merged
+        adapter = lay.train_adapter
+        self.stage("merge", {"adapter": adapter}, {"model": cfg.model, "runtime": self.runtime.fingerprint()},
+                   [lay.merged_config],
+                   lambda: {"merged": str(merge_adapter(self.runtime, cfg.model, adapter, merged))})
         return merged
 
     def run(self) -> dict:
@@ -234,38 +232,41 @@ class Pipeline:
         start = time.perf_counter()
         self.rd.set_meta(mathlora_version=__version__, python=platform.python_version(),
                          config=cfg.model_dump(mode="json"))
-        write_text_atomic(self.p("config.yaml"), dump_config(cfg))
+        write_text_atomic(self.layout.config, dump_config(cfg))
+        print(f"runtime: {self.runtime.describe()}", flush=True)
         train_src, test_src, squad_src = self.data_sources()
         self.prepare(train_src, test_src)
         self.evaluate("base", cfg.model, squad_src, {})
         merged = self.train_and_merge()
         # the merged model is a function of base + adapter: the adapter's hash stands for it
-        self.evaluate("tuned", str(merged), squad_src, {"adapter": self.p("train/adapter")})
+        self.evaluate("tuned", str(merged), squad_src, {"adapter": self.layout.train_adapter})
         from mathlora.report.build import build_report
 
-        report_inputs = {name: self.p(name) for name in (
-            "eval/base/math.json", "eval/tuned/math.json", "eval/base/squad.json", "eval/tuned/squad.json",
-            "train/summary.json", "sample_table.json", "tokens/stats.json")}
-        report = self.stage("report", report_inputs, {"version": __version__}, [self.p("report.html")],
-                            lambda: build_report(self.rd.root))
+        lay = self.layout
+        report_inputs = {str(p.relative_to(lay.root)): p for p in (
+            lay.eval("base").math, lay.eval("tuned").math, lay.eval("base").squad, lay.eval("tuned").squad,
+            lay.train_summary, lay.sample_table, lay.tokens_stats)}
+        report = self.stage("report", report_inputs, {"version": __version__}, [lay.report_html],
+                            lambda: build_report(lay.root))
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return {**self.summary, "report": report}
 
 
 def headline(run_dir: Path) -> str:
     """The last line of ``run``: where the report is, accuracy before -> after, the retention verdict."""
-    def load(name):
-        p = run_dir / name
+    lay = RunLayout(run_dir)
+
+    def load(p: Path):
         return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
 
-    base, tuned, squad = load("eval/base/math.json"), load("eval/tuned/math.json"), load("eval/tuned/squad.json")
+    base, tuned, squad = load(lay.eval("base").math), load(lay.eval("tuned").math), load(lay.eval("tuned").squad)
     acc = (f"math accuracy {100 * base.get('accuracy', 0):.1f}% -> {100 * tuned.get('accuracy', 0):.1f}%"
            if base and tuned else "math accuracy: n/a")
     ret = squad.get("retention")
     verdict = ("retention PASSED" if ret and ret.get("passed") else "retention FAILED" if ret else "retention: n/a")
     if ret:
         verdict += f" (F1 {ret['base_f1']:.1f} -> {ret['f1']:.1f}, EM {ret['base_em']:.1f} -> {ret['em']:.1f}, keep {ret['keep']:.0%})"
-    return f"report: {run_dir / 'report.html'} | {acc} | {verdict}"
+    return f"report: {lay.report_html} | {acc} | {verdict}"
 
 
 def _jsonable(obj):
@@ -308,7 +309,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mathlora.report.build import build_report
 
     root = Path(args.run_dir)
-    if not (root / "manifest.json").exists():
+    if not RunLayout(root).manifest.exists():
         raise MathloraError(f"{root} is not a mathlora run folder (no manifest.json)")
     build_report(root)
     print(headline(root))

@@ -4,6 +4,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mathlora.cli import main
+from mathlora.data.config import ConvertConfig, TokenizeConfig
 from mathlora.data.convert import convert_file, iter_json_array
 from mathlora.data.normalize import normalize_file
 from mathlora.data.tokenize import IGNORE, build_example, tokenize_file
@@ -28,7 +29,7 @@ def records_file(tmp_path):
 
 def test_convert_writes_the_recipe_format(tmp_path, records_file):
     out = tmp_path / "conv.json"
-    assert convert_file(records_file, out)["conversations"] == 3
+    assert convert_file(ConvertConfig(), records_file, out)["conversations"] == 3
     data = json.loads(out.read_text(encoding="utf-8"))  # a plain JSON array
     assert data[0] == {"id": "a1", "conversations": [
         {"from": "human", "value": render_prompt("alpaca", RECORDS[0]["problem"])},
@@ -36,7 +37,7 @@ def test_convert_writes_the_recipe_format(tmp_path, records_file):
     assert data[0]["conversations"][0]["value"].endswith("### Instruction:\n计算 4204.22 + -2369.17 等于多少？"
                                                           "\n\n### Response: ")
     assert list(iter_json_array(out)) == data  # streaming reader agrees with json.loads
-    convert_file(records_file, tmp_path / "msg.json", fmt="messages")
+    convert_file(ConvertConfig(format="messages"), records_file, tmp_path / "msg.json")
     msg = json.loads((tmp_path / "msg.json").read_text(encoding="utf-8"))
     assert msg[2]["messages"][1] == {"role": "assistant", "content": RECORDS[2]["solution"]}
 
@@ -55,8 +56,8 @@ def _decode_learnable(tok, ids, labels):
 @pytest.mark.parametrize("model", ["tiny-random-llama",
                                    pytest.param("smollm2-135m-instruct", marks=[requires_smollm2])])
 def test_only_response_and_eos_are_learnable(tmp_path, records_file, model):
-    convert_file(records_file, tmp_path / "conv.json")
-    stats = tokenize_file(tmp_path / "conv.json", tmp_path / "tok", model=model, progress=False)
+    convert_file(ConvertConfig(), records_file, tmp_path / "conv.json")
+    stats = tokenize_file(TokenizeConfig(), tmp_path / "conv.json", tmp_path / "tok", model=model, progress=False)
     assert stats["kept"] == 3 and stats["rejected"] == 0
     table = pq.read_table(tmp_path / "tok" / "tokens.parquet").to_pylist()
     tok = load_tokenizer(model)
@@ -82,14 +83,14 @@ def test_overflow_truncate_drop_and_reject():
 
 
 def test_tokenize_counts_truncated_and_rejected(tmp_path, records_file):
-    convert_file(records_file, tmp_path / "conv.json")
+    convert_file(ConvertConfig(), records_file, tmp_path / "conv.json")
     # byte tokenizer: the alpaca prompt alone is ~150 bytes; 160 truncates some, none fully masked
-    stats = tokenize_file(tmp_path / "conv.json", tmp_path / "tok", model="tiny-random-llama",
-                          seq_length=160, progress=False)
+    stats = tokenize_file(TokenizeConfig(seq_length=160), tmp_path / "conv.json", tmp_path / "tok",
+                          model="tiny-random-llama", progress=False)
     assert stats["truncated"] >= 1 and stats["max_length"] <= 160
     with pytest.raises(MathloraError, match="no record left"):
-        tokenize_file(tmp_path / "conv.json", tmp_path / "tok2", model="tiny-random-llama", seq_length=100,
-                      progress=False)
+        tokenize_file(TokenizeConfig(seq_length=100), tmp_path / "conv.json", tmp_path / "tok2",
+                      model="tiny-random-llama", progress=False)
     assert not (tmp_path / "tok2").exists()
     assert (tmp_path / "tok").exists()
 
@@ -113,7 +114,7 @@ def test_stage_inputs_of_the_wrong_kind_fail_cleanly(tmp_path, records_file, cap
     assert "conversations" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
     conv = tmp_path / "conv.json"
-    convert_file(records_file, conv)
+    convert_file(ConvertConfig(), records_file, conv)
     assert main(["normalize", "-i", str(conv), "-o", str(tmp_path / "n.jsonl")]) == 2
     assert main(["convert", "-i", str(records_file), "-o", str(tmp_path / "c.json"), "--template", "nope"]) == 2
     assert "unknown template" in capsys.readouterr().err

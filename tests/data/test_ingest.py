@@ -3,6 +3,7 @@ import json
 import pytest
 
 from mathlora.cli import main
+from mathlora.data.config import IngestConfig
 from mathlora.data.ingest import ingest_file, record_id
 from mathlora.errors import MathloraError
 
@@ -30,7 +31,7 @@ def test_every_bad_line_is_rejected_with_its_reason(tmp_path):
         json.dumps({**GOOD, "problem": "计算  1.23 +   2 等于多少？"}, ensure_ascii=False).encode(),  # whitespace dup
         json.dumps({"problem": "p2", "solution": "s2", "id": 7, "extra": [1]}).encode(),
     ])
-    counts = ingest_file(src, tmp_path / "out.jsonl")
+    counts = ingest_file(IngestConfig(), src, tmp_path / "out.jsonl")
     assert counts["read"] == 9 and counts["kept"] == 2 and counts["duplicates"] == 1 and counts["rejected"] == 6
     rejects = read(tmp_path / "rejects.jsonl")
     assert [r["line"] for r in rejects] == [2, 3, 4, 5, 6, 7]
@@ -49,7 +50,7 @@ def test_every_bad_line_is_rejected_with_its_reason(tmp_path):
 def test_json_array_with_bom_and_keep_duplicates(tmp_path):
     src = tmp_path / "train.json"
     src.write_bytes(b"\xef\xbb\xbf" + json.dumps([GOOD, GOOD, {"problem": 1}], ensure_ascii=False).encode())
-    counts = ingest_file(src, tmp_path / "out.jsonl", keep_duplicates=True)
+    counts = ingest_file(IngestConfig(keep_duplicates=True), src, tmp_path / "out.jsonl")
     assert counts == {**counts, "read": 3, "kept": 2, "duplicates": 0, "rejected": 1}
     ids = [r["id"] for r in read(tmp_path / "out.jsonl")]
     assert ids[1] == ids[0] + "-1"  # ids stay unique
@@ -58,15 +59,15 @@ def test_json_array_with_bom_and_keep_duplicates(tmp_path):
 def test_ids_are_stable_and_rerun_is_byte_identical(tmp_path):
     src = tmp_path / "train.jsonl"
     src.write_text("\n".join(json.dumps({"problem": f"p{i}", "solution": f"s{i}"}) for i in range(50)))
-    ingest_file(src, tmp_path / "a.jsonl")
-    ingest_file(src, tmp_path / "b.jsonl")
+    ingest_file(IngestConfig(), src, tmp_path / "a.jsonl")
+    ingest_file(IngestConfig(), src, tmp_path / "b.jsonl")
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
     assert record_id("a  b", "c") == record_id("a b", "c") != record_id("a b", "d")
 
 
 def test_bad_paths_fail_cleanly(tmp_path, capsys):
     with pytest.raises(MathloraError, match="not found"):
-        ingest_file(tmp_path / "missing.json", tmp_path / "o.jsonl")
+        ingest_file(IngestConfig(), tmp_path / "missing.json", tmp_path / "o.jsonl")
     assert main(["ingest", "-i", str(tmp_path), "-o", str(tmp_path / "o.jsonl")]) == 2
     assert "is a directory" in capsys.readouterr().err
     bad = tmp_path / "bad.json"

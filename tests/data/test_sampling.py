@@ -4,9 +4,9 @@ from collections import Counter
 import pytest
 
 from mathlora.cli import main
+from mathlora.data.config import SampleConfig
 from mathlora.data.sampling import apportion, fill_quotas, parse_ratios, sample_file, stratified_sample
 from mathlora.errors import MathloraError
-from mathlora.label.config import SampleConfig
 from mathlora.records import read_jsonl, write_jsonl
 
 TYPES = ["addsub", "power", "equation"]

@@ -54,7 +54,9 @@ def test_eval_params_cli_needs_an_adapter(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["eval", "math", "--predictions", "{tmp}/missing.jsonl"], "predictions file not found"),
     (["eval", "math", "--predictions", "{tmp}"], "is a directory"),
-    (["eval", "squad", "--data", "{tmp}/wrong.json", "--predictions", "{tmp}/x.jsonl"], "not SQuAD v1.1 JSON"),
+    (["eval", "squad", "--data", "{tmp}/wrong.json", "--predictions", "{tmp}/x.jsonl", "--output", "{tmp}/r.json"],
+     "not SQuAD v1.1 JSON"),
+    (["eval", "squad", "--data", "{tmp}/wrong.json", "--predictions", "{tmp}/x.jsonl"], "give --output"),
     (["predict", "--model", "tiny-random-llama", "--input", "{tmp}/empty.jsonl", "--output", "{tmp}/o.jsonl"],
      "is empty"),
     (["predict", "--model", "tiny-random-llama", "--adapter", "{tmp}", "--input", "{tmp}/ok.jsonl",

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from mathlora.errors import MathloraError
+from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.records import write_jsonl
 
@@ -28,7 +29,7 @@ def _preds(completions: dict, with_gold: bool = True) -> list[dict]:
 
 def test_grade_file_accuracy_per_type_and_wrong_samples(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", _preds(COMPLETIONS))
-    r = grade_file(tmp_path / "p.jsonl", tmp_path / "r.json")
+    r = grade_file(EvalConfig(), tmp_path / "p.jsonl", tmp_path / "r.json")
     assert (r["count"], r["correct"], r["unparsable"]) == (5, 3, 1)
     assert r["accuracy"] == 0.6
     assert r["per_type"]["rectangle_area"] == {"count": 1, "correct": 0, "accuracy": 0.0}
@@ -43,13 +44,13 @@ def test_grade_file_accuracy_per_type_and_wrong_samples(tmp_path):
 def test_gold_file_joins_by_id_regardless_of_order(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", _preds(COMPLETIONS, with_gold=False)[::-1])
     write_jsonl(tmp_path / "g.jsonl", GOLD)
-    r = grade_file(tmp_path / "p.jsonl", tmp_path / "r.json", gold_path=tmp_path / "g.jsonl")
+    r = grade_file(EvalConfig(), tmp_path / "p.jsonl", tmp_path / "r.json", gold_path=tmp_path / "g.jsonl")
     assert r["correct"] == 3 and r["count"] == 5
 
 
 def test_tolerance_is_configurable(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", _preds(COMPLETIONS))
-    r = grade_file(tmp_path / "p.jsonl", tmp_path / "r.json", atol=2.0)
+    r = grade_file(EvalConfig(atol=2.0), tmp_path / "p.jsonl", tmp_path / "r.json")
     assert r["correct"] == 4  # 350 vs 348 now within tolerance
 
 
@@ -57,7 +58,7 @@ def test_baseline_comparison(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", _preds(COMPLETIONS))
     base = {**COMPLETIONS, "a": "1", "c": "348", "b": "oops"}
     write_jsonl(tmp_path / "base.jsonl", _preds(base))
-    r = grade_file(tmp_path / "p.jsonl", tmp_path / "r.json", baseline_path=tmp_path / "base.jsonl")
+    r = grade_file(EvalConfig(), tmp_path / "p.jsonl", tmp_path / "r.json", baseline_path=tmp_path / "base.jsonl")
     c = r["comparison"]
     assert (c["before"], c["after"], c["change"]) == (0.4, 0.6, 0.2)
     assert (c["fixed"], c["broken"]) == (2, 1)  # a and b fixed, c broken
@@ -67,7 +68,7 @@ def test_baseline_comparison(tmp_path):
 def test_unparsable_gold_is_left_out_and_counted(tmp_path):
     lines = _preds(COMPLETIONS) + [{"id": "z", "completion": "3", "gold": "no number here"}]
     write_jsonl(tmp_path / "p.jsonl", lines)
-    r = grade_file(tmp_path / "p.jsonl", tmp_path / "r.json")
+    r = grade_file(EvalConfig(), tmp_path / "p.jsonl", tmp_path / "r.json")
     assert r["gold_unparsable"] == 1 and r["count"] == 5
 
 
@@ -75,7 +76,7 @@ def test_ids_that_do_not_line_up_are_an_error(tmp_path):
     write_jsonl(tmp_path / "p.jsonl", _preds(COMPLETIONS, with_gold=False))
     write_jsonl(tmp_path / "g.jsonl", GOLD[:3] + [{"id": "x", "solution": "1"}])
     with pytest.raises(MathloraError, match="do not line up"):
-        grade_file(tmp_path / "p.jsonl", tmp_path / "r.json", gold_path=tmp_path / "g.jsonl")
+        grade_file(EvalConfig(), tmp_path / "p.jsonl", tmp_path / "r.json", gold_path=tmp_path / "g.jsonl")
     assert not (tmp_path / "r.json").exists()
 
 
@@ -89,14 +90,14 @@ def test_ids_that_do_not_line_up_are_an_error(tmp_path):
 def test_bad_prediction_files(tmp_path, content, message):
     (tmp_path / "p.jsonl").write_text(content, encoding="utf-8")
     with pytest.raises(MathloraError, match=message):
-        grade_file(tmp_path / "p.jsonl", tmp_path / "r.json")
+        grade_file(EvalConfig(), tmp_path / "p.jsonl", tmp_path / "r.json")
 
 
 def test_missing_file_and_directory(tmp_path):
     with pytest.raises(MathloraError, match="not found"):
-        grade_file(tmp_path / "nope.jsonl", tmp_path / "r.json")
+        grade_file(EvalConfig(), tmp_path / "nope.jsonl", tmp_path / "r.json")
     with pytest.raises(MathloraError, match="directory"):
-        grade_file(tmp_path, tmp_path / "r.json")
+        grade_file(EvalConfig(), tmp_path, tmp_path / "r.json")
 
 
 @pytest.mark.parametrize("mode", ["round", "truncate"])

@@ -133,12 +133,12 @@ def test_dump_samples_then_score_external_predictions(tmp_path):
     assert {"id", "prompt", "question", "answers"} <= set(dumped[0])
     answers = {"q1": " Paris\nand more text", "q3": "100 degrees Celsius"}
     write_jsonl(tmp_path / "pred.jsonl", [{"id": s["id"], "prediction": answers[s["id"]]} for s in dumped])
-    r = evaluate_squad(None, None, data, tmp_path / "r.json", cfg=EvalConfig(), predictions_in=tmp_path / "pred.jsonl")
+    r = evaluate_squad(EvalConfig(), None, None, None, data, tmp_path / "r.json", predictions_in=tmp_path / "pred.jsonl")
     # q1: first line "Paris" -> 1/1; q3: P=2/3, R=1 -> F1 0.8, EM 0
     assert r["count"] == 2 and r["em"] == 50.0 and r["f1"] == pytest.approx(90.0)
     base = tmp_path / "base.json"
     base.write_text(json.dumps({"f1": 95.0, "em": 50.0, "samples_sha256": r["samples_sha256"]}))
-    r2 = evaluate_squad(None, None, data, tmp_path / "r2.json", cfg=EvalConfig(),
+    r2 = evaluate_squad(EvalConfig(), None, None, None, data, tmp_path / "r2.json",
                         predictions_in=tmp_path / "pred.jsonl", baseline_path=base)
     assert r2["retention"]["passed"] and r2["retention"]["f1_ratio"] == pytest.approx(90 / 95, abs=1e-4)
 
@@ -147,7 +147,7 @@ def test_external_predictions_must_cover_every_sample(tmp_path):
     data = write_squad(tmp_path / "s.json")
     write_jsonl(tmp_path / "pred.jsonl", [{"id": "q1", "prediction": "Paris"}])
     with pytest.raises(MathloraError, match="do(es)? not line up"):
-        evaluate_squad(None, None, data, tmp_path / "r.json", cfg=EvalConfig(), predictions_in=tmp_path / "pred.jsonl")
+        evaluate_squad(EvalConfig(), None, None, None, data, tmp_path / "r.json", predictions_in=tmp_path / "pred.jsonl")
 
 
 def test_baseline_on_other_samples_is_refused(tmp_path):
@@ -156,5 +156,5 @@ def test_baseline_on_other_samples_is_refused(tmp_path):
     base = tmp_path / "base.json"
     base.write_text(json.dumps({"f1": 95.0, "em": 50.0, "samples_sha256": "0123", "count": 2067}))
     with pytest.raises(MathloraError, match="other samples"):
-        evaluate_squad(None, None, data, tmp_path / "r.json", cfg=EvalConfig(),
+        evaluate_squad(EvalConfig(), None, None, None, data, tmp_path / "r.json",
                        predictions_in=tmp_path / "pred.jsonl", baseline_path=base)

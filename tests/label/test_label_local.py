@@ -6,13 +6,14 @@ from mathlora.errors import MathloraError
 from mathlora.label.local import common_prefix_length, digit_token_ids, judge_text, load_local_judge
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt, default_prompt
 from mathlora.models import load_model, load_tokenizer
+from mathlora.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
 def tiny_judge():
     # a short rubric: the byte-level tiny tokenizer makes the real one ~1000 tokens long
     short = RubricPrompt("Rate the difficulty of this problem from 0 to 5.\n{problem}\n{solution}\n", "test")
-    return load_local_judge("tiny-random-llama", short, batch_size=4, device="cpu")
+    return load_local_judge("tiny-random-llama", short, Runtime(), batch_size=4)
 
 
 def test_digit_ids_are_the_single_digit_tokens():
@@ -89,7 +90,7 @@ def test_judge_reports_every_record_once_in_batches(tiny_judge):
 @pytest.mark.slow
 def test_smollm2_local_judge():
     try:
-        judge = load_local_judge("smollm2-135m-instruct", default_prompt(), batch_size=4, device="cpu")
+        judge = load_local_judge("smollm2-135m-instruct", default_prompt(), Runtime(), batch_size=4)
     except MathloraError as e:
         pytest.skip(str(e))
     records = competition_records(2, 0)

@@ -19,7 +19,7 @@ def _label(tmp_path, stub, records, **cfg):
     if not src.exists():
         write_jsonl(src, records)
     cfg = LabelConfig(**{**FAST, "base_url": stub.base_url, **cfg})
-    return label_file(cfg, src, tmp_path / "out.jsonl", base_model="unused", progress=False)
+    return label_file(cfg, None, src, tmp_path / "out.jsonl", base_model="unused", progress=False)
 
 
 def test_every_record_labeled_or_failed_once_with_30_percent_faults(tmp_path):
@@ -85,7 +85,7 @@ def test_client_errors_fail_at_once_and_a_dead_endpoint_stops_the_run(tmp_path):
     with pytest.raises(MathloraError, match="failed in a row"):
         label_file(LabelConfig(**{**FAST, "base_url": url, "max_retries": 0, "max_consecutive_failures": 3,
                                "cache": str(tmp_path / "dead.sqlite")}),
-                   tmp_path / "in.jsonl", tmp_path / "dead.jsonl", base_model="x", progress=False)
+                   None, tmp_path / "in.jsonl", tmp_path / "dead.jsonl", base_model="x", progress=False)
     assert not (tmp_path / "dead.jsonl").exists()
 
 
@@ -110,7 +110,7 @@ def test_api_key_is_sent_but_never_written(tmp_path, monkeypatch):
 def test_openai_judge_needs_a_model(tmp_path):
     write_jsonl(tmp_path / "in.jsonl", stub_records(1))
     with pytest.raises(MathloraError, match="needs a model"):
-        label_file(LabelConfig(judge="openai"), tmp_path / "in.jsonl", tmp_path / "o.jsonl", base_model="x")
+        label_file(LabelConfig(judge="openai"), None, tmp_path / "in.jsonl", tmp_path / "o.jsonl", base_model="x")
 
 
 def test_small_helpers():

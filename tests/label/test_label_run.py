@@ -18,6 +18,7 @@ from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.prompt import load_prompt
 from mathlora.label.run import label_file
 from mathlora.records import read_jsonl, write_jsonl
+from mathlora.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def test_heuristic_labels_in_input_order_keeping_fields_then_reads_the_cache(tmp
     records.append(dict(records[0]))  # a duplicate id is judged once, written twice
     records[1]["difficulty"] = 9  # an old label is replaced
     write_jsonl(tmp_path / "in.jsonl", records)
-    first = label_file(LabelConfig(), tmp_path / "in.jsonl", tmp_path / "out.jsonl", base_model="x", progress=False)
+    first = label_file(LabelConfig(), None, tmp_path / "in.jsonl", tmp_path / "out.jsonl", base_model="x", progress=False)
     out = list(read_jsonl(tmp_path / "out.jsonl"))
     assert [r["id"] for r in out] == [r["id"] for r in records]
     for rec, row in zip(records, out):
@@ -37,7 +38,7 @@ def test_heuristic_labels_in_input_order_keeping_fields_then_reads_the_cache(tmp
     assert first["labeled"] == 60 and first["from_cache"] == 0 and first["failed"] == 0
     assert sum(first["distribution"].values()) == 61
     before = (tmp_path / "out.jsonl").read_bytes()
-    second = label_file(LabelConfig(), tmp_path / "in.jsonl", tmp_path / "out.jsonl", base_model="x", progress=False)
+    second = label_file(LabelConfig(), None, tmp_path / "in.jsonl", tmp_path / "out.jsonl", base_model="x", progress=False)
     assert second["labeled"] == 0 and second["from_cache"] == 60
     assert (tmp_path / "out.jsonl").read_bytes() == before
     assert (tmp_path / "label_cache.sqlite").exists() and (tmp_path / "label_failures.jsonl").read_text() == ""
@@ -45,7 +46,7 @@ def test_heuristic_labels_in_input_order_keeping_fields_then_reads_the_cache(tmp
 
 def test_local_judge_through_label_file_uses_the_base_model(tmp_path):
     write_jsonl(tmp_path / "in.jsonl", competition_records(5, 2))
-    summary = label_file(LabelConfig(judge="local", batch_size=2, device="cpu"), tmp_path / "in.jsonl",
+    summary = label_file(LabelConfig(judge="local", batch_size=2), Runtime(), tmp_path / "in.jsonl",
                          tmp_path / "out.jsonl", base_model="tiny-random-llama", progress=False)
     rows = list(read_jsonl(tmp_path / "out.jsonl"))
     assert summary["source"] == "local:tiny-random-llama" and len(rows) == 5
@@ -64,7 +65,7 @@ def test_local_judge_through_label_file_uses_the_base_model(tmp_path):
 def test_bad_records_stop_with_one_line_and_write_nothing(tmp_path, record, message):
     write_jsonl(tmp_path / "in.jsonl", [{"id": "ok", "problem": "1 + 1"}, record])
     with pytest.raises(MathloraError, match=message):
-        label_file(LabelConfig(), tmp_path / "in.jsonl", tmp_path / "out.jsonl", base_model="x")
+        label_file(LabelConfig(), None, tmp_path / "in.jsonl", tmp_path / "out.jsonl", base_model="x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
 

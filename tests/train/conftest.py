@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -21,8 +22,10 @@ def arithmetic_pairs(n: int, seed: int) -> list[tuple[str, str]]:
     return pairs
 
 
-def write_tokens(folder: Path, pairs: list[tuple[str, str]], model: str = "tiny-random-llama") -> Path:
-    """Write ``folder/tokens.parquet`` like the tokenize stage: prompt masked, response + EOS learnable."""
+def write_tokens(folder: Path, pairs: list[tuple[str, str]], model: str = "tiny-random-llama",
+                 seq_length: int = 256) -> Path:
+    """Write ``folder/tokens.parquet`` and ``stats.json`` like the tokenize stage: prompt masked, response + EOS
+    learnable; the stats name the model and the sequence length (the trainer reads both from there)."""
     from mathlora.models import load_tokenizer
 
     tok = load_tokenizer(model)
@@ -40,13 +43,22 @@ def write_tokens(folder: Path, pairs: list[tuple[str, str]], model: str = "tiny-
                       "length": pa.array(lengths, pa.int32())})
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, folder / "tokens.parquet")
-    (folder / "stats.json").write_text("{}\n")
+    (folder / "stats.json").write_text(json.dumps({"model": model, "seq_length": seq_length}) + "\n")
     return folder
 
 
 @pytest.fixture
 def tokens_dir(tmp_path) -> Path:
     return write_tokens(tmp_path / "tokens", arithmetic_pairs(24, seed=1))
+
+
+def train(cfg, tokens_dir, output_dir, **kwargs) -> dict:
+    """The train stage called as ``mathlora run`` calls it, from a root config (tests build root configs)."""
+    from mathlora.runtime import Runtime
+    from mathlora.train.trainer import train as train_stage
+
+    return train_stage(cfg.train, Runtime.resolve(cfg.runtime), tokens_dir, output_dir, lora=cfg.lora, seed=cfg.seed,
+                       **kwargs)
 
 
 def tiny_config(**train):

@@ -58,7 +58,7 @@ def test_epoch_order_is_seeded_and_shards_partition_the_global_batch():
 
 
 def test_packed_record_logits_equal_its_logits_alone():
-    model = load_model("tiny-random-llama", dtype=torch.float32, device="cpu").eval()
+    model = load_model("tiny-random-llama").eval()
     g = torch.Generator().manual_seed(0)
     a, b, c = (torch.randint(0, 256, (n,), generator=g).tolist() for n in (7, 5, 9))
     row = collate(pack_rows([TokenRecord("a", a, a), TokenRecord("b", b, b)], 16)
@@ -76,7 +76,7 @@ def test_packed_record_logits_equal_its_logits_alone():
 
 
 def test_only_response_tokens_reach_the_loss():
-    model = load_model("tiny-random-llama", dtype=torch.float32, device="cpu").eval()
+    model = load_model("tiny-random-llama").eval()
     tok = load_tokenizer("tiny-random-llama")
     prompt, response = tok.encode("Q: 2+2=", add_special_tokens=False), tok.encode("4", add_special_tokens=False)
     ids = prompt + response + [tok.eos_token_id]

@@ -9,9 +9,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from mathlora.train.trainer import train
-
-from .conftest import tiny_config
+from .conftest import tiny_config, train
 
 
 def test_two_gloo_processes_equal_one_process(tmp_path, tokens_dir):

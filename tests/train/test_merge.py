@@ -4,10 +4,9 @@ import torch
 from mathlora.cli import main
 from mathlora.errors import MathloraError
 from mathlora.models import load_model
+from mathlora.runtime import Runtime
 from mathlora.train.merge import merge_adapter
-from mathlora.train.trainer import train
-
-from .conftest import tiny_config
+from .conftest import tiny_config, train
 
 
 def test_merged_model_logits_equal_base_plus_adapter(tmp_path, tokens_dir):
@@ -16,13 +15,13 @@ def test_merged_model_logits_equal_base_plus_adapter(tmp_path, tokens_dir):
 
     cfg = tiny_config(max_steps=3, lr=0.05, merge_checkpoints=True, save_steps=2)
     train(cfg, tokens_dir, tmp_path / "run", progress=False)
-    merged_dir = merge_adapter("tiny-random-llama", tmp_path / "run" / "adapter", tmp_path / "merged")
+    merged_dir = merge_adapter(Runtime(), "tiny-random-llama", tmp_path / "run" / "adapter", tmp_path / "merged")
 
     merged = AutoModelForCausalLM.from_pretrained(str(merged_dir)).eval()  # plain transformers, no peft
     assert not any("lora" in n for n, _ in merged.named_parameters())
     tok = AutoTokenizer.from_pretrained(str(merged_dir))
     ids = torch.tensor([tok.encode("Q: 12 + 30 = ?\nA: ", add_special_tokens=False)])
-    base = load_model("tiny-random-llama", dtype=torch.float32, device="cpu")
+    base = load_model("tiny-random-llama", Runtime())
     with torch.no_grad():
         plain = base(input_ids=ids).logits
         with_adapter = PeftModel.from_pretrained(base, str(tmp_path / "run" / "adapter")).eval()(input_ids=ids).logits
@@ -38,10 +37,10 @@ def test_merged_model_logits_equal_base_plus_adapter(tmp_path, tokens_dir):
 
 def test_merge_errors_and_cli(tmp_path, tokens_dir, capsys):
     with pytest.raises(MathloraError, match="adapter folder not found"):
-        merge_adapter("tiny-random-llama", tmp_path / "none", tmp_path / "out")
+        merge_adapter(Runtime(), "tiny-random-llama", tmp_path / "none", tmp_path / "out")
     (tmp_path / "empty").mkdir()
     with pytest.raises(MathloraError, match="lacks adapter_config.json"):
-        merge_adapter("tiny-random-llama", tmp_path / "empty", tmp_path / "out")
+        merge_adapter(Runtime(), "tiny-random-llama", tmp_path / "empty", tmp_path / "out")
     assert main(["merge", "--model", "tiny-random-llama", "--adapter", str(tmp_path / "empty"),
                  "--output", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err.startswith("error: adapter folder")

@@ -30,7 +30,7 @@ def test_smollm2_short_run_learns_and_merges(tmp_path):
     cfg = load_config(None, {"model": "smollm2-135m-instruct", "train.global_batch_size": 6,
                              "train.micro_batch_size": 2, "train.max_steps": 2, "train.lr": 1e-4,
                              "train.warmup_ratio": 0.0, "train.merge_checkpoints": True})
-    from mathlora.train.trainer import train
+    from .conftest import train
 
     summary = train(cfg, tokens, tmp_path / "train", progress=False)
     rows = [json.loads(x) for x in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]

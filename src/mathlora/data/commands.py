@@ -1,4 +1,4 @@
-"""CLI: ``mathlora ingest | normalize | convert | tokenize``."""
+"""CLI: ``mathlora ingest | sample | normalize | convert | tokenize``."""
 
 from __future__ import annotations
 
@@ -21,8 +21,7 @@ def cmd_ingest(args) -> int:
     from mathlora.data.ingest import ingest_file
 
     cfg = config_from_args(args)
-    counts = ingest_file(args.input, args.output, keep_duplicates=cfg.ingest.keep_duplicates,
-                         rejects_path=args.rejects)
+    counts = ingest_file(cfg.ingest, args.input, args.output, rejects_path=args.rejects)
     _print_counts("ingest", counts)
     for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
         print(f"  rejected {n}: {reason}")
@@ -33,8 +32,7 @@ def cmd_normalize(args) -> int:
     from mathlora.data.normalize import normalize_file
 
     cfg = config_from_args(args)
-    _print_counts("normalize", normalize_file(args.input, args.output, decimals=cfg.normalize.decimals,
-                                              mode=cfg.normalize.mode))
+    _print_counts("normalize", normalize_file(cfg.normalize, args.input, args.output))
     return 0
 
 
@@ -42,7 +40,7 @@ def cmd_convert(args) -> int:
     from mathlora.data.convert import convert_file
 
     cfg = config_from_args(args)
-    _print_counts("convert", convert_file(args.input, args.output, template=cfg.template, fmt=cfg.convert.format))
+    _print_counts("convert", convert_file(cfg.convert, args.input, args.output, template=cfg.template))
     return 0
 
 
@@ -50,9 +48,28 @@ def cmd_tokenize(args) -> int:
     from mathlora.data.tokenize import tokenize_file
 
     cfg = config_from_args(args)
-    _print_counts("tokenize", tokenize_file(args.input, args.output, model=cfg.model,
-                                            seq_length=cfg.tokenize.seq_length, overflow=cfg.tokenize.overflow,
-                                            fmt=cfg.tokenize.format, template=cfg.template))
+    _print_counts("tokenize", tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model,
+                                            template=cfg.template))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from mathlora.data.sampling import sample_file
+
+    cfg = config_from_args(args)
+    summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
+    table = Table(title=f"stratified sample (ratios {summary['ratios']}, seed {summary['seed']})")
+    for column in ("level", "available", "requested", "drawn"):
+        table.add_column(column, justify="right")
+    for row in summary["rows"]:
+        table.add_row(*(str(row[c]) for c in ("level", "available", "requested", "drawn")))
+    totals = summary["totals"]
+    table.add_row("total", str(totals["available"]), str(totals["requested"]), str(totals["drawn"]), style="bold")
+    Console().print(table)
+    print(f"wrote {totals['drawn']} records to {args.output}")
     return 0
 
 
@@ -64,6 +81,20 @@ def register(sub) -> None:
            help="keep exact duplicates (after whitespace normalisation)")
     add_config_args(p)
     p.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("sample", help="stratified sample by difficulty (recipe: 100000 at 1:4,2:3,3:2,4:1)",
+                       description="Draw --total records from the named difficulty levels in ratio, "
+                                   "without replacement; same input and seed give the same output.")
+    s.add_argument("--input", required=True, help="labeled records (JSON lines)")
+    s.add_argument("--output", required=True, help="sampled records (JSON lines); sample_table.json beside it")
+    option(s, "--total", field="sample.total", type=int, help="records to draw")
+    option(s, "--ratios", field="sample.ratios", help="level:weight pairs, e.g. 1:4,2:3,3:2,4:1")
+    option(s, "--seed", field="sample.seed", type=int, help="sampling seed (default: the global seed)")
+    option(s, "--shortfall", field="sample.shortfall", choices=["redistribute", "error"],
+           help="when a level has fewer records than its quota")
+    option(s, "--balance-by", field="sample.balance_by", help="spread each level's quota evenly over this field")
+    add_config_args(s)
+    s.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("normalize", help="cut numbers with more than N decimals to N (default 2)")
     _io(p)

@@ -22,6 +22,14 @@ class IngestConfig(_Section):
     keep_duplicates: bool = False
 
 
+class SampleConfig(_Section):
+    total: int = Field(100000, ge=1)
+    ratios: str = Field("1:4,2:3,3:2,4:1", description="level:weight pairs")
+    seed: int | None = Field(None, description="none = the global seed")
+    shortfall: Literal["redistribute", "error"] = "redistribute"
+    balance_by: str | None = Field(None, description="spread each level's quota evenly over this field, e.g. type")
+
+
 class NormalizeConfig(_Section):
     decimals: int = Field(2, ge=0, le=20)
     mode: Literal["round", "truncate"] = "round"

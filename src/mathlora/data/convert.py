@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from mathlora.data.config import ConvertConfig
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, read_jsonl, require_file
 from mathlora.run_dir import atomic_path
@@ -32,8 +33,10 @@ def to_conversation(rec: dict, prompt: str, fmt: str = "sharegpt") -> dict:
     raise MathloraError(f"unknown conversation format {fmt!r} (allowed: sharegpt, messages)")
 
 
-def convert_file(input_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                 template: str = "alpaca", fmt: str = "sharegpt") -> dict:
+def convert_file(cfg: ConvertConfig, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                 template: str = "alpaca") -> dict:
+    """Records -> conversations (``cfg.format``) with ``template`` applied to each problem; returns counts."""
+    fmt = cfg.format
     tpl = get_template(template)
     n = 0
     with atomic_path(output_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+from mathlora.data.config import IngestConfig
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, require_file
 from mathlora.run_dir import atomic_path
@@ -88,9 +89,11 @@ def _iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
                 yield lineno, None, f"not JSON ({e.msg})", text.rstrip("\n")[:500]
 
 
-def ingest_file(input_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                keep_duplicates: bool = False, rejects_path: str | os.PathLike | None = None) -> dict:
-    """Validate and deduplicate ``input_path`` into JSON lines at ``output_path``; returns counts."""
+def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
+                rejects_path: str | os.PathLike | None = None) -> dict:
+    """Validate and deduplicate ``input_path`` into JSON lines at ``output_path`` (rejected lines go to
+    ``rejects_path``, default ``rejects.jsonl`` beside the output); returns counts."""
+    keep_duplicates = cfg.keep_duplicates
     src = require_file(input_path)
     out = Path(output_path)
     rejects = Path(rejects_path) if rejects_path else out.with_name("rejects.jsonl")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 
+from mathlora.data.config import NormalizeConfig
 from mathlora.data.numbers import count_long_numbers, format_decimals
 from mathlora.errors import MathloraError
 from mathlora.records import read_jsonl, write_jsonl
 
 
-def normalize_file(input_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                   decimals: int = 2, mode: str = "round") -> dict:
-    """Rewrite problem and solution of every record; returns counts (records, changed, numbers_cut)."""
+def normalize_file(cfg: NormalizeConfig, input_path: str | os.PathLike, output_path: str | os.PathLike) -> dict:
+    """Rewrite problem and solution of every record with ``cfg.decimals`` / ``cfg.mode``; returns counts
+    (records, changed, numbers_cut)."""
+    decimals, mode = cfg.decimals, cfg.mode
     counts = {"records": 0, "changed": 0, "numbers_cut": 0}
 
     def records():

@@ -9,7 +9,8 @@ prompt ends in ``"Response: "``). Labels are -100 on the prompt; the response an
 Output folder:
   tokens.parquet   id (string), input_ids (list<int32>), labels (list<int32>), length (int32); unpadded
                    (padding or packing is the trainer's job)
-  stats.json       counts, length histogram, truncated/dropped/rejected, learnable tokens
+  stats.json       model (tokenizer spec), template, seq_length, counts, length histogram,
+                   truncated/dropped/rejected, learnable tokens; the train stage reads model and seq_length
   rejects.jsonl    records with no learnable token, with the reason
   tokens.mindrecord  (format=mindrecord) input_ids/labels padded to seq_length + 1 for MindFormers
 """
@@ -20,6 +21,7 @@ import os
 from itertools import islice
 from pathlib import Path
 
+from mathlora.data.config import TokenizeConfig
 from mathlora.data.convert import conversation_pair, iter_json_array
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, require_file
@@ -125,9 +127,12 @@ def length_histogram(lengths: list[int], seq_length: int, bins: int = 16) -> lis
             for i, c in enumerate(counts)]
 
 
-def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, *, model: str,
-                  seq_length: int = 256, overflow: str = "truncate", fmt: str = "parquet",
+def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir: str | os.PathLike, *, model: str,
                   template: str = "alpaca", progress: bool = True) -> dict:
+    """Conversations -> the tokens folder (see the module docstring) with ``model``'s tokenizer; returns
+    ``stats.json``'s content without the histogram. ``stats.json`` names ``model``, ``template`` and
+    ``seq_length``: the train stage reads them from there."""
+    seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -151,7 +156,7 @@ def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, 
                         ("labels", pa.list_(pa.int32())), ("length", pa.int32())])
     stats = {"records": 0, "kept": 0, "truncated": 0, "dropped": 0, "rejected": 0,
              "tokens": 0, "learnable_tokens": 0, "seq_length": seq_length, "overflow": overflow,
-             "model": model, "eos_token": tok.eos_token}
+             "model": model, "template": template, "eos_token": tok.eos_token}
     lengths: list[int] = []
     out_dir = Path(output_dir)
     items = iter_json_array(src)
@@ -228,12 +233,3 @@ def write_mindrecord(path: Path, rows: list[tuple[list[int], list[int]]], length
         writer.write_raw_data(batch)
     writer.commit()
 
-
-def read_tokens(output_dir: str | os.PathLike):
-    """The tokens table (pyarrow) of a tokenize output folder."""
-    import pyarrow.parquet as pq
-
-    path = Path(output_dir) / "tokens.parquet"
-    if not path.exists():
-        raise MathloraError(f"{output_dir} has no tokens.parquet; run `mathlora tokenize` first")
-    return pq.read_table(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args, option, runtime_from
 from mathlora.errors import MathloraError
 
 
@@ -14,8 +14,7 @@ def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
     if generation:
         option(p, "--batch-size", field="eval.batch_size", type=int, help="prompts per batch")
-        option(p, "--precision", field="eval.precision", choices=["auto", "fp32", "bf16", "fp16"],
-               help="auto = bf16 on GPU, fp32 on CPU")
+        add_runtime_args(p)
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -51,7 +50,7 @@ def register(subparsers) -> None:
     s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)")
     _model_args(s)
     s.add_argument("--data", default=None, help="SQuAD v1.1 JSON (default: the config's data.squad)")
-    s.add_argument("--output", default="squad_eval.json", help="result JSON (default: squad_eval.json)")
+    s.add_argument("--output", default=None, help="result JSON to write (needed unless --dump-samples)")
     option(s, "--limit", field="eval.squad_limit", type=int, help="score the first N samples only")
     option(s, "--all-questions", field="eval.squad_all_questions", action="store_true",
            help="every question with all its answers (default: first question and answer per paragraph)")
@@ -77,8 +76,8 @@ def cmd_predict(args) -> int:
     from mathlora.evaluate.predict import predict_file
 
     cfg = config_from_args(args)
-    summary = predict_file(cfg.model, args.adapter, args.input, args.output, template=cfg.template, cfg=cfg.eval,
-                           progress=not args.no_progress)
+    summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                           template=cfg.template, progress=not args.no_progress)
     print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
           f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
           f"{summary['stopped_at_eos']} stopped at EOS) -> {summary['output']}")
@@ -90,8 +89,7 @@ def cmd_eval_math(args) -> int:
 
     cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    r = grade_file(args.predictions, output, gold_path=args.gold, atol=cfg.eval.atol, rtol=cfg.eval.rtol,
-                   baseline_path=args.baseline, scope=cfg.eval.answer_scope, wrong_samples=cfg.eval.wrong_samples)
+    r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline)
     print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
           + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
     comparison = r.get("comparison")
@@ -118,7 +116,10 @@ def cmd_eval_squad(args) -> int:
                          limit=cfg.eval.squad_limit)
         print(f"squad: wrote {n} samples -> {args.dump_samples}")
         return 0
-    r = evaluate_squad(None if args.predictions else cfg.model, args.adapter, data, args.output, cfg=cfg.eval,
+    if args.output is None:
+        raise MathloraError("give --output RESULT.json (where the SQuAD scores go)")
+    runtime = None if args.predictions else runtime_from(cfg)
+    r = evaluate_squad(cfg.eval, runtime, None if args.predictions else cfg.model, args.adapter, data, args.output,
                        predictions_out=args.save_predictions, progress=not args.no_progress,
                        baseline_path=args.baseline, predictions_in=args.predictions)
     print(f"squad: F1 {r['f1']:.2f}  EM {r['em']:.2f}  over {r['count']} samples ({r['mode']})")

@@ -13,8 +13,6 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(16, ge=1, description="prompts per generation batch (grouped by prompt length)")
     max_new_tokens: int = Field(128, ge=1)
     max_length: int = Field(512, ge=8, description="prompt + completion tokens at most")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto = bf16 on GPU, fp32 on CPU")
     merge_adapter: bool = Field(True, description="merge the LoRA adapter into the weights before generating")
     atol: float = Field(1e-2, ge=0)
     rtol: float = Field(0.0, ge=0)

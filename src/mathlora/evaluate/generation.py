@@ -51,17 +51,17 @@ def attach_adapter(base, adapter, *, model_name: str, trainable: bool = False):
         raise MathloraError(f"could not load adapter {path} onto {model_name}: {first}") from None
 
 
-def load_inference_model(model: str, adapter=None, *, precision: str = "auto", merge: bool = True,
-                         device: str | None = None):
-    """(model, tokenizer) ready for generation: eval mode, adapter attached (merged when ``merge``)."""
-    from mathlora.models import default_device, load_model, load_tokenizer, resolve_dtype
+def load_inference_model(model: str, adapter=None, runtime=None, *, merge: bool = True):
+    """(model, tokenizer) ready for generation on the runtime's device and dtype (default:
+    ``Runtime.resolve()``): eval mode, adapter attached (merged when ``merge``)."""
+    from mathlora.models import load_model, load_tokenizer
+    from mathlora.runtime import Runtime
 
     if adapter is not None:
         require_adapter_dir(adapter)
-    device = device or default_device()
-    dtype = resolve_dtype(precision, device)
+    runtime = runtime or Runtime.resolve()
     tokenizer = load_tokenizer(model)
-    lm = load_model(model, dtype=dtype, device=device)
+    lm = load_model(model, runtime)
     if adapter is not None:
         lm = attach_adapter(lm, adapter, model_name=model)
         if merge:

@@ -14,6 +14,7 @@ from mathlora.evaluate.answers import extract_prediction_answer
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import generate_greedy, load_inference_model
 from mathlora.records import read_records, write_jsonl
+from mathlora.runtime import Runtime
 from mathlora.templates import get_template, render_prompt
 
 
@@ -49,18 +50,17 @@ def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, gene
     return line
 
 
-def predict_file(model: str, adapter: str | None, input_path, output_path, *, template: str, cfg: EvalConfig,
-                 precision: str = "auto", progress: bool = True) -> dict:
+def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: str | None, input_path, output_path,
+                 *, template: str, progress: bool = True) -> dict:
     """Generate a completion per problem and write prediction lines; returns a summary.
 
-    ``precision`` ``auto`` defers to ``cfg.precision`` (itself ``auto``: bf16 on GPU, fp32 on CPU).
+    The model runs on the runtime's device and dtype (None: ``Runtime.resolve()``).
     """
     get_template(template)
     records = read_problems(input_path)
     prompts = [render_prompt(template, r["problem"]) for r in records]
     start = time.perf_counter()
-    lm, tokenizer = load_inference_model(model, adapter, precision=precision if precision != "auto" else cfg.precision,
-                                         merge=cfg.merge_adapter)
+    lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length,

@@ -2,7 +2,7 @@
 
 Samples: by default the first question of each paragraph scored against its first answer (the
 competition's protocol: 2067 samples for dev v1.1); ``all_questions`` scores every question against all
-its answers (the official protocol). Prompt (DESIGN.md)::
+its answers (the official protocol). Prompt::
 
     Read the passage and answer the question below.\\n\\n### Instruction:\\n{context}\\n\\n### Input:\\n{question}\\n\\n### Response:
 
@@ -28,6 +28,7 @@ from mathlora.evaluate.answers import first_line
 from mathlora.evaluate.config import EvalConfig
 from mathlora.records import read_jsonl, require_file, write_jsonl
 from mathlora.run_dir import write_json_atomic
+from mathlora.runtime import Runtime
 
 SQUAD_PROMPT = ("Read the passage and answer the question below.\n\n### Instruction:\n{context}\n\n"
                 "### Input:\n{question}\n\n### Response:")
@@ -215,10 +216,12 @@ def default_predictions_path(output_path) -> Path:
     return out.with_name(out.stem + ".predictions.jsonl")
 
 
-def evaluate_squad(model: str | None, adapter: str | None, data_path, output_path, *, cfg: EvalConfig,
-                   predictions_out=None, precision: str = "auto", progress: bool = True, baseline_path=None,
+def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapter: str | None, data_path,
+                   output_path, *, predictions_out=None, progress: bool = True, baseline_path=None,
                    predictions_in=None) -> dict:
     """Score a model (or, with ``predictions_in``, completions made elsewhere) on SQuAD; write the result.
+
+    The model runs on the runtime's device and dtype (None: ``Runtime.resolve()``).
 
     Generated predictions are saved as ``{"id", "prediction", "completion"}`` lines to ``predictions_out``
     (default: ``<output stem>.predictions.jsonl``). ``baseline_path`` (a previous result) adds ``retention``.
@@ -239,8 +242,7 @@ def evaluate_squad(model: str | None, adapter: str | None, data_path, output_pat
             raise MathloraError("give --model (to generate) or --predictions (completions made elsewhere)")
         from mathlora.evaluate.generation import generate_greedy, load_inference_model
 
-        lm, tokenizer = load_inference_model(model, adapter, merge=cfg.merge_adapter,
-                                             precision=precision if precision != "auto" else cfg.precision)
+        lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
         start = time.perf_counter()
         gens = generate_greedy(lm, tokenizer, [s["prompt"] for s in samples], max_new_tokens=cfg.squad_max_new_tokens,
                                max_length=cfg.max_length, batch_size=cfg.batch_size, min_new_tokens=1,

@@ -1,10 +1,10 @@
-"""``mathlora label`` (difficulty 0..5 from a judge, cached) and ``mathlora sample`` (stratified draw)."""
+"""``mathlora label``: difficulty 0..5 from a judge, cached."""
 
 from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args, option, runtime_from
 
 
 def register(subparsers) -> None:
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     option(p, "--timeout", field="label.timeout", type=float, help="request timeout in seconds (openai)")
     option(p, "--max-retries", field="label.max_retries", type=int, help="retries per record (openai)")
     option(p, "--batch-size", field="label.batch_size", type=int, help="records per forward pass (local)")
-    option(p, "--device", field="label.device", help="device of the local judge (cpu, cuda)")
+    add_runtime_args(p)  # where the local judge runs
     option(p, "--prompt-file", field="label.prompt_file", help="replace the rubric prompt ({problem}, {solution})")
     option(p, "--cache", field="label.cache", help="SQLite cache (default: label_cache.sqlite next to --output)")
     option(p, "--retry-failed", field="label.retry_failed", action="store_true",
@@ -30,26 +30,13 @@ def register(subparsers) -> None:
     add_config_args(p)
     p.set_defaults(func=run_label)
 
-    s = subparsers.add_parser("sample", help="stratified sample by difficulty (recipe: 100000 at 1:4,2:3,3:2,4:1)",
-                              description="Draw --total records from the named difficulty levels in ratio, "
-                                          "without replacement; same input and seed give the same output.")
-    s.add_argument("--input", required=True, help="labeled records (JSON lines)")
-    s.add_argument("--output", required=True, help="sampled records (JSON lines); sample_table.json beside it")
-    option(s, "--total", field="sample.total", type=int, help="records to draw")
-    option(s, "--ratios", field="sample.ratios", help="level:weight pairs, e.g. 1:4,2:3,3:2,4:1")
-    option(s, "--seed", field="sample.seed", type=int, help="sampling seed (default: the global seed)")
-    option(s, "--shortfall", field="sample.shortfall", choices=["redistribute", "error"],
-           help="when a level has fewer records than its quota")
-    option(s, "--balance-by", field="sample.balance_by", help="spread each level's quota evenly over this field")
-    add_config_args(s)
-    s.set_defaults(func=run_sample)
-
 
 def run_label(args: argparse.Namespace) -> int:
     from mathlora.label.run import label_file
 
     cfg = config_from_args(args)
-    summary = label_file(cfg.label, args.input, args.output, base_model=cfg.model, progress=not args.quiet)
+    runtime = runtime_from(cfg) if cfg.label.judge == "local" else None
+    summary = label_file(cfg.label, runtime, args.input, args.output, base_model=cfg.model, progress=not args.quiet)
     dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
     print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
           f"({summary['source']}, {summary['seconds']:.1f}s)")
@@ -59,22 +46,3 @@ def run_label(args: argparse.Namespace) -> int:
         print(f"failures listed in {summary['failures_file']} (--retry-failed asks them again)")
     return 0
 
-
-def run_sample(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from mathlora.data.sampling import sample_file
-
-    cfg = config_from_args(args)
-    summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
-    table = Table(title=f"stratified sample (ratios {summary['ratios']}, seed {summary['seed']})")
-    for column in ("level", "available", "requested", "drawn"):
-        table.add_column(column, justify="right")
-    for row in summary["rows"]:
-        table.add_row(*(str(row[c]) for c in ("level", "available", "requested", "drawn")))
-    totals = summary["totals"]
-    table.add_row("total", str(totals["available"]), str(totals["requested"]), str(totals["drawn"]), style="bold")
-    Console().print(table)
-    print(f"wrote {totals['drawn']} records to {args.output}")
-    return 0

@@ -1,4 +1,4 @@
-"""Config sections of difficulty labeling and stratified sampling."""
+"""Config section of difficulty labeling."""
 
 from __future__ import annotations
 
@@ -26,17 +26,6 @@ class LabelConfig(BaseModel):
     logprobs: bool = Field(True, description="ask the endpoint for top logprobs (ignored when unsupported)")
     # local judge
     batch_size: int = Field(16, ge=1)
-    device: str | None = Field(None, description="local judge device (none = cuda when available, else cpu)")
     prompt_file: str | None = Field(None, description="replace the versioned rubric prompt with this file")
     cache: str | None = Field(None, description="SQLite cache path (none = label_cache.sqlite next to the output)")
     retry_failed: bool = False
-
-
-class SampleConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    total: int = Field(100000, ge=1)
-    ratios: str = Field("1:4,2:3,3:2,4:1", description="level:weight pairs")
-    seed: int | None = Field(None, description="none = the global seed")
-    shortfall: Literal["redistribute", "error"] = "redistribute"
-    balance_by: str | None = Field(None, description="spread each level's quota evenly over this field, e.g. type")

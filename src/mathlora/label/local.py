@@ -16,6 +16,7 @@ from mathlora.compat import cache_argument, output_cache
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt
+from mathlora.runtime import Runtime
 
 
 def digit_token_ids(tokenizer) -> list[int]:
@@ -142,9 +143,11 @@ def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
         yield items[start:start + size]
 
 
-def load_local_judge(spec: str, prompt: RubricPrompt, *, batch_size: int, device: str | None = None) -> LocalJudge:
+def load_local_judge(spec: str, prompt: RubricPrompt, runtime: Runtime | None = None, *,
+                     batch_size: int) -> LocalJudge:
+    """The judge ``spec`` on the runtime's device and dtype (default: ``Runtime.resolve()``)."""
     from mathlora.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(spec)
-    model = load_model(spec, device=device)
+    model = load_model(spec, runtime)
     return LocalJudge(model, tokenizer, prompt, batch_size=batch_size)

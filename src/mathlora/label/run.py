@@ -19,6 +19,7 @@ from mathlora.label.heuristic import VERSION as HEURISTIC_VERSION
 from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.prompt import load_prompt
 from mathlora.records import read_records, write_jsonl
+from mathlora.runtime import Runtime
 
 FAILURES_FILE = "label_failures.jsonl"
 CACHE_FILE = "label_cache.sqlite"
@@ -58,7 +59,8 @@ def default_cache_path(output_path: str | os.PathLike) -> Path:
     return Path(output_path).with_name(CACHE_FILE)
 
 
-def _run_judge(cfg: LabelConfig, base_model: str, pending: list[dict], store, progress: bool) -> None:
+def _run_judge(cfg: LabelConfig, runtime: Runtime | None, base_model: str, pending: list[dict], store,
+               progress: bool) -> None:
     from tqdm import tqdm
 
     bar = tqdm(total=len(pending), desc=f"label ({cfg.judge})", unit="rec", disable=not progress or not pending,
@@ -76,8 +78,8 @@ def _run_judge(cfg: LabelConfig, base_model: str, pending: list[dict], store, pr
         elif cfg.judge == "local":
             from mathlora.label.local import load_local_judge
 
-            judge = load_local_judge(cfg.model or base_model, load_prompt(cfg.prompt_file),
-                                     batch_size=cfg.batch_size, device=cfg.device)
+            judge = load_local_judge(cfg.model or base_model, load_prompt(cfg.prompt_file), runtime,
+                                     batch_size=cfg.batch_size)
             judge.judge(pending, on_batch)
         else:
             from mathlora.label.openai_judge import OpenAIJudge, RetryPolicy
@@ -93,8 +95,11 @@ def _run_judge(cfg: LabelConfig, base_model: str, pending: list[dict], store, pr
         bar.close()
 
 
-def label_file(cfg: LabelConfig, input_path, output_path, *, base_model: str, progress: bool = True) -> dict:
-    """Label ``input_path`` into ``output_path``; returns labeled, from_cache, failed, distribution, seconds."""
+def label_file(cfg: LabelConfig, runtime: Runtime | None, input_path, output_path, *, base_model: str,
+               progress: bool = True) -> dict:
+    """Label ``input_path`` into ``output_path``; returns labeled, from_cache, failed, distribution, seconds.
+
+    ``runtime`` places the local judge's model (None: ``Runtime.resolve()``); the other judges need none."""
     start = time.perf_counter()
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.is_dir():
@@ -115,7 +120,7 @@ def label_file(cfg: LabelConfig, input_path, output_path, *, base_model: str, pr
         pending = [rec for rid, rec in unique.items()
                    if rid not in cached and (cfg.retry_failed or rid not in earlier_failures)]
         from_cache = sum(1 for rid in unique if rid in cached)
-        _run_judge(cfg, base_model, pending, cache.put, progress)
+        _run_judge(cfg, runtime, base_model, pending, cache.put, progress)
         labels = cache.labels()
         failures = cache.failures()
 

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from mathlora.layout import RunLayout
 from mathlora.run_dir import atomic_path, write_text_atomic
 
 
@@ -64,15 +65,15 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def _plots(root: Path, data: dict) -> dict[str, str]:
-    """Draw the plots that have data; returns name -> relative path."""
+def _plots(lay: RunLayout, data: dict) -> dict[str, str]:
+    """Draw the plots that have data; returns name -> path relative to the run folder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out: dict[str, str] = {}
-    plots = root / "plots"
+    plots = lay.plots
     dist = data.get("distribution")
     if dist:
         fig, ax = plt.subplots(figsize=(5, 3))
@@ -82,7 +83,7 @@ def _plots(root: Path, data: dict) -> dict[str, str]:
         ax.set_ylabel("records")
         ax.set_title("Difficulty labels")
         _save(fig, plots / "difficulty.png")
-        out["difficulty"] = "plots/difficulty.png"
+        out["difficulty"] = (plots / "difficulty.png").relative_to(lay.root).as_posix()
     table = data.get("sample_rows")
     if table:
         fig, ax = plt.subplots(figsize=(5, 3))
@@ -94,7 +95,7 @@ def _plots(root: Path, data: dict) -> dict[str, str]:
         ax.legend()
         ax.set_title("Stratified sample")
         _save(fig, plots / "sample.png")
-        out["sample"] = "plots/sample.png"
+        out["sample"] = (plots / "sample.png").relative_to(lay.root).as_posix()
     hist = (data.get("tokens") or {}).get("length_histogram")
     if hist:
         fig, ax = plt.subplots(figsize=(5, 3))
@@ -104,7 +105,7 @@ def _plots(root: Path, data: dict) -> dict[str, str]:
         ax.set_ylabel("records")
         ax.set_title("Token lengths")
         _save(fig, plots / "lengths.png")
-        out["lengths"] = "plots/lengths.png"
+        out["lengths"] = (plots / "lengths.png").relative_to(lay.root).as_posix()
     metrics = data.get("metrics")
     if metrics:
         steps = [m["step"] for m in metrics]
@@ -116,7 +117,7 @@ def _plots(root: Path, data: dict) -> dict[str, str]:
         a2.set_xlabel("step")
         a2.set_title("Learning rate")
         _save(fig, plots / "training.png")
-        out["training"] = "plots/training.png"
+        out["training"] = (plots / "training.png").relative_to(lay.root).as_posix()
     base, tuned = data.get("base_math"), data.get("tuned_math")
     if base and tuned:
         types = sorted(set(base.get("per_type", {})) | set(tuned.get("per_type", {})))
@@ -131,27 +132,27 @@ def _plots(root: Path, data: dict) -> dict[str, str]:
         ax.legend()
         ax.set_title("Math accuracy, held-out test set")
         _save(fig, plots / "accuracy.png")
-        out["accuracy"] = "plots/accuracy.png"
+        out["accuracy"] = (plots / "accuracy.png").relative_to(lay.root).as_posix()
     return out
 
 
 def build_report(run_dir: str | os.PathLike) -> dict:
-    root = Path(run_dir)
-    manifest = _load(root / "manifest.json") or {"stages": {}}
+    lay = RunLayout(run_dir)
+    manifest = _load(lay.manifest) or {"stages": {}}
     stages = manifest.get("stages", {})
-    sample = _load(root / "sample_table.json") or {}
+    sample = _load(lay.sample_table) or {}
     data = {
         "distribution": (stages.get("label", {}).get("counts") or {}).get("distribution"),
         "sample_rows": sample.get("rows") if isinstance(sample, dict) else None,
-        "tokens": _load(root / "tokens" / "stats.json"),
-        "metrics": _load(root / "train" / "metrics.jsonl"),
-        "base_math": _load(root / "eval" / "base" / "math.json"),
-        "tuned_math": _load(root / "eval" / "tuned" / "math.json"),
-        "base_squad": _load(root / "eval" / "base" / "squad.json"),
-        "tuned_squad": _load(root / "eval" / "tuned" / "squad.json"),
-        "train": _load(root / "train" / "summary.json"),
+        "tokens": _load(lay.tokens_stats),
+        "metrics": _load(lay.train_metrics),
+        "base_math": _load(lay.eval("base").math),
+        "tuned_math": _load(lay.eval("tuned").math),
+        "base_squad": _load(lay.eval("base").squad),
+        "tuned_squad": _load(lay.eval("tuned").squad),
+        "train": _load(lay.train_summary),
     }
-    plots = _plots(root, data)
+    plots = _plots(lay, data)
     doc = Doc()
     doc.h("mathlora run report", 1)
     cfg = manifest.get("config", {})
@@ -264,6 +265,6 @@ def build_report(run_dir: str | os.PathLike) -> dict:
             "table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;"
             "text-align:left}th{background:#f0f0f0}img{max-width:100%;margin:.5em 0}</style></head><body>"
             + "\n".join(doc.html) + "</body></html>\n")
-    write_text_atomic(root / "report.md", md)
-    write_text_atomic(root / "report.html", page)
-    return {"report_html": str(root / "report.html"), "report_md": str(root / "report.md"), "plots": len(plots)}
+    write_text_atomic(lay.report_md, md)
+    write_text_atomic(lay.report_html, page)
+    return {"report_html": str(lay.report_html), "report_md": str(lay.report_md), "plots": len(plots)}

@@ -12,18 +12,20 @@ import os
 import sys
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args, option, runtime_from
+from mathlora.layout import RunLayout
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="train LoRA on the tokenized records (checkpoints, resume, merge)",
-                              description="Train a LoRA adapter. Under torchrun, runs data-parallel.")
+                              description="Train a LoRA adapter on the model whose tokenizer made the tokens "
+                                          "(tokens/stats.json). Under torchrun, runs data-parallel.")
     add_config_args(p)
     p.add_argument("--tokens", default=None, help="tokenize stage output folder (default: <run_dir>/tokens)")
     p.add_argument("--output", default=None, help="training output folder (default: <run_dir>/train)")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue from the newest complete checkpoint (default: yes)")
-    option(p, "--model", field="model", help="base model spec")
+    add_runtime_args(p)
     option(p, "--epochs", field="train.epochs", type=float, help="epochs")
     option(p, "--max-steps", field="train.max_steps", type=int, help="stop after this many optimizer steps")
     option(p, "--lr", field="train.lr", type=float, help="peak learning rate")
@@ -40,6 +42,8 @@ def register(subparsers) -> None:
     m.add_argument("--output", required=True, help="output folder")
     m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="dtype of the merged weights (default: the base model's stored dtype)")
+    add_runtime_args(m)  # where the merge runs; --precision pins its arithmetic (default: fp32)
+    add_config_args(m)
     m.set_defaults(func=run_merge)
 
 
@@ -47,10 +51,11 @@ def run_train(args: argparse.Namespace) -> int:
     from mathlora.train.trainer import train
 
     cfg = config_from_args(args)
-    run_dir = Path(cfg.run_dir)
-    tokens = Path(args.tokens) if args.tokens else run_dir / "tokens"
-    output = Path(args.output) if args.output else run_dir / "train"
-    summary = train(cfg, tokens, output, resume=args.resume, progress=not args.no_progress)
+    layout = RunLayout(cfg.run_dir)
+    tokens = Path(args.tokens) if args.tokens else layout.tokens
+    output = Path(args.output) if args.output else layout.train
+    summary = train(cfg.train, runtime_from(cfg), tokens, output, lora=cfg.lora, seed=cfg.seed, resume=args.resume,
+                    progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
         print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s: "
               f"{summary['tokens_per_s']:.1f} learnable tokens/s, final loss {summary['final_loss']:.4f}; "
@@ -62,6 +67,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from mathlora.train.merge import merge_adapter
 
-    out = merge_adapter(args.model, args.adapter, args.output, dtype=args.dtype)
+    cfg = config_from_args(args)
+    out = merge_adapter(runtime_from(cfg), args.model, args.adapter, args.output, dtype=args.dtype)
     print(f"merged {args.adapter} into {args.model}: {out}", file=sys.stdout)
     return 0

@@ -30,12 +30,11 @@ class TrainConfig(BaseModel):
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     gradient_checkpointing: bool = True
     packing: bool = True
-    pack_length: int | None = Field(None, ge=8, description="tokens per packed row; none = tokenize.seq_length")
+    pack_length: int | None = Field(None, ge=8, description="tokens per packed row; none = the tokens' seq_length "
+                                                            "(tokens/stats.json)")
     save_steps: int | list[int] | None = Field(None, description="interval, or list of steps; last step always")
     merge_checkpoints: bool = False
     distributed: Literal["ddp", "fsdp"] = Field("ddp", description="strategy under torchrun (several processes)")
-    log_every: int = Field(1, ge=1)
+    log_every: int = Field(1, ge=1, description="write metrics every N steps")

@@ -23,6 +23,7 @@ from mathlora.errors import MathloraError
 
 IGNORE = -100
 TOKENS_FILE = "tokens.parquet"
+STATS_FILE = "stats.json"
 REQUIRED_COLUMNS = ("id", "input_ids", "labels")
 
 
@@ -85,6 +86,29 @@ def load_token_records(tokens_dir: str | os.PathLike) -> tuple[list[TokenRecord]
     if not records:
         raise MathloraError(f"{path} holds no record with a learnable token")
     return records, skipped
+
+
+def read_token_stats(tokens_dir: str | os.PathLike) -> dict:
+    """``<tokens_dir>/stats.json``: what the tokenize stage says about its records, at least ``model`` (the
+    spec whose tokenizer made them, so the model to train) and ``seq_length``."""
+    import json
+
+    d = Path(tokens_dir)
+    if not d.exists():
+        raise MathloraError(f"tokens folder not found: {d} (run `mathlora tokenize` first)")
+    path = (d if d.is_dir() else d.parent) / STATS_FILE
+    if not path.is_file():
+        raise MathloraError(f"{path} not found: the tokenize stage writes it next to {TOKENS_FILE} "
+                            f"(run `mathlora tokenize` again)")
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MathloraError(f"{path} is not valid JSON (run `mathlora tokenize` again)") from None
+    missing = [k for k in ("model", "seq_length") if not isinstance(stats, dict) or k not in stats]
+    if missing:
+        raise MathloraError(f"{path} lacks {', '.join(missing)} (written by an older mathlora? run "
+                            f"`mathlora tokenize` again)")
+    return stats
 
 
 def epoch_order(n_records: int, seed: int, epoch: int) -> list[int]:

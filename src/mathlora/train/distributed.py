@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from mathlora.runtime import Runtime
+
 
 @dataclass
 class ProcessGroup:
@@ -45,28 +47,19 @@ class ProcessGroup:
             self.owns_group = False
 
 
-def pick_device(setting: str, local_rank: int = 0) -> str:
-    if setting == "cpu" or (setting == "auto" and not torch.cuda.is_available()):
-        return "cpu"
-    if not torch.cuda.is_available():
-        from mathlora.errors import MathloraError
-
-        raise MathloraError("train.device=cuda but no CUDA device is available")
-    return f"cuda:{local_rank}"
-
-
-def start_processes(device_setting: str) -> ProcessGroup:
-    """Join the torchrun process group when launched by torchrun, else a single process."""
+def start_processes(runtime: Runtime) -> ProcessGroup:
+    """Join the torchrun process group when launched by torchrun, else a single process. Each process
+    runs on ``runtime.for_process(local_rank)`` (``cuda`` becomes ``cuda:<LOCAL_RANK>``)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_setting, local_rank)
+    device = runtime.for_process(local_rank).device if world > 1 else runtime.device
     group = ProcessGroup(rank, world, local_rank, device)
     if world > 1:
         import torch.distributed as dist
 
         if device.startswith("cuda"):
-            torch.cuda.set_device(local_rank)
+            torch.cuda.set_device(torch.device(device))
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
             group.owns_group = True

@@ -1,6 +1,6 @@
 """Merge a LoRA adapter into its base model: a plain transformers folder (safetensors + tokenizer).
 
-``merge_adapter("smollm2-135m-instruct", "runs/demo/train/adapter", "runs/demo/merged")`` writes a folder
+``merge_adapter(runtime, "smollm2-135m-instruct", "runs/demo/train/adapter", "runs/demo/merged")`` writes a folder
 that ``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained`` load without peft.
 The output folder is written atomically.
 """
@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from mathlora.errors import MathloraError
+from mathlora.runtime import Runtime
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -45,8 +46,14 @@ def stored_dtype(model: str):
     return getattr(torch, name) if isinstance(name, str) and hasattr(torch, name) else torch.float32
 
 
-def merge_adapter(model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
-    """Load ``model`` (any mathlora model spec), apply the adapter, merge, save; returns ``output_dir``."""
+def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
+    """Load ``model`` (any mathlora model spec), apply the adapter, merge, save; returns ``output_dir``.
+
+    The merge runs on ``runtime.device`` (default: ``Runtime.resolve()``). It computes ``W + scale * B @ A``
+    in fp32 unless the runtime's precision was pinned (``runtime.precision`` / ``$MATHLORA_PRECISION``), so
+    a small LoRA delta is not rounded away against bf16 weights, and saves the result in ``dtype`` (``fp32``,
+    ``bf16``, ``fp16``; default: the dtype the base model is stored in).
+    """
     import torch
     from peft import PeftModel
 
@@ -58,18 +65,18 @@ def merge_adapter(model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise MathloraError(f"output {out} exists and is a file; expected a folder path")
+    runtime = runtime or Runtime.resolve()
+    work = runtime.replace(precision="fp32") if runtime.precision_auto else runtime
     if isinstance(dtype, str):
-        from mathlora.models import resolve_dtype
-
-        dtype = resolve_dtype(dtype, "cpu")
-    dtype = dtype or stored_dtype(model)
-    base = load_model(model, dtype=dtype, device="cpu")
+        dtype = Runtime(precision=dtype).dtype
+    save_dtype = dtype or stored_dtype(model)
+    base = load_model(model, work)
     try:
         with quiet_peft():
             peft_model = PeftModel.from_pretrained(base, str(adapter))
     except Exception as e:  # peft raises several kinds on a mismatched adapter
         raise MathloraError(f"adapter {adapter} does not fit model {model}: {e}") from None
-    merged = peft_model.merge_and_unload()
+    merged = peft_model.merge_and_unload().to(save_dtype)
     merged.config.use_cache = True
     tokenizer = load_tokenizer(model)
     with torch.no_grad(), atomic_path(out, directory=True) as tmp:

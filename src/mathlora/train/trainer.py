@@ -1,6 +1,8 @@
 """LoRA training per the recipe: one CPU, one GPU, or several processes under torchrun.
 
-``train(cfg, tokens_dir, output_dir)`` reads the tokenize stage's ``tokens.parquet`` and writes::
+``train(cfg.train, runtime, tokens_dir, output_dir, lora=cfg.lora, seed=cfg.seed)`` reads the tokenize
+stage's ``tokens.parquet`` and, from its ``stats.json``, the model to train (the spec whose tokenizer made
+the tokens) and the sequence length (the default packing length), and writes::
 
     <output_dir>/
       checkpoints/step-<N>/       adapter_config.json, adapter_model.safetensors (peft),
@@ -23,7 +25,10 @@ Semantics:
 * data order per epoch is a permutation seeded by ``seed + epoch``; the step number fixes the data
   position; the torch RNG (LoRA dropout) is reseeded from (seed, step, rank) at each step. Together with the
   optimizer state and the adapter in each checkpoint, resuming reproduces the uninterrupted run;
-* only rank 0 writes files.
+* only rank 0 writes files;
+* "the same run" is decided by ``run_fingerprint`` (used by ``mathlora run`` too): settings that cannot
+  change the trained numbers (``RESUMABLE_CHANGES``, the device once the precision is fixed, progress
+  output) never make a finished run or a checkpoint stale.
 """
 
 from __future__ import annotations
@@ -36,21 +41,24 @@ import shutil
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mathlora.config import Config
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, read_jsonl
 from mathlora.run_dir import atomic_path, file_sha256, write_json_atomic
+from mathlora.runtime import Runtime
 from mathlora.train.checkpoint import (
     checkpoint_dir, list_checkpoints, newest_checkpoint, read_adapter_weights, read_training_state,
     resolve_save_steps, write_training_state,
 )
+from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.data import (
-    TOKENS_FILE, TokenRecord, collate, global_batch_indices, load_token_records, micro_batches, shard, step_rows,
+    TOKENS_FILE, TokenRecord, collate, global_batch_indices, load_token_records, micro_batches, read_token_stats,
+    shard, step_rows,
 )
 from mathlora.train.loss import LearnableTokenLoss
 from mathlora.train.distributed import ProcessGroup, start_processes
@@ -59,34 +67,66 @@ from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 # Settings that do not change the trained numbers (beyond float rounding); a resume may change them.
-RESUMABLE_CHANGES = {"save_steps", "merge_checkpoints", "log_every", "device", "distributed",
-                     "gradient_checkpointing", "micro_batch_size"}
+RESUMABLE_CHANGES = {"save_steps", "merge_checkpoints", "log_every", "distributed", "gradient_checkpointing",
+                     "micro_batch_size"}
 
 
-def run_fingerprint(cfg: Config, tokens_file: Path) -> str:
+@dataclass(frozen=True)
+class TrainJob:
+    """One training run: the ``train`` and ``lora`` sections, the seed, the runtime, and what the tokens
+    artifact says (``model``: the spec whose tokenizer made the tokens; ``seq_length``)."""
+    train: TrainConfig
+    lora: LoraConfig
+    seed: int
+    model: str
+    seq_length: int
+    runtime: Runtime
+
+    @classmethod
+    def from_tokens(cls, train: TrainConfig, lora: LoraConfig, seed: int, runtime: Runtime,
+                    tokens_dir) -> "TrainJob":
+        stats = read_token_stats(tokens_dir)
+        return cls(train, lora, seed, str(stats["model"]), int(stats["seq_length"]), runtime)
+
+
+def tokens_file(tokens_dir) -> Path:
+    tokens_dir = Path(tokens_dir)
+    return tokens_dir / TOKENS_FILE if tokens_dir.is_dir() else tokens_dir
+
+
+def run_fingerprint(cfg: TrainJob, tokens: Path) -> str:
+    """What makes two trainings the same run: model, seed, LoRA, the result-changing train settings, the
+    sequence length, the precision, and the tokens. The pipeline's ``train`` stage uses it too."""
     train = {k: v for k, v in cfg.train.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
     settings = {"model": cfg.model, "seed": cfg.seed, "lora": cfg.lora.model_dump(mode="json"),
-                "train": train, "seq_length": cfg.tokenize.seq_length, "tokens": file_sha256(tokens_file)}
+                "train": train, "seq_length": cfg.seq_length, **cfg.runtime.fingerprint(),
+                "tokens": file_sha256(tokens)}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def training_fingerprint(train: TrainConfig, runtime: Runtime, tokens_dir, *, lora: LoraConfig, seed: int) -> str:
+    """``run_fingerprint`` of the run ``train(train, runtime, tokens_dir, ...)`` would make."""
+    return run_fingerprint(TrainJob.from_tokens(train, lora, seed, runtime, tokens_dir), tokens_file(tokens_dir))
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_973 + rank) % (2**63)
 
 
-def build_model(cfg: Config, device: str, dtype):
-    """Base model (frozen) + fresh LoRA weights, activation checkpointing as configured."""
+def build_model(cfg: TrainJob, runtime: Runtime):
+    """Base model (frozen) + fresh LoRA weights, built on the CPU from the seed (the same model on every
+    machine), activation checkpointing as configured, then moved to ``runtime.device``."""
     from mathlora.compat import enable_activation_checkpointing
     from mathlora.models import load_model
     from mathlora.train.lora import apply_lora
 
     torch.manual_seed(cfg.seed)
-    model = load_model(cfg.model, dtype=dtype, device=device)
+    model = load_model(cfg.model, runtime.replace(device="cpu"))
     model.config.use_cache = False
     if cfg.train.gradient_checkpointing:
         enable_activation_checkpointing(model)
     torch.manual_seed(cfg.seed)
-    return apply_lora(model, cfg.lora)
+    return apply_lora(model, cfg.lora).to(runtime.device)
 
 
 def uses_fsdp(group: ProcessGroup, strategy: str) -> bool:
@@ -154,7 +194,7 @@ def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path) -> 
     peft_model.save_pretrained(str(folder), state_dict=weights, safe_serialization=True)
 
 
-def global_loss_terms(records: list[TokenRecord], group: ProcessGroup, cfg: Config, step: int,
+def global_loss_terms(records: list[TokenRecord], group: ProcessGroup, cfg: TrainJob, step: int,
                       n_steps_epoch: int, pack_length: int) -> tuple[list, int]:
     """(this process's micro-batches, learnable tokens of the whole global batch) for ``step``."""
     indices = global_batch_indices(len(records), cfg.train.global_batch_size, cfg.seed, step, n_steps_epoch)
@@ -238,27 +278,29 @@ def finished_summary(out: Path, fingerprint: str, resume: bool) -> dict | None:
     return None
 
 
-def train(cfg: Config, tokens_dir, output_dir, *, resume: bool = True, progress: bool = True) -> dict:
+def train(cfg: TrainConfig, runtime: Runtime, tokens_dir, output_dir, *, lora: LoraConfig, seed: int,
+          resume: bool = True, progress: bool = True) -> dict:
     """Train LoRA on ``tokens_dir/tokens.parquet``; see the module docstring for the output layout."""
-    if cfg.train.precision == "fp16":
-        raise MathloraError("train.precision=fp16 is not supported for training (use bf16, fp32 or auto)")
-    group = start_processes(cfg.train.device)
+    if runtime.precision == "fp16":
+        raise MathloraError("runtime.precision=fp16 is not supported for training (use bf16, fp32 or auto)")
+    group = start_processes(runtime)
     try:
-        return _train(cfg, Path(tokens_dir), Path(output_dir), group, resume=resume, progress=progress)
+        job = TrainJob.from_tokens(cfg, lora, seed, runtime.replace(device=group.device), tokens_dir)
+        return _train(job, Path(tokens_dir), Path(output_dir), group, resume=resume, progress=progress)
     finally:
         group.close()
 
 
-def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, resume: bool, progress: bool) -> dict:
+def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, resume: bool, progress: bool) -> dict:
     from tqdm import tqdm
 
-    from mathlora.models import count_parameters, load_tokenizer, param_ratio_line, resolve_dtype
+    from mathlora.models import count_parameters, load_tokenizer, param_ratio_line
 
     tc = cfg.train
     if out.exists() and not out.is_dir():
         raise MathloraError(f"output {out} exists and is a file; expected a folder")
     records, skipped = load_token_records(tokens_dir)
-    fingerprint = run_fingerprint(cfg, tokens_dir / TOKENS_FILE if tokens_dir.is_dir() else tokens_dir)
+    fingerprint = run_fingerprint(cfg, tokens_file(tokens_dir))
     done = finished_summary(out, fingerprint, resume)
     if done is not None:
         return done
@@ -277,12 +319,12 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
     group.barrier()
     out.mkdir(parents=True, exist_ok=True)
 
-    dtype = resolve_dtype(tc.precision, group.device.split(":")[0])
+    dtype = cfg.runtime.dtype
     fsdp = uses_fsdp(group, tc.distributed)
     if fsdp and not group.device.startswith("cuda"):
         raise MathloraError("train.distributed=fsdp needs CUDA devices; use train.distributed=ddp on CPU")
     # FSDP: fp32 weights loaded on the host and sharded onto the devices, bf16 compute (mixed precision)
-    peft_model = build_model(cfg, "cpu" if fsdp else group.device, torch.float32 if fsdp else dtype)
+    peft_model = build_model(cfg, cfg.runtime.replace(device="cpu", precision="fp32") if fsdp else cfg.runtime)
     trainable, total = count_parameters(peft_model)
     ratio_line = param_ratio_line(trainable, total)
     pad_id = load_tokenizer(cfg.model).pad_token_id or 0
@@ -291,7 +333,7 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
     n_total = total_steps(len(records), tc.global_batch_size, tc.epochs, tc.max_steps)
     n_warmup = warmup_steps(n_total, tc.warmup_ratio)
     save_at = set(resolve_save_steps(tc.save_steps, n_total))
-    pack_length = tc.pack_length or cfg.tokenize.seq_length
+    pack_length = tc.pack_length or cfg.seq_length
 
     step, tokens_done, seconds_done, last_loss = 0, 0, 0.0, float("nan")
     resumed_state = None
@@ -392,7 +434,7 @@ def clip_gradients(wrapped, params, max_norm: float | None) -> float:
     return float(torch.nn.utils.clip_grad_norm_(params, limit))
 
 
-def save_checkpoint(cfg: Config, peft_model, wrapped, optimizer, state: dict[str, Any], root: Path,
+def save_checkpoint(cfg: TrainJob, peft_model, wrapped, optimizer, state: dict[str, Any], root: Path,
                     group: ProcessGroup) -> Path:
     """Write ``root/step-<N>`` atomically (rank 0); every process takes part in gathering the state."""
     weights = adapter_state(peft_model, wrapped)
@@ -405,6 +447,6 @@ def save_checkpoint(cfg: Config, peft_model, wrapped, optimizer, state: dict[str
             if cfg.train.merge_checkpoints:
                 from mathlora.train.merge import merge_adapter
 
-                merge_adapter(cfg.model, tmp, tmp / "merged")
+                merge_adapter(cfg.runtime, cfg.model, tmp, tmp / "merged")
     group.barrier()
     return target

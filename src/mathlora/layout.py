@@ -1,0 +1,189 @@
+"""The run folder's layout: every artifact path of a ``mathlora run`` folder, named once.
+
+``mathlora run`` (the pipeline), the report and the CLI defaults (``mathlora train`` reads
+``<run_dir>/tokens`` and writes ``<run_dir>/train``) all take their paths from here. The file names inside a
+stage's own output folder (``tokens/``, ``train/``) and the files a stage writes beside its output
+(``rejects.jsonl``, ``label_cache.sqlite``, ``label_failures.jsonl``, ``sample_table.json``) are the stage's
+own; they are listed here so the pipeline and the report can find them, and ``tests/test_layout.py`` checks
+that both agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class EvalLayout:
+    """``eval/base/`` or ``eval/tuned/``: math predictions and scores, SQuAD predictions and scores."""
+
+    root: Path
+
+    @property
+    def math_predictions(self) -> Path:
+        return self.root / "math_predictions.jsonl"
+
+    @property
+    def math(self) -> Path:
+        return self.root / "math.json"
+
+    @property
+    def squad(self) -> Path:
+        return self.root / "squad.json"
+
+    @property
+    def squad_predictions(self) -> Path:
+        return self.root / "squad.predictions.jsonl"  # evaluate.squad.default_predictions_path(self.squad)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Every artifact of a run folder (see docs/ARCHITECTURE.md for what writes and reads each one)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    # -- the run ------------------------------------------------------------------------------------------
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    # -- synth: generated data when data.* are not given ---------------------------------------------------
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def raw_train(self) -> Path:
+        return self.raw / "train.jsonl"
+
+    @property
+    def raw_test(self) -> Path:
+        return self.raw / "test.jsonl"
+
+    @property
+    def raw_squad(self) -> Path:
+        return self.raw / "squad.json"
+
+    # -- ingest --------------------------------------------------------------------------------------------
+    @property
+    def records(self) -> Path:
+        return self.root / "records.jsonl"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects.jsonl"
+
+    @property
+    def test_records(self) -> Path:
+        return self.root / "test_records.jsonl"
+
+    @property
+    def test_rejects(self) -> Path:
+        return self.root / "test_rejects.jsonl"
+
+    # -- label, sample, normalize, convert -----------------------------------------------------------------
+    @property
+    def labeled(self) -> Path:
+        return self.root / "labeled.jsonl"
+
+    @property
+    def label_cache(self) -> Path:
+        return self.root / "label_cache.sqlite"  # label.run.default_cache_path(self.labeled)
+
+    @property
+    def label_failures(self) -> Path:
+        return self.root / "label_failures.jsonl"  # label.run.FAILURES_FILE beside the output
+
+    @property
+    def sampled(self) -> Path:
+        return self.root / "sampled.jsonl"
+
+    @property
+    def sample_table(self) -> Path:
+        return self.root / "sample_table.json"  # data.sampling.TABLE_FILE beside the output
+
+    @property
+    def normalized(self) -> Path:
+        return self.root / "normalized.jsonl"
+
+    @property
+    def conversations(self) -> Path:
+        return self.root / "conversations.json"
+
+    # -- tokenize ------------------------------------------------------------------------------------------
+    @property
+    def tokens(self) -> Path:
+        return self.root / "tokens"
+
+    @property
+    def tokens_parquet(self) -> Path:
+        return self.tokens / "tokens.parquet"
+
+    @property
+    def tokens_stats(self) -> Path:
+        return self.tokens / "stats.json"
+
+    @property
+    def tokens_rejects(self) -> Path:
+        return self.tokens / "rejects.jsonl"
+
+    # -- train, merge --------------------------------------------------------------------------------------
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def train_checkpoints(self) -> Path:
+        return self.train / "checkpoints"
+
+    @property
+    def train_adapter(self) -> Path:
+        return self.train / "adapter"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.train / "metrics.jsonl"
+
+    @property
+    def train_tensorboard(self) -> Path:
+        return self.train / "tensorboard"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.train / "summary.json"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "merged"
+
+    @property
+    def merged_config(self) -> Path:
+        return self.merged / "config.json"
+
+    # -- eval ----------------------------------------------------------------------------------------------
+    def eval(self, which: str) -> EvalLayout:
+        """``base`` (the base model) or ``tuned`` (the merged model)."""
+        if which not in ("base", "tuned"):
+            raise ValueError(f"eval layout: expected base or tuned, got {which!r}")
+        return EvalLayout(self.root / "eval" / which)
+
+    # -- report --------------------------------------------------------------------------------------------
+    @property
+    def report_html(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
