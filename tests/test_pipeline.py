@@ -53,3 +53,14 @@ def test_run_reports_bad_config_cleanly(tmp_path, capsys):
     assert "unknown key" in capsys.readouterr().err
     assert main(["run", "-o", str(tmp_path / "r"), "data.train=/does/not/exist.json"]) == 2
     assert "data.train file not found" in capsys.readouterr().err
+
+
+def test_run_grades_with_the_configured_answer_scope_and_wrong_samples(tmp_path):
+    """eval.answer_scope and eval.wrong_samples reach the grading in `mathlora run`, not only its fingerprint."""
+    run = tmp_path / "run"
+    args = ["run", "--no-progress", "-o", str(run), "--stop-after", "eval_base_math", *SMALL,
+            "eval.answer_scope=full", "eval.wrong_samples=1"]
+    assert main(args) == 0
+    report = json.loads((run / "eval/base/math.json").read_text())
+    assert report["scope"] == "full"
+    assert report["count"] - report["correct"] > 1 and len(report["wrong_samples"]) == 1
