@@ -16,9 +16,11 @@ Run folder:
     labeled.jsonl, label_failures.jsonl, label_cache.sqlite   difficulty 0-5 per record
     sampled.jsonl, sample_table.json                   the stratified sample
     normalized.jsonl                                   decimals cut to 2
+    rewritten.jsonl, rewrite_report.json               worked solutions (solution_style steps | calculator)
     conversations.json                                 the recipe's conversation JSON
     tokens/                                            tokens.parquet, stats.json, rejects.jsonl
-    eval/base/, eval/tuned/                            math predictions + scores, squad predictions + scores
+    eval/base/, eval/tuned/                            math predictions + scores (and *_nocalc without the
+                                                       calculator when eval.calculator), squad predictions + scores
     train/                                             checkpoints/, adapter/, metrics.jsonl, tensorboard/
     merged/                                            the final adapter merged into the base (HF folder)
     report.md, report.html, plots/                     the report
@@ -42,7 +44,7 @@ from mathlora.errors import MathloraError
 from mathlora.records import require_file, write_jsonl
 from mathlora.run_dir import RunDir, fingerprint, write_json_atomic, write_text_atomic
 
-STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "convert", "tokenize",
+STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "rewrite", "convert", "tokenize",
           "eval_base_math", "eval_base_squad", "train", "merge", "eval_tuned_math", "eval_tuned_squad", "report"]
 
 
@@ -155,9 +157,17 @@ class Pipeline:
         self.stage("normalize", {"input": sampled}, cfg.normalize.model_dump(), [normalized],
                    lambda: normalize_file(sampled, normalized, decimals=cfg.normalize.decimals,
                                           mode=cfg.normalize.mode))
+        solutions = normalized
+        if cfg.solution_style != "answer":
+            from mathlora.data.rewrite import rewrite_file
+
+            solutions, report = self.p("rewritten.jsonl"), self.p("rewrite_report.json")
+            self.summary["rewrite"] = self.stage(
+                "rewrite", {"input": normalized}, {"solution_style": cfg.solution_style}, [solutions, report],
+                lambda: rewrite_file(normalized, solutions, report, style=cfg.solution_style))
         conversations = self.p("conversations.json")
-        self.stage("convert", {"input": normalized}, {"template": cfg.template, **cfg.convert.model_dump()},
-                   [conversations], lambda: convert_file(normalized, conversations, template=cfg.template,
+        self.stage("convert", {"input": solutions}, {"template": cfg.template, **cfg.convert.model_dump()},
+                   [conversations], lambda: convert_file(solutions, conversations, template=cfg.template,
                                                          fmt=cfg.convert.format))
         tokens = self.p("tokens")
         self.summary["tokenize"] = self.stage(
@@ -169,6 +179,9 @@ class Pipeline:
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def evaluate(self, which: str, model: str, squad_src: Path, extra_inputs: dict[str, Path]) -> None:
+        import shutil
+
+        from mathlora.evaluate.answers import resolve_scope
         from mathlora.evaluate.math_grading import grade_file
         from mathlora.evaluate.predict import predict_file
         from mathlora.evaluate.squad import evaluate_squad
@@ -176,19 +189,50 @@ class Pipeline:
         cfg = self.cfg
         out = self.p(f"eval/{which}")
         test = self.p("test_records.jsonl")
-        preds, math = out / "math_predictions.jsonl", out / "math.json"
-        baseline_math = self.p("eval/base/math_predictions.jsonl") if which == "tuned" else None
-        settings = {"eval": cfg.eval.model_dump(), "template": cfg.template, "model": model}
+        calculator = cfg.eval.calculator
+        # with the calculator: math.json is scored with it, math_nocalc.json without (same model, same problems)
+        runs = [("", calculator)] + ([("_nocalc", False)] if calculator else [])
+        files = {tag: (out / f"math{tag}_predictions.jsonl", out / f"math{tag}.json") for tag, _ in runs}
+        baselines = {tag: self.p(f"eval/base/math{tag}_predictions.jsonl") if which == "tuned" else None
+                     for tag, _ in runs}
+        settings = {"eval": cfg.eval.model_dump(), "template": cfg.template, "model": model,
+                    "solution_style": cfg.solution_style}
+        scope = resolve_scope(cfg.eval.answer_scope, cfg.solution_style)
 
         def run_math() -> dict:
-            gen = predict_file(model, None, test, preds, template=cfg.template, cfg=cfg.eval, progress=self.progress)
-            report = grade_file(preds, math, atol=cfg.eval.atol, rtol=cfg.eval.rtol, baseline_path=baseline_math)
-            return {"accuracy": report["accuracy"], "count": report["count"], "correct": report["correct"],
-                    "unparsable": report.get("unparsable"), "tokens_per_s": gen.get("tokens_per_s"),
-                    "predict_seconds": gen.get("seconds")}
+            counts: dict = {}
+            calls = None
+            if not calculator:  # scores of an earlier run with the calculator would mislead the report
+                for stale in out.glob("math_nocalc*"):
+                    stale.unlink()
+            for tag, with_calculator in runs:
+                preds, math = files[tag]
+                if tag == "_nocalc" and calls == 0:
+                    # the calculator never forced a token, so decoding without it is the same run
+                    shutil.copyfile(files[""][0], preds)
+                else:
+                    gen = predict_file(model, None, test, preds, template=cfg.template, cfg=cfg.eval,
+                                       progress=self.progress, solution_style=cfg.solution_style,
+                                       calculator=with_calculator)
+                    calls = gen.get("calculator_calls", 0) + gen.get("calculator_refused", 0)
+                    counts.setdefault("tokens_per_s", gen.get("tokens_per_s"))
+                    counts.setdefault("predict_seconds", gen.get("seconds"))
+                    if with_calculator:
+                        counts.update(calculator_calls=gen["calculator_calls"],
+                                      calculator_refused=gen["calculator_refused"])
+                report = grade_file(preds, math, atol=cfg.eval.atol, rtol=cfg.eval.rtol,
+                                    baseline_path=baselines[tag], scope=scope, wrong_samples=cfg.eval.wrong_samples)
+                if tag:
+                    counts["accuracy" + tag] = report["accuracy"]
+                else:
+                    counts.update(accuracy=report["accuracy"], count=report["count"], correct=report["correct"],
+                                  unparsable=report.get("unparsable"))
+            return counts
 
-        inputs = {"test": test, **extra_inputs, **({"baseline": baseline_math} if baseline_math else {})}
-        self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings, [preds, math], run_math)
+        inputs = {"test": test, **extra_inputs,
+                  **{f"baseline{tag}": b for tag, b in baselines.items() if b is not None}}
+        self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings,
+                                                   [p for pair in files.values() for p in pair], run_math)
         squad = out / "squad.json"
         baseline_squad = self.p("eval/base/squad.json") if which == "tuned" else None
 
@@ -261,6 +305,10 @@ def headline(run_dir: Path) -> str:
     base, tuned, squad = load("eval/base/math.json"), load("eval/tuned/math.json"), load("eval/tuned/squad.json")
     acc = (f"math accuracy {100 * base.get('accuracy', 0):.1f}% -> {100 * tuned.get('accuracy', 0):.1f}%"
            if base and tuned else "math accuracy: n/a")
+    base_plain, tuned_plain = load("eval/base/math_nocalc.json"), load("eval/tuned/math_nocalc.json")
+    if base and tuned and base_plain and tuned_plain:
+        acc += (f" with the calculator ({100 * base_plain.get('accuracy', 0):.1f}% -> "
+                f"{100 * tuned_plain.get('accuracy', 0):.1f}% without)")
     ret = squad.get("retention")
     verdict = ("retention PASSED" if ret and ret.get("passed") else "retention FAILED" if ret else "retention: n/a")
     if ret:
