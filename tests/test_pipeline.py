@@ -17,7 +17,13 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"report: {run / 'report.html'} | math accuracy ") and "retention" in last
     manifest = json.loads((run / "manifest.json").read_text())
-    assert set(manifest["stages"]) >= {"synth", "ingest", "label", "sample", "normalize", "convert", "tokenize",
+    # the embedded config trains on worked solutions with calculator annotations, scored with and without it
+    assert manifest["config"]["solution_style"] == "calculator" and "with the calculator" in last
+    assert manifest["stages"]["rewrite"]["counts"]["rewritten"] > 0
+    assert "<<" in (run / "rewritten.jsonl").read_text(encoding="utf-8")
+    nocalc = json.loads((run / "eval/tuned/math_nocalc.json").read_text())
+    assert nocalc["count"] == 16 and nocalc["scope"] == "final" and "comparison" in nocalc
+    assert set(manifest["stages"]) >= {"synth", "ingest", "label", "sample", "normalize", "rewrite", "convert", "tokenize",
                                        "eval_base_math", "train", "merge", "eval_tuned_math", "eval_tuned_squad",
                                        "report"}
     assert manifest["stages"]["sample"]["counts"]["totals"]["drawn"] == 64

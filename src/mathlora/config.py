@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,6 +37,9 @@ class Config(BaseModel):
                        description="base model: HF folder, .gguf file, smollm2-135m-instruct, tiny-random-llama")
     template: str = Field("alpaca", description="named prompt template used for training AND inference")
     runtime: RuntimeConfig = RuntimeConfig()
+    solution_style: Literal["answer", "steps", "calculator"] = Field(
+        "answer", description="training solutions: the competition's answers, worked steps, or worked steps "
+                              "with <<expr=value>> calculator annotations (used from synth/rewrite to grading)")
     data: DataConfig = DataConfig()
     synth: SynthConfig = SynthConfig()
     ingest: IngestConfig = IngestConfig()

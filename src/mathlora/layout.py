@@ -16,17 +16,27 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class EvalLayout:
-    """``eval/base/`` or ``eval/tuned/``: math predictions and scores, SQuAD predictions and scores."""
+    """``eval/base/`` or ``eval/tuned/``: math predictions and scores (with and without the calculator),
+    SQuAD predictions and scores."""
 
     root: Path
 
+    def math_files(self, tag: str = "") -> tuple[Path, Path]:
+        """(predictions, scores) of one math evaluation: ``tag`` ``""`` as configured, ``"_nocalc"`` without
+        the calculator (written next to the calculator run when ``eval.calculator``)."""
+        return self.root / f"math{tag}_predictions.jsonl", self.root / f"math{tag}.json"
+
     @property
     def math_predictions(self) -> Path:
-        return self.root / "math_predictions.jsonl"
+        return self.math_files()[0]
 
     @property
     def math(self) -> Path:
-        return self.root / "math.json"
+        return self.math_files()[1]
+
+    @property
+    def math_nocalc(self) -> Path:
+        return self.math_files("_nocalc")[1]
 
     @property
     def squad(self) -> Path:
@@ -89,7 +99,7 @@ class RunLayout:
     def test_rejects(self) -> Path:
         return self.root / "test_rejects.jsonl"
 
-    # -- label, sample, normalize, convert -----------------------------------------------------------------
+    # -- label, sample, normalize, rewrite, convert --------------------------------------------------------
     @property
     def labeled(self) -> Path:
         return self.root / "labeled.jsonl"
@@ -113,6 +123,14 @@ class RunLayout:
     @property
     def normalized(self) -> Path:
         return self.root / "normalized.jsonl"
+
+    @property
+    def rewritten(self) -> Path:
+        return self.root / "rewritten.jsonl"
+
+    @property
+    def rewrite_report(self) -> Path:
+        return self.root / "rewrite_report.json"
 
     @property
     def conversations(self) -> Path:

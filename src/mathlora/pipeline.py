@@ -33,7 +33,7 @@ from mathlora.records import require_file, write_jsonl
 from mathlora.run_dir import RunDir, fingerprint, write_json_atomic, write_text_atomic
 from mathlora.runtime import Runtime
 
-STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "convert", "tokenize",
+STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "rewrite", "convert", "tokenize",
           "eval_base_math", "eval_base_squad", "train", "merge", "eval_tuned_math", "eval_tuned_squad", "report"]
 
 
@@ -151,9 +151,17 @@ class Pipeline:
         normalized = lay.normalized
         self.stage("normalize", {"input": sampled}, cfg.normalize.model_dump(), [normalized],
                    lambda: normalize_file(cfg.normalize, sampled, normalized))
+        solutions = normalized
+        if cfg.solution_style != "answer":
+            from mathlora.data.rewrite import rewrite_file
+
+            solutions, report = lay.rewritten, lay.rewrite_report
+            self.summary["rewrite"] = self.stage(
+                "rewrite", {"input": normalized}, {"solution_style": cfg.solution_style}, [solutions, report],
+                lambda: rewrite_file(normalized, solutions, report, style=cfg.solution_style))
         conversations = lay.conversations
-        self.stage("convert", {"input": normalized}, {"template": cfg.template, **cfg.convert.model_dump()},
-                   [conversations], lambda: convert_file(cfg.convert, normalized, conversations,
+        self.stage("convert", {"input": solutions}, {"template": cfg.template, **cfg.convert.model_dump()},
+                   [conversations], lambda: convert_file(cfg.convert, solutions, conversations,
                                                          template=cfg.template))
         tokens = lay.tokens
         self.summary["tokenize"] = self.stage(
@@ -165,6 +173,8 @@ class Pipeline:
 
     # -- evaluation -----------------------------------------------------------------------------------------
     def evaluate(self, which: str, model: str, squad_src: Path, extra_inputs: dict[str, Path]) -> None:
+        import shutil
+
         from mathlora.evaluate.math_grading import grade_file
         from mathlora.evaluate.predict import predict_file
         from mathlora.evaluate.squad import evaluate_squad
@@ -172,21 +182,48 @@ class Pipeline:
         cfg, lay = self.cfg, self.layout
         out = lay.eval(which)
         test = lay.test_records
-        preds, math = out.math_predictions, out.math
-        baseline_math = lay.eval("base").math_predictions if which == "tuned" else None
+        calculator = cfg.eval.calculator
+        # with the calculator: math.json is scored with it, math_nocalc.json without (same model, same problems)
+        runs = [("", calculator)] + ([("_nocalc", False)] if calculator else [])
+        files = {tag: out.math_files(tag) for tag, _ in runs}
+        baselines = {tag: lay.eval("base").math_files(tag)[0] if which == "tuned" else None for tag, _ in runs}
         settings = {"eval": cfg.eval.model_dump(), "template": cfg.template, "model": model,
-                    "runtime": self.runtime.fingerprint()}
+                    "solution_style": cfg.solution_style, "runtime": self.runtime.fingerprint()}
 
         def run_math() -> dict:
-            gen = predict_file(cfg.eval, self.runtime, model, None, test, preds, template=cfg.template,
-                               progress=self.progress)
-            report = grade_file(cfg.eval, preds, math, baseline_path=baseline_math)
-            return {"accuracy": report["accuracy"], "count": report["count"], "correct": report["correct"],
-                    "unparsable": report.get("unparsable"), "tokens_per_s": gen.get("tokens_per_s"),
-                    "predict_seconds": gen.get("seconds")}
+            counts: dict = {}
+            calls = None
+            if not calculator:  # scores of an earlier run with the calculator would mislead the report
+                for stale in out.root.glob("math_nocalc*"):
+                    stale.unlink()
+            for tag, with_calculator in runs:
+                preds, math = files[tag]
+                if tag == "_nocalc" and calls == 0:
+                    # the calculator never forced a token, so decoding without it is the same run
+                    shutil.copyfile(files[""][0], preds)
+                else:
+                    gen = predict_file(cfg.eval, self.runtime, model, None, test, preds, template=cfg.template,
+                                       progress=self.progress, solution_style=cfg.solution_style,
+                                       calculator=with_calculator)
+                    calls = gen.get("calculator_calls", 0) + gen.get("calculator_refused", 0)
+                    counts.setdefault("tokens_per_s", gen.get("tokens_per_s"))
+                    counts.setdefault("predict_seconds", gen.get("seconds"))
+                    if with_calculator:
+                        counts.update(calculator_calls=gen["calculator_calls"],
+                                      calculator_refused=gen["calculator_refused"])
+                report = grade_file(cfg.eval, preds, math, baseline_path=baselines[tag],
+                                    solution_style=cfg.solution_style)
+                if tag:
+                    counts["accuracy" + tag] = report["accuracy"]
+                else:
+                    counts.update(accuracy=report["accuracy"], count=report["count"], correct=report["correct"],
+                                  unparsable=report.get("unparsable"))
+            return counts
 
-        inputs = {"test": test, **extra_inputs, **({"baseline": baseline_math} if baseline_math else {})}
-        self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings, [preds, math], run_math)
+        inputs = {"test": test, **extra_inputs,
+                  **{f"baseline{tag}": b for tag, b in baselines.items() if b is not None}}
+        self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings,
+                                                   [p for pair in files.values() for p in pair], run_math)
         squad = out.squad
         baseline_squad = lay.eval("base").squad if which == "tuned" else None
 
@@ -262,6 +299,10 @@ def headline(run_dir: Path) -> str:
     base, tuned, squad = load(lay.eval("base").math), load(lay.eval("tuned").math), load(lay.eval("tuned").squad)
     acc = (f"math accuracy {100 * base.get('accuracy', 0):.1f}% -> {100 * tuned.get('accuracy', 0):.1f}%"
            if base and tuned else "math accuracy: n/a")
+    base_plain, tuned_plain = load(lay.eval("base").math_nocalc), load(lay.eval("tuned").math_nocalc)
+    if base and tuned and base_plain and tuned_plain:
+        acc += (f" with the calculator ({100 * base_plain.get('accuracy', 0):.1f}% -> "
+                f"{100 * tuned_plain.get('accuracy', 0):.1f}% without)")
     ret = squad.get("retention")
     verdict = ("retention PASSED" if ret and ret.get("passed") else "retention FAILED" if ret else "retention: n/a")
     if ret:

@@ -132,3 +132,29 @@ def test_non_numeric_latex_needs_math_verify():
     pytest.importorskip("math_verify")
     assert _match("\\boxed{\\sqrt{2}}", "\\boxed{\\sqrt{2}}")
     assert not _match("\\boxed{\\sqrt{3}}", "\\boxed{\\sqrt{2}}")
+
+
+# --- worked solutions: the final-answer scope -------------------------------------------------------------
+
+from mathlora.evaluate.answers import resolve_scope  # noqa: E402
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("首先 3 + 4 = 7，所以答案是 12", "12"),
+    ("每件获利：<<12.75 - 10.5=2.25>>\n共获利：<<2.25 * 40=90>>\n答案：90\n### Instruction: more", "90"),
+    ("面积：<<12 * 34=408>> 平方厘米\n答案：408 平方厘米", "408"),
+    ("最大公约数：<<gcd(495, 810)=45>>\n答案：11/18", "11/18"),
+    ("We get 5. Answer: 8", "8"),
+    ("so $\\boxed{7}$", "7"),
+    ("Answer: 3, then \\boxed{9}", "9"),
+    ("#### 42", "42"),
+    ("no marker, 3 + 4 = 7", "7"),
+])
+def test_final_scope_reads_the_last_stated_answer(completion, expected):
+    assert extract_prediction_answer(completion, "final").text == expected
+
+
+def test_auto_scope_follows_the_solution_style():
+    assert resolve_scope("auto", "answer") == "first_line"
+    assert resolve_scope("auto", "steps") == resolve_scope("auto", "calculator") == "final"
+    assert resolve_scope("full", "calculator") == "full"

@@ -1,4 +1,4 @@
-"""CLI: ``mathlora ingest | sample | normalize | convert | tokenize``."""
+"""CLI: ``mathlora ingest | sample | normalize | rewrite | convert | tokenize``."""
 
 from __future__ import annotations
 
@@ -33,6 +33,21 @@ def cmd_normalize(args) -> int:
 
     cfg = config_from_args(args)
     _print_counts("normalize", normalize_file(cfg.normalize, args.input, args.output))
+    return 0
+
+
+def cmd_rewrite(args) -> int:
+    from pathlib import Path
+
+    from mathlora.data.rewrite import rewrite_file
+
+    cfg = config_from_args(args)
+    report = args.report or str(Path(args.output).with_name("rewrite_report.json"))
+    counts = rewrite_file(args.input, args.output, report, style=cfg.solution_style)
+    _print_counts("rewrite", counts)
+    for family, c in counts["per_family"].items():
+        print(f"  {family:<18} recognised {c['recognised']}, rewritten {c['rewritten']}, mismatch {c['mismatch']}")
+    print(f"report: {report}")
     return 0
 
 
@@ -102,6 +117,14 @@ def register(sub) -> None:
     option(p, "--mode", field="normalize.mode", choices=["round", "truncate"], help="round half-up or truncate")
     add_config_args(p)
     p.set_defaults(func=cmd_normalize)
+
+    p = sub.add_parser("rewrite", help="answer-only solutions -> rule-based worked solutions (steps/calculator)")
+    _io(p)
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+           help="steps: computations with results; calculator: computations as <<expr=value>>")
+    p.add_argument("--report", default=None, help="report JSON (default: rewrite_report.json beside the output)")
+    add_config_args(p)
+    p.set_defaults(func=cmd_rewrite)
 
     p = sub.add_parser("convert", help="records -> conversation JSON (the recipe's format)")
     _io(p)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from fractions import Fraction
 
 # A digit run, a dot, a digit run; optional exponent. Not preceded by a digit or dot (so "1.2.3" does
 # not re-match its tail), not followed by a digit.
@@ -34,6 +35,33 @@ def format_decimals(text: str, decimals: int = 2, mode: str = "round") -> str:
         return f"{value:.{decimals}f}{exp}"
 
     return NUMBER.sub(repl, text)
+
+
+def format_number(value: Fraction | Decimal | int, decimals: int = 2, mode: str = "round") -> str:
+    """An exact value written as the decimals rule leaves it: ``Fraction(1, 3)`` -> ``0.33``, ``2.5`` -> ``2.5``.
+
+    A value whose decimal expansion ends within ``decimals`` places is written exactly (no trailing zeros);
+    any other is rounded (or truncated) to ``decimals`` places, exactly as :func:`format_decimals` cuts a
+    long number in text. The steps writer and the calculator print every number through this function.
+    """
+    if mode not in ("round", "truncate"):
+        raise ValueError(f"mode must be 'round' or 'truncate', got {mode!r}")
+    value = Fraction(value)
+    scaled = value * 10 ** decimals
+    if scaled.denominator == 1:  # terminates within the allowed places: exact
+        text = f"{value.numerator // value.denominator}" if value.denominator == 1 else None
+        if text is None:
+            sign, whole = ("-" if scaled < 0 else ""), abs(scaled.numerator)
+            text = f"{sign}{whole // 10 ** decimals}.{whole % 10 ** decimals:0{decimals}d}".rstrip("0").rstrip(".")
+        return text
+    magnitude = abs(scaled)
+    units = magnitude.numerator // magnitude.denominator
+    if mode == "round" and 2 * (magnitude - units) >= 1:
+        units += 1
+    sign = "-" if value < 0 and units else ""
+    if decimals == 0:
+        return f"{sign}{units}"
+    return f"{sign}{units // 10 ** decimals}.{units % 10 ** decimals:0{decimals}d}"
 
 
 def count_long_numbers(text: str, decimals: int = 2) -> int:

@@ -12,8 +12,10 @@ Rules (the same for every problem family):
 * **Predictions** (``scope="first_line"``, the default): the completion is cut at the first ``###`` (the model
   starting a new template turn); a ``\\boxed{}`` in what is left wins (the first one: what follows it is the model
   rambling on); otherwise the gold rule is applied to the first non-empty line only, since a model that does not
-  stop at EOS continues with junk lines. ``scope="full"`` applies the gold rule to the whole cut completion
-  (for multi-line, step-by-step answers).
+  stop at EOS continues with junk lines. ``scope="full"`` applies the gold rule to the whole cut completion.
+  ``scope="final"`` (worked solutions: ``auto`` picks it for the ``steps`` and ``calculator`` styles) reads the
+  answer after the last ``答案：`` / ``答案是`` / ``Answer:`` / ``####`` marker or in the last ``\\boxed{}``,
+  whichever is later (``首先 3 + 4 = 7，所以答案是 12`` reads 12), else the full-text rule.
 * **Comparison**: two ``a/b`` fractions compare exactly (``5/6 == 10/12``), except that when the gold states a
   simplest form (``最简化的形式为：5/6``) a fraction with a common factor is wrong (``10/12``, or the problem's
   own fraction echoed back). Everything else compares numerically:
@@ -186,8 +188,12 @@ def extract_gold_answer(solution: str) -> Answer | None:
 
 
 def cut_at_marker(completion: str) -> str:
-    """The completion up to the first ``###`` (where a model starts another template turn)."""
-    return completion.split("###", 1)[0]
+    """The completion up to the first ``###`` (where a model starts another template turn); GSM8K's ``####``
+    answer marker is not a template turn."""
+    return _TURN_RE.split(completion, 1)[0]
+
+
+_TURN_RE = re.compile(r"(?<!#)###(?!#)")
 
 
 def first_line(text: str) -> str:
@@ -197,11 +203,41 @@ def first_line(text: str) -> str:
     return ""
 
 
+# Where a worked solution states its final answer: 答案：12, 答案是 12, 最终答案为 12, Answer: 12, #### 12.
+_FINAL_MARKER_RE = re.compile(r"(?:最终)?答案\s*(?:是|为)?\s*[：:]?|(?<![A-Za-z])answer\s*(?:is)?\s*[:：]|####",
+                              re.IGNORECASE)
+
+
+def final_marked_answer(text: str) -> Answer | None:
+    """The answer after the last final-answer marker (``答案：``, ``Answer:``, ``####``) or in the last
+    ``\\boxed{}``, whichever comes later; None when the text has neither."""
+    markers = list(_FINAL_MARKER_RE.finditer(text))
+    boxed_at = [m.start() for m in _BOXED_RE.finditer(text)]
+    if boxed_at and (not markers or boxed_at[-1] > markers[-1].start()):
+        return parse_boxed(boxed_contents(text)[-1]) if boxed_contents(text) else None
+    for m in reversed(markers):
+        tail = latex_to_plain(text[m.end():])
+        found = numbers_in(tail)
+        if found:
+            return found[0]
+    return None
+
+
+def resolve_scope(scope: str, solution_style: str = "answer") -> str:
+    """``auto`` -> ``final`` for worked solutions (steps, calculator), ``first_line`` for answer-only ones."""
+    if scope != "auto":
+        return scope
+    return "first_line" if solution_style == "answer" else "final"
+
+
 def extract_prediction_answer(completion: str, scope: str = "first_line") -> Answer | None:
     """The final answer of a model completion (see the module docstring)."""
     if not completion:
         return None
     text = cut_at_marker(completion)
+    if scope == "final":
+        marked = final_marked_answer(text)
+        return marked if marked is not None else final_number(text)
     boxed = boxed_contents(text)
     if boxed:
         return parse_boxed(boxed[0] if scope == "first_line" else boxed[-1])

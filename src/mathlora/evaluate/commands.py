@@ -28,6 +28,10 @@ def register(subparsers) -> None:
     option(p, "--template", field="template", help="prompt template (default: the config's, alpaca)")
     option(p, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
     option(p, "--max-length", field="eval.max_length", type=int, help="prompt + completion tokens at most")
+    option(p, "--calculator", field="eval.calculator", action="store_true",
+           help="calculator-assisted decoding: force the result of every <<expr= the model opens")
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+           help="the style the model was trained on (picks where the answer is read when --scope is auto)")
     add_config_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -42,8 +46,10 @@ def register(subparsers) -> None:
     m.add_argument("--output", default=None, help="report JSON (default: <predictions stem>.math.json)")
     option(m, "--atol", field="eval.atol", type=float, help="absolute tolerance (default 1e-2)")
     option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance (default 0)")
-    option(m, "--scope", field="eval.answer_scope", choices=["first_line", "full"],
-           help="where a completion's answer is read (default first_line)")
+    option(m, "--scope", field="eval.answer_scope", choices=["auto", "first_line", "full", "final"],
+           help="where a completion's answer is read (default auto: final for worked solutions, else first_line)")
+    option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+           help="the style the model was trained on (resolves --scope auto)")
     add_config_args(m)
     m.set_defaults(func=cmd_eval_math)
 
@@ -77,10 +83,12 @@ def cmd_predict(args) -> int:
 
     cfg = config_from_args(args)
     summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                           template=cfg.template, progress=not args.no_progress)
+                           template=cfg.template, progress=not args.no_progress, solution_style=cfg.solution_style)
+    calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
+            if summary["calculator"] else "")
     print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
           f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
-          f"{summary['stopped_at_eos']} stopped at EOS) -> {summary['output']}")
+          f"{summary['stopped_at_eos']} stopped at EOS{calc}) -> {summary['output']}")
     return 0
 
 
@@ -89,7 +97,8 @@ def cmd_eval_math(args) -> int:
 
     cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline)
+    r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline,
+                   solution_style=cfg.solution_style)
     print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
           + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
     comparison = r.get("comparison")

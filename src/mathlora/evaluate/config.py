@@ -16,9 +16,13 @@ class EvalConfig(BaseModel):
     merge_adapter: bool = Field(True, description="merge the LoRA adapter into the weights before generating")
     atol: float = Field(1e-2, ge=0)
     rtol: float = Field(0.0, ge=0)
-    answer_scope: Literal["first_line", "full"] = Field(
-        "first_line", description="where a prediction's answer is read: the completion's first line "
-                                  "(a \\boxed{} anywhere before a template marker wins), or the whole text")
+    answer_scope: Literal["auto", "first_line", "full", "final"] = Field(
+        "auto", description="where a prediction's answer is read: auto = final for worked solutions "
+                            "(steps/calculator styles), first_line for answers; first_line: the completion's "
+                            "first line (a \\boxed{} before a template marker wins); full: the whole text; "
+                            "final: after the last 答案：/Answer:/#### marker or the last \\boxed{}")
+    calculator: bool = Field(False, description="calculator-assisted decoding: when a completion opens "
+                                                "<<expr=, the calculator's result and >> are forced")
     wrong_samples: int = Field(20, ge=0, description="wrong answers listed in the math report")
     squad_limit: int | None = Field(None, ge=1)
     squad_max_new_tokens: int = Field(20, ge=1)

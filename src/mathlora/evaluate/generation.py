@@ -8,10 +8,17 @@ which under greedy decoding equals generating that row alone with its budget. A 
 EOS (the model's EOS ids, from the tokenizer and the generation config) or at its budget, and is then
 dropped from the batch (its KV-cache rows too), so finished rows cost nothing. Padding is never detected
 by token id (SmolLM2 pads with its EOS): the attention mask and explicit position ids carry it.
+
+Calculator-assisted decoding (``calculator=CalculatorHook(tokenizer)``): when a row's generated text ends
+inside an open ``<<expr=``, the calculator's result and ``>>`` are queued as that row's next tokens and fed
+one per step, while the other rows keep decoding, so the batched KV-cache loop stays one step for all rows.
+An expression the calculator refuses leaves the model to continue on its own; calls and refusals are counted
+per row.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +33,53 @@ class Generation:
     generated_tokens: int         # tokens the model produced (EOS included when it stopped)
     stopped: bool                 # hit EOS before its budget
     prompt_tokens: int
+    calculator_calls: int = 0     # <<expr= annotations the calculator answered (result forced)
+    calculator_refused: int = 0   # annotations the calculator refused (the model continued alone)
+
+
+class CalculatorHook:
+    """Decides, after each generated token, whether a row has opened ``<<expr=`` and what to force next.
+
+    The forced tokens are the ids that tokenizing ``text + result + ">>"`` adds after the row's own ids (so
+    they are the tokens training saw), or ``result + ">>"`` tokenized alone when the row's ids are not a
+    prefix of that tokenization.
+    """
+
+    REFUSED: list[int] = []
+
+    def __init__(self, tokenizer, calculate=None):
+        from mathlora.calculator import calculate as default_calculate
+
+        self.tokenizer = tokenizer
+        self.calculate = calculate or default_calculate
+        self._ends_with_equals: dict[int, bool] = {}
+
+    def may_trigger(self, token: int) -> bool:
+        """Cheap test: only a token whose text ends in ``=`` can close an expression."""
+        hit = self._ends_with_equals.get(token)
+        if hit is None:
+            hit = self._ends_with_equals[token] = self.tokenizer.decode([token]).rstrip().endswith("=")
+        return hit
+
+    def forced_tokens(self, ids: list[int]) -> list[int] | None:
+        """None: no open ``<<expr=``; ``REFUSED``: the calculator refused it; else the ids to force."""
+        from mathlora.calculator import CalculatorError
+
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        opened = text.rfind("<<")
+        if opened < 0 or text.rfind(">>") > opened or not text.rstrip().endswith("="):
+            return None
+        expr = text.rstrip()[opened + 2:-1]
+        if "=" in expr:
+            return None
+        try:
+            result = self.calculate(expr)
+        except CalculatorError:
+            return self.REFUSED
+        whole = self.tokenizer(text + result + ">>", add_special_tokens=False)["input_ids"]
+        if whole[:len(ids)] == ids and len(whole) > len(ids):
+            return whole[len(ids):]
+        return self.tokenizer(result + ">>", add_special_tokens=False)["input_ids"]
 
 
 def require_adapter_dir(adapter) -> Path:
@@ -104,19 +158,30 @@ def _left_pad(rows: list[list[int]], pad_id: int, device):
     return ids.to(device), mask.to(device)
 
 
-def decode_batch(model, ids, mask, budgets: list[int], eos: set[int],
-                 min_new_tokens: int = 0) -> list[tuple[list[int], bool]]:
-    """Greedy decoding of one left-padded batch with a KV cache: (generated ids without EOS, hit EOS) per row.
+@dataclass(frozen=True)
+class Decoded:
+    ids: list[int]        # generated ids without EOS
+    stopped: bool         # hit EOS
+    calls: int = 0        # calculator results forced
+    refused: int = 0      # calculator refusals
+
+
+def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_tokens: int = 0,
+                 calculator: CalculatorHook | None = None) -> list[Decoded]:
+    """Greedy decoding of one left-padded batch with a KV cache, one :class:`Decoded` per row.
 
     Row ``r`` produces at most ``budgets[r]`` tokens; a row that hits EOS or its budget leaves the batch.
     EOS cannot be chosen before ``min_new_tokens`` tokens were generated (transformers' semantics), so a
-    model that would stop at once still answers something.
+    model that would stop at once still answers something. With ``calculator``, a row's queued forced
+    tokens replace its greedy choice, one per step (see the module docstring).
     """
     import torch
     from transformers import DynamicCache
 
     out: list[list[int]] = [[] for _ in budgets]
     stopped = [False] * len(budgets)
+    forced: list[deque[int]] = [deque() for _ in budgets]
+    calls, refused = [0] * len(budgets), [0] * len(budgets)
     active = torch.arange(len(budgets), device=ids.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = {cache_argument(model): DynamicCache()}
@@ -130,16 +195,29 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int],
             logits = logits.index_fill(-1, eos_index, float("-inf"))
         step += 1
         tokens = logits.argmax(-1)
+        chosen = tokens.tolist()
+        rows = active.tolist()
+        was_forced = [bool(forced[row]) for row in rows]
+        if any(was_forced):
+            chosen = [forced[row].popleft() if f else tok for row, tok, f in zip(rows, chosen, was_forced)]
+            tokens = torch.tensor(chosen, dtype=tokens.dtype, device=tokens.device)
         keep = []
-        for k, (row, tok) in enumerate(zip(active.tolist(), tokens.tolist())):
-            if tok in eos:
+        for k, (row, tok) in enumerate(zip(rows, chosen)):
+            if tok in eos and not was_forced[k]:
                 stopped[row] = True
                 continue
             out[row].append(tok)
+            if calculator is not None and not was_forced[k] and calculator.may_trigger(tok):
+                queued = calculator.forced_tokens(out[row])
+                if queued is CalculatorHook.REFUSED:
+                    refused[row] += 1
+                elif queued:
+                    calls[row] += 1
+                    forced[row].extend(queued)
             if len(out[row]) < budgets[row]:
                 keep.append(k)
         if not keep:
-            return list(zip(out, stopped))
+            return [Decoded(*row) for row in zip(out, stopped, calls, refused)]
         if len(keep) < len(active):
             idx = torch.tensor(keep, device=ids.device)
             next(iter(cache.values())).batch_select_indices(idx)
@@ -152,8 +230,11 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int],
 
 def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int, max_length: int,
                     batch_size: int = 16, min_new_tokens: int = 0, progress: bool = True,
-                    desc: str = "generate") -> list[Generation]:
-    """Greedy completions of ``prompts`` in input order (see the module docstring)."""
+                    desc: str = "generate", calculator: bool = False) -> list[Generation]:
+    """Greedy completions of ``prompts`` in input order (see the module docstring).
+
+    ``calculator``: calculator-assisted decoding of ``<<expr=value>>`` annotations.
+    """
     import torch
     from tqdm import tqdm
 
@@ -164,6 +245,7 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
     eos_set = set(eos)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     device = next(model.parameters()).device
+    hook = CalculatorHook(tokenizer) if calculator else None
     results: list[Generation | None] = [None] * len(prompts)
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
     try:
@@ -177,12 +259,13 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
             ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
             with torch.inference_mode():
                 decoded = decode_batch(model, ids, mask, [max(budgets[i], 1) for i in batch], eos_set,
-                                       min_new_tokens=min_new_tokens)
-            for i, (kept, stopped) in zip(batch, decoded):
-                kept = kept[:budgets[i]]
-                stopped = stopped and budgets[i] > 0
+                                       min_new_tokens=min_new_tokens, calculator=hook)
+            for i, d in zip(batch, decoded):
+                kept = d.ids[:budgets[i]]
+                stopped = d.stopped and budgets[i] > 0
                 text = tokenizer.decode(kept, skip_special_tokens=True)
-                results[i] = Generation(text, kept, len(kept) + stopped, stopped, len(encoded[i]))
+                results[i] = Generation(text, kept, len(kept) + stopped, stopped, len(encoded[i]),
+                                        calculator_calls=d.calls, calculator_refused=d.refused)
             bar.update(len(batch))
     finally:
         bar.close()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import (Answer, answers_match, extract_gold_answer, extract_prediction_answer,
-                                      requires_lowest_terms)
+                                      requires_lowest_terms, resolve_scope)
 from mathlora.evaluate.config import EvalConfig
 from mathlora.records import read_records
 from mathlora.run_dir import write_json_atomic
@@ -160,16 +160,19 @@ def compare_reports(baseline: dict, current: dict, baseline_items: list[GradedIt
     }
 
 
-def grade_file(cfg: EvalConfig, predictions_path, output_path, *, gold_path=None, baseline_path=None) -> dict:
+def grade_file(cfg: EvalConfig, predictions_path, output_path, *, gold_path=None, baseline_path=None,
+               solution_style: str = "answer") -> dict:
     """Grade a predictions file, write the JSON report to ``output_path`` and return it.
 
-    ``cfg`` gives the tolerances (``atol``, ``rtol``), where an answer is read (``answer_scope``) and how many
-    wrong answers the report lists (``wrong_samples``).
+    ``cfg`` gives the tolerances (``atol``, ``rtol``), where an answer is read (``answer_scope``; ``auto`` is
+    resolved by the ``solution_style`` the model was trained on) and how many wrong answers the report lists
+    (``wrong_samples``).
 
     With ``baseline_path`` (the predictions of another model on the same problems) the report gains a
     ``comparison`` section: before/after accuracy, per-type change, fixed and broken counts.
     """
-    atol, rtol, scope, wrong_samples = cfg.atol, cfg.rtol, cfg.answer_scope, cfg.wrong_samples
+    atol, rtol, wrong_samples = cfg.atol, cfg.rtol, cfg.wrong_samples
+    scope = resolve_scope(cfg.answer_scope, solution_style)
     items = grade_predictions(predictions_path, gold_path=gold_path, atol=atol, rtol=rtol, scope=scope)
     report = {"predictions": str(predictions_path), "gold": str(gold_path) if gold_path else None,
               "atol": atol, "rtol": rtol, "scope": scope, **summarize(items, wrong_samples=wrong_samples)}

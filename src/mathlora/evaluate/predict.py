@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import extract_prediction_answer
+from mathlora.evaluate.answers import extract_prediction_answer, resolve_scope
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import generate_greedy, load_inference_model
 from mathlora.records import read_records, write_jsonl
@@ -38,7 +38,7 @@ def read_problems(input_path) -> list[dict]:
 
 
 def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, generated_tokens: int,
-                    stopped: bool) -> dict:
+                    stopped: bool, calculator: tuple[int, int] | None = None) -> dict:
     answer = extract_prediction_answer(completion, scope)
     line = {"id": str(rec["id"]), "prompt": prompt, "completion": completion,
             "answer": answer.text if answer is not None else None}
@@ -47,15 +47,22 @@ def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, gene
     if rec.get("solution") is not None:
         line["gold"] = rec["solution"]
     line.update(generated_tokens=generated_tokens, stopped=stopped)
+    if calculator is not None:
+        line.update(calculator_calls=calculator[0], calculator_refused=calculator[1])
     return line
 
 
 def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: str | None, input_path, output_path,
-                 *, template: str, progress: bool = True) -> dict:
+                 *, template: str, progress: bool = True, solution_style: str = "answer",
+                 calculator: bool | None = None) -> dict:
     """Generate a completion per problem and write prediction lines; returns a summary.
 
     The model runs on the runtime's device and dtype (None: ``Runtime.resolve()``).
+    ``calculator`` (default ``cfg.calculator``) turns on calculator-assisted decoding; ``solution_style``
+    resolves ``cfg.answer_scope: auto`` for the ``answer`` field.
     """
+    calculator = cfg.calculator if calculator is None else calculator
+    scope = resolve_scope(cfg.answer_scope, solution_style)
     get_template(template)
     records = read_problems(input_path)
     prompts = [render_prompt(template, r["problem"]) for r in records]
@@ -64,10 +71,12 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length,
-                           batch_size=cfg.batch_size, progress=progress, desc="predict")
+                           batch_size=cfg.batch_size, progress=progress, desc="predict", calculator=calculator)
     seconds = time.perf_counter() - start
-    write_jsonl(output_path, (prediction_line(r, p, g.completion, scope=cfg.answer_scope,
-                                              generated_tokens=g.generated_tokens, stopped=g.stopped)
+    write_jsonl(output_path, (prediction_line(r, p, g.completion, scope=scope,
+                                              generated_tokens=g.generated_tokens, stopped=g.stopped,
+                                              calculator=(g.calculator_calls, g.calculator_refused)
+                                              if calculator else None)
                               for r, p, g in zip(records, prompts, gens)))
     tokens = sum(g.generated_tokens for g in gens)
     return {
@@ -75,6 +84,9 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
         "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
         "load_seconds": round(load_seconds, 3), "stopped_at_eos": sum(g.stopped for g in gens),
         "skipped_prompt_too_long": sum(g.generated_tokens == 0 for g in gens),
+        "calculator": calculator,
+        **({"calculator_calls": sum(g.calculator_calls for g in gens),
+            "calculator_refused": sum(g.calculator_refused for g in gens)} if calculator else {}),
         "batch_size": cfg.batch_size, "device": str(next(lm.parameters()).device),
         "dtype": str(next(lm.parameters()).dtype).replace("torch.", ""),
         "model": model, "adapter": adapter, "output": str(output_path),

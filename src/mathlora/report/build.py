@@ -148,6 +148,8 @@ def build_report(run_dir: str | os.PathLike) -> dict:
         "metrics": _load(lay.train_metrics),
         "base_math": _load(lay.eval("base").math),
         "tuned_math": _load(lay.eval("tuned").math),
+        "base_math_nocalc": _load(lay.eval("base").math_nocalc),
+        "tuned_math_nocalc": _load(lay.eval("tuned").math_nocalc),
         "base_squad": _load(lay.eval("base").squad),
         "tuned_squad": _load(lay.eval("tuned").squad),
         "train": _load(lay.train_summary),
@@ -162,14 +164,19 @@ def build_report(run_dir: str | os.PathLike) -> dict:
     if base_math and tuned_math:
         verdict = ("n/a" if not retention else
                    f"{'PASSED' if retention['passed'] else 'FAILED'} (keep >= {retention['keep']:.0%} of base F1 and EM)")
+        plain = (f" With the calculator; without it {_pct(data['base_math_nocalc']['accuracy'])} -> "
+                 f"{_pct(data['tuned_math_nocalc']['accuracy'])}."
+                 if data["base_math_nocalc"] and data["tuned_math_nocalc"] else "")
         doc.p(f"Math accuracy {_pct(base_math['accuracy'])} -> {_pct(tuned_math['accuracy'])} "
               f"({100 * (tuned_math['accuracy'] - base_math['accuracy']):+.1f} points) on {tuned_math['count']} "
-              f"held-out problems; retention {verdict}.")
+              f"held-out problems; retention {verdict}.{plain}")
 
     doc.h("Configuration")
     lora, train = cfg.get("lora", {}), cfg.get("train", {})
     doc.table(["setting", "value"], [
         ["model", cfg.get("model")], ["template", cfg.get("template")], ["seed", cfg.get("seed")],
+        ["solution style", f"{cfg.get('solution_style', 'answer')}"
+                           f"{' (calculator-assisted decoding)' if cfg.get('eval', {}).get('calculator') else ''}"],
         ["judge", cfg.get("label", {}).get("judge")],
         ["sample", f"{cfg.get('sample', {}).get('total')} records, ratios {cfg.get('sample', {}).get('ratios')}"],
         ["decimals", f"{cfg.get('normalize', {}).get('decimals')} ({cfg.get('normalize', {}).get('mode')})"],
@@ -227,14 +234,21 @@ def build_report(run_dir: str | os.PathLike) -> dict:
     if base_math and tuned_math:
         doc.h("Math accuracy (held-out)")
         types = sorted(set(base_math.get("per_type", {})) | set(tuned_math.get("per_type", {})))
-        rows = [["ALL", tuned_math["count"], _pct(base_math["accuracy"]), _pct(tuned_math["accuracy"]),
-                 f"{100 * (tuned_math['accuracy'] - base_math['accuracy']):+.1f}"]]
-        for t in types:
-            b = base_math["per_type"].get(t, {})
-            a = tuned_math["per_type"].get(t, {})
-            rows.append([t, a.get("count", 0), _pct(b.get("accuracy")), _pct(a.get("accuracy")),
-                         f"{100 * (a.get('accuracy', 0) - b.get('accuracy', 0)):+.1f}"])
-        doc.table(["type", "problems", "base", "fine-tuned", "change (points)"], rows)
+        # with the calculator: base and fine-tuned each without and with it (the base gets the same tool)
+        columns = ([("base", data["base_math_nocalc"]), ("base + calculator", base_math),
+                    ("fine-tuned", data["tuned_math_nocalc"]), ("fine-tuned + calculator", tuned_math)]
+                   if data["base_math_nocalc"] and data["tuned_math_nocalc"]
+                   else [("base", base_math), ("fine-tuned", tuned_math)])
+
+        def accuracy(report: dict, t: str | None):
+            return report["accuracy"] if t is None else report["per_type"].get(t, {}).get("accuracy")
+
+        rows = []
+        for t in [None, *types]:
+            count = tuned_math["count"] if t is None else tuned_math["per_type"].get(t, {}).get("count", 0)
+            change = 100 * ((accuracy(tuned_math, t) or 0) - (accuracy(base_math, t) or 0))
+            rows.append([t or "ALL", count, *[_pct(accuracy(r, t)) for _, r in columns], f"{change:+.1f}"])
+        doc.table(["type", "problems", *[name for name, _ in columns], "change (points)"], rows)
         if "accuracy" in plots:
             doc.img(plots["accuracy"], "accuracy before and after")
         wrong = tuned_math.get("wrong_samples") or []

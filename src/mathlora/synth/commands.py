@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     option(p, "--count", field="synth.count", type=int, help="math records to generate")
     option(p, "--types", field="synth.types", type=parse_type_list,
            help="comma-separated problem families (default: all)")
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+           help="solution format: the competition's answers (default), worked steps, or steps with "
+                "<<expr=value>> calculator annotations")
     option(p, "--paragraphs", field="synth.squad_paragraphs", type=int, help="squad paragraphs to generate")
     option(p, "--seed", field="seed", type=int, help="random seed (same seed, same output)")
     add_config_args(p)
@@ -51,7 +54,7 @@ def run_synth_command(args: argparse.Namespace) -> int:
     from mathlora.records import write_jsonl
     from mathlora.synth.competition import generate
 
-    records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=True)
+    records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=True, style=cfg.solution_style)
     written = write_jsonl(output, records)
     per_type = Counter(r["type"] for r in records)
     print(f"wrote {output}: {written} records (seed {cfg.seed})")

@@ -381,11 +381,12 @@ def allocate_counts(count: int, weights: dict[str, float], rng: random.Random) -
 
 
 def generate(count: int, seed: int, types: list[str] | None = None,
-             exclude: set[str] | None = None, *, progress: bool = False) -> list[dict]:
+             exclude: set[str] | None = None, *, progress: bool = False, style: str = "answer") -> list[dict]:
     """``count`` distinct competition-style records ``{"problem", "solution", "type"}``, shuffled.
 
     Deterministic in (count, seed, types, exclude). No record's problem is in ``exclude``.
-    ``progress`` shows a progress bar on stderr.
+    ``progress`` shows a progress bar on stderr. ``style`` (``answer``, ``steps``, ``calculator``) picks the
+    solution format (:mod:`mathlora.synth.steps`); the problems and their order do not depend on it.
     """
     if count < 0:
         raise MathloraError(f"count must be >= 0, got {count}")
@@ -417,7 +418,23 @@ def generate(count: int, seed: int, types: list[str] | None = None,
         bar.update(len(records) - bar.n)
         bar.close()
     order_rng.shuffle(records)
+    if style != "answer":
+        records = [apply_style(r, style) for r in records]
     return records
+
+
+def apply_style(record: dict, style: str) -> dict:
+    """The record with its solution rewritten in ``style`` (families without rules keep theirs).
+
+    A generated answer always agrees with its worked solution; a disagreement is a bug, so it raises.
+    """
+    from mathlora.synth.steps import rewrite_solution
+
+    result = rewrite_solution(record["problem"], record["solution"], style)
+    if result.status == "mismatch":
+        raise AssertionError(f"worked solution disagrees with the generated answer for {record['problem']!r}: "
+                             f"{result.rebuilt_answer} vs {result.original_answer}")
+    return {**record, "solution": result.solution}
 
 
 def _progress_bar(total: int):
@@ -426,9 +443,10 @@ def _progress_bar(total: int):
     return tqdm(total=total, desc="synth", unit="rec", unit_scale=True, mininterval=0.5, leave=False)
 
 
-def generate_train_and_test(count: int, test_count: int, seed: int,
-                            types: list[str] | None = None) -> tuple[list[dict], list[dict]]:
-    """A training set and a held-out test set with no problem in common (the test set is drawn first)."""
+def generate_train_and_test(count: int, test_count: int, seed: int, types: list[str] | None = None,
+                            style: str = "answer") -> tuple[list[dict], list[dict]]:
+    """A training set (solutions in ``style``) and a held-out test set (answer style: only its final answers
+    are read) with no problem in common; the test set is drawn first."""
     test = generate(test_count, seed + 1_000_003, types)
-    train = generate(count, seed, types, exclude={r["problem"] for r in test})
+    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style)
     return train, test

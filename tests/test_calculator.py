@@ -1,0 +1,68 @@
+"""The calculator: exact results in the normalize number format; hostile input refused quickly."""
+
+import time
+from fractions import Fraction
+
+import pytest
+
+from mathlora.calculator import CalculatorError, calculate, calculate_value
+from mathlora.data.numbers import format_decimals, format_number
+from mathlora.synth.competition import generate
+from mathlora.synth.steps import CALC_RE
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("4204.22 + -2369.17", "1835.05"),
+    ("-4889.41 - -3642.06", "-1247.35"),
+    ("-7547.57 * -4628.57", "34934456.07"),     # exact 34934456.0749
+    ("2840.24 / 7764.71", "0.37"),               # 0.36578...
+    ("183.94^5", "210562442992.23"),
+    ("√5636.97", "75.08"),
+    ("√(16)", "4"),
+    ("sqrt(2.25)", "1.5"),
+    ("gcd(495, 810)", "45"),
+    ("(1 + 2) × 3 ÷ 4", "2.25"),
+    ("100 - 15", "85"),
+    ("2 ^ -2", "0.25"),
+    ("0.125 * 1", "0.13"),                        # half-up, as normalize rounds
+    ("-0.125 * 1", "-0.13"),
+    ("-20 / -39", "0.51"),
+])
+def test_exact_results_in_the_normalize_format(expr, expected):
+    assert calculate(expr) == expected
+
+
+def test_format_number_agrees_with_the_normalize_rule_on_text():
+    for value in [Fraction(1, 3), Fraction(-2, 3), Fraction(12345, 1000), Fraction(5, 2), Fraction(7),
+                  Fraction(-1, 8), Fraction(999999, 1000)]:
+        exact = f"{float(value):.6f}" if value.denominator != 1 else str(value.numerator)
+        text = format_number(value)
+        if len(exact.split(".")[-1].rstrip("0")) > 2:
+            assert text == format_decimals(exact.lstrip("-")).join(["-" if value < 0 else "", ""])
+        assert abs(Fraction(text) - value) <= Fraction(1, 200)
+
+
+@pytest.mark.parametrize("expr", [
+    "__import__('os')", "os.system('ls')", "().__class__", "x + 1", "abs(-1)", "9^9^9", "10^100000",
+    "1" * 10_000, "1/0", "", "2 +", "gcd(1.5, 2)", "sqrt(-1)", "(" * 150 + "1" + ")" * 150, "1e5",
+    "[1, 2]", "'a'", "9999999999^64", "lambda: 1",
+])
+def test_hostile_or_invalid_expressions_are_refused_quickly(expr):
+    start = time.perf_counter()
+    with pytest.raises(CalculatorError):
+        calculate(expr)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_every_family_expression_round_trips():
+    """Every <<expr=value>> the generator writes is what the calculator computes for expr."""
+    seen = set()
+    for rec in generate(1500, 7, style="calculator"):
+        for expr, value in CALC_RE.findall(rec["solution"]):
+            assert calculate(expr) == value
+            seen.add(rec["type"])
+    assert len(seen) == 14  # every family but the English one has annotations
+
+
+def test_value_is_exact():
+    assert calculate_value("0.1 + 0.2") == Fraction(3, 10)
