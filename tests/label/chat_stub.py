@@ -43,8 +43,14 @@ class _Server(ThreadingHTTPServer):
 class ChatStub:
     def __init__(self, *, delay: float = 0.0, fault_rate: float = 0.0, faults=FAULTS, slow_seconds: float = 1.0,
                  retry_after: str = "0", logprobs: bool = True, reject_logprobs: bool = False,
-                 status: int | None = None, seed: int = 0):
+                 status: int | None = None, seed: int = 0, block_after: int | None = None):
+        """``block_after``: answer that many requests, then hold every later one until ``release()`` (so a
+        test can kill a client at a known point: exactly ``block_after`` answers were delivered)."""
         self.delay, self.fault_rate, self.faults = delay, fault_rate, tuple(faults)
+        self.block_after = block_after
+        self.answered = 0
+        self.blocked = threading.Event()    # set once a request is being held
+        self._release = threading.Event()
         self.slow_seconds, self.retry_after, self.seed = slow_seconds, retry_after, seed
         self.logprobs, self.reject_logprobs, self.status = logprobs, reject_logprobs, status
         self.counts: Counter = Counter()
@@ -69,6 +75,20 @@ class ChatStub:
             choice["logprobs"] = {"content": [{"token": str(level), "logprob": top[0]["logprob"],
                                                "top_logprobs": top + [{"token": "Hello", "logprob": -20.0}]}]}
         return {"id": "cmpl", "object": "chat.completion", "choices": [choice]}
+
+    def release(self) -> None:
+        """Stop holding requests: held ones are answered (to whoever still listens), later ones too."""
+        self.block_after = None
+        self._release.set()
+
+    def _hold(self) -> None:
+        with self._lock:
+            hold = self.block_after is not None and self.answered >= self.block_after
+            if not hold:
+                self.answered += 1
+        if hold:
+            self.blocked.set()
+            self._release.wait(timeout=120)
 
     # -- server -----------------------------------------------------------------------------------
     def __enter__(self) -> "ChatStub":
@@ -103,6 +123,7 @@ class ChatStub:
                     stub.counts[record_id] += 1
                     attempt = stub.counts[record_id]
                     stub.auth_headers.add(self.headers.get("Authorization", ""))
+                stub._hold()
                 if stub.delay:
                     time.sleep(stub.delay)
                 if stub.status is not None:
@@ -136,6 +157,7 @@ class ChatStub:
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def __exit__(self, *exc) -> None:
+        self._release.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

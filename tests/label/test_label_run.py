@@ -116,31 +116,41 @@ def _cached_ids(path: Path) -> set[str]:
 
 
 def test_sigkill_midway_then_restart_equals_an_uninterrupted_run(tmp_path):
+    """The stub answers 20 requests, then holds the rest: the run is killed at a known point, with exactly the
+    20 answered records committed to the cache (no clock involved)."""
     records = stub_records(80)
     src = tmp_path / "in.jsonl"
     write_jsonl(src, records)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    with ChatStub(delay=0.02) as stub:
+    with ChatStub() as stub:
         (tmp_path / "straight").mkdir()
         subprocess.run(_label_command(src, tmp_path / "straight" / "out.jsonl", stub.base_url), env=env, check=True,
                        capture_output=True, timeout=120)
         assert set(stub.counts.values()) == {1}
         stub.counts.clear()
 
+    with ChatStub(block_after=20) as stub:
         (tmp_path / "killed").mkdir()
         out = tmp_path / "killed" / "out.jsonl"
         cache = tmp_path / "killed" / "label_cache.sqlite"
         proc = subprocess.Popen(_label_command(src, out, stub.base_url), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while len(_cached_ids(cache)) < 20 and time.time() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            # 20 answers delivered and the next request held: wait until the client has committed all 20
+            assert stub.blocked.wait(timeout=60), "the labeler never got past 20 answers"
+            deadline = time.monotonic() + 60
+            while len(_cached_ids(cache)) < 20 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            proc.stderr.close()
         finished = _cached_ids(cache)
-        assert 20 <= len(finished) < 80, "the kill came too late to test anything"
+        assert len(finished) == 20
         assert not out.exists()
         asked_before = dict(stub.counts)
+        stub.release()
 
         done = subprocess.run(_label_command(src, out, stub.base_url), env=env, capture_output=True, text=True,
                               timeout=120)
