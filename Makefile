@@ -1,11 +1,12 @@
 # Two commands for a fresh machine:  make run  (the demo pipeline)   make test  (the test suite)
+# make test-gpu runs the CUDA-only tests (they skip without a CUDA device).
 # Each creates .venv if missing and installs the pinned CPU torch FIRST (a bare torch pulls a CUDA build).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-fast bench clean
+.PHONY: setup run test test-fast test-gpu bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,12 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The CUDA contracts (bf16 golden loss, resume, merge, packing, batched predict, DDP on NCCL with 2+ GPUs).
+# `make test` runs them too where CUDA exists and skips them elsewhere. Install a CUDA torch first, e.g.
+#   make test-gpu TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs
