@@ -3,6 +3,7 @@
 import json
 
 from mathlora.cli import main
+from mathlora.layout import RunLayout
 
 SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=160", "synth.test_count=16",
          "synth.squad_paragraphs=4", "sample.total=64", "train.max_steps=4", "train.global_batch_size=8",
@@ -30,6 +31,18 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     for name in ("report.html", "report.md", "merged/config.json", "train/adapter/adapter_config.json",
                  "eval/tuned/math.json", "eval/tuned/squad.json", "tokens/tokens.parquet", "conversations.json"):
         assert (run / name).exists(), name
+    lay = RunLayout(run)  # every artifact the layout names is where it says (raw/: synth made the data)
+    for path in (lay.config, lay.manifest, lay.raw_train, lay.raw_test, lay.raw_squad, lay.records, lay.rejects,
+                 lay.test_records, lay.test_rejects, lay.labeled, lay.label_cache, lay.label_failures, lay.sampled,
+                 lay.sample_table, lay.normalized, lay.rewritten, lay.rewrite_report, lay.conversations,
+                 lay.tokens_parquet, lay.tokens_stats, lay.tokens_rejects, lay.train_checkpoints, lay.train_adapter,
+                 lay.train_metrics, lay.train_tensorboard, lay.train_summary, lay.merged_config, lay.report_html,
+                 lay.report_md, lay.plots,
+                 *[p for w in ("base", "tuned") for p in (*lay.eval(w).math_files(), lay.eval(w).math_nocalc,
+                                                          lay.eval(w).squad, lay.eval(w).squad_predictions)]):
+        assert path.exists(), path
+    stats = json.loads(lay.tokens_stats.read_text())
+    assert (stats["model"], stats["seq_length"]) == ("tiny-random-llama", 320)  # what train reads
     report = (run / "report.md").read_text(encoding="utf-8")
     for section in ("Data funnel", "Difficulty and sampling", "Training", "Math accuracy", "Retention"):
         assert section in report
@@ -44,11 +57,19 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     assert out.count("fresh, skipped") == len(stamps)
     assert {k: v["finished_at"] for k, v in json.loads((run / "manifest.json").read_text())["stages"].items()} == stamps
 
-    # a changed setting reruns only what depends on it
-    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5"]) == 0
+    # a changed setting reruns only what depends on it; settings that cannot change the trained numbers
+    # (logging, checkpoint cadence, micro-batching) keep train/ (the trainer's own "same run" rule)
+    adapter = (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.log_every=3",
+                 "train.save_steps=3", "train.micro_batch_size=2"]) == 0
     out = capsys.readouterr().out
-    assert "tokenize: fresh, skipped" in out and "train: fresh, skipped" in out
+    assert "tokenize: fresh, skipped" in out and "train: fresh, skipped" in out and "merge: fresh, skipped" in out
     assert "eval_base_math: done" in out
+    assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
+    # a result-changing one retrains from scratch
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5",
+                 "--stop-after", "train"]) == 0
+    assert "train: done" in capsys.readouterr().out
 
 
 def test_run_reports_bad_config_cleanly(tmp_path, capsys):

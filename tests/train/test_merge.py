@@ -49,3 +49,22 @@ def test_merge_errors_and_cli(tmp_path, tokens_dir, capsys):
                  "--output", str(tmp_path / "m")]) == 0
     assert (tmp_path / "m" / "model.safetensors").is_file()
     assert not list(tmp_path.glob(".m.*"))  # no temp folder left
+
+
+def test_merge_computes_in_fp32_unless_pinned_and_saves_in_the_stored_dtype(tmp_path, tokens_dir):
+    from safetensors.torch import load_file
+
+    train(tiny_config(max_steps=2, lr=0.05), tokens_dir, tmp_path / "run", progress=False)
+    adapter = tmp_path / "run" / "adapter"
+    reference = load_file(str(merge_adapter(Runtime(), "tiny-random-llama", adapter, tmp_path / "ref")
+                              / "model.safetensors"))
+    assert {t.dtype for t in reference.values()} == {torch.float32}  # the tiny model is stored in fp32
+    # precision auto (bf16 on a GPU box): the merge still runs in fp32, so it is the fp32 merge exactly
+    auto = load_file(str(merge_adapter(Runtime("cpu", "bf16", precision_auto=True), "tiny-random-llama", adapter,
+                                       tmp_path / "auto") / "model.safetensors"))
+    assert all(torch.equal(auto[k], reference[k]) for k in reference)
+    # pinned bf16 and a bf16 output: bf16 arithmetic, close to the fp32 merge rounded
+    pinned = load_file(str(merge_adapter(Runtime("cpu", "bf16"), "tiny-random-llama", adapter, tmp_path / "bf16",
+                                         dtype="bf16") / "model.safetensors"))
+    assert {t.dtype for t in pinned.values()} == {torch.bfloat16}
+    assert max(float((pinned[k].float() - reference[k]).abs().max()) for k in reference) < 1e-2

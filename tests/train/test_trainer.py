@@ -8,7 +8,8 @@ from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
 from mathlora.train.checkpoint import list_checkpoints, newest_checkpoint
 from mathlora.train.trainer import train as train_stage
-from .conftest import tiny_config, train
+from mathlora.train.trainer import training_fingerprint
+from .conftest import arithmetic_pairs, tiny_config, train, write_tokens
 
 # Losses of the 6 steps of tiny_config(): seed 7, 24 records, batch 8, lr 1e-2, 2 epochs, packing on.
 # Recorded on CPU in fp32 (the pinned test runtime); the tiny model's weights depend on the seed alone.
@@ -140,3 +141,36 @@ def test_bad_inputs_raise_one_line_errors(tmp_path, tokens_dir):
     cfg = tiny_config()
     with pytest.raises(MathloraError, match="fp16"):
         train_stage(cfg.train, Runtime(precision="fp16"), tokens_dir, tmp_path / "out", lora=cfg.lora, seed=cfg.seed)
+
+
+def test_one_fingerprint_decides_what_is_the_same_run(tmp_path, tokens_dir):
+    """The rule the trainer (resume, finished runs) and `mathlora run` (keep or delete train/) share."""
+    def fp(cfg, runtime=Runtime(), tokens=tokens_dir):
+        return training_fingerprint(cfg.train, runtime, tokens, lora=cfg.lora, seed=cfg.seed)
+
+    base = fp(tiny_config())
+    for same in (dict(log_every=5), dict(save_steps=1), dict(micro_batch_size=1), dict(gradient_checkpointing=True),
+                 dict(merge_checkpoints=True), dict(distributed="fsdp")):
+        assert fp(tiny_config(**same)) == base, same
+    assert fp(tiny_config(), Runtime("cuda:1", "fp32")) == base  # the device, once the precision is fixed
+    assert fp(tiny_config(), Runtime("cpu", "bf16")) != base
+    for other in (dict(lr=0.5), dict(epochs=1), dict(max_steps=2), dict(packing=False), dict(pack_length=64)):
+        assert fp(tiny_config(**other)) != base, other
+    cfg = tiny_config()
+    cfg.lora.r = 4
+    assert fp(cfg) != base
+    cfg = tiny_config()
+    cfg.seed = 8
+    assert fp(cfg) != base
+    # what the tokens artifact says counts too: its sequence length (the default packing length)
+    longer = write_tokens(tmp_path / "longer", arithmetic_pairs(24, seed=1), seq_length=512)
+    assert fp(tiny_config(), tokens=longer) != base
+
+
+def test_the_model_comes_from_the_tokens_stats(tmp_path, tokens_dir):
+    (tokens_dir / "stats.json").write_text("{}")
+    with pytest.raises(MathloraError, match="lacks model, seq_length"):
+        train(tiny_config(), tokens_dir, tmp_path / "out", progress=False)
+    (tokens_dir / "stats.json").unlink()
+    with pytest.raises(MathloraError, match="stats.json not found"):
+        train(tiny_config(), tokens_dir, tmp_path / "out", progress=False)

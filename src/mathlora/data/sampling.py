@@ -15,6 +15,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from mathlora.data.config import SampleConfig
 from mathlora.errors import MathloraError
 from mathlora.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
@@ -135,7 +136,7 @@ def stratified_sample(records: list[dict], total: int, ratios: dict[int, float],
     return [records[i] for i in sorted(chosen)], table
 
 
-def sample_file(cfg, input_path, output_path, *, seed: int) -> dict:
+def sample_file(cfg: SampleConfig, input_path, output_path, *, seed: int) -> dict:
     """Sample ``input_path`` into ``output_path`` per ``cfg`` (a SampleConfig); ``cfg.seed`` overrides ``seed``.
 
     Returns (and writes as ``sample_table.json`` next to the output) the table rows plus totals.
