@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 
-.PHONY: setup run test test-fast test-gpu bench clean
+.PHONY: setup run test test-fast test-gpu test-lowest bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ test-fast: setup
 #   make test-gpu TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 test-gpu: setup
 	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
+
+# The lowest pinned transformers/peft (pyproject.toml), installed beside .venv's and put first on the path
+# (about 10 s to install, then one test-suite run; not part of .ci/run). A separate model cache: a GGUF
+# conversion saved by transformers 5 is not readable by 4.x.
+LOWEST := $(VENV)/lowest
+test-lowest: setup
+	$(PY) -m pip install -q --no-deps --upgrade --target $(LOWEST) "transformers==4.56.2" "peft==0.17.0" \
+		"tokenizers==0.22.1" "huggingface-hub==0.36.0"
+	MATHLORA_CACHE=$(abspath $(LOWEST))/cache PYTHONPATH=$(abspath $(LOWEST))$${PYTHONPATH:+:$$PYTHONPATH} \
+		$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs
