@@ -1,11 +1,16 @@
-"""Quality: the demo recipe with a larger budget; base vs fine-tuned held-out accuracy and retention.
+"""Quality: the three solution styles at equal training compute, base vs fine-tuned, with and without the calculator.
 
-    python bench/quality.py                          # up to ~60 minutes on a 2-core CPU
-    python bench/quality.py --output runs/q2 train.lr=1e-4 train.epochs=3   # any config override
+    python bench/quality.py                                  # answer, steps, calculator (about 15 min each here)
+    python bench/quality.py --styles calculator              # one style
+    python bench/quality.py --output runs/q2 train.lr=5e-4   # any config override, applied to every style
 
-Runs `mathlora run` (the embedded demo config plus the overrides below and yours) into its own run folder,
-then prints accuracy before/after overall and per problem type, retention F1/EM with the 90% verdict, and
-one JSON line. Target: at least +15 accuracy points with retention F1 and EM at least 90% of the base.
+Each style runs `mathlora run` (the embedded demo config, the bench budget below and your overrides) into
+its own run folder under --output: the same generated records, the same sample, the same number of
+optimizer steps (`train.max_steps`) and the same held-out set, so only the training solutions differ.
+Every run decodes with the calculator on; a model that never opens `<<` makes no call, so its score with
+the calculator is its score without it (the pipeline then reuses that decoding). Prints per style and
+family: base and fine-tuned accuracy without / with the calculator, retention F1/EM, and one JSON line.
+Targets (issue 9): calculator style >= 60% with the calculator, every family except english_math >= 40%.
 """
 
 from __future__ import annotations
@@ -17,48 +22,59 @@ import platform
 import time
 from pathlib import Path
 
-BUDGET = ["synth.count=3000", "synth.test_count=300", "synth.squad_paragraphs=100",
-          "sample.total=1600", "train.epochs=2"]
+BUDGET = ["synth.count=1200", "synth.test_count=300", "synth.squad_paragraphs=40", "sample.total=480",
+          "train.max_steps=60", "eval.calculator=true"]
+STYLES = ("answer", "steps", "calculator")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--output", default="runs/quality")
-    ap.add_argument("overrides", nargs="*", help="config overrides, applied after the bench budget")
-    args = ap.parse_args()
-
+def run_style(style: str, output: Path, overrides: list[str]) -> dict:
     from mathlora.config import load_config
     from mathlora.pipeline import Pipeline
 
-    overrides = dict(item.split("=", 1) for item in [*BUDGET, f"run_dir={args.output}", *args.overrides])
-    from mathlora.config import parse_override
-
-    cfg = load_config(None, {k: parse_override(f"{k}={v}")[1] for k, v in overrides.items()})
+    cfg = load_config(None, [*BUDGET, f"solution_style={style}", f"run_dir={output / style}", *overrides])
     start = time.perf_counter()
-    Pipeline(cfg).run()
-    seconds = time.perf_counter() - start
+    Pipeline(cfg, progress=False).run()
     root = Path(cfg.run_dir)
 
     def load(name):
         return json.loads((root / name).read_text(encoding="utf-8"))
 
-    base, tuned = load("eval/base/math.json"), load("eval/tuned/math.json")
-    squad = load("eval/tuned/squad.json")
-    ret = squad.get("retention", {})
-    print(f"{'type':<18} {'n':>4} {'base':>7} {'tuned':>7}")
-    for t in sorted(tuned["per_type"]):
-        b, a = base["per_type"].get(t, {}), tuned["per_type"][t]
-        print(f"{t:<18} {a['count']:>4} {100 * b.get('accuracy', 0):>6.1f}% {100 * a['accuracy']:>6.1f}%")
-    gain = 100 * (tuned["accuracy"] - base["accuracy"])
-    print(f"{'ALL':<18} {tuned['count']:>4} {100 * base['accuracy']:>6.1f}% {100 * tuned['accuracy']:>6.1f}%"
-          f"  ({gain:+.1f} points)")
-    print(f"retention: F1 {ret.get('base_f1')} -> {ret.get('f1')}, EM {ret.get('base_em')} -> {ret.get('em')}, "
-          f"{'PASSED' if ret.get('passed') else 'FAILED'}")
-    print(json.dumps({"bench": "quality", "overrides": overrides, "seconds": round(seconds, 1),
-                      "base_accuracy": base["accuracy"], "tuned_accuracy": tuned["accuracy"],
-                      "gain_points": round(gain, 2), "retention": ret,
-                      "per_type": {t: {"base": base["per_type"].get(t, {}).get("accuracy"),
-                                       "tuned": v["accuracy"]} for t, v in tuned["per_type"].items()},
+    result = {"style": style, "seconds": round(time.perf_counter() - start, 1),
+              "retention": load("eval/tuned/squad.json").get("retention", {})}
+    for which in ("base", "tuned"):
+        for tag, key in (("_nocalc", "plain"), ("", "calculator")):
+            report = load(f"eval/{which}/math{tag}.json")
+            result[f"{which}_{key}"] = {"accuracy": report["accuracy"], "count": report["count"],
+                                        "per_type": {t: v["accuracy"] for t, v in report["per_type"].items()}}
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--output", default="runs/quality")
+    ap.add_argument("--styles", default=",".join(STYLES), help="comma-separated styles (default: all three)")
+    ap.add_argument("overrides", nargs="*", help="config overrides, applied after the bench budget")
+    args = ap.parse_args()
+    styles = [s.strip() for s in args.styles.split(",") if s.strip()]
+    unknown = [s for s in styles if s not in STYLES]
+    if unknown:
+        raise SystemExit(f"error: unknown style(s) {', '.join(unknown)} (allowed: {', '.join(STYLES)})")
+    results = [run_style(style, Path(args.output), args.overrides) for style in styles]
+
+    def pct(x):
+        return f"{100 * x:5.1f}%" if x is not None else "   n/a"
+
+    for r in results:
+        ret = r["retention"]
+        print(f"\n== {r['style']} ({r['seconds']} s)  retention F1 {ret.get('base_f1')} -> {ret.get('f1')}, "
+              f"EM {ret.get('base_em')} -> {ret.get('em')}: {'PASSED' if ret.get('passed') else 'FAILED'}")
+        print(f"{'type':<18} {'base':>7} {'base+calc':>9} {'tuned':>7} {'tuned+calc':>10}")
+        columns = [r["base_plain"], r["base_calculator"], r["tuned_plain"], r["tuned_calculator"]]
+        print(f"{'ALL':<18} " + " ".join(f"{pct(c['accuracy']):>{w}}" for c, w in zip(columns, (7, 9, 7, 10)))
+              + f"   ({r['tuned_calculator']['count']} problems)")
+        for t in sorted(r["tuned_calculator"]["per_type"]):
+            print(f"{t:<18} " + " ".join(f"{pct(c['per_type'].get(t)):>{w}}" for c, w in zip(columns, (7, 9, 7, 10))))
+    print(json.dumps({"bench": "quality", "budget": BUDGET, "overrides": args.overrides, "results": results,
                       "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}}))
 
 

@@ -76,8 +76,8 @@ def test_refused_expression_leaves_the_row_to_the_model(tokenizer, monkeypatch):
 
     model = BigramLM(tokenizer, CHAINS)
     hook = CalculatorHook(tokenizer, calculate=refuse)
-    ids = tokenizer("<<2+3=", add_special_tokens=False)["input_ids"]
-    assert hook.forced_tokens(ids) is CalculatorHook.REFUSED
+    ids = tokenizer("<<2+3", add_special_tokens=False)["input_ids"]
+    assert hook.intercept(ids, tokenizer.convert_tokens_to_ids("=")) is CalculatorHook.REFUSED
     monkeypatch.setattr("mathlora.calculator.calculate", refuse)
     plain = _generate(model, tokenizer, ["X", "Y"])
     calc = _generate(model, tokenizer, ["X", "Y"], calculator=True)
@@ -88,14 +88,33 @@ def test_refused_expression_leaves_the_row_to_the_model(tokenizer, monkeypatch):
 def test_hook_triggers_only_inside_an_open_annotation(tokenizer):
     hook = CalculatorHook(tokenizer)
 
-    def forced(text):
-        got = hook.forced_tokens(tokenizer(text, add_special_tokens=False)["input_ids"])
+    def emitted(text, next_token="="):
+        got = hook.intercept(tokenizer(text, add_special_tokens=False)["input_ids"],
+                             tokenizer.convert_tokens_to_ids(next_token))
         return None if got is None else tokenizer.decode(got)
 
-    assert forced("a <<12*3=") == "36>>"
-    assert forced("<<1+1=2>> then 4=") is None          # closed annotation: plain '=' is not a call
-    assert forced("x=") is None
-    assert forced("<<a=b=") is None
+    assert emitted("a <<12*3") == "=36>>"
+    assert emitted("<<1+1=2>> then 4") is None           # closed annotation: plain '=' is not a call
+    assert emitted("x") is None
+    assert emitted("<<a=b") is None                       # the expression's '=' came earlier
+    assert emitted("<<12*3", "3") is None                 # only a token with '=' can close it
+
+
+def test_a_merged_equals_token_takes_the_calculators_sign():
+    """SmolLM2 writes '=-' as one token: the model's sign is replaced by the calculator's whole result."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"</s>": 0, "<": 1, ">": 2, "<<": 3, ">>": 4, "=": 5, "-": 6, "=-": 7,
+             **{c: 8 + i for i, c in enumerate("0123456789+ ")}}
+    raw = Tokenizer(models.BPE(vocab=vocab, merges=[("<", "<"), (">", ">"), ("=", "-")]))
+    raw.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="</s>", pad_token="</s>")
+    hook = CalculatorHook(tok)
+    ids = tok("<<2 - 5", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(hook.intercept(ids, vocab["=-"])) == ["=-", "3", ">>"]
+    ids = tok("<<5 - 2", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(hook.intercept(ids, vocab["=-"])) == ["=", "3", ">>"]
 
 
 def test_tiny_model_with_calculator_equals_without_when_it_never_opens_an_annotation():

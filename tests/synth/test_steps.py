@@ -19,7 +19,7 @@ def independent_value(expr: str) -> Fraction:
     m = re.fullmatch(r"gcd\((\d+), (\d+)\)", expr)
     if m:
         return Fraction(math.gcd(int(m.group(1)), int(m.group(2))))
-    m = re.fullmatch(r"√(\d+(?:\.\d+)?)", expr)
+    m = re.fullmatch(r"sqrt\((\d+(?:\.\d+)?)\)", expr)
     if m:
         return Fraction(Decimal(m.group(1)).sqrt())
     m = re.fullmatch(r"(-?[\d.]+) \* (-?[\d.]+)\^(\d+)", expr)

@@ -38,11 +38,13 @@ class Generation:
 
 
 class CalculatorHook:
-    """Decides, after each generated token, whether a row has opened ``<<expr=`` and what to force next.
+    """Decides, for each token a row is about to emit, whether it closes an open ``<<expr=``.
 
-    The forced tokens are the ids that tokenizing ``text + result + ">>"`` adds after the row's own ids (so
-    they are the tokens training saw), or ``result + ">>"`` tokenized alone when the row's ids are not a
-    prefix of that tokenization.
+    When it does, the row's tokens from there on are those that tokenizing ``text<<expr=`` + result + ``>>``
+    gives after the row's own ids: the first replaces the chosen token (which may carry more than the ``=``,
+    as SmolLM2's ``=-`` does: the sign is the calculator's, not the model's), the rest are queued. When the
+    row's ids are not a prefix of that tokenization, a token that ends in ``=`` is kept and ``result>>``
+    tokenized alone is queued.
     """
 
     REFUSED: list[int] = []
@@ -52,34 +54,39 @@ class CalculatorHook:
 
         self.tokenizer = tokenizer
         self.calculate = calculate or default_calculate
-        self._ends_with_equals: dict[int, bool] = {}
+        self._pieces: dict[int, str] = {}
 
-    def may_trigger(self, token: int) -> bool:
-        """Cheap test: only a token whose text ends in ``=`` can close an expression."""
-        hit = self._ends_with_equals.get(token)
-        if hit is None:
-            hit = self._ends_with_equals[token] = self.tokenizer.decode([token]).rstrip().endswith("=")
-        return hit
+    def _piece(self, token: int) -> str:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.tokenizer.decode([token])
+        return piece
 
-    def forced_tokens(self, ids: list[int]) -> list[int] | None:
-        """None: no open ``<<expr=``; ``REFUSED``: the calculator refused it; else the ids to force."""
+    def intercept(self, ids: list[int], token: int) -> list[int] | None:
+        """``token`` is the row's next choice after ``ids``. None: emit it as is; ``REFUSED``: the calculator
+        refused the expression (emit it as is); else the ids to emit from now on (see the class docstring)."""
         from mathlora.calculator import CalculatorError
 
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        piece = self._piece(token)
+        if "=" not in piece:
+            return None
+        before = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = self.tokenizer.decode([*ids, token], skip_special_tokens=True)
         opened = text.rfind("<<")
-        if opened < 0 or text.rfind(">>") > opened or not text.rstrip().endswith("="):
+        equals = text.find("=", opened + 2)
+        if opened < 0 or text.rfind(">>") > opened or equals < len(before) or equals < 0:
             return None
-        expr = text.rstrip()[opened + 2:-1]
-        if "=" in expr:
-            return None
+        expr = text[opened + 2:equals]
         try:
             result = self.calculate(expr)
         except CalculatorError:
             return self.REFUSED
-        whole = self.tokenizer(text + result + ">>", add_special_tokens=False)["input_ids"]
+        whole = self.tokenizer(text[:equals + 1] + result + ">>", add_special_tokens=False)["input_ids"]
         if whole[:len(ids)] == ids and len(whole) > len(ids):
             return whole[len(ids):]
-        return self.tokenizer(result + ">>", add_special_tokens=False)["input_ids"]
+        if piece.rstrip().endswith("="):
+            return [token, *self.tokenizer(result + ">>", add_special_tokens=False)["input_ids"]]
+        return None
 
 
 def require_adapter_dir(adapter) -> Path:
@@ -197,9 +204,19 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_to
         tokens = logits.argmax(-1)
         chosen = tokens.tolist()
         rows = active.tolist()
-        was_forced = [bool(forced[row]) for row in rows]
-        if any(was_forced):
-            chosen = [forced[row].popleft() if f else tok for row, tok, f in zip(rows, chosen, was_forced)]
+        was_forced = [False] * len(rows)
+        if calculator is not None:
+            for k, row in enumerate(rows):
+                if forced[row]:
+                    chosen[k], was_forced[k] = forced[row].popleft(), True
+                    continue
+                emit = calculator.intercept(out[row], chosen[k])
+                if emit is CalculatorHook.REFUSED:
+                    refused[row] += 1
+                elif emit:
+                    calls[row] += 1
+                    chosen[k], was_forced[k] = emit[0], True
+                    forced[row].extend(emit[1:])
             tokens = torch.tensor(chosen, dtype=tokens.dtype, device=tokens.device)
         keep = []
         for k, (row, tok) in enumerate(zip(rows, chosen)):
@@ -207,13 +224,6 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_to
                 stopped[row] = True
                 continue
             out[row].append(tok)
-            if calculator is not None and not was_forced[k] and calculator.may_trigger(tok):
-                queued = calculator.forced_tokens(out[row])
-                if queued is CalculatorHook.REFUSED:
-                    refused[row] += 1
-                elif queued:
-                    calls[row] += 1
-                    forced[row].extend(queued)
             if len(out[row]) < budgets[row]:
                 keep.append(k)
         if not keep:
