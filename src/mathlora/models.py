@@ -180,15 +180,15 @@ def _parameter_seed(seed: int, name: str) -> int:
 
 def init_tiny_weights(model, seed: int) -> None:
     """Random weights that depend only on ``seed`` and the parameter names and shapes: every matrix is
-    N(0, initializer_range) from its own CPU generator (drawn in fp32, then cast), norms are 1, the
-    embedding's padding row is 0. Independent of the device, the dtype and transformers' init code."""
+    N(0, initializer_range) from its own CPU generator (drawn in fp32, then cast), norms are 1 (biases 0),
+    the embedding's padding row is 0. Independent of the device, the dtype and transformers' init code."""
     import torch
 
     std = model.config.initializer_range
     with torch.no_grad():
         for name, param in model.named_parameters():
             if param.dim() == 1:
-                param.fill_(1.0)
+                param.fill_(1.0 if "norm" in name else 0.0)
             else:
                 gen = torch.Generator().manual_seed(_parameter_seed(seed, name))
                 param.copy_(torch.randn(param.shape, generator=gen, dtype=torch.float32) * std)

@@ -132,12 +132,13 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
     """Conversations -> the tokens folder (see the module docstring) with ``model``'s tokenizer; returns
     ``stats.json``'s content without the histogram. ``stats.json`` names ``model``, ``template`` and
     ``seq_length``: the train stage reads them from there."""
-    seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from mathlora.models import load_tokenizer
+
+    seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
 
     src = require_file(input_path)
     if overflow not in ("truncate", "drop"):
