@@ -10,7 +10,7 @@ import importlib.util
 
 import pytest
 
-from mathlora.runtime import DEVICE_ENV, PRECISION_ENV, cuda_available
+from mathlora.runtime import DETERMINISTIC_ENV, DEVICE_ENV, PRECISION_ENV, cuda_available
 
 
 def smollm2_installed() -> bool:
@@ -27,6 +27,18 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def pinned_runtime_for_the_session():
+    """cpu/fp32 from the start, so module- and session-scoped fixtures (built before any test's own
+    fixtures) get the pinned runtime too."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv(DEVICE_ENV, "cpu")
+    patch.setenv(PRECISION_ENV, "fp32")
+    patch.delenv(DETERMINISTIC_ENV, raising=False)
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)

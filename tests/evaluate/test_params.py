@@ -1,0 +1,46 @@
+"""`eval params` counts on the meta device: no weights are read, a foreign adapter is still refused."""
+
+import json
+import shutil
+
+import pytest
+
+from mathlora import models
+from mathlora.errors import MathloraError
+from mathlora.evaluate.params import parameter_report
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory):
+    from peft import LoraConfig, get_peft_model
+
+    path = tmp_path_factory.mktemp("adapter")
+    get_peft_model(models.load_model("tiny-random-llama"),
+                   LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])).save_pretrained(path)
+    return path
+
+
+def test_counts_without_loading_weights(adapter, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("parameter_report loaded weights")
+
+    import safetensors.torch
+    from transformers import PreTrainedModel
+
+    for owner, name in [(models, "load_model"), (models, "_build_on_cpu"), (safetensors.torch, "load_file"),
+                        (safetensors.torch, "load"), (PreTrainedModel, "from_pretrained")]:
+        monkeypatch.setattr(owner, name, no_loading)
+    r = parameter_report("tiny-random-llama", str(adapter))
+    assert r["trainable"] == 3584 and r["line"].startswith("3584/")
+
+
+def test_an_adapter_of_another_model_is_refused(adapter, tmp_path):
+    with pytest.raises(MathloraError, match="has shape"):
+        parameter_report("tiny-random-llama:hidden=32,heads=2,kv_heads=1", str(adapter))
+
+    foreign = tmp_path / "foreign"
+    shutil.copytree(adapter, foreign)
+    config = json.loads((foreign / "adapter_config.json").read_text())
+    (foreign / "adapter_config.json").write_text(json.dumps({**config, "target_modules": ["nope_proj"]}))
+    with pytest.raises(MathloraError, match="could not load adapter"):
+        parameter_report("tiny-random-llama", str(foreign))
