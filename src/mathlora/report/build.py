@@ -173,6 +173,7 @@ def build_report(run_dir: str | os.PathLike) -> dict:
 
     doc.h("Configuration")
     lora, train = cfg.get("lora", {}), cfg.get("train", {})
+    runtime, trained = cfg.get("runtime", {}), data["train"] or {}
     doc.table(["setting", "value"], [
         ["model", cfg.get("model")], ["template", cfg.get("template")], ["seed", cfg.get("seed")],
         ["solution style", f"{cfg.get('solution_style', 'answer')}"
@@ -186,7 +187,9 @@ def build_report(run_dir: str | os.PathLike) -> dict:
         ["optimizer", f"AdamW betas={train.get('betas')} eps={train.get('eps')} wd={train.get('weight_decay')}"],
         ["schedule", f"cosine lr={train.get('lr')} -> {train.get('lr_end')}, warmup {train.get('warmup_ratio')}"],
         ["batch", f"global {train.get('global_batch_size')} (micro {train.get('micro_batch_size')}), "
-                  f"epochs {train.get('epochs')}, precision {train.get('precision')}"],
+                  f"epochs {train.get('epochs')}"],
+        ["runtime", f"trained on {trained.get('device')} in {trained.get('dtype')}" if trained else
+                    f"device {runtime.get('device')}, precision {runtime.get('precision')}"],
     ])
 
     doc.h("Data funnel")
