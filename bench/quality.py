@@ -22,7 +22,7 @@ import platform
 import time
 from pathlib import Path
 
-BUDGET = ["synth.count=1200", "synth.test_count=300", "synth.squad_paragraphs=40", "sample.total=480",
+BUDGET = ["synth.count=2400", "synth.test_count=300", "synth.squad_paragraphs=40", "sample.total=960",
           "train.max_steps=60", "eval.calculator=true"]
 STYLES = ("answer", "steps", "calculator")
 
