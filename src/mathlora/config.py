@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mathlora.data.config import ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, TokenizeConfig
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
+from mathlora.export.config import PublishConfig
 from mathlora.label.config import LabelConfig, SampleConfig
 from mathlora.synth.config import SynthConfig
 from mathlora.train.config import LoraConfig, TrainConfig
@@ -42,6 +43,7 @@ class Config(BaseModel):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    publish: PublishConfig = PublishConfig()
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

@@ -248,6 +248,11 @@ class Pipeline:
             "train/summary.json", "sample_table.json", "tokens/stats.json")}
         report = self.stage("report", report_inputs, {"version": __version__}, [self.p("report.html")],
                             lambda: build_report(self.rd.root))
+        if cfg.publish.to:  # last: not fingerprinted, publish itself skips what the store already holds
+            from mathlora.export.publish import publish_run
+
+            self.summary["publish"] = publish_run(self.rd.root, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url,
+                                                  verify_all=cfg.publish.verify_all)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return {**self.summary, "report": report}
 
