@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -98,6 +99,7 @@ def fake_credentials(monkeypatch):
 def moto_endpoint():
     """A moto S3 server on 127.0.0.1 (a free port), started in a thread and stopped after the module."""
     pytest.importorskip("s3fs")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access log per request
     server_mod = pytest.importorskip("moto.server")
     server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     starter = threading.Thread(target=server.start, daemon=True)

@@ -71,7 +71,7 @@ class Item:
 
 # -- credentials never leave the process ---------------------------------------------------------------------
 _SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|ACCESS_KEY|API_KEY|CREDENTIAL)", re.I)
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_USERINFO = re.compile(r"(?<=://)[^@\s]*@")
 _SIGNED = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.I)
 
 
@@ -258,7 +258,8 @@ class Remote:
 
     def __init__(self, url: str, endpoint_url: str | None = None):
         parts = urlsplit(url)
-        if parts.username or parts.password:
+        if parts.username or parts.password or ("@" in url and parts.scheme.lower() in ("s3", "s3a")) \
+                or ":" in (parts.netloc if parts.scheme.lower() in ("s3", "s3a") else ""):
             raise MathloraError("the publish URL must not carry credentials; use the store's standard "
                                 "environment variables or profile")
         scheme = parts.scheme.lower()
