@@ -158,12 +158,17 @@ def test_checkpoint_without_alpha_needs_lora_alpha(tmp_path, capsys):
     ms.save_checkpoint([{"name": "model.layers.0.attention.wq.mindpet_delta_lora_a",
                          "data": ms.Tensor(np.ones((2, 64), np.float32))},
                         {"name": "model.layers.0.attention.wq.mindpet_delta_lora_b",
-                         "data": ms.Tensor(np.zeros((64, 2), np.float32))}], str(ckpt))
+                         "data": ms.Tensor(np.zeros((64, 2), np.float32))},
+                        # training state MindFormers keeps in the same file: not weights, skipped
+                        {"name": "adam_m.model.layers.0.attention.wq.mindpet_delta_lora_a",
+                         "data": ms.Tensor(np.zeros((2, 64), np.float32))},
+                        {"name": "global_step", "data": ms.Tensor(np.array([10], np.int32))}], str(ckpt))
     args = ["import", "mindspore-ckpt", "--ckpt", str(ckpt), "--base", "tiny-random-llama",
             "--output", str(tmp_path / "a")]
     assert main(args) == 2
     assert "give --lora-alpha" in capsys.readouterr().err
     assert main([*args, "--lora-alpha", "4"]) == 0
+    assert "2 training-state entries skipped" in capsys.readouterr().out
     cfg = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
     assert (cfg["r"], cfg["lora_alpha"], cfg["target_modules"]) == (2, 4.0, ["q_proj"])
 

@@ -247,6 +247,15 @@ def test_dry_run_lists_and_touches_nothing(run_dir, tmp_path, capsys):
     assert "dry run: 16 files" in out and not dest.exists()
 
 
+def test_publish_section_of_the_run_config_applies(tmp_path, capsys):
+    from .conftest import make_run
+
+    dest = tmp_path / "from-config"
+    run = make_run(tmp_path / "r2", extra_overrides={"publish.to": str(dest)})
+    assert main(["publish", "--run", str(run)]) == 0
+    assert (dest / MANIFEST_NAME).is_file() and "16 uploaded" in capsys.readouterr().out
+
+
 def test_publish_errors(run_dir, tmp_path, capsys):
     assert main(["publish", "--run", str(run_dir)]) == 2
     assert "give --to" in capsys.readouterr().err

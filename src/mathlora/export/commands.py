@@ -61,7 +61,7 @@ def register(subparsers) -> None:
                                description="Publish a run folder to object storage or a file system through fsspec: "
                                            "resumable (skips files already there with the same sha256), verified "
                                            "by reading back, with publish_manifest.json and model cards.")
-    option(pb, "--run", field="run_dir", help="run folder (default from config)")
+    option(pb, "--run", field="run_dir", help="run folder (its config.yaml is the default --config)")
     option(pb, "--to", field="publish.to", help="s3://bucket/prefix, file:///path or a path")
     option(pb, "--endpoint-url", field="publish.endpoint_url",
            help="S3-compatible endpoint, e.g. https://obs.cn-north-4.myhuaweicloud.com or http://minio:9000")
@@ -108,12 +108,17 @@ def cmd_import_ckpt(args: argparse.Namespace) -> int:
         print(f"wrote HF model {summary['model']} ({summary['tensors']} tensors)")
     if "adapter" in summary:
         print(f"wrote peft adapter {summary['adapter']} ({summary['lora_tensors']} LoRA tensors)")
+    if summary.get("skipped"):
+        print(f"{summary['skipped']} training-state entries skipped (optimizer moments, step counters)")
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from mathlora.export.publish import publish_run
 
+    run_arg = getattr(args, "cfg:run_dir", None)
+    if args.config is None and run_arg and (Path(run_arg) / "config.yaml").is_file():
+        args.config = str(Path(run_arg) / "config.yaml")  # the run's own config: its publish section applies
     cfg = config_from_args(args)
     if not cfg.publish.to:
         raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, file:///path or a path")

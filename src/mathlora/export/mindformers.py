@@ -19,7 +19,8 @@ Mapping notes (MindFormers has no exact counterpart for everything):
   ``lr_schedule.total_steps`` (MindFormers still runs whole epochs; stop it there or lower epochs);
 * ``train.save_steps`` as a list becomes its greatest common divisor (a superset of the recipe's checkpoints),
   ``keep_checkpoint_max`` keeps all of them; no ``save_steps`` saves once, at the last step;
-* MindFormers pads, it does not pack: ``train.packing`` has no counterpart.
+* MindFormers pads, it does not pack: ``train.packing`` has no counterpart;
+* data parallel only, optimizer not sharded: each rank's checkpoint is complete (``mathlora import`` reads one).
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
             "enable_alltoall": False,
             "full_batch": True,
             "search_mode": "sharding_propagation",
-            "enable_parallel_optimizer": devices > 1,
+            # pure data parallel without optimizer sharding: every rank holds (and saves) complete weights, so
+            # any rank's checkpoint imports back; LoRA's optimizer state is small enough not to shard
+            "enable_parallel_optimizer": False,
             "strategy_ckpt_save_file": "./ckpt_strategy.ckpt",
             "parallel_optimizer_config": {"gradient_accumulation_shard": False,
                                           "parallel_optimizer_threshold": 64},

@@ -203,15 +203,15 @@ def load_ckpt(path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         raise MathloraError(f"could not read MindSpore checkpoint {p}: {str(e).splitlines()[0]}") from None
     base: dict[str, Any] = {}
     lora: dict[str, Any] = {}
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"skipped": 0}
     for name, value in params.items():
         if name.startswith("mathlora_"):
             extra[name] = value.asnumpy().item() if hasattr(value, "asnumpy") else value
+        elif not name.startswith(("model.", "lm_head.")):
+            # optimizer state (adam_m./adam_v.), step counters, loss scale... of a MindFormers training checkpoint
+            extra["skipped"] += 1
         elif ms_names.is_ms_lora(name):
             lora[ms_names.ms_to_peft(name)] = ms_to_torch(value)
-        elif name.startswith(("adam_m.", "adam_v.", "global_step", "scale_sense", "current_iterator_step",
-                              "last_overflow_iterator_step", "epoch_num", "step_num", "loss_scale")):
-            continue  # optimizer state and training counters of a MindFormers training checkpoint
         else:
             base[ms_names.ms_to_hf(name)] = ms_to_torch(value)
     return base, lora, extra
@@ -247,7 +247,7 @@ def import_ckpt(ckpt, base: str, output, *, adapter_output=None, lora_alpha: flo
                             f"give --lora-alpha")
     config = hf_config(base)
     _require_llama(config, base)
-    summary: dict[str, Any] = {"tensors": len(tensors), "lora_tensors": len(lora)}
+    summary: dict[str, Any] = {"tensors": len(tensors), "lora_tensors": len(lora), "skipped": extra["skipped"]}
     if tensors:
         expected = _expected_shapes(config)
         tied = bool(getattr(config, "tie_word_embeddings", False))
