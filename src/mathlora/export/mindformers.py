@@ -19,7 +19,8 @@ Mapping notes (MindFormers has no exact counterpart for everything):
   ``lr_schedule.total_steps`` (MindFormers still runs whole epochs; stop it there or lower epochs);
 * ``train.save_steps`` as a list becomes its greatest common divisor (a superset of the recipe's checkpoints),
   ``keep_checkpoint_max`` keeps all of them; no ``save_steps`` saves once, at the last step;
-* MindFormers pads, it does not pack: ``train.packing`` has no counterpart;
+* MindFormers pads, it does not pack: ``train.packing`` has no counterpart; it drops each epoch's last partial
+  batch (``drop_remainder``), where mathlora trains on it;
 * data parallel only, optimizer not sharded: each rank's checkpoint is complete (``mathlora import`` reads one).
 """
 
