@@ -15,6 +15,7 @@ import torch  # noqa: E402
 from mathlora.cli import main  # noqa: E402
 from mathlora.export import ms_names  # noqa: E402
 from mathlora.models import load_model  # noqa: E402
+from mathlora.runtime import Runtime  # noqa: E402
 
 IDS = torch.tensor([[1, 5, 9, 33, 100, 7, 250, 12]])
 
@@ -50,7 +51,7 @@ def test_tiny_round_trip_is_bit_exact(tmp_path, capsys):
             "model.layers.0.attention_norm.weight", "model.layers.0.ffn_norm.weight"} <= names
     assert main(["import", "mindspore-ckpt", "--ckpt", str(ckpt), "--base", "tiny-random-llama",
                  "--output", str(out)]) == 0
-    original = load_model("tiny-random-llama", dtype=torch.float32, device="cpu")
+    original = load_model("tiny-random-llama", Runtime(device="cpu", precision="fp32"))
     imported = AutoModelForCausalLM.from_pretrained(str(out))
     _assert_same_weights(original, imported)
     assert torch.equal(_logits(original), _logits(imported))
@@ -63,7 +64,7 @@ def test_bf16_folder_round_trip_keeps_dtype_and_bits(tmp_path):
     from mathlora.models import load_tokenizer
 
     src = tmp_path / "bf16"
-    model = load_model("tiny-random-llama", dtype=torch.bfloat16, device="cpu")
+    model = load_model("tiny-random-llama", Runtime(device="cpu", precision="bf16"))
     with torch.no_grad():  # values that use every bf16 bit, not just rounded fp32 draws
         for p in model.parameters():
             p.copy_(torch.randn_like(p, dtype=torch.float32).to(torch.bfloat16) * 3)
@@ -107,7 +108,7 @@ def _adapter(tmp_path, targets=("q_proj", "v_proj", "down_proj")):
     from mathlora.config import LoraConfig
     from mathlora.train.lora import apply_lora
 
-    base = load_model("tiny-random-llama", dtype=torch.float32, device="cpu")
+    base = load_model("tiny-random-llama", Runtime(device="cpu", precision="fp32"))
     peft_model = apply_lora(base, LoraConfig(r=4, alpha=8, target_modules=list(targets)))
     with torch.no_grad():
         for n, p in peft_model.named_parameters():
@@ -199,7 +200,7 @@ def test_run_folder_exports_its_merged_model(tmp_path):
     run = tmp_path / "run"
     (run / "merged").mkdir(parents=True)
     (run / "manifest.json").write_text("{}")
-    model = load_model("tiny-random-llama", dtype=torch.float32, device="cpu")
+    model = load_model("tiny-random-llama", Runtime(device="cpu", precision="fp32"))
     model.save_pretrained(str(run / "merged"))
     load_tokenizer("tiny-random-llama").save_pretrained(str(run / "merged"))
     ckpt = tmp_path / "m.ckpt"
