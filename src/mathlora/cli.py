@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "mathlora.train.commands",
     "mathlora.evaluate.commands",
     "mathlora.pipeline",
+    "mathlora.export.commands",
 ]
 
 

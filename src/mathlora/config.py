@@ -17,6 +17,7 @@ from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, Norma
                                   TokenizeConfig)
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
+from mathlora.export.config import PublishConfig
 from mathlora.label.config import LabelConfig
 from mathlora.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
@@ -51,6 +52,7 @@ class Config(BaseModel):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    publish: PublishConfig = PublishConfig()
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

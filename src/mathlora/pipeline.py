@@ -285,6 +285,11 @@ class Pipeline:
             lay.train_summary, lay.sample_table, lay.tokens_stats)}
         report = self.stage("report", report_inputs, {"version": __version__}, [lay.report_html],
                             lambda: build_report(lay.root))
+        if cfg.publish.to:  # last: not fingerprinted, publish itself skips what the store already holds
+            from mathlora.export.publish import publish_run
+
+            self.summary["publish"] = publish_run(lay.root, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url,
+                                                  verify_all=cfg.publish.verify_all)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return {**self.summary, "report": report}
 

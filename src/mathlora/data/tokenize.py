@@ -234,3 +234,12 @@ def write_mindrecord(path: Path, rows: list[tuple[list[int], list[int]]], length
         writer.write_raw_data(batch)
     writer.commit()
 
+
+def read_tokens(output_dir: str | os.PathLike):
+    """The tokens table (pyarrow) of a tokenize output folder (export reads it for MindRecord)."""
+    import pyarrow.parquet as pq
+
+    path = Path(output_dir) / "tokens.parquet"
+    if not path.exists():
+        raise MathloraError(f"{output_dir} has no tokens.parquet; run `mathlora tokenize` first")
+    return pq.read_table(path)

@@ -1,0 +1,1 @@
+"""Export and publish: MindFormers YAML + MindRecord, HF <-> MindSpore checkpoints, object-storage publishing."""

@@ -1,0 +1,130 @@
+"""CLI: ``mathlora export mindformers|mindspore-ckpt``, ``mathlora import mindspore-ckpt``, ``mathlora publish``.
+
+Heavy libraries (mindspore, transformers, s3fs) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.errors import MathloraError
+
+
+def register(subparsers) -> None:
+    ex = subparsers.add_parser("export", help="Ascend: MindFormers finetune YAML + MindRecord; HF -> MindSpore ckpt")
+    sub = ex.add_subparsers(dest="export_command", metavar="WHAT")
+    ex.set_defaults(func=lambda args: (ex.print_help(), 2)[1])
+
+    mf = sub.add_parser("mindformers", help="a run's recipe as a MindFormers LoRA finetune YAML, tokens as MindRecord",
+                        description="Write finetune_mathlora.yaml (the run's recipe in MindFormers' keys) and "
+                                    "tokens.mindrecord (the run's tokens, padded to seq_length + 1) into --output.")
+    mf.add_argument("--run", required=True, help="run folder (config.yaml, tokens/)")
+    mf.add_argument("--output", required=True, help="output folder")
+    mf.add_argument("--devices", type=int, default=8,
+                    help="NPUs (data_parallel); the global batch is split over them (default 8, one Atlas 800T A2)")
+    mf.add_argument("--load-checkpoint", default="",
+                    help="base model .ckpt for load_checkpoint (from `mathlora export mindspore-ckpt`)")
+    mf.add_argument("--dataset-dir", default=None,
+                    help="MindRecord path as the Ascend machine sees it (default: the written file's absolute path)")
+    mf.add_argument("--no-mindrecord", action="store_true",
+                    help="write the YAML only (the MindRecord needs MindSpore)")
+    mf.set_defaults(func=cmd_export_mindformers)
+
+    ck = sub.add_parser("mindspore-ckpt", help="a HF Llama model (and/or LoRA adapter) as a MindSpore .ckpt",
+                        description="Convert a HF Llama-family model to a MindSpore checkpoint with MindFormers' "
+                                    "parameter names (bit-exact; tied embeddings stored once); --adapter adds "
+                                    "its LoRA tensors under MindFormers' pet names.")
+    ck.add_argument("--model", default=None,
+                    help="HF folder, .gguf, smollm2-135m-instruct, tiny-random-llama, or a run folder (its merged/)")
+    ck.add_argument("--adapter", default=None, help="peft LoRA adapter folder to include")
+    ck.add_argument("--output", required=True, help="output .ckpt file")
+    ck.set_defaults(func=cmd_export_ckpt)
+
+    im = subparsers.add_parser("import", help="Ascend: MindSpore ckpt -> HF folder (+ peft adapter)")
+    isub = im.add_subparsers(dest="import_command", metavar="WHAT")
+    im.set_defaults(func=lambda args: (im.print_help(), 2)[1])
+    ick = isub.add_parser("mindspore-ckpt", help="a MindFormers llama .ckpt as a HF folder (+ peft adapter)",
+                          description="Convert a MindFormers llama checkpoint to a HF folder (config and tokenizer "
+                                      "from --base). LoRA tensors become a peft adapter (OUTPUT/adapter, or "
+                                      "--adapter-output); a LoRA-only checkpoint becomes the adapter at OUTPUT.")
+    ick.add_argument("--ckpt", required=True, help="MindSpore .ckpt")
+    ick.add_argument("--base", required=True, help="base model spec: gives config.json and the tokenizer")
+    ick.add_argument("--output", required=True, help="output folder")
+    ick.add_argument("--adapter-output", default=None, help="where the LoRA adapter goes (default OUTPUT/adapter)")
+    ick.add_argument("--lora-alpha", type=float, default=None,
+                     help="LoRA alpha (pet_config.lora_alpha) when the checkpoint does not record it")
+    ick.set_defaults(func=cmd_import_ckpt)
+
+    pb = subparsers.add_parser("publish", help="upload a run's adapters, merged models and report (S3, OBS, NFS)",
+                               description="Publish a run folder to object storage or a file system through fsspec: "
+                                           "resumable (skips files already there with the same sha256), verified "
+                                           "by reading back, with publish_manifest.json and model cards.")
+    option(pb, "--run", field="run_dir", help="run folder (its config.yaml is the default --config)")
+    option(pb, "--to", field="publish.to", help="s3://bucket/prefix, file:///path or a path")
+    option(pb, "--endpoint-url", field="publish.endpoint_url",
+           help="S3-compatible endpoint, e.g. https://obs.cn-north-4.myhuaweicloud.com or http://minio:9000")
+    option(pb, "--verify-all", field="publish.verify_all", action="store_true",
+           help="also re-read the content of files already on the store")
+    pb.add_argument("--dry-run", action="store_true", help="list what would go; touch nothing")
+    add_config_args(pb)
+    pb.set_defaults(func=cmd_publish)
+
+
+def cmd_export_mindformers(args: argparse.Namespace) -> int:
+    from mathlora.export.mindformers import export_mindformers
+
+    summary = export_mindformers(args.run, args.output, devices=args.devices, load_checkpoint=args.load_checkpoint,
+                                 dataset_dir=args.dataset_dir, mindrecord=not args.no_mindrecord)
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    if "mindrecord" in summary:
+        print(f"wrote {summary['mindrecord']} ({summary['mindrecord_rows']} rows)")
+    print(f"wrote {summary['yaml']}")
+    return 0
+
+
+def cmd_export_ckpt(args: argparse.Namespace) -> int:
+    from mathlora.export.ms_ckpt import export_ckpt
+
+    summary = export_ckpt(args.model, args.output, adapter=args.adapter)
+    what = []
+    if summary["tensors"]:
+        what.append(f"{summary['tensors']} weights" + (" (tied embeddings stored once)"
+                                                       if summary["tied_embeddings"] else ""))
+    if summary["lora_tensors"]:
+        what.append(f"{summary['lora_tensors']} LoRA tensors (r={summary['lora_r']}, alpha={summary['lora_alpha']:g})")
+    print(f"wrote {args.output}: {', '.join(what)}, {summary['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def cmd_import_ckpt(args: argparse.Namespace) -> int:
+    from mathlora.export.ms_ckpt import import_ckpt
+
+    summary = import_ckpt(args.ckpt, args.base, args.output, adapter_output=args.adapter_output,
+                          lora_alpha=args.lora_alpha)
+    if "model" in summary:
+        print(f"wrote HF model {summary['model']} ({summary['tensors']} tensors)")
+    if "adapter" in summary:
+        print(f"wrote peft adapter {summary['adapter']} ({summary['lora_tensors']} LoRA tensors)")
+    if summary.get("skipped"):
+        print(f"{summary['skipped']} training-state entries skipped (optimizer moments, step counters)")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from mathlora.export.publish import publish_run
+
+    run_arg = getattr(args, "cfg:run_dir", None)
+    if args.config is None and run_arg and (Path(run_arg) / "config.yaml").is_file():
+        args.config = str(Path(run_arg) / "config.yaml")  # the run's own config: its publish section applies
+    cfg = config_from_args(args)
+    if not cfg.publish.to:
+        raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, file:///path or a path")
+    run = Path(cfg.run_dir)
+    if not (run / "config.yaml").is_file():
+        raise MathloraError(f"{run} is not a mathlora run folder (no config.yaml); give --run")
+    publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
+                verify_all=cfg.publish.verify_all)
+    return 0
