@@ -281,7 +281,8 @@ class Pipeline:
 
         lay = self.layout
         report_inputs = {str(p.relative_to(lay.root)): p for p in (
-            lay.eval("base").math, lay.eval("tuned").math, lay.eval("base").squad, lay.eval("tuned").squad,
+            lay.eval("base").math, lay.eval("tuned").math, lay.eval("base").math_nocalc,
+            lay.eval("tuned").math_nocalc, lay.eval("base").squad, lay.eval("tuned").squad,
             lay.train_summary, lay.sample_table, lay.tokens_stats)}
         report = self.stage("report", report_inputs, {"version": __version__}, [lay.report_html],
                             lambda: build_report(lay.root))
