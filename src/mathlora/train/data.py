@@ -144,11 +144,17 @@ def micro_batches(rows: list[Row], micro_batch_size: int) -> list[list[Row]]:
     return [rows[i:i + micro_batch_size] for i in range(0, len(rows), micro_batch_size)]
 
 
-def collate(rows: list[Row], pad_id: int, *, packed: bool):
-    """Right-pad rows to the longest. Packed rows pad with a separate segment (positions from 0)."""
+def collate(rows: list[Row], pad_id: int, *, packed: bool, width: int | None = None, n_rows: int | None = None):
+    """Right-pad rows to the longest. Packed rows pad with a separate segment (positions from 0).
+
+    ``width`` / ``n_rows`` fix the shape (CUDA graphs): rows pad to ``width`` tokens and all-padding rows
+    (no target) fill the batch up to ``n_rows``.
+    """
     import torch
 
-    width = max(len(r.input_ids) for r in rows)
+    if n_rows is not None and len(rows) < n_rows:
+        rows = list(rows) + [Row([pad_id], [0], [IGNORE])] * (n_rows - len(rows))
+    width = max(max(len(r.input_ids) for r in rows), width or 0)
     ids, pos, tgt = [], [], []
     for r in rows:
         pad = width - len(r.input_ids)

@@ -60,7 +60,8 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 # Settings that do not change the trained numbers (beyond float rounding); a resume may change them.
 RESUMABLE_CHANGES = {"save_steps", "merge_checkpoints", "log_every", "device", "distributed",
-                     "gradient_checkpointing", "micro_batch_size"}
+                     "gradient_checkpointing", "micro_batch_size", "memory_fraction", "liger", "compile",
+                     "attn_implementation"}
 
 
 def run_fingerprint(cfg: Config, tokens_file: Path) -> str:
@@ -74,15 +75,26 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_973 + rank) % (2**63)
 
 
-def build_model(cfg: Config, device: str, dtype):
-    """Base model (frozen) + fresh LoRA weights, activation checkpointing as configured."""
+def build_model(cfg: Config, device: str, dtype, *, before_lora=None, recompute: bool | None = None):
+    """Base model (frozen) + fresh LoRA weights, activation checkpointing as configured.
+
+    ``before_lora(model)`` runs on the base model before LoRA is attached (kernel patches);
+    ``recompute=False`` leaves activation recompute to the caller (the memory plan).
+    """
     from mathlora.models import load_model
     from mathlora.train.lora import apply_lora
 
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.model, dtype=dtype, device=device)
     model.config.use_cache = False
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.attn_implementation:
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(cfg.train.attn_implementation)
+        else:
+            model.config._attn_implementation = cfg.train.attn_implementation
+    if before_lora is not None:
+        before_lora(model)
+    if (cfg.train.gradient_checkpointing is True) if recompute is None else recompute:
         # transformers 5.x renames gradient_checkpointing_enable to activation_checkpointing_enable
         if hasattr(model, "activation_checkpointing_enable"):
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -159,32 +171,47 @@ def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path) -> 
 
 
 def global_loss_terms(records: list[TokenRecord], group: ProcessGroup, cfg: Config, step: int,
-                      n_steps_epoch: int, pack_length: int) -> tuple[list, int]:
-    """(this process's micro-batches, learnable tokens of the whole global batch) for ``step``."""
+                      n_steps_epoch: int, pack_length: int, micro: int | None = None,
+                      tokens_out: list | None = None) -> tuple[list, int]:
+    """(this process's micro-batches, learnable tokens of the whole global batch) for ``step``.
+
+    Every process holds every record, so the global count is summed locally: no collective, no device sync.
+    ``tokens_out`` (a list) receives the global batch's input-token count (for FLOP accounting).
+    """
     indices = global_batch_indices(len(records), cfg.train.global_batch_size, cfg.seed, step, n_steps_epoch)
     mine = [records[i] for i in shard(indices, group.rank, group.world)]
     rows = step_rows(mine, packing=cfg.train.packing, pack_length=pack_length)
-    local = torch.tensor(sum(r.learnable_tokens for r in mine), dtype=torch.float64,
-                         device=group.device if group.device.startswith("cuda") else "cpu")
-    n_global = int(group.all_reduce_sum(local).item())
-    return micro_batches(rows, cfg.train.micro_batch_size), n_global
+    n_global = sum(records[i].learnable_tokens for i in indices)
+    if tokens_out is not None:
+        tokens_out.append(sum(len(records[i]) for i in indices))
+    return micro_batches(rows, micro or cfg.train.micro_batch_size), n_global
 
 
-def run_micro_batches(wrapped, batches, group: ProcessGroup, pad_id: int, packed: bool, n_global: int):
-    """Forward/backward every micro-batch; the gradient sync happens once, on the last one."""
+def run_micro_batches(wrapped, batches, group: ProcessGroup, pad_id: int, packed: bool, n_global: int,
+                      static_shape: tuple[int, int] | None = None):
+    """Forward/backward every micro-batch; the gradient sync happens once, on the last one.
+
+    Returns the summed loss as a tensor on the device: nothing here waits for the device (the caller reads
+    it at log steps only). ``static_shape`` = (rows, width) pads every micro-batch to one shape (CUDA graphs).
+    """
     from mathlora.train.data import IGNORE, Row
 
     if not batches:  # this process got no record: a no-op row keeps the collective calls in step
         batches = [[Row([pad_id], [0], [IGNORE])]]
-    loss_sum = torch.zeros((), dtype=torch.float64)
+    cuda = group.device.startswith("cuda")
+    loss_sum = torch.zeros((), dtype=torch.float64, device=group.device if cuda else "cpu")
+    rows, width = static_shape if static_shape is not None else (None, None)
     for j, mb in enumerate(batches):
         last = j == len(batches) - 1
         sync = contextlib.nullcontext() if (last or not group.distributed) else wrapped.no_sync()
-        inputs = {k: v.to(group.device) for k, v in collate(mb, pad_id, packed=packed).items()}
+        host = collate(mb, pad_id, packed=packed, width=width, n_rows=rows)
+        inputs = {k: (v.pin_memory().to(group.device, non_blocking=True) if cuda else v) for k, v in host.items()}
+        if static_shape is not None and cuda:
+            torch.compiler.cudagraph_mark_step_begin()
         with sync:
             part, _ = wrapped(**inputs)
             (part * (group.world / n_global)).backward()
-        loss_sum += part.detach().double().cpu()
+        loss_sum += part.detach().double()
     return loss_sum
 
 
@@ -286,7 +313,13 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
     if fsdp and not group.device.startswith("cuda"):
         raise MathloraError("train.distributed=fsdp needs CUDA devices; use train.distributed=ddp on CPU")
     # FSDP: fp32 weights loaded on the host and sharded onto the devices, bf16 compute (mixed precision)
-    peft_model = build_model(cfg, "cpu" if fsdp else group.device, torch.float32 if fsdp else dtype)
+    from mathlora.train import speed
+
+    use_liger = speed.want_liger(tc.liger, group.device) and not fsdp
+    kernels: dict = {}
+    peft_model = build_model(cfg, "cpu" if fsdp else group.device, torch.float32 if fsdp else dtype,
+                             before_lora=(lambda m: kernels.update(fused_ce=speed.apply_liger(m))) if use_liger else None,
+                             recompute=False)
     trainable, total = count_parameters(peft_model)
     ratio_line = param_ratio_line(trainable, total)
     pad_id = load_tokenizer(cfg.model).pad_token_id or 0
@@ -296,8 +329,27 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
     n_warmup = warmup_steps(n_total, tc.warmup_ratio)
     save_at = set(resolve_save_steps(tc.save_steps, n_total))
     pack_length = tc.pack_length or cfg.tokenize.seq_length
+    # recompute and micro-batch: as configured, or the memory plan's (auto)
+    local_records = -(-tc.global_batch_size // group.world)
+    longest = max(len(r) for r in records)
+    row_tokens = max(pack_length, longest) if tc.packing else longest
+    biggest = sorted((len(r) for r in records), reverse=True)[:local_records]
+    n_layers = len(speed.decoder_layers(peft_model))
+    plan = speed.resolve_plan(
+        tc.gradient_checkpointing, tc.micro_batch_size, shape=speed.model_shape(peft_model, dtype=dtype),
+        n_layers=n_layers, device=group.device, memory_fraction=tc.memory_fraction, max_rows=local_records, row_tokens=row_tokens,
+        step_tokens=sum(biggest), head_fraction=max(r.learnable_tokens / len(r) for r in records), liger=use_liger)
+    speed.apply_recompute(peft_model.get_base_model(), layers=plan.recompute_layers, selective=plan.selective)
+    if group.is_main and (tc.gradient_checkpointing in ("auto", "selective") or tc.micro_batch_size == "auto"):
+        speed.log(f"memory plan: {plan.describe(n_layers)}")
+    static_shape = None
+    if tc.compile != "none" and not fsdp:
+        speed.compile_layers(peft_model, tc.compile)
+        if tc.compile == "reduce-overhead":
+            static_shape = (plan.micro_batch_size, row_tokens)
 
     step, tokens_done, seconds_done, last_loss = 0, 0, 0.0, float("nan")
+    inputs_done: int | None = 0  # every input token (prompt included): FLOP accounting
     resumed_state = None
     if start is not None:
         opt_state, state = read_training_state(start)
@@ -308,15 +360,17 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
 
         set_peft_model_state_dict(peft_model, read_adapter_weights(start))
         step, tokens_done, seconds_done = state["step"], state["learnable_tokens"], state["seconds"]
+        inputs_done = state.get("tokens")
         last_loss = state.get("loss", last_loss)
         resumed_state = opt_state
         if group.is_main:
             print(f"resuming from {start} (step {step}/{n_total})", file=sys.stderr)
 
-    wrapped = wrap_for_processes(LearnableTokenLoss(peft_model), group, tc.distributed, dtype)
+    wrapped = wrap_for_processes(LearnableTokenLoss(peft_model, kernels.get("fused_ce")), group, tc.distributed,
+                                 dtype)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
-                                  weight_decay=tc.weight_decay)
+    optimizer = speed.make_optimizer(params, lr=tc.lr, betas=tc.betas, eps=tc.eps, weight_decay=tc.weight_decay,
+                                     device=group.device)
     if resumed_state is not None:
         load_optimizer_state(optimizer, wrapped, resumed_state)
 
@@ -325,31 +379,44 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
                disable=not (progress and group.is_main))
     checkpoints = [str(p) for s, p in list_checkpoints(ckpt_root) if s <= step]
     wrapped.train()
+    # The device is waited for only at log, checkpoint and last steps; times and tokens/s cover the interval
+    # since the previous such step.
+    interval = {"t0": time.perf_counter(), "steps": 0, "learnable": 0, "tokens": 0}
+    loss_t = grad_t = None
     try:
         while step < n_total:
-            t0 = time.perf_counter()
             torch.manual_seed(step_seed(cfg.seed, step, group.rank))
-            batches, n_global = global_loss_terms(records, group, cfg, step, n_epoch, pack_length)
+            step_tokens: list[int] = []
+            batches, n_global = global_loss_terms(records, group, cfg, step, n_epoch, pack_length,
+                                                  plan.micro_batch_size, step_tokens)
             lr = lr_at(step, total=n_total, warmup=n_warmup, lr=tc.lr, lr_end=tc.lr_end)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            loss_sum = run_micro_batches(wrapped, batches, group, pad_id, tc.packing, n_global)
-            loss = float(group.all_reduce_sum(loss_sum.to(_reduce_device(group))).item()) / n_global
-            grad_norm = clip_gradients(wrapped, params, tc.max_grad_norm)
+            loss_sum = run_micro_batches(wrapped, batches, group, pad_id, tc.packing, n_global, static_shape)
+            loss_t = group.all_reduce_sum(loss_sum.to(_reduce_device(group))) / n_global
+            grad_t = clip_gradients(wrapped, params, tc.max_grad_norm, as_tensor=True)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            dt = time.perf_counter() - t0
-            tokens_done += n_global
+            interval["steps"] += 1
+            interval["learnable"] += n_global
+            interval["tokens"] += step_tokens[0]
+            bar.update(1)
+            if not (step % tc.log_every == 0 or step == n_total or step in save_at):
+                continue
+            loss, grad_norm = float(loss_t), float(grad_t)  # waits for the device
+            dt = time.perf_counter() - interval["t0"]
+            tokens_done += interval["learnable"]
+            inputs_done = inputs_done + interval["tokens"] if inputs_done is not None else None
             seconds_done += dt
             last_loss = loss
             row = {"step": step, "epoch": round(step / n_epoch, 4), "loss": loss, "lr": lr,
-                   "grad_norm": grad_norm, "learnable_tokens": n_global, "tokens_per_s": n_global / dt,
-                   "seconds": round(seconds_done, 3)}
-            if step % tc.log_every == 0 or step == n_total:
-                metrics.write(row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_global / dt:.0f}")
+                   "grad_norm": grad_norm, "learnable_tokens": n_global,
+                   "tokens_per_s": interval["learnable"] / dt, "seconds": round(seconds_done, 3),
+                   "interval_steps": interval["steps"], "interval_seconds": round(dt, 6),
+                   "interval_learnable_tokens": interval["learnable"], "interval_tokens": interval["tokens"]}
+            metrics.write(row)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{interval['learnable'] / dt:.0f}")
             if step in save_at:
                 state = {"step": step, "epoch": step / n_epoch, "total_steps": n_total, "lr": lr, "loss": loss,
                          "data_position": {"epoch": (step // n_epoch), "batch_in_epoch": step % n_epoch,
@@ -357,9 +424,10 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
                          "rng": {"scheme": "torch.manual_seed(step_seed(seed, step, rank)) at each step",
                                  "seed": cfg.seed},
                          "learnable_tokens": tokens_done, "seconds": seconds_done, "fingerprint": fingerprint,
-                         "world_size": group.world}
+                         "world_size": group.world, "tokens": inputs_done}
                 path = save_checkpoint(cfg, peft_model, wrapped, optimizer, state, ckpt_root, group)
                 checkpoints.append(str(path))
+            interval = {"t0": time.perf_counter(), "steps": 0, "learnable": 0, "tokens": 0}
     finally:
         bar.close()
         metrics.close()
@@ -377,7 +445,12 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
         "adapter": str(final_adapter), "records": len(records), "skipped_records": skipped,
         "world_size": group.world, "device": group.device, "dtype": str(dtype).removeprefix("torch."),
         "fingerprint": fingerprint,
+        "speed": {"recompute": plan.mode, "recompute_layers": plan.recompute_layers,
+                  "micro_batch_size": plan.micro_batch_size, "liger": use_liger, "compile": tc.compile,
+                  "fused_adamw": bool(optimizer.defaults.get("fused"))},
     }
+    summary.update(_flops_summary(peft_model, group, inputs_done, tokens_done, seconds_done,
+                                  plan.recompute_layers / max(1, n_layers)))
     if group.is_main:
         write_json_atomic(out / SUMMARY, summary)
     group.barrier()
@@ -388,12 +461,28 @@ def _reduce_device(group: ProcessGroup) -> str:
     return group.device if group.device.startswith("cuda") else "cpu"
 
 
-def clip_gradients(wrapped, params, max_norm: float | None) -> float:
-    """Clip to ``max_norm`` (when set) and return the total gradient norm before clipping."""
+def clip_gradients(wrapped, params, max_norm: float | None, as_tensor: bool = False):
+    """Clip to ``max_norm`` (when set) and return the total gradient norm before clipping (a float, or the
+    device tensor with ``as_tensor``, which does not wait for the device)."""
     limit = max_norm if max_norm is not None else math.inf
-    if is_fsdp(wrapped):
-        return float(wrapped.clip_grad_norm_(limit))
-    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norm = wrapped.clip_grad_norm_(limit) if is_fsdp(wrapped) else torch.nn.utils.clip_grad_norm_(params, limit)
+    return norm if as_tensor else float(norm)
+
+
+def _flops_summary(peft_model, group: ProcessGroup, tokens: int | None, learnable: int, seconds: float,
+                   recomputed_fraction: float) -> dict:
+    """Strict MFU/HFU figures for the summary (``mathlora.train.flops``); MFU only on a known device."""
+    from mathlora.train.flops import count_matmul_params, step_report
+
+    if tokens is None or seconds <= 0:
+        return {"tokens": tokens}
+    name = torch.cuda.get_device_name(group.device) if group.device.startswith("cuda") else None
+    report = step_report(count_matmul_params(peft_model), tokens=tokens, learnable_tokens=learnable,
+                         seconds=seconds, device_name=name, recomputed_fraction=recomputed_fraction)
+    if group.world > 1 and report["mfu"] is not None:  # figures are for all devices together
+        report["mfu"] = round(report["mfu"] / group.world, 4)
+        report["hfu"] = round(report["hfu"] / group.world, 4)
+    return {"tokens": tokens, "flops": report}
 
 
 def save_checkpoint(cfg: Config, peft_model, wrapped, optimizer, state: dict[str, Any], root: Path,
