@@ -174,6 +174,9 @@ class Pipeline:
         from mathlora.evaluate.squad import evaluate_squad
 
         cfg = self.cfg
+        if cfg.eval.backend != "local":  # one served model name cannot stand for both the base and the tuned model
+            raise MathloraError("mathlora run generates locally (eval.backend=local); use eval.backend=openai with "
+                                "`mathlora predict` / `mathlora eval squad` against a server")
         out = self.p(f"eval/{which}")
         test = self.p("test_records.jsonl")
         preds, math = out / "math_predictions.jsonl", out / "math.json"

@@ -17,6 +17,11 @@ def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
         option(p, "--precision", field="eval.precision", choices=["auto", "fp32", "bf16", "fp16"],
                help="auto = bf16 on GPU, fp32 on CPU")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        option(p, "--backend", field="eval.backend", choices=["local", "openai"],
+               help="local (this process) or openai (an OpenAI-compatible completions server, e.g. vLLM)")
+        option(p, "--base-url", field="eval.base_url", help="openai backend: server URL (default http://127.0.0.1:8000/v1)")
+        option(p, "--server-model", field="eval.model", help="openai backend: served model or LoRA name")
+        option(p, "--concurrency", field="eval.concurrency", type=int, help="openai backend: requests in flight")
 
 
 def register(subparsers) -> None:

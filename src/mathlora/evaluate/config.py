@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     batch_size: int = Field(16, ge=1, description="prompts per generation batch (grouped by prompt length)")
     max_new_tokens: int = Field(128, ge=1)
@@ -27,3 +27,14 @@ class EvalConfig(BaseModel):
     squad_all_questions: bool = Field(False, description="score every question with all its answers "
                                                          "instead of the first question and answer per paragraph")
     keep: float = Field(0.9, gt=0, le=1, description="retention: fine-tuned F1/EM must be >= keep * base")
+    # generation backend: this process (local) or an OpenAI-compatible completions server (vLLM + LoRA)
+    backend: Literal["local", "openai"] = Field("local", description="where predict / eval squad generate")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: the server's /v1 URL")
+    model: str | None = Field(None, description="openai backend: served model (or LoRA) name; none = the "
+                                                "top-level model")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    concurrency: int = Field(64, ge=1, description="openai backend: requests in flight")
+    timeout: float = Field(300.0, gt=0, description="openai backend: seconds per request")
+    max_retries: int = Field(5, ge=0)
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)")
+    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)")
