@@ -9,11 +9,16 @@ from mathlora.cliargs import add_config_args, config_from_args, option
 from mathlora.errors import MathloraError
 
 
+def _int_or_auto(value: str):
+    return value if value == "auto" else int(value)
+
+
 def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
     option(p, "--model", field="model", help="base model: HF folder, .gguf, smollm2-135m-instruct, tiny-random-llama")
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
     if generation:
-        option(p, "--batch-size", field="eval.batch_size", type=int, help="prompts per batch")
+        option(p, "--batch-size", field="eval.batch_size", type=_int_or_auto,
+               help="prompts per batch, or auto (as many as fit on the GPU)")
         option(p, "--precision", field="eval.precision", choices=["auto", "fp32", "bf16", "fp16"],
                help="auto = bf16 on GPU, fp32 on CPU")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    batch_size: int = Field(16, ge=1, description="prompts per generation batch (grouped by prompt length)")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        16, description="prompts per generation batch (grouped by prompt length); auto = as many as the "
+                        "KV cache fits in on the GPU (16 on CPU)")
     max_new_tokens: int = Field(128, ge=1)
     max_length: int = Field(512, ge=8, description="prompt + completion tokens at most")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -13,6 +13,7 @@ from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import extract_prediction_answer
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import generate_greedy, load_inference_model
+from mathlora.evaluate.memory import resolve_batch_size
 from mathlora.records import read_records, write_jsonl
 from mathlora.templates import get_template, render_prompt
 
@@ -65,8 +66,9 @@ def predict_file(model: str, adapter: str | None, input_path, output_path, *, te
                                          merge=cfg.merge_adapter)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
+    batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(prompts))
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length,
-                           batch_size=cfg.batch_size, progress=progress, desc="predict")
+                           batch_size=batch_size, progress=progress, desc="predict")
     seconds = time.perf_counter() - start
     write_jsonl(output_path, (prediction_line(r, p, g.completion, scope=cfg.answer_scope,
                                               generated_tokens=g.generated_tokens, stopped=g.stopped)
@@ -77,7 +79,7 @@ def predict_file(model: str, adapter: str | None, input_path, output_path, *, te
         "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
         "load_seconds": round(load_seconds, 3), "stopped_at_eos": sum(g.stopped for g in gens),
         "skipped_prompt_too_long": sum(g.generated_tokens == 0 for g in gens),
-        "batch_size": cfg.batch_size, "device": str(next(lm.parameters()).device),
+        "batch_size": batch_size, "device": str(next(lm.parameters()).device),
         "dtype": str(next(lm.parameters()).dtype).replace("torch.", ""),
         "model": model, "adapter": adapter, "output": str(output_path),
     }

@@ -251,10 +251,13 @@ def evaluate_squad(model: str | None, adapter: str | None, data_path, output_pat
 
             lm, tokenizer = load_inference_model(model, adapter, merge=cfg.merge_adapter,
                                                  precision=precision if precision != "auto" else cfg.precision)
+            from mathlora.evaluate.memory import resolve_batch_size
+
+            batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(samples))
             start = time.perf_counter()
             gens = generate_greedy(lm, tokenizer, [s["prompt"] for s in samples],
                                    max_new_tokens=cfg.squad_max_new_tokens, max_length=cfg.max_length,
-                                   batch_size=cfg.batch_size, min_new_tokens=1, progress=progress, desc="squad")
+                                   batch_size=batch_size, min_new_tokens=1, progress=progress, desc="squad")
         result["seconds"] = round(time.perf_counter() - start, 3)
         preds = {s["id"]: first_line(g.completion) for s, g in zip(samples, gens)}
         out = Path(predictions_out) if predictions_out is not None else default_predictions_path(output_path)

@@ -341,7 +341,8 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
         step_tokens=sum(biggest), head_fraction=max(r.learnable_tokens / len(r) for r in records), liger=use_liger)
     speed.apply_recompute(peft_model.get_base_model(), layers=plan.recompute_layers, selective=plan.selective)
     if group.is_main and (tc.gradient_checkpointing in ("auto", "selective") or tc.micro_batch_size == "auto"):
-        speed.log(f"memory plan: {plan.describe(n_layers)}")
+        speed.log(f"memory plan: {plan.describe(n_layers)}" if plan.budget_bytes else
+                  f"recompute {plan.mode}, micro-batch {plan.micro_batch_size} rows (no memory plan off CUDA)")
     static_shape = None
     if tc.compile != "none" and not fsdp:
         speed.compile_layers(peft_model, tc.compile)
