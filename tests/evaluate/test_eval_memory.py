@@ -24,7 +24,8 @@ def test_auto_batch_size_by_memory():
     # 8B, 512 tokens per sequence (64 MiB KV + 58 MiB prefill), 50 GiB left after the weights: 416
     assert auto_batch_size(LLAMA3_8B, max_length=512, dtype_bytes=2, budget_bytes=50 * GIB, prompts=5000) == 416
     assert auto_batch_size(LLAMA3_8B, max_length=512, dtype_bytes=2, budget_bytes=50 * GIB, prompts=300) == 300
-    assert auto_batch_size(SMOLLM2, max_length=512, dtype_bytes=2, budget_bytes=60 * GIB, prompts=10**6) == 4096
+    assert auto_batch_size(SMOLLM2, max_length=512, dtype_bytes=2, budget_bytes=60 * GIB, prompts=10**6) == 3343
+    assert auto_batch_size(SMOLLM2, max_length=512, dtype_bytes=2, budget_bytes=120 * GIB, prompts=10**6) == 4096
     assert auto_batch_size(SMOLLM2, max_length=512, dtype_bytes=2, budget_bytes=1, prompts=10) == 1
     assert auto_batch_size(SMOLLM2, max_length=512, dtype_bytes=2, budget_bytes=None, prompts=10) == 10
     assert auto_batch_size(SMOLLM2, max_length=512, dtype_bytes=2, budget_bytes=None, prompts=100) == 16
