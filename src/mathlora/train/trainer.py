@@ -111,58 +111,84 @@ def uses_fsdp(group: ProcessGroup, strategy: str) -> bool:
 
 def wrap_for_processes(module: torch.nn.Module, group: ProcessGroup, strategy: str,
                        compute_dtype=torch.float32) -> torch.nn.Module:
-    """DDP, or FSDP (fp32 shards: LoRA and base weights share flat parameters, computed in ``compute_dtype``)."""
+    """DDP, or FSDP2 (``fully_shard`` per decoder layer, then the whole; bf16 compute with fp32 gradient
+    reduction when ``compute_dtype`` is bf16). Works on CUDA (NCCL) and on CPU (gloo)."""
     if not group.distributed:
         return module
     cuda = group.device.startswith("cuda")
     if strategy == "fsdp":
-        import functools
-
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp import MixedPrecision
-        from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
-
-        layer_classes = {type(m) for m in module.modules() if type(m).__name__.endswith("DecoderLayer")}
-        policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layer_classes)
-        precision = None if compute_dtype == torch.float32 else MixedPrecision(
-            param_dtype=compute_dtype, reduce_dtype=torch.float32, buffer_dtype=compute_dtype)
-        return FSDP(module, auto_wrap_policy=policy, use_orig_params=True, mixed_precision=precision,
-                    device_id=torch.device(group.device) if cuda else None)
+        try:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        except ImportError:
+            raise MathloraError("train.distributed=fsdp needs torch >= 2.6 (FSDP2, fully_shard)") from None
+        policy = MixedPrecisionPolicy() if compute_dtype == torch.float32 else MixedPrecisionPolicy(
+            param_dtype=compute_dtype, reduce_dtype=torch.float32)
+        for layer in [m for m in module.modules() if type(m).__name__.endswith("DecoderLayer")]:
+            fully_shard(layer, mp_policy=policy)
+        fully_shard(module, mp_policy=policy)
+        if cuda:
+            module.to(group.device)  # only this process's shards move to the device
+        return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return DDP(module, device_ids=[group.local_rank] if cuda else None)
 
 
 def is_fsdp(module: torch.nn.Module) -> bool:
-    return type(module).__name__ == "FullyShardedDataParallel"
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
+
+
+def _full(value):
+    """A DTensor shard gathered to the full tensor (a collective: every process calls it in the same order)."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
+def no_gradient_sync(wrapped):
+    """DDP's ``no_sync()``, or FSDP2's ``set_requires_gradient_sync(False)`` for the block."""
+    if not is_fsdp(wrapped):
+        return wrapped.no_sync()
+
+    @contextlib.contextmanager
+    def paused():
+        wrapped.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            wrapped.set_requires_gradient_sync(True)
+
+    return paused()
 
 
 def adapter_state(peft_model, wrapped) -> dict[str, torch.Tensor]:
-    """Trainable (LoRA) weights by their peft state-dict names, gathered to full tensors (collective under FSDP)."""
-    if is_fsdp(wrapped):
-        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
-                                  FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
-            full = wrapped.state_dict()
-        return {k.removeprefix("causal_lm."): v for k, v in full.items() if "lora_" in k}
-    return {n: p.detach().to("cpu").clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    """Trainable (LoRA) weights by their peft state-dict names, as full tensors (collective under FSDP)."""
+    return {n: _full(p.detach()).to("cpu").clone() for n, p in peft_model.named_parameters() if p.requires_grad}
 
 
 def optimizer_state(optimizer, wrapped) -> dict:
-    if is_fsdp(wrapped):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        return FSDP.optim_state_dict(wrapped, optimizer)
-    return optimizer.state_dict()
+    """The optimizer state dict with full tensors: the same format whatever the strategy (FSDP checkpoints
+    resume under DDP or one process and back)."""
+    sd = optimizer.state_dict()
+    if not is_fsdp(wrapped):
+        return sd
+    state = {k: {name: _full(v) for name, v in sd["state"][k].items()} for k in sorted(sd["state"])}
+    return {"state": state, "param_groups": sd["param_groups"]}
 
 
 def load_optimizer_state(optimizer, wrapped, state: dict) -> None:
     if is_fsdp(wrapped):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.tensor import distribute_tensor
 
-        state = FSDP.optim_state_dict_to_load(wrapped, optimizer, state)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        state = {"param_groups": state["param_groups"], "state": {
+            k: {name: (distribute_tensor(v.to(params[int(k)].device, params[int(k)].dtype),
+                                         params[int(k)].device_mesh, params[int(k)].placements)
+                       if isinstance(v, torch.Tensor) and v.shape == params[int(k)].shape else v)
+                for name, v in slots.items()}
+            for k, slots in state["state"].items()}}
     optimizer.load_state_dict(state)
 
 
@@ -203,7 +229,7 @@ def run_micro_batches(wrapped, batches, group: ProcessGroup, pad_id: int, packed
     rows, width = static_shape if static_shape is not None else (None, None)
     for j, mb in enumerate(batches):
         last = j == len(batches) - 1
-        sync = contextlib.nullcontext() if (last or not group.distributed) else wrapped.no_sync()
+        sync = contextlib.nullcontext() if (last or not group.distributed) else no_gradient_sync(wrapped)
         host = collate(mb, pad_id, packed=packed, width=width, n_rows=rows)
         inputs = {k: (v.pin_memory().to(group.device, non_blocking=True) if cuda else v) for k, v in host.items()}
         if static_shape is not None and cuda:
@@ -310,14 +336,12 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
 
     dtype = resolve_dtype(tc.precision, group.device.split(":")[0])
     fsdp = uses_fsdp(group, tc.distributed)
-    if fsdp and not group.device.startswith("cuda"):
-        raise MathloraError("train.distributed=fsdp needs CUDA devices; use train.distributed=ddp on CPU")
-    # FSDP: fp32 weights loaded on the host and sharded onto the devices, bf16 compute (mixed precision)
+    # FSDP: weights loaded on the host in the compute dtype (no fp32 copy), sharded onto the devices
     from mathlora.train import speed
 
     use_liger = speed.want_liger(tc.liger, group.device) and not fsdp
     kernels: dict = {}
-    peft_model = build_model(cfg, "cpu" if fsdp else group.device, torch.float32 if fsdp else dtype,
+    peft_model = build_model(cfg, "cpu" if fsdp else group.device, dtype,
                              before_lora=(lambda m: kernels.update(fused_ce=speed.apply_liger(m))) if use_liger else None,
                              recompute=False)
     trainable, total = count_parameters(peft_model)
@@ -448,7 +472,8 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
         "fingerprint": fingerprint,
         "speed": {"recompute": plan.mode, "recompute_layers": plan.recompute_layers,
                   "micro_batch_size": plan.micro_batch_size, "liger": use_liger, "compile": tc.compile,
-                  "fused_adamw": bool(optimizer.defaults.get("fused"))},
+                  "fused_adamw": bool(optimizer.defaults.get("fused")),
+                  "distributed": ("fsdp2" if is_fsdp(wrapped) else "ddp") if group.distributed else None},
     }
     summary.update(_flops_summary(peft_model, group, inputs_done, tokens_done, seconds_done,
                                   plan.recompute_layers / max(1, n_layers)))
@@ -466,7 +491,7 @@ def clip_gradients(wrapped, params, max_norm: float | None, as_tensor: bool = Fa
     """Clip to ``max_norm`` (when set) and return the total gradient norm before clipping (a float, or the
     device tensor with ``as_tensor``, which does not wait for the device)."""
     limit = max_norm if max_norm is not None else math.inf
-    norm = wrapped.clip_grad_norm_(limit) if is_fsdp(wrapped) else torch.nn.utils.clip_grad_norm_(params, limit)
+    norm = _full(torch.nn.utils.clip_grad_norm_(params, limit))  # DTensor norms under FSDP2
     return norm if as_tensor else float(norm)
 
 
