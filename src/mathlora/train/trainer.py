@@ -7,8 +7,9 @@
                                   optimizer.safetensors, trainer_state.json (step, data position, lr, ...),
                                   merged/ (when train.merge_checkpoints: base + adapter, plain transformers)
       adapter/                    the final adapter (peft format)
-      metrics.jsonl               per step: step, epoch, loss, lr, grad_norm, learnable_tokens,
-                                  tokens_per_s, seconds
+      metrics.jsonl               per log step (train.log_every, checkpoints, the last step): step, epoch,
+                                  loss, lr, grad_norm, learnable_tokens (that step's), tokens_per_s and
+                                  interval_{steps,seconds,learnable_tokens,tokens} since the previous row
       tensorboard/                the same metrics for TensorBoard
       summary.json                written last: a finished run returns it immediately when rerun
 
@@ -23,7 +24,11 @@ Semantics:
 * data order per epoch is a permutation seeded by ``seed + epoch``; the step number fixes the data
   position; the torch RNG (LoRA dropout) is reseeded from (seed, step, rank) at each step. Together with the
   optimizer state and the adapter in each checkpoint, resuming reproduces the uninterrupted run;
-* only rank 0 writes files.
+* only rank 0 writes files;
+* the host waits for the device only at log, checkpoint and last steps (loss and gradient norm stay on the
+  device in between); speed levers (``mathlora.train.speed``): the memory plan for recompute and
+  micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA; the
+  summary carries strict FLOP figures (``mathlora.train.flops``: MFU on a known GPU).
 """
 
 from __future__ import annotations
