@@ -45,7 +45,7 @@ def test_golden_loss_curve_and_output_layout(finished_run):
     assert [r["lr"] for r in rows] == pytest.approx([1e-2, 1e-2, 9.045085e-3, 6.545085e-3, 3.454915e-3, 9.549150e-4])
     assert set(rows[0]) == {"step", "epoch", "loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s",
                             "seconds", "interval_steps", "interval_seconds", "interval_learnable_tokens",
-                            "interval_tokens"}
+                            "interval_tokens", "mfu"}
     assert summary["steps"] == 6 and summary["epochs"] == 2.0
     assert summary["learnable_tokens"] == sum(r["learnable_tokens"] for r in rows)
     assert summary["ratio_line"] == f"{summary['trainable']}/{summary['total']}=" \

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from mathlora.errors import MathloraError
@@ -87,8 +88,11 @@ def load_token_records(tokens_dir: str | os.PathLike) -> tuple[list[TokenRecord]
     return records, skipped
 
 
+@lru_cache(maxsize=2)
 def epoch_order(n_records: int, seed: int, epoch: int) -> list[int]:
-    """The record order of one epoch: a permutation from a generator seeded by ``seed + epoch``."""
+    """The record order of one epoch: a permutation from a generator seeded by ``seed + epoch``.
+
+    Cached (callers slice it, never change it): one permutation per epoch, not one per step."""
     import torch
 
     g = torch.Generator().manual_seed(seed + epoch)

@@ -413,6 +413,10 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
     # since the previous such step.
     interval = {"t0": time.perf_counter(), "steps": 0, "learnable": 0, "tokens": 0}
     loss_t = grad_t = None
+    from mathlora.train.flops import count_matmul_params, model_flops, peak_tflops, utilization
+
+    matmul = count_matmul_params(peft_model)
+    peak = peak_tflops(torch.cuda.get_device_name(group.device)) if group.device.startswith("cuda") else None
     try:
         while step < n_total:
             torch.manual_seed(step_seed(cfg.seed, step, group.rank))
@@ -445,6 +449,8 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
                    "tokens_per_s": interval["learnable"] / dt, "seconds": round(seconds_done, 3),
                    "interval_steps": interval["steps"], "interval_seconds": round(dt, 6),
                    "interval_learnable_tokens": interval["learnable"], "interval_tokens": interval["tokens"]}
+            mfu = utilization(model_flops(matmul, interval["tokens"], interval["learnable"]) / group.world, dt, peak)
+            row["mfu"] = round(mfu, 4) if mfu is not None else None  # strict, per device; None off known GPUs
             metrics.write(row)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{interval['learnable'] / dt:.0f}")
             if step in save_at:
