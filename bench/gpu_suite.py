@@ -145,13 +145,13 @@ def main() -> int:
             parts["pytest_gpu"] = {"status": "skipped", "reason": "GPU-only (cpu smoke)"}
         else:
             p = run_part([py, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests"],
-                         min(90, clock.left() - 330))
+                         min(120, clock.left() - 330))
             if p.get("rc") == 5:
                 p.update(status="ok", note="no test marked gpu")
             parts["pytest_gpu"] = p
         smoke = ["--smoke"] if args.cpu_smoke else []
         parts["train_8b"] = run_part([py, "bench/gpu_train_throughput.py", *smoke, "--output", str(out / "train_8b.json")],
-                                     min(270 if not args.cpu_smoke else 600, clock.left() - 120),
+                                     min(240 if not args.cpu_smoke else 600, clock.left() - 100),
                                      out / "train_8b.json")
         parts["small"] = run_part([py, "bench/gpu_small_throughput.py", *smoke, "--output", str(out / "small.json")],
                                   min(180 if not args.cpu_smoke else 600, clock.left() - 10), out / "small.json")

@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool | Literal["auto", "selective"] = Field(
         True, description="activation recompute: true = every layer, selective = norms and SwiGLU activation "
                           "only, auto = the cheapest that fits train.memory_fraction of the GPU (none on CPU)")
-    memory_fraction: float = Field(0.85, gt=0, le=1, description="share of GPU memory the auto plan may use")
+    memory_fraction: float = Field(0.8, gt=0, le=1, description="share of GPU memory the auto plan may use")
     liger: bool | Literal["auto"] = Field("auto", description="Liger Kernel (RMSNorm, SwiGLU, RoPE, fused "
                                                               "linear cross-entropy) when installed and on CUDA")
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
