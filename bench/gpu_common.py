@@ -126,6 +126,7 @@ def realistic(folder: Path, records: int, seq: int = 256, tokenizer: str | None 
         stats = json.loads((folder / "stats.json").read_text())
         return {k: stats.get(k) for k in ("records", "tokens", "learnable_tokens", "mean_length", "max_length",
                                           "seq_length", "model")} | {"source": f"prebuilt {PREBUILT_REALISTIC}"}
+    from mathlora.data.config import ConvertConfig, TokenizeConfig
     from mathlora.data.convert import convert_file
     from mathlora.data.tokenize import tokenize_file
     from mathlora.records import write_jsonl
@@ -138,8 +139,9 @@ def realistic(folder: Path, records: int, seq: int = 256, tokenizer: str | None 
     for i, r in enumerate(recs):
         r["id"] = f"r{i}"
     write_jsonl(work / "records.jsonl", recs)
-    convert_file(work / "records.jsonl", work / "conversations.json")
-    stats = tokenize_file(work / "conversations.json", folder, model=tokenizer, seq_length=seq, progress=False)
+    convert_file(ConvertConfig(), work / "records.jsonl", work / "conversations.json")
+    stats = tokenize_file(TokenizeConfig(seq_length=seq), work / "conversations.json", folder, model=tokenizer,
+                          progress=False)
     saved = json.loads((folder / "stats.json").read_text())
     return {k: saved.get(k) for k in ("records", "kept", "tokens", "learnable_tokens", "mean_length", "max_length",
                                       "seq_length", "model")} | {"source": "synth + tokenize", "stage": bool(stats)}
