@@ -1,149 +1,161 @@
-"""GPU LoRA training throughput and MFU on a random Llama-3-8B-shaped model (bf16, LoRA r8 on q/v).
+"""8B LoRA training throughput and strict MFU: the real ``mathlora.train`` vs transformers Trainer + peft.
 
-Runs mathlora's own training step (the model builder's LoRA + activation checkpointing, the
-learnable-token loss, AdamW on the LoRA weights) on full rows of random tokens: seq 256, batch 32, every
-token learnable. Reports tokens/s, peak GPU memory and MFU.
+Model: a random Llama-3-8B-shaped model built directly on the GPU in bf16 (``tiny-random-llama:shape=llama3-8b``),
+LoRA r8/alpha16 on q,v, global batch 32 records. Two data sets, both sides on the same tokens:
 
-MFU = achieved FLOPs / peak FLOPs, with FLOPs per token = 6N with activation recompute (forward, recompute,
-backward through activations; frozen weights get no weight gradient) or 4N without; N = parameters that
-do matmul work (everything except the input embedding table). Peak: H100/H200 bf16 dense 989 TFLOPs.
+* ``full``: 32 x 256 random tokens per step, every token learnable (the issue's shape);
+* ``realistic``: competition-style records from ``mathlora.synth`` through the convert and tokenize stages
+  (about 94 tokens, 30% learnable with SmolLM2's tokenizer; see ``gpu_common.realistic``).
 
-    python bench/gpu_train_throughput.py                      # needs a CUDA GPU (H100: ~16 GB weights)
-    python bench/gpu_train_throughput.py --no-recompute
-    python bench/gpu_train_throughput.py --shape small        # CPU smoke check of the same code path
+Rows (each in its own subprocess, so an out-of-memory row is reported and the rest still run):
+
+* ``mathlora-*``: ``mathlora.train`` itself (the function the CLI calls, through ``gpu_common.call_train``)
+  with its speed levers: ``auto`` = the memory plan picks recompute and micro-batch, Liger when installed,
+  fused AdamW, no per-micro-batch host sync; the ``noliger`` / ``recompute-m32`` / ``norecompute-m8`` /
+  ``compile`` rows take one lever at a time;
+* ``hf-*``: transformers ``Trainer`` + peft, padding-free ``DataCollatorWithFlattening``, fused AdamW, with
+  or without whole-layer recompute, micro-batch 32 or 8 records.
+
+MFU = model FLOPs / (time x dense bf16 peak): 4N per token for LoRA on a frozen base, LM head only where a
+token is learnable (``mathlora.train.flops``); HFU adds recompute and the baseline's LM head on every position.
+
+    python bench/gpu_train_throughput.py --output figures.json             # CUDA GPU, about 4 minutes on an H100
+    python bench/gpu_train_throughput.py --rows all                        # every row
+    python bench/gpu_train_throughput.py --smoke                           # CPU: tiny model, every row, seconds
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
+import tempfile
 import time
+from pathlib import Path
 
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0}
-SHAPES = {"llama3-8b": "tiny-random-llama:shape=llama3-8b", "small": "tiny-random-llama"}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gpu_common as gc  # noqa: E402
+from mathlora.runtime import cuda_available  # noqa: E402
 
-
-def peak_tflops(device_name: str) -> float | None:
-    for key, value in PEAK_TFLOPS.items():
-        if key in device_name:
-            return value
-    return None
-
-
-def build(spec: str, device: str, dtype, recompute: bool, lora_r: int):
-    """The random model built straight on the device in ``dtype`` (no fp32 copy on the host), plus LoRA."""
-    import torch
-    from transformers import LlamaForCausalLM
-
-    from mathlora.models import tiny_config
-    from mathlora.train.config import LoraConfig
-    from mathlora.train.lora import apply_lora
-
-    config, seed = tiny_config(spec)
-    config.use_cache = False
-    torch.manual_seed(seed)
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            model = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
-    if recompute:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False}) \
-            if hasattr(model, "activation_checkpointing_enable") else \
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    return apply_lora(model, LoraConfig(r=lora_r, alpha=2 * lora_r, target_modules=["q_proj", "v_proj"]))
+AUTO = {"gradient_checkpointing": "auto", "micro_batch_size": "auto"}
+ROWS = {
+    "full": {
+        "mathlora-auto": ("mathlora", {"train": AUTO}),
+        "mathlora-auto-noliger": ("mathlora", {"train": {**AUTO, "liger": False}}),
+        "mathlora-recompute-m32": ("mathlora", {"train": {"gradient_checkpointing": True, "micro_batch_size": 32,
+                                                          "liger": False}}),
+        "mathlora-norecompute-m8": ("mathlora", {"train": {"gradient_checkpointing": False, "micro_batch_size": 8,
+                                                           "liger": False}}),
+        "mathlora-auto-compile": ("mathlora", {"train": {**AUTO, "compile": "default"}}),
+        "hf-recompute-m32": ("transformers", {"recompute": True, "micro_batch": 32}),
+        "hf-norecompute-m8": ("transformers", {"recompute": False, "micro_batch": 8}),
+    },
+    "realistic": {
+        "mathlora-auto": ("mathlora", {"train": AUTO}),
+        "mathlora-auto-noliger": ("mathlora", {"train": {**AUTO, "liger": False}}),
+        "hf-norecompute-m32": ("transformers", {"recompute": False, "micro_batch": 32}),
+        "hf-recompute-m32": ("transformers", {"recompute": True, "micro_batch": 32}),
+    },
+}
+CORE = ["full/mathlora-auto", "full/mathlora-auto-noliger", "full/mathlora-recompute-m32", "full/hf-recompute-m32",
+        "full/hf-norecompute-m8", "realistic/mathlora-auto", "realistic/hf-norecompute-m32"]
 
 
-def matmul_params(model) -> int:
-    embed = model.get_input_embeddings().weight.numel()
-    return sum(p.numel() for p in model.parameters()) - embed
+def pick_rows(spec: str) -> list[str]:
+    every = [f"{d}/{n}" for d, rows in ROWS.items() for n in rows]
+    if spec == "all":
+        return every
+    if spec == "core":
+        return CORE
+    chosen = [x.strip() for x in spec.split(",") if x.strip()]
+    unknown = [x for x in chosen if x not in every]
+    if unknown:
+        raise SystemExit(f"unknown row(s) {unknown}; known: {', '.join(every)}")
+    return chosen
+
+
+def best(rows: dict, side: str) -> dict | None:
+    ok = [r for r in rows.values() if r.get("side") == side and "tokens_per_s" in r]
+    return max(ok, key=lambda r: r["tokens_per_s"]) if ok else None
+
+
+def summarize(results: dict) -> dict:
+    out = {}
+    for data, rows in results.items():
+        ours, theirs = best(rows, "mathlora"), best(rows, "transformers")
+        out[data] = {"best_mathlora": ours and ours["name"], "best_transformers": theirs and theirs["name"],
+                     "speedup_tokens_per_s": gc.ratio(ours, theirs),
+                     "speedup_learnable_tokens_per_s": gc.ratio(ours, theirs, "learnable_tokens_per_s"),
+                     "mathlora_mfu": ours and ours.get("mfu"), "transformers_mfu": theirs and theirs.get("mfu")}
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shape", choices=list(SHAPES), default="llama3-8b")
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--micro-batch", type=int, default=None, help="rows per forward (default: the batch)")
+    ap.add_argument("--rows", default="core", help="core (default), all, or data/name,... (see ROWS)")
+    ap.add_argument("--steps", type=int, default=6, help="timed optimizer steps (a multiple of --warmup)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first")
+    ap.add_argument("--model", default="tiny-random-llama:shape=llama3-8b")
     ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=10, help="timed optimizer steps")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    ap.add_argument("--no-recompute", action="store_true", help="disable activation checkpointing")
-    ap.add_argument("--lora-r", type=int, default=8)
+    ap.add_argument("--row-timeout", type=float, default=240.0, help="seconds per row before it is stopped")
+    ap.add_argument("--smoke", action="store_true", help="CPU check of every row: tiny model, seq 64, 1+2 steps")
+    ap.add_argument("--output", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-
+    if args.child:
+        gc.child_main(args.child)
+        return 0
     import torch
 
-    from mathlora.train.loss import LearnableTokenLoss
-
-    cuda = torch.cuda.is_available()
-    if not cuda and args.shape != "small":
-        print(f"error: --shape {args.shape} needs a CUDA GPU (none found); use --shape small for a CPU smoke "
-              f"check", file=sys.stderr)
+    if args.smoke:
+        args.model, args.seq, args.warmup, args.steps = "tiny-random-llama", 64, 1, 2
+        args.rows = "all" if args.rows == "core" else args.rows
+    elif not cuda_available():
+        print("error: needs a CUDA GPU (use --smoke for the CPU check)", file=sys.stderr)
         return 2
-    device = "cuda" if cuda else "cpu"
-    dtype = torch.bfloat16 if cuda else torch.float32
-    recompute = not args.no_recompute
-    if not cuda:
-        args.batch, args.seq, args.steps, args.warmup = min(args.batch, 4), min(args.seq, 64), min(args.steps, 2), 1
-    micro = args.micro_batch or args.batch
+    if args.steps % args.warmup:
+        ap.error("--steps must be a multiple of --warmup")
+    chosen = pick_rows(args.rows)
+    started = time.perf_counter()
+    from mathlora.models import tiny_config, is_tiny
 
-    t0 = time.perf_counter()
-    model = build(SHAPES[args.shape], device, dtype, recompute, args.lora_r)
-    build_s = time.perf_counter() - t0
-    loss_fn = LearnableTokenLoss(model).train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5, betas=(0.9, 0.95), eps=1e-8)
-    n_matmul = matmul_params(model)
-    vocab = model.config.vocab_size
-    g = torch.Generator(device=device).manual_seed(0)
-    ids = torch.randint(0, vocab, (args.batch, args.seq), device=device, generator=g)
-    positions = torch.arange(args.seq, device=device).expand(args.batch, -1)
-    targets = torch.roll(ids, -1, dims=1)
-    n_tokens = args.batch * args.seq
+    vocab = tiny_config(args.model)[0].vocab_size if is_tiny(args.model) else 32000
+    results: dict = {d: {} for d in ROWS}
+    with tempfile.TemporaryDirectory(prefix="mathlora-gpu-bench-") as tmp:
+        work = Path(tmp)
+        n_records = gc.GLOBAL_BATCH * (args.warmup + args.steps)
+        data = {}
+        if any(c.startswith("full/") for c in chosen):
+            data["full"] = gc.full_rows(work / "full", n_records, args.seq, vocab)
+        if any(c.startswith("realistic/") for c in chosen):
+            # the tiny smoke model has a 259-token vocabulary: its own byte tokenizer
+            data["realistic"] = gc.realistic(work / "realistic", max(n_records, 1024), max(args.seq, 256),
+                                             tokenizer="tiny-random-llama" if args.smoke else None)
+        for key in chosen:
+            name, (side, extra) = key.split("/")[1], ROWS[key.split("/")[0]][key.split("/")[1]]
+            dataset = key.split("/")[0]
+            seq = args.seq if dataset == "full" else max(args.seq, 256)
+            row = {"name": name, "side": side, "model": args.model, "seq": seq, "warmup": args.warmup,
+                   "steps": args.steps, "tokens": str(work / dataset), "work": str(work / "runs" / dataset), **extra}
+            t0 = time.perf_counter()
+            result = gc.run_row(__file__, row, args.row_timeout)
+            results[dataset][name] = result
+            shown = {k: result.get(k) for k in ("tokens_per_s", "learnable_tokens_per_s", "step_seconds", "mfu",
+                                                "hfu", "peak_memory_gib", "error") if result.get(k) is not None}
+            print(f"{key}: {json.dumps(shown)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    report = {"bench": "gpu_train_throughput", "model": args.model, "seq": args.seq, "global_batch": gc.GLOBAL_BATCH,
+              "warmup_steps": args.warmup, "timed_steps": args.steps, "smoke": args.smoke,
+              "device": gc.device_info()[1], "torch": torch.__version__, "data": data, "rows": results,
+              "summary": summarize(results), "seconds": round(time.perf_counter() - started, 1)}
+    import transformers
+    import peft
 
-    def step():
-        for i in range(0, args.batch, micro):
-            s = slice(i, i + micro)
-            loss_sum, _ = loss_fn(ids[s], positions[s], targets[s])
-            (loss_sum / n_tokens).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    def sync():
-        if cuda:
-            torch.cuda.synchronize()
-
-    for _ in range(args.warmup):
-        step()
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync()
-    seconds = time.perf_counter() - t0
-    tokens_per_s = n_tokens * args.steps / seconds
-    flops_per_token = (6 if recompute else 4) * n_matmul
-    name = torch.cuda.get_device_name() if cuda else platform.processor() or "cpu"
-    peak = peak_tflops(name) if cuda else None
-    achieved_tflops = tokens_per_s * flops_per_token / 1e12
-    print(json.dumps({
-        "bench": "gpu_train_throughput", "shape": args.shape, "device": name, "dtype": str(dtype)[6:],
-        "batch": args.batch, "micro_batch": micro, "seq": args.seq, "steps": args.steps, "recompute": recompute,
-        "lora_r": args.lora_r, "matmul_params": n_matmul,
-        "trainable_params": sum(p.numel() for p in params), "build_seconds": round(build_s, 1),
-        "step_seconds": round(seconds / args.steps, 4), "tokens_per_s": round(tokens_per_s, 1),
-        "achieved_tflops": round(achieved_tflops, 2),
-        "mfu": round(achieved_tflops / peak, 4) if peak else None,
-        "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
-    }))
+    report.update(transformers=transformers.__version__, peft=peft.__version__)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
     return 0
 
 

@@ -36,6 +36,15 @@ def enable_activation_checkpointing(model) -> None:
     model.enable_input_require_grads()
 
 
+def set_attn_implementation(model, name: str) -> None:
+    """Switch the attention kernel (sdpa, eager, flash_attention_2, ...): ``set_attn_implementation`` since
+    transformers 4.56 or so; before, the private config field."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(name)
+    else:
+        model.config._attn_implementation = name
+
+
 def from_pretrained(cls, path: str, *, dtype, **kwargs):
     """``cls.from_pretrained(path)`` in ``dtype``: the keyword is ``dtype`` since transformers 4.56
     (``torch_dtype`` before, deprecated after)."""

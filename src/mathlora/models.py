@@ -33,6 +33,7 @@ TINY = "tiny-random-llama"
 TINY_DEFAULTS = {"layers": 2, "hidden": 64, "heads": 4, "kv_heads": 2, "inter": 128, "seed": 0}
 SHAPES = {
     "llama3-8b": {"layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 8, "inter": 14336, "vocab": 128256},
+    "smollm2-135m": {"layers": 30, "hidden": 576, "heads": 9, "kv_heads": 3, "inter": 1536, "vocab": 49152},
 }
 
 

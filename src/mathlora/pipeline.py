@@ -45,6 +45,9 @@ class Pipeline:
     def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True, stop_after: str | None = None):
         if stop_after is not None and stop_after not in STAGES:
             raise MathloraError(f"--stop-after {stop_after!r}: unknown stage (allowed: {', '.join(STAGES)})")
+        if cfg.eval.backend != "local":  # one served model name cannot stand for both the base and the tuned model
+            raise MathloraError("mathlora run generates locally (eval.backend=local); use eval.backend=openai with "
+                                "`mathlora predict` / `mathlora eval squad` against a server")
         self.cfg = cfg
         self.force = force
         self.progress = progress
@@ -177,6 +180,7 @@ class Pipeline:
 
         from mathlora.evaluate.math_grading import grade_file
         from mathlora.evaluate.predict import predict_file
+        from mathlora.evaluate.config import SERVER_ONLY
         from mathlora.evaluate.squad import evaluate_squad
 
         cfg, lay = self.cfg, self.layout
@@ -187,7 +191,8 @@ class Pipeline:
         runs = [("", calculator)] + ([("_nocalc", False)] if calculator else [])
         files = {tag: out.math_files(tag) for tag, _ in runs}
         baselines = {tag: lay.eval("base").math_files(tag)[0] if which == "tuned" else None for tag, _ in runs}
-        settings = {"eval": cfg.eval.model_dump(), "template": cfg.template, "model": model,
+        # the openai backend's settings never apply here (generation is local)
+        settings = {"eval": cfg.eval.model_dump(exclude=set(SERVER_ONLY)), "template": cfg.template, "model": model,
                     "solution_style": cfg.solution_style, "runtime": self.runtime.fingerprint()}
 
         def run_math() -> dict:

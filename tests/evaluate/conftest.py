@@ -1,4 +1,10 @@
+import sys
+from pathlib import Path
+
 import pytest
+
+# completions_stub: the loopback completions server of the remote-backend tests
+sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True, scope="module")

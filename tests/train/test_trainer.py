@@ -45,7 +45,8 @@ def test_golden_loss_curve_and_output_layout(finished_run):
     # warmup 1 step at the peak, then cosine towards lr_end=0 (reached when the run ends)
     assert [r["lr"] for r in rows] == pytest.approx([1e-2, 1e-2, 9.045085e-3, 6.545085e-3, 3.454915e-3, 9.549150e-4])
     assert set(rows[0]) == {"step", "epoch", "loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s",
-                            "seconds"}
+                            "seconds", "interval_steps", "interval_seconds", "interval_learnable_tokens",
+                            "interval_tokens", "mfu"}
     assert summary["steps"] == 6 and summary["epochs"] == 2.0
     assert summary["learnable_tokens"] == sum(r["learnable_tokens"] for r in rows)
     assert summary["ratio_line"] == f"{summary['trainable']}/{summary['total']}=" \
@@ -150,7 +151,11 @@ def test_one_fingerprint_decides_what_is_the_same_run(tmp_path, tokens_dir):
 
     base = fp(tiny_config())
     for same in (dict(log_every=5), dict(save_steps=1), dict(micro_batch_size=1), dict(gradient_checkpointing=True),
-                 dict(merge_checkpoints=True), dict(distributed="fsdp")):
+                 dict(merge_checkpoints=True), dict(distributed="fsdp"),
+                 # the speed levers: float rounding only
+                 dict(gradient_checkpointing="auto"), dict(gradient_checkpointing="selective"),
+                 dict(micro_batch_size="auto"), dict(memory_fraction=0.5), dict(liger=False), dict(liger=True),
+                 dict(compile="default"), dict(attn_implementation="eager")):
         assert fp(tiny_config(**same)) == base, same
     assert fp(tiny_config(), Runtime("cuda:1", "fp32")) == base  # the device, once the precision is fixed
     assert fp(tiny_config(), Runtime("cpu", "bf16")) != base

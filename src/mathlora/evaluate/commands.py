@@ -9,13 +9,23 @@ from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args
 from mathlora.errors import MathloraError
 
 
+def _int_or_auto(value: str):
+    return value if value == "auto" else int(value)
+
+
 def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
     option(p, "--model", field="model", help="base model: HF folder, .gguf, smollm2-135m-instruct, tiny-random-llama")
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
     if generation:
-        option(p, "--batch-size", field="eval.batch_size", type=int, help="prompts per batch")
+        option(p, "--batch-size", field="eval.batch_size", type=_int_or_auto,
+                help="prompts per batch, or auto (as many as fit on the GPU)")
         add_runtime_args(p)
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        option(p, "--backend", field="eval.backend", choices=["local", "openai"],
+               help="local (this process) or openai (an OpenAI-compatible completions server, e.g. vLLM)")
+        option(p, "--base-url", field="eval.base_url", help="openai backend: server URL (default http://127.0.0.1:8000/v1)")
+        option(p, "--server-model", field="eval.model", help="openai backend: served model or LoRA name")
+        option(p, "--concurrency", field="eval.concurrency", type=int, help="openai backend: requests in flight")
 
 
 def register(subparsers) -> None:

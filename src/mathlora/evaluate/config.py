@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class EvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+# Settings of the openai backend only: where and how requests go, never what the local model generates.
+SERVER_ONLY = ("base_url", "model", "api_key_env", "concurrency", "timeout", "max_retries", "retry_base_delay",
+               "retry_max_delay")
 
-    batch_size: int = Field(16, ge=1, description="prompts per generation batch (grouped by prompt length)")
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        16, description="prompts per generation batch (grouped by prompt length); auto = as many as the "
+                        "KV cache fits in on the GPU (16 on CPU)")
     max_new_tokens: int = Field(128, ge=1)
     max_length: int = Field(512, ge=8, description="prompt + completion tokens at most")
     merge_adapter: bool = Field(True, description="merge the LoRA adapter into the weights before generating")
@@ -29,3 +36,14 @@ class EvalConfig(BaseModel):
     squad_all_questions: bool = Field(False, description="score every question with all its answers "
                                                          "instead of the first question and answer per paragraph")
     keep: float = Field(0.9, gt=0, le=1, description="retention: fine-tuned F1/EM must be >= keep * base")
+    # generation backend: this process (local) or an OpenAI-compatible completions server (vLLM + LoRA)
+    backend: Literal["local", "openai"] = Field("local", description="where predict / eval squad generate")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: the server's /v1 URL")
+    model: str | None = Field(None, description="openai backend: served model (or LoRA) name; none = the "
+                                                "top-level model")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
+    concurrency: int = Field(64, ge=1, description="openai backend: requests in flight")
+    timeout: float = Field(300.0, gt=0, description="openai backend: seconds per request")
+    max_retries: int = Field(5, ge=0)
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)")
+    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)")

@@ -238,15 +238,27 @@ def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, 
         preds = {k: first_line(v) for k, v in preds.items()}
         result["predictions"] = str(predictions_in)
     else:
-        if model is None:
+        if model is None and not (cfg.backend == "openai" and cfg.model):
             raise MathloraError("give --model (to generate) or --predictions (completions made elsewhere)")
-        from mathlora.evaluate.generation import generate_greedy, load_inference_model
+        if cfg.backend == "openai":
+            from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
 
-        lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
-        start = time.perf_counter()
-        gens = generate_greedy(lm, tokenizer, [s["prompt"] for s in samples], max_new_tokens=cfg.squad_max_new_tokens,
-                               max_length=cfg.max_length, batch_size=cfg.batch_size, min_new_tokens=1,
-                               progress=progress, desc="squad")
+            require_no_adapter(adapter)
+            result.update(server_info(cfg, model))
+            start = time.perf_counter()
+            gens = remote_generate(cfg, [s["prompt"] for s in samples], fallback_model=model,
+                                   max_new_tokens=cfg.squad_max_new_tokens, min_new_tokens=1, progress=progress,
+                                   desc="squad")
+        else:
+            from mathlora.evaluate.generation import generate_greedy, load_inference_model
+            from mathlora.evaluate.memory import resolve_batch_size
+
+            lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
+            batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(samples))
+            start = time.perf_counter()
+            gens = generate_greedy(lm, tokenizer, [s["prompt"] for s in samples],
+                                   max_new_tokens=cfg.squad_max_new_tokens, max_length=cfg.max_length,
+                                   batch_size=batch_size, min_new_tokens=1, progress=progress, desc="squad")
         result["seconds"] = round(time.perf_counter() - start, 3)
         preds = {s["id"]: first_line(g.completion) for s, g in zip(samples, gens)}
         out = Path(predictions_out) if predictions_out is not None else default_predictions_path(output_path)

@@ -12,64 +12,26 @@ again without it. The API key is sent in the Authorization header only: never lo
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
-import ssl
-import time
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement
 from mathlora.label.prompt import RubricPrompt
 from mathlora.label.reply import parse_difficulty, probs_from_logprobs
-
-RETRY_AFTER_CAP = 600.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    max_retries: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Backoff before retry number ``attempt`` (1-based): base * 2^(attempt-1), capped, jittered x0.5-1.5."""
-        return min(self.max_delay, self.base_delay * 2 ** (attempt - 1)) * rng.uniform(0.5, 1.5)
+# The client machinery is shared with the remote generation backend; these names stay importable from here.
+from mathlora.openai_client import (  # noqa: F401
+    RETRY_AFTER_CAP, AskAgain, FatalRequestError, GaveUp, RetryableError, RetryPolicy, auth_headers, endpoint_url,
+    json_payload, parse_retry_after, post_json, run_pool, with_retries,
+)
 
 
-class RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class LogprobsUnsupported(Exception):
+class LogprobsUnsupported(AskAgain):
     """The server refused the logprobs option: ask again without it (not counted as an attempt)."""
 
 
-class FatalRequestError(Exception):
-    """A reply that asking again will not fix (4xx other than 429)."""
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, min(RETRY_AFTER_CAP, float(value)))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, min(RETRY_AFTER_CAP, when.timestamp() - time.time()))
-
-
 def chat_url(base_url: str) -> str:
-    base = base_url.rstrip("/")
-    return base if base.endswith("/chat/completions") else base + "/chat/completions"
+    return endpoint_url(base_url, "chat/completions")
 
 
 def read_completion(payload) -> tuple[int, list[float] | None]:
@@ -93,7 +55,7 @@ class OpenAIJudge:
                  logprobs: bool = True, max_consecutive_failures: int = 200):
         self.url = chat_url(base_url)
         self.model = model
-        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._headers = auth_headers(api_key)
         self.prompt = prompt
         self.concurrency = concurrency
         self.timeout = timeout
@@ -112,89 +74,38 @@ class OpenAIJudge:
         return body
 
     async def ask_once(self, client, record: dict) -> tuple[int, list[float] | None]:
-        import httpx
-
-        try:
-            response = await client.post(self.url, json=self.body(record), headers=self._headers)
-        except httpx.TimeoutException:
-            raise RetryableError(f"timeout after {self.timeout:g}s") from None
-        except httpx.TransportError as e:
-            raise RetryableError(f"connection error: {type(e).__name__}: {e}") from None
-        status = response.status_code
-        if status == 429:
-            raise RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("retry-after")))
-        if status >= 500:
-            raise RetryableError(f"HTTP {status}: {response.text[:120]}")
-        if status != 200:
-            if status == 400 and self.logprobs and "logprob" in response.text.lower():
-                self.logprobs = False
-                raise LogprobsUnsupported()
-            raise FatalRequestError(f"HTTP {status}: {response.text[:160]}")
-        try:
-            payload = response.json()
-        except ValueError:
-            raise RetryableError("malformed response: body is not JSON") from None
-        return read_completion(payload)
+        response = await post_json(client, self.url, self.body(record), self._headers, self.timeout)
+        if response.status_code == 400 and self.logprobs and "logprob" in response.text.lower():
+            self.logprobs = False
+            raise LogprobsUnsupported()
+        return read_completion(json_payload(response))
 
     async def ask(self, client, record: dict) -> Judgement:
         """One record, with retries; never raises for a bad reply (it becomes a failed Judgement)."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                level, probs = await self.ask_once(client, record)
-                return Judgement(record["id"], difficulty=level, probs=probs, attempts=attempt)
-            except LogprobsUnsupported:
-                attempt -= 1
-            except FatalRequestError as e:
-                return Judgement(record["id"], error=str(e), attempts=attempt)
-            except RetryableError as e:
-                if attempt > self.policy.max_retries:
-                    return Judgement(record["id"], error=str(e), attempts=attempt)
-                wait = e.retry_after if e.retry_after is not None else self.policy.delay(attempt, self._rng)
-                await asyncio.sleep(wait)
+        try:
+            (level, probs), attempts = await with_retries(lambda: self.ask_once(client, record), self.policy,
+                                                          self._rng)
+        except GaveUp as e:
+            return Judgement(record["id"], error=str(e), attempts=e.attempts)
+        return Judgement(record["id"], difficulty=level, probs=probs, attempts=attempts)
 
     async def run(self, records: Sequence[dict], on_result: Callable[[Judgement], None]) -> None:
-        import httpx
-
-        queue: asyncio.Queue = asyncio.Queue()
-        for record in records:
-            queue.put_nowait(record)
         state = {"failed_in_a_row": 0, "last_error": ""}
 
-        async def worker(client) -> None:
-            while True:
-                try:
-                    record = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                verdict = await self.ask(client, record)
-                on_result(verdict)
-                if verdict.ok:
-                    state["failed_in_a_row"] = 0
-                else:
-                    state["failed_in_a_row"] += 1
-                    state["last_error"] = verdict.error
-                    if state["failed_in_a_row"] >= self.max_consecutive_failures:
-                        raise MathloraError(
-                            f"openai judge: {state['failed_in_a_row']} records failed in a row at {self.url} "
-                            f"(last error: {state['last_error']}); finished labels are cached, rerun to resume")
+        async def handle(client, record) -> None:
+            verdict = await self.ask(client, record)
+            on_result(verdict)
+            if verdict.ok:
+                state["failed_in_a_row"] = 0
+            else:
+                state["failed_in_a_row"] += 1
+                state["last_error"] = verdict.error
+                if state["failed_in_a_row"] >= self.max_consecutive_failures:
+                    raise MathloraError(
+                        f"openai judge: {state['failed_in_a_row']} records failed in a row at {self.url} "
+                        f"(last error: {state['last_error']}); finished labels are cached, rerun to resume")
 
-        # One client (one keep-alive connection) per worker: httpcore's shared pool scans every
-        # connection on each request, which costs more CPU than the requests themselves at 32+.
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        tls = ssl.create_default_context()  # built once: loading CA certificates takes ~30 ms
-        clients = [httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), limits=limits, verify=tls)
-                   for _ in range(min(self.concurrency, len(records)))]
-        workers = [asyncio.create_task(worker(client)) for client in clients]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            for client in clients:
-                await client.aclose()
+        await run_pool(records, self.concurrency, self.timeout, handle)
 
     def judge(self, records: Sequence[dict], on_result: Callable[[Judgement], None]) -> None:
         if records:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,7 +22,8 @@ class TrainConfig(BaseModel):
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     global_batch_size: int = Field(32, ge=1, description="records per optimizer step, over all processes")
-    micro_batch_size: int = Field(8, ge=1, description="rows per forward pass (packed rows, or records)")
+    micro_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        8, description="rows per forward pass (packed rows, or records); auto = the memory plan's")
     lr: float = Field(1e-5, gt=0)
     lr_end: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
@@ -30,7 +31,16 @@ class TrainConfig(BaseModel):
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | Literal["auto", "selective"] = Field(
+        True, description="activation recompute: true = every layer, selective = norms and SwiGLU activation "
+                          "only, auto = the cheapest that fits train.memory_fraction of the GPU (none on CPU)")
+    memory_fraction: float = Field(0.8, gt=0, le=1, description="share of GPU memory the auto plan may use")
+    liger: bool | Literal["auto"] = Field("auto", description="Liger Kernel (RMSNorm, SwiGLU, RoPE, fused "
+                                                              "linear cross-entropy) when installed and on CUDA")
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
+        "none", description="torch.compile each decoder layer; reduce-overhead adds CUDA graphs (fixed shapes)")
+    attn_implementation: str | None = Field(None, description="transformers attention: sdpa, eager, "
+                                                              "flash_attention_2, flex_attention (none = default)")
     packing: bool = True
     pack_length: int | None = Field(None, ge=8, description="tokens per packed row; none = the tokens' seq_length "
                                                             "(tokens/stats.json)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from mathlora.errors import MathloraError
@@ -111,8 +112,11 @@ def read_token_stats(tokens_dir: str | os.PathLike) -> dict:
     return stats
 
 
+@lru_cache(maxsize=2)
 def epoch_order(n_records: int, seed: int, epoch: int) -> list[int]:
-    """The record order of one epoch: a permutation from a generator seeded by ``seed + epoch``."""
+    """The record order of one epoch: a permutation from a generator seeded by ``seed + epoch``.
+
+    Cached (callers slice it, never change it): one permutation per epoch, not one per step."""
     import torch
 
     g = torch.Generator().manual_seed(seed + epoch)
@@ -168,11 +172,17 @@ def micro_batches(rows: list[Row], micro_batch_size: int) -> list[list[Row]]:
     return [rows[i:i + micro_batch_size] for i in range(0, len(rows), micro_batch_size)]
 
 
-def collate(rows: list[Row], pad_id: int, *, packed: bool):
-    """Right-pad rows to the longest. Packed rows pad with a separate segment (positions from 0)."""
+def collate(rows: list[Row], pad_id: int, *, packed: bool, width: int | None = None, n_rows: int | None = None):
+    """Right-pad rows to the longest. Packed rows pad with a separate segment (positions from 0).
+
+    ``width`` / ``n_rows`` fix the shape (CUDA graphs): rows pad to ``width`` tokens and all-padding rows
+    (no target) fill the batch up to ``n_rows``.
+    """
     import torch
 
-    width = max(len(r.input_ids) for r in rows)
+    if n_rows is not None and len(rows) < n_rows:
+        rows = list(rows) + [Row([pad_id], [0], [IGNORE])] * (n_rows - len(rows))
+    width = max(max(len(r.input_ids) for r in rows), width or 0)
     ids, pos, tgt = [], [], []
     for r in rows:
         pad = width - len(r.input_ids)

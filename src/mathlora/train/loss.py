@@ -18,9 +18,12 @@ from mathlora.train.data import IGNORE
 class LearnableTokenLoss(nn.Module):
     """Wraps a causal LM (peft or plain); ``forward`` returns (loss_sum, learnable_token_count)."""
 
-    def __init__(self, causal_lm: nn.Module):
+    def __init__(self, causal_lm: nn.Module, fused_ce=None):
         super().__init__()
         self.causal_lm = causal_lm
+        # fused_ce(head_weight, hidden, targets) -> summed loss, e.g. Liger's fused linear cross-entropy
+        # (never materialises the logits); None = the head, then F.cross_entropy in fp32.
+        self.fused_ce = fused_ce
 
     def _backbone_and_head(self):
         lm = self.causal_lm
@@ -34,6 +37,8 @@ class LearnableTokenLoss(nn.Module):
         # restarting position ids (packed rows), or plain causal masks for right-padded rows.
         hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
         keep = targets != IGNORE
+        if self.fused_ce is not None and type(head) is nn.Linear and head.bias is None:
+            return self.fused_ce(head.weight, hidden[keep], targets[keep]), keep.sum()
         logits = head(hidden[keep]).float()
         loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
         return loss_sum, keep.sum()

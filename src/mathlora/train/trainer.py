@@ -9,8 +9,9 @@ the tokens) and the sequence length (the default packing length), and writes::
                                   optimizer.safetensors, trainer_state.json (step, data position, lr, ...),
                                   merged/ (when train.merge_checkpoints: base + adapter, plain transformers)
       adapter/                    the final adapter (peft format)
-      metrics.jsonl               per step: step, epoch, loss, lr, grad_norm, learnable_tokens,
-                                  tokens_per_s, seconds
+      metrics.jsonl               per log step (train.log_every, checkpoints, the last step): step, epoch,
+                                  loss, lr, grad_norm, learnable_tokens (that step's), tokens_per_s and
+                                  interval_{steps,seconds,learnable_tokens,tokens} since the previous row
       tensorboard/                the same metrics for TensorBoard
       summary.json                written last: a finished run returns it immediately when rerun
 
@@ -28,7 +29,12 @@ Semantics:
 * only rank 0 writes files;
 * "the same run" is decided by ``run_fingerprint`` (used by ``mathlora run`` too): settings that cannot
   change the trained numbers (``RESUMABLE_CHANGES``, the device once the precision is fixed, progress
-  output) never make a finished run or a checkpoint stale.
+  output) never make a finished run or a checkpoint stale;
+* the host waits for the device only at log, checkpoint and last steps (loss and gradient norm stay on the
+  device in between); speed levers (``mathlora.train.speed``): the memory plan for recompute and
+  micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA (each
+  decided from the runtime's device); the summary carries strict FLOP figures (``mathlora.train.flops``:
+  MFU on a known GPU).
 """
 
 from __future__ import annotations
@@ -67,8 +73,10 @@ from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 # Settings that do not change the trained numbers (beyond float rounding); a resume may change them.
+# Speed and memory levers (recompute, micro-batch, the memory plan's share, Liger kernels, torch.compile, the
+# attention kernel) are here: they change float rounding only, never which tokens are trained on or how.
 RESUMABLE_CHANGES = {"save_steps", "merge_checkpoints", "log_every", "distributed", "gradient_checkpointing",
-                     "micro_batch_size"}
+                     "micro_batch_size", "memory_fraction", "liger", "compile", "attn_implementation"}
 
 
 @dataclass(frozen=True)
@@ -113,17 +121,25 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 9_973 + rank) % (2**63)
 
 
-def build_model(cfg: TrainJob, runtime: Runtime):
+def build_model(cfg: TrainJob, runtime: Runtime, *, before_lora=None, recompute: bool | None = None):
     """Base model (frozen) + fresh LoRA weights, built on the CPU from the seed (the same model on every
-    machine), activation checkpointing as configured, then moved to ``runtime.device``."""
-    from mathlora.compat import enable_activation_checkpointing
+    machine), activation checkpointing as configured, then moved to ``runtime.device``.
+
+    ``before_lora(model)`` runs on the base model before LoRA is attached (kernel patches);
+    ``recompute=False`` leaves activation recompute to the caller (the memory plan).
+    """
+    from mathlora.compat import enable_activation_checkpointing, set_attn_implementation
     from mathlora.models import load_model
     from mathlora.train.lora import apply_lora
 
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.model, runtime.replace(device="cpu"))
     model.config.use_cache = False
-    if cfg.train.gradient_checkpointing:
+    if cfg.train.attn_implementation:
+        set_attn_implementation(model, cfg.train.attn_implementation)
+    if before_lora is not None:
+        before_lora(model)
+    if (cfg.train.gradient_checkpointing is True) if recompute is None else recompute:
         enable_activation_checkpointing(model)
     torch.manual_seed(cfg.seed)
     return apply_lora(model, cfg.lora).to(runtime.device)
@@ -135,58 +151,84 @@ def uses_fsdp(group: ProcessGroup, strategy: str) -> bool:
 
 def wrap_for_processes(module: torch.nn.Module, group: ProcessGroup, strategy: str,
                        compute_dtype=torch.float32) -> torch.nn.Module:
-    """DDP, or FSDP (fp32 shards: LoRA and base weights share flat parameters, computed in ``compute_dtype``)."""
+    """DDP, or FSDP2 (``fully_shard`` per decoder layer, then the whole; bf16 compute with fp32 gradient
+    reduction when ``compute_dtype`` is bf16). Works on CUDA (NCCL) and on CPU (gloo)."""
     if not group.distributed:
         return module
     cuda = group.device.startswith("cuda")
     if strategy == "fsdp":
-        import functools
-
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp import MixedPrecision
-        from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
-
-        layer_classes = {type(m) for m in module.modules() if type(m).__name__.endswith("DecoderLayer")}
-        policy = functools.partial(transformer_auto_wrap_policy, transformer_layer_cls=layer_classes)
-        precision = None if compute_dtype == torch.float32 else MixedPrecision(
-            param_dtype=compute_dtype, reduce_dtype=torch.float32, buffer_dtype=compute_dtype)
-        return FSDP(module, auto_wrap_policy=policy, use_orig_params=True, mixed_precision=precision,
-                    device_id=torch.device(group.device) if cuda else None)
+        try:
+            from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        except ImportError:
+            raise MathloraError("train.distributed=fsdp needs torch >= 2.6 (FSDP2, fully_shard)") from None
+        policy = MixedPrecisionPolicy() if compute_dtype == torch.float32 else MixedPrecisionPolicy(
+            param_dtype=compute_dtype, reduce_dtype=torch.float32)
+        for layer in [m for m in module.modules() if type(m).__name__.endswith("DecoderLayer")]:
+            fully_shard(layer, mp_policy=policy)
+        fully_shard(module, mp_policy=policy)
+        if cuda:
+            module.to(group.device)  # only this process's shards move to the device
+        return module
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     return DDP(module, device_ids=[group.local_rank] if cuda else None)
 
 
 def is_fsdp(module: torch.nn.Module) -> bool:
-    return type(module).__name__ == "FullyShardedDataParallel"
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:
+        return False
+    return isinstance(module, FSDPModule)
+
+
+def _full(value):
+    """A DTensor shard gathered to the full tensor (a collective: every process calls it in the same order)."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value
+
+
+def no_gradient_sync(wrapped):
+    """DDP's ``no_sync()``, or FSDP2's ``set_requires_gradient_sync(False)`` for the block."""
+    if not is_fsdp(wrapped):
+        return wrapped.no_sync()
+
+    @contextlib.contextmanager
+    def paused():
+        wrapped.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            wrapped.set_requires_gradient_sync(True)
+
+    return paused()
 
 
 def adapter_state(peft_model, wrapped) -> dict[str, torch.Tensor]:
-    """Trainable (LoRA) weights by their peft state-dict names, gathered to full tensors (collective under FSDP)."""
-    if is_fsdp(wrapped):
-        from torch.distributed.fsdp import FullStateDictConfig, StateDictType
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
-                                  FullStateDictConfig(offload_to_cpu=True, rank0_only=True)):
-            full = wrapped.state_dict()
-        return {k.removeprefix("causal_lm."): v for k, v in full.items() if "lora_" in k}
-    return {n: p.detach().to("cpu").clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    """Trainable (LoRA) weights by their peft state-dict names, as full tensors (collective under FSDP)."""
+    return {n: _full(p.detach()).to("cpu").clone() for n, p in peft_model.named_parameters() if p.requires_grad}
 
 
 def optimizer_state(optimizer, wrapped) -> dict:
-    if is_fsdp(wrapped):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-        return FSDP.optim_state_dict(wrapped, optimizer)
-    return optimizer.state_dict()
+    """The optimizer state dict with full tensors: the same format whatever the strategy (FSDP checkpoints
+    resume under DDP or one process and back)."""
+    sd = optimizer.state_dict()
+    if not is_fsdp(wrapped):
+        return sd
+    state = {k: {name: _full(v) for name, v in sd["state"][k].items()} for k in sorted(sd["state"])}
+    return {"state": state, "param_groups": sd["param_groups"]}
 
 
 def load_optimizer_state(optimizer, wrapped, state: dict) -> None:
     if is_fsdp(wrapped):
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+        from torch.distributed.tensor import distribute_tensor
 
-        state = FSDP.optim_state_dict_to_load(wrapped, optimizer, state)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        state = {"param_groups": state["param_groups"], "state": {
+            k: {name: (distribute_tensor(v.to(params[int(k)].device, params[int(k)].dtype),
+                                         params[int(k)].device_mesh, params[int(k)].placements)
+                       if isinstance(v, torch.Tensor) and v.shape == params[int(k)].shape else v)
+                for name, v in slots.items()}
+            for k, slots in state["state"].items()}}
     optimizer.load_state_dict(state)
 
 
@@ -195,32 +237,47 @@ def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path) -> 
 
 
 def global_loss_terms(records: list[TokenRecord], group: ProcessGroup, cfg: TrainJob, step: int,
-                      n_steps_epoch: int, pack_length: int) -> tuple[list, int]:
-    """(this process's micro-batches, learnable tokens of the whole global batch) for ``step``."""
+                      n_steps_epoch: int, pack_length: int, micro: int | None = None,
+                      tokens_out: list | None = None) -> tuple[list, int]:
+    """(this process's micro-batches, learnable tokens of the whole global batch) for ``step``.
+
+    Every process holds every record, so the global count is summed locally: no collective, no device sync.
+    ``tokens_out`` (a list) receives the global batch's input-token count (for FLOP accounting).
+    """
     indices = global_batch_indices(len(records), cfg.train.global_batch_size, cfg.seed, step, n_steps_epoch)
     mine = [records[i] for i in shard(indices, group.rank, group.world)]
     rows = step_rows(mine, packing=cfg.train.packing, pack_length=pack_length)
-    local = torch.tensor(sum(r.learnable_tokens for r in mine), dtype=torch.float64,
-                         device=group.device if group.device.startswith("cuda") else "cpu")
-    n_global = int(group.all_reduce_sum(local).item())
-    return micro_batches(rows, cfg.train.micro_batch_size), n_global
+    n_global = sum(records[i].learnable_tokens for i in indices)
+    if tokens_out is not None:
+        tokens_out.append(sum(len(records[i]) for i in indices))
+    return micro_batches(rows, micro or cfg.train.micro_batch_size), n_global
 
 
-def run_micro_batches(wrapped, batches, group: ProcessGroup, pad_id: int, packed: bool, n_global: int):
-    """Forward/backward every micro-batch; the gradient sync happens once, on the last one."""
+def run_micro_batches(wrapped, batches, group: ProcessGroup, pad_id: int, packed: bool, n_global: int,
+                      static_shape: tuple[int, int] | None = None):
+    """Forward/backward every micro-batch; the gradient sync happens once, on the last one.
+
+    Returns the summed loss as a tensor on the device: nothing here waits for the device (the caller reads
+    it at log steps only). ``static_shape`` = (rows, width) pads every micro-batch to one shape (CUDA graphs).
+    """
     from mathlora.train.data import IGNORE, Row
 
     if not batches:  # this process got no record: a no-op row keeps the collective calls in step
         batches = [[Row([pad_id], [0], [IGNORE])]]
-    loss_sum = torch.zeros((), dtype=torch.float64)
+    cuda = group.device.startswith("cuda")
+    loss_sum = torch.zeros((), dtype=torch.float64, device=group.device if cuda else "cpu")
+    rows, width = static_shape if static_shape is not None else (None, None)
     for j, mb in enumerate(batches):
         last = j == len(batches) - 1
-        sync = contextlib.nullcontext() if (last or not group.distributed) else wrapped.no_sync()
-        inputs = {k: v.to(group.device) for k, v in collate(mb, pad_id, packed=packed).items()}
+        sync = contextlib.nullcontext() if (last or not group.distributed) else no_gradient_sync(wrapped)
+        host = collate(mb, pad_id, packed=packed, width=width, n_rows=rows)
+        inputs = {k: (v.pin_memory().to(group.device, non_blocking=True) if cuda else v) for k, v in host.items()}
+        if static_shape is not None and cuda:
+            torch.compiler.cudagraph_mark_step_begin()
         with sync:
             part, _ = wrapped(**inputs)
             (part * (group.world / n_global)).backward()
-        loss_sum += part.detach().double().cpu()
+        loss_sum += part.detach().double()
     return loss_sum
 
 
@@ -321,10 +378,14 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
 
     dtype = cfg.runtime.dtype
     fsdp = uses_fsdp(group, tc.distributed)
-    if fsdp and not group.device.startswith("cuda"):
-        raise MathloraError("train.distributed=fsdp needs CUDA devices; use train.distributed=ddp on CPU")
-    # FSDP: fp32 weights loaded on the host and sharded onto the devices, bf16 compute (mixed precision)
-    peft_model = build_model(cfg, cfg.runtime.replace(device="cpu", precision="fp32") if fsdp else cfg.runtime)
+    # FSDP: weights built on the host in the compute dtype (no fp32 copy), sharded onto the devices
+    from mathlora.train import speed
+
+    use_liger = speed.want_liger(tc.liger, group.device) and not fsdp
+    kernels: dict = {}
+    peft_model = build_model(cfg, cfg.runtime.replace(device="cpu") if fsdp else cfg.runtime,
+                             before_lora=(lambda m: kernels.update(fused_ce=speed.apply_liger(m))) if use_liger else None,
+                             recompute=False)
     trainable, total = count_parameters(peft_model)
     ratio_line = param_ratio_line(trainable, total)
     pad_id = load_tokenizer(cfg.model).pad_token_id or 0
@@ -334,8 +395,28 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
     n_warmup = warmup_steps(n_total, tc.warmup_ratio)
     save_at = set(resolve_save_steps(tc.save_steps, n_total))
     pack_length = tc.pack_length or cfg.seq_length
+    # recompute and micro-batch: as configured, or the memory plan's (auto)
+    local_records = -(-tc.global_batch_size // group.world)
+    longest = max(len(r) for r in records)
+    row_tokens = max(pack_length, longest) if tc.packing else longest
+    biggest = sorted((len(r) for r in records), reverse=True)[:local_records]
+    n_layers = len(speed.decoder_layers(peft_model))
+    plan = speed.resolve_plan(
+        tc.gradient_checkpointing, tc.micro_batch_size, shape=speed.model_shape(peft_model, dtype=dtype),
+        n_layers=n_layers, device=group.device, memory_fraction=tc.memory_fraction, max_rows=local_records, row_tokens=row_tokens,
+        step_tokens=sum(biggest), head_fraction=max(r.learnable_tokens / len(r) for r in records), liger=use_liger)
+    speed.apply_recompute(peft_model.get_base_model(), layers=plan.recompute_layers, selective=plan.selective)
+    if group.is_main and (tc.gradient_checkpointing in ("auto", "selective") or tc.micro_batch_size == "auto"):
+        speed.log(f"memory plan: {plan.describe(n_layers)}" if plan.budget_bytes else
+                  f"recompute {plan.mode}, micro-batch {plan.micro_batch_size} rows (no memory plan off CUDA)")
+    static_shape = None
+    if tc.compile != "none" and not fsdp:
+        speed.compile_layers(peft_model, tc.compile)
+        if tc.compile == "reduce-overhead":
+            static_shape = (plan.micro_batch_size, row_tokens)
 
     step, tokens_done, seconds_done, last_loss = 0, 0, 0.0, float("nan")
+    inputs_done: int | None = 0  # every input token (prompt included): FLOP accounting
     resumed_state = None
     if start is not None:
         opt_state, state = read_training_state(start)
@@ -346,15 +427,17 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
 
         set_peft_model_state_dict(peft_model, read_adapter_weights(start))
         step, tokens_done, seconds_done = state["step"], state["learnable_tokens"], state["seconds"]
+        inputs_done = state.get("tokens")
         last_loss = state.get("loss", last_loss)
         resumed_state = opt_state
         if group.is_main:
             print(f"resuming from {start} (step {step}/{n_total})", file=sys.stderr)
 
-    wrapped = wrap_for_processes(LearnableTokenLoss(peft_model), group, tc.distributed, dtype)
+    wrapped = wrap_for_processes(LearnableTokenLoss(peft_model, kernels.get("fused_ce")), group, tc.distributed,
+                                 dtype)
     params = [p for p in wrapped.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=tc.lr, betas=tuple(tc.betas), eps=tc.eps,
-                                  weight_decay=tc.weight_decay)
+    optimizer = speed.make_optimizer(params, lr=tc.lr, betas=tc.betas, eps=tc.eps, weight_decay=tc.weight_decay,
+                                     device=group.device)
     if resumed_state is not None:
         load_optimizer_state(optimizer, wrapped, resumed_state)
 
@@ -363,31 +446,50 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
                disable=not (progress and group.is_main))
     checkpoints = [str(p) for s, p in list_checkpoints(ckpt_root) if s <= step]
     wrapped.train()
+    # The device is waited for only at log, checkpoint and last steps; times and tokens/s cover the interval
+    # since the previous such step.
+    interval = {"t0": time.perf_counter(), "steps": 0, "learnable": 0, "tokens": 0}
+    loss_t = grad_t = None
+    from mathlora.train.flops import count_matmul_params, model_flops, peak_tflops, utilization
+
+    matmul = count_matmul_params(peft_model)
+    peak = peak_tflops(torch.cuda.get_device_name(group.device)) if group.device.startswith("cuda") else None
     try:
         while step < n_total:
-            t0 = time.perf_counter()
             torch.manual_seed(step_seed(cfg.seed, step, group.rank))
-            batches, n_global = global_loss_terms(records, group, cfg, step, n_epoch, pack_length)
+            step_tokens: list[int] = []
+            batches, n_global = global_loss_terms(records, group, cfg, step, n_epoch, pack_length,
+                                                  plan.micro_batch_size, step_tokens)
             lr = lr_at(step, total=n_total, warmup=n_warmup, lr=tc.lr, lr_end=tc.lr_end)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            loss_sum = run_micro_batches(wrapped, batches, group, pad_id, tc.packing, n_global)
-            loss = float(group.all_reduce_sum(loss_sum.to(_reduce_device(group))).item()) / n_global
-            grad_norm = clip_gradients(wrapped, params, tc.max_grad_norm)
+            loss_sum = run_micro_batches(wrapped, batches, group, pad_id, tc.packing, n_global, static_shape)
+            loss_t = group.all_reduce_sum(loss_sum.to(_reduce_device(group))) / n_global
+            grad_t = clip_gradients(wrapped, params, tc.max_grad_norm, as_tensor=True)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            dt = time.perf_counter() - t0
-            tokens_done += n_global
+            interval["steps"] += 1
+            interval["learnable"] += n_global
+            interval["tokens"] += step_tokens[0]
+            bar.update(1)
+            if not (step % tc.log_every == 0 or step == n_total or step in save_at):
+                continue
+            loss, grad_norm = float(loss_t), float(grad_t)  # waits for the device
+            dt = time.perf_counter() - interval["t0"]
+            tokens_done += interval["learnable"]
+            inputs_done = inputs_done + interval["tokens"] if inputs_done is not None else None
             seconds_done += dt
             last_loss = loss
             row = {"step": step, "epoch": round(step / n_epoch, 4), "loss": loss, "lr": lr,
-                   "grad_norm": grad_norm, "learnable_tokens": n_global, "tokens_per_s": n_global / dt,
-                   "seconds": round(seconds_done, 3)}
-            if step % tc.log_every == 0 or step == n_total:
-                metrics.write(row)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{n_global / dt:.0f}")
+                   "grad_norm": grad_norm, "learnable_tokens": n_global,
+                   "tokens_per_s": interval["learnable"] / dt, "seconds": round(seconds_done, 3),
+                   "interval_steps": interval["steps"], "interval_seconds": round(dt, 6),
+                   "interval_learnable_tokens": interval["learnable"], "interval_tokens": interval["tokens"]}
+            mfu = utilization(model_flops(matmul, interval["tokens"], interval["learnable"]) / group.world, dt, peak)
+            row["mfu"] = round(mfu, 4) if mfu is not None else None  # strict, per device; None off known GPUs
+            metrics.write(row)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{interval['learnable'] / dt:.0f}")
             if step in save_at:
                 state = {"step": step, "epoch": step / n_epoch, "total_steps": n_total, "lr": lr, "loss": loss,
                          "data_position": {"epoch": (step // n_epoch), "batch_in_epoch": step % n_epoch,
@@ -395,9 +497,10 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
                          "rng": {"scheme": "torch.manual_seed(step_seed(seed, step, rank)) at each step",
                                  "seed": cfg.seed},
                          "learnable_tokens": tokens_done, "seconds": seconds_done, "fingerprint": fingerprint,
-                         "world_size": group.world}
+                         "world_size": group.world, "tokens": inputs_done}
                 path = save_checkpoint(cfg, peft_model, wrapped, optimizer, state, ckpt_root, group)
                 checkpoints.append(str(path))
+            interval = {"t0": time.perf_counter(), "steps": 0, "learnable": 0, "tokens": 0}
     finally:
         bar.close()
         metrics.close()
@@ -415,7 +518,13 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
         "adapter": str(final_adapter), "records": len(records), "skipped_records": skipped,
         "world_size": group.world, "device": group.device, "dtype": str(dtype).removeprefix("torch."),
         "fingerprint": fingerprint,
+        "speed": {"recompute": plan.mode, "recompute_layers": plan.recompute_layers,
+                  "micro_batch_size": plan.micro_batch_size, "liger": use_liger, "compile": tc.compile,
+                  "fused_adamw": bool(optimizer.defaults.get("fused")),
+                  "distributed": ("fsdp2" if is_fsdp(wrapped) else "ddp") if group.distributed else None},
     }
+    summary.update(_flops_summary(peft_model, group, inputs_done, tokens_done, seconds_done,
+                                  plan.recompute_layers / max(1, n_layers)))
     if group.is_main:
         write_json_atomic(out / SUMMARY, summary)
     group.barrier()
@@ -426,12 +535,28 @@ def _reduce_device(group: ProcessGroup) -> str:
     return group.device if group.device.startswith("cuda") else "cpu"
 
 
-def clip_gradients(wrapped, params, max_norm: float | None) -> float:
-    """Clip to ``max_norm`` (when set) and return the total gradient norm before clipping."""
+def clip_gradients(wrapped, params, max_norm: float | None, as_tensor: bool = False):
+    """Clip to ``max_norm`` (when set) and return the total gradient norm before clipping (a float, or the
+    device tensor with ``as_tensor``, which does not wait for the device)."""
     limit = max_norm if max_norm is not None else math.inf
-    if is_fsdp(wrapped):
-        return float(wrapped.clip_grad_norm_(limit))
-    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norm = _full(torch.nn.utils.clip_grad_norm_(params, limit))  # DTensor norms under FSDP2
+    return norm if as_tensor else float(norm)
+
+
+def _flops_summary(peft_model, group: ProcessGroup, tokens: int | None, learnable: int, seconds: float,
+                   recomputed_fraction: float) -> dict:
+    """Strict MFU/HFU figures for the summary (``mathlora.train.flops``); MFU only on a known device."""
+    from mathlora.train.flops import count_matmul_params, step_report
+
+    if tokens is None or seconds <= 0:
+        return {"tokens": tokens}
+    name = torch.cuda.get_device_name(group.device) if group.device.startswith("cuda") else None
+    report = step_report(count_matmul_params(peft_model), tokens=tokens, learnable_tokens=learnable,
+                         seconds=seconds, device_name=name, recomputed_fraction=recomputed_fraction)
+    if group.world > 1 and report["mfu"] is not None:  # figures are for all devices together
+        report["mfu"] = round(report["mfu"] / group.world, 4)
+        report["hfu"] = round(report["hfu"] / group.world, 4)
+    return {"tokens": tokens, "flops": report}
 
 
 def save_checkpoint(cfg: TrainJob, peft_model, wrapped, optimizer, state: dict[str, Any], root: Path,

@@ -1,0 +1,141 @@
+"""Generation through an OpenAI-compatible *completions* server (``eval.backend: openai``).
+
+For ``mathlora predict`` and ``mathlora eval squad`` on a server such as vLLM serving the base model with
+LoRA adapters::
+
+    vllm serve /models/Meta-Llama-3-8B --enable-lora --lora-modules tuned=runs/x/train/adapter --port 8000
+    mathlora predict --backend openai --base-url http://127.0.0.1:8000/v1 --server-model tuned ...
+
+Each prompt is one ``POST /completions`` with the rendered prompt text (the server adds BOS like
+``add_special_tokens=True`` does locally), ``temperature 0`` (greedy), ``max_tokens`` = the token budget,
+and, when at least one new token is required (SQuAD), vLLM's ``min_tokens`` (dropped, and the request
+repeated, if the server refuses the field; such a server may then answer with nothing). Requests run ``eval.concurrency`` at once with the label judge's
+client (retries with backoff on timeouts, connection errors, 429 with Retry-After, 5xx). A prompt whose
+request still fails fails the command (predictions must be complete to be graded).
+
+Differences from local generation: the budget is ``eval.max_new_tokens`` (the server's context length, not
+``eval.max_length``, bounds prompt + completion), and the server's own stop rules apply (its EOS tokens).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+from mathlora.errors import MathloraError
+from mathlora.evaluate.config import EvalConfig
+from mathlora.evaluate.generation import Generation
+from mathlora.openai_client import (
+    AskAgain, GaveUp, RetryableError, RetryPolicy, auth_headers, endpoint_url, json_payload, post_json, run_pool,
+    with_retries,
+)
+
+
+def served_model(cfg: EvalConfig, fallback: str | None) -> str:
+    name = cfg.model or fallback
+    if not name:
+        raise MathloraError("eval.backend=openai needs the served model's name: --server-model NAME (eval.model)")
+    return name
+
+
+def server_info(cfg: EvalConfig, fallback: str | None) -> dict:
+    """What prediction files record about where their completions came from."""
+    return {"backend": "openai", "server": cfg.base_url, "server_model": served_model(cfg, fallback)}
+
+
+def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
+    """(text, stopped at a stop token, completion tokens, prompt tokens) of a completions reply."""
+    try:
+        choice = payload["choices"][0]
+        text = choice["text"]
+    except (KeyError, IndexError, TypeError):
+        raise RetryableError("malformed response: no choices[0].text") from None
+    if not isinstance(text, str):
+        raise RetryableError("malformed response: choices[0].text is not a string")
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    completion_tokens = usage.get("completion_tokens")
+    prompt_tokens = usage.get("prompt_tokens")
+    return (text, choice.get("finish_reason") == "stop",
+            completion_tokens if isinstance(completion_tokens, int) else None,
+            prompt_tokens if isinstance(prompt_tokens, int) else None)
+
+
+class CompletionsClient:
+    def __init__(self, *, base_url: str, model: str, api_key: str, concurrency: int = 64, timeout: float = 120.0,
+                 policy: RetryPolicy = RetryPolicy()):
+        self.url = endpoint_url(base_url, "completions")
+        self.model = model
+        self._headers = auth_headers(api_key)
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.policy = policy
+        self.min_tokens_supported = True
+        self._rng = random.Random()
+
+    def body(self, prompt: str, max_tokens: int, min_tokens: int) -> dict:
+        body = {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "n": 1}
+        if min_tokens > 0 and self.min_tokens_supported:
+            body["min_tokens"] = min_tokens
+        return body
+
+    async def ask_once(self, client, prompt: str, max_tokens: int, min_tokens: int) -> Generation:
+        body = self.body(prompt, max_tokens, min_tokens)
+        response = await post_json(client, self.url, body, self._headers, self.timeout)
+        if response.status_code == 400 and "min_tokens" in body and "min_tokens" in response.text:
+            self.min_tokens_supported = False
+            raise AskAgain()
+        text, stopped, completion_tokens, prompt_tokens = read_choice(json_payload(response))
+        return Generation(text, [], completion_tokens if completion_tokens is not None else 0, stopped,
+                          prompt_tokens or 0)
+
+    async def _run(self, prompts: list[str], max_tokens: int, min_tokens: int, on_done) -> list:
+        results: list = [None] * len(prompts)
+        errors: list[tuple[int, str]] = []
+
+        async def handle(client, index: int) -> None:
+            try:
+                gen, _ = await with_retries(lambda: self.ask_once(client, prompts[index], max_tokens, min_tokens),
+                                            self.policy, self._rng)
+                results[index] = gen
+            except GaveUp as e:
+                errors.append((index, f"{e} (after {e.attempts} attempt(s))"))
+            on_done()
+
+        await run_pool(list(range(len(prompts))), self.concurrency, self.timeout, handle)
+        if errors:
+            index, message = min(errors)
+            raise MathloraError(f"{len(errors)} of {len(prompts)} completion request(s) to {self.url} failed "
+                                f"(first: prompt {index}: {message})")
+        return results
+
+    def generate(self, prompts: list[str], *, max_new_tokens: int, min_new_tokens: int = 0,
+                 progress: bool = True, desc: str = "generate") -> list[Generation]:
+        """Greedy completions in input order."""
+        from tqdm import tqdm
+
+        if not prompts:
+            return []
+        bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
+        try:
+            return asyncio.run(self._run(prompts, max_new_tokens, min_new_tokens, lambda: bar.update(1)))
+        finally:
+            bar.close()
+
+
+def remote_generate(cfg: EvalConfig, prompts: list[str], *, fallback_model: str | None, max_new_tokens: int,
+                    min_new_tokens: int = 0, progress: bool = True, desc: str = "generate") -> list[Generation]:
+    client = CompletionsClient(
+        base_url=cfg.base_url, model=served_model(cfg, fallback_model),
+        api_key=os.environ.get(cfg.api_key_env) or "EMPTY", concurrency=cfg.concurrency, timeout=cfg.timeout,
+        policy=RetryPolicy(cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay))
+    return client.generate(prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+                           progress=progress, desc=desc)
+
+
+def require_no_adapter(adapter) -> None:
+    if adapter is not None:
+        raise MathloraError("with eval.backend=openai the server applies the adapter: serve it (e.g. vllm serve "
+                            "BASE --enable-lora --lora-modules NAME=ADAPTER_DIR) and pass --server-model NAME "
+                            "instead of --adapter")
