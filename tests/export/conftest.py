@@ -22,7 +22,7 @@ def make_run(root: Path, *, model: str = "tiny-random-llama", steps=(2, 4), merg
     from mathlora.config import dump_config, load_config
 
     root.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(None, {"model": model, "run_dir": str(root), "train.save_steps": 2,
+    cfg = load_config(None, {"model": model, "run_dir": str(root), "train.save_steps": 2, "train.epochs": 2,
                              **(extra_overrides or {})})
     (root / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
     (root / "manifest.json").write_text(json.dumps({"stages": {}}), encoding="utf-8")
