@@ -6,7 +6,9 @@ connect, gets 429 (``Retry-After`` honoured) or 5xx, or whose reply is malformed
 reported as failed with its last error. Other 4xx replies fail the record at once. Each verdict is
 handed to ``on_result`` as soon as it is known. When the endpoint returns logprobs, the reply's
 digit position gives ``difficulty_probs``; servers that refuse the ``logprobs`` option are asked
-again without it. The API key is sent in the Authorization header only: never logged or stored.
+again without it. The API key is sent in the Authorization header only: never logged or stored (error
+texts quoted from a server are scrubbed of it). ``timeout`` bounds each whole request (connect, send and
+the complete reply), not each read, so a server dripping bytes cannot hold a request longer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
+from urllib.parse import urlsplit
 
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement
@@ -67,6 +70,28 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, min(RETRY_AFTER_CAP, when.timestamp() - time.time()))
 
 
+def check_base_url(base_url: str) -> str:
+    """``base_url`` when it is a usable http(s) URL with a host and a valid port; a one-line error otherwise."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as e:
+        raise MathloraError(f"label.base_url {base_url!r} is not a usable URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MathloraError(f"label.base_url {base_url!r} must be an http(s) URL with a host, "
+                            "e.g. http://127.0.0.1:8000/v1")
+    if port == 0:
+        raise MathloraError(f"label.base_url {base_url!r}: port 0 is not a server port")
+    return base_url
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (an API key) replaced by ``***``."""
+    if secret and len(secret) >= 4 and secret != "EMPTY":
+        text = text.replace(secret, "***")
+    return text
+
+
 def chat_url(base_url: str) -> str:
     base = base_url.rstrip("/")
     return base if base.endswith("/chat/completions") else base + "/chat/completions"
@@ -91,9 +116,10 @@ class OpenAIJudge:
     def __init__(self, *, base_url: str, model: str, api_key: str, prompt: RubricPrompt, concurrency: int = 16,
                  timeout: float = 60.0, policy: RetryPolicy = RetryPolicy(), max_tokens: int = 8,
                  logprobs: bool = True, max_consecutive_failures: int = 200):
-        self.url = chat_url(base_url)
+        self.url = chat_url(check_base_url(base_url))
         self.model = model
         self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._secret = api_key
         self.prompt = prompt
         self.concurrency = concurrency
         self.timeout = timeout
@@ -115,9 +141,12 @@ class OpenAIJudge:
         import httpx
 
         try:
-            response = await client.post(self.url, json=self.body(record), headers=self._headers)
-        except httpx.TimeoutException:
-            raise RetryableError(f"timeout after {self.timeout:g}s") from None
+            response = await asyncio.wait_for(client.post(self.url, json=self.body(record), headers=self._headers),
+                                              self.timeout)
+        except (httpx.TimeoutException, asyncio.TimeoutError):
+            raise RetryableError(f"timeout: no complete reply within {self.timeout:g}s") from None
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+            raise FatalRequestError(f"bad URL {self.url}: {e}") from None
         except httpx.TransportError as e:
             raise RetryableError(f"connection error: {type(e).__name__}: {e}") from None
         status = response.status_code
@@ -147,10 +176,10 @@ class OpenAIJudge:
             except LogprobsUnsupported:
                 attempt -= 1
             except FatalRequestError as e:
-                return Judgement(record["id"], error=str(e), attempts=attempt)
+                return Judgement(record["id"], error=scrub(str(e), self._secret), attempts=attempt)
             except RetryableError as e:
                 if attempt > self.policy.max_retries:
-                    return Judgement(record["id"], error=str(e), attempts=attempt)
+                    return Judgement(record["id"], error=scrub(str(e), self._secret), attempts=attempt)
                 wait = e.retry_after if e.retry_after is not None else self.policy.delay(attempt, self._rng)
                 await asyncio.sleep(wait)
 
