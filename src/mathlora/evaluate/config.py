@@ -13,6 +13,11 @@ class EvalConfig(BaseModel):
     batch_size: int = Field(16, ge=1, description="prompts per generation batch (grouped by prompt length)")
     max_new_tokens: int = Field(128, ge=1)
     max_length: int = Field(512, ge=8, description="prompt + completion tokens at most")
+    long_prompts: Literal["skip", "truncate_left"] = Field(
+        "skip", description="a prompt with no room under max_length: skipped (empty completion, reason kept) "
+                            "or cut from the left")
+    batch_tokens: int | None = Field(None, ge=8, description="padded tokens per generation batch at most "
+                                                            "(none = batch_size * max_length)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 on GPU, fp32 on CPU")
     merge_adapter: bool = Field(True, description="merge the LoRA adapter into the weights before generating")

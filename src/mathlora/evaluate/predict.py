@@ -64,17 +64,21 @@ def predict_file(model: str, adapter: str | None, input_path, output_path, *, te
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length,
-                           batch_size=cfg.batch_size, progress=progress, desc="predict")
+                           batch_size=cfg.batch_size, progress=progress, desc="predict",
+                           long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens)
     seconds = time.perf_counter() - start
     write_jsonl(output_path, (prediction_line(r, p, g.completion, scope=cfg.answer_scope,
                                               generated_tokens=g.generated_tokens, stopped=g.stopped)
+                              | ({"skipped": g.skipped} if g.skipped else {})
+                              | ({"prompt_truncated": True} if g.prompt_truncated else {})
                               for r, p, g in zip(records, prompts, gens)))
     tokens = sum(g.generated_tokens for g in gens)
     return {
         "count": len(records), "generated_tokens": tokens, "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
         "load_seconds": round(load_seconds, 3), "stopped_at_eos": sum(g.stopped for g in gens),
-        "skipped_prompt_too_long": sum(g.generated_tokens == 0 for g in gens),
+        "skipped_prompt_too_long": sum(g.skipped is not None for g in gens),
+        "prompts_truncated": sum(g.prompt_truncated for g in gens),
         "batch_size": cfg.batch_size, "device": str(next(lm.parameters()).device),
         "dtype": str(next(lm.parameters()).dtype).replace("torch.", ""),
         "model": model, "adapter": adapter, "output": str(output_path),
