@@ -64,7 +64,11 @@ def load_inference_model(model: str, adapter=None, *, precision: str = "auto", m
     from mathlora.models import default_device, load_model, load_tokenizer, resolve_dtype
 
     if adapter is not None:
-        require_adapter_dir(adapter)
+        from mathlora.train.checkpoint import adapter_problem
+
+        problem = adapter_problem(require_adapter_dir(adapter))
+        if problem:
+            raise MathloraError(f"adapter {adapter} {problem}; refusing to score it")
     device = device or default_device()
     dtype = resolve_dtype(precision, device)
     tokenizer = load_tokenizer(model)

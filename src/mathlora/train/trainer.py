@@ -23,7 +23,10 @@ Semantics:
 * data order per epoch is a permutation seeded by ``seed + epoch``; the step number fixes the data
   position; the torch RNG (LoRA dropout) is reseeded from (seed, step, rank) at each step. Together with the
   optimizer state and the adapter in each checkpoint, resuming reproduces the uninterrupted run;
-* only rank 0 writes files.
+* only rank 0 writes files;
+* a checkpoint carries a checksum written last; a resume verifies it (and that the weights load and are
+  finite) and falls back to the newest checkpoint that passes, saying so. A non-finite loss or gradient norm
+  stops training with an error before the optimizer step; non-finite weights are never saved.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, read_jsonl
 from mathlora.run_dir import atomic_path, file_sha256, write_json_atomic
 from mathlora.train.checkpoint import (
-    checkpoint_dir, list_checkpoints, newest_checkpoint, read_adapter_weights, read_training_state,
-    resolve_save_steps, write_training_state,
+    adapter_problem, checkpoint_dir, list_checkpoints, newest_valid_checkpoint, non_finite, read_adapter_weights,
+    read_training_state, resolve_save_steps, write_checksum, write_training_state,
 )
 from mathlora.train.data import (
     TOKENS_FILE, TokenRecord, collate, global_batch_indices, load_token_records, micro_batches, shard, step_rows,
@@ -265,7 +268,14 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
     fingerprint = run_fingerprint(cfg, tokens_dir / TOKENS_FILE if tokens_dir.is_dir() else tokens_dir)
     done = finished_summary(out, fingerprint, resume)
     if done is not None:
-        return done
+        problem = adapter_problem(out / "adapter")
+        if problem is None:
+            return done
+        if group.is_main:
+            print(f"warning: the finished adapter {out / 'adapter'} {problem}; rebuilding it from the checkpoints",
+                  file=sys.stderr)
+            (out / SUMMARY).unlink(missing_ok=True)
+        group.barrier()
     if tc.global_batch_size % group.world:
         raise MathloraError(f"train.global_batch_size={tc.global_batch_size} is not a multiple of the "
                             f"{group.world} processes")
@@ -273,7 +283,11 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
         print(f"warning: skipped {skipped} record(s) without a learnable token", file=sys.stderr)
 
     ckpt_root = out / "checkpoints"
-    start = newest_checkpoint(ckpt_root) if resume else None
+    def warn(message: str) -> None:
+        if group.is_main:
+            print(f"warning: {message}", file=sys.stderr)
+
+    start = newest_valid_checkpoint(ckpt_root, warn) if resume else None
     if start is None and group.is_main:
         if resume and out.exists() and any(out.iterdir()):
             print(f"warning: no complete checkpoint in {ckpt_root}; starting from step 0", file=sys.stderr)
@@ -336,6 +350,10 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
             loss_sum = run_micro_batches(wrapped, batches, group, pad_id, tc.packing, n_global)
             loss = float(group.all_reduce_sum(loss_sum.to(_reduce_device(group))).item()) / n_global
             grad_norm = clip_gradients(wrapped, params, tc.max_grad_norm)
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                raise MathloraError(f"training stopped at step {step + 1}: the loss is {loss} and the gradient "
+                                    f"norm {grad_norm} (not finite); lower train.lr or check the data. "
+                                    f"Checkpoints up to step {step} are kept")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -366,6 +384,7 @@ def _train(cfg: Config, tokens_dir: Path, out: Path, group: ProcessGroup, *, res
 
     final_adapter = out / "adapter"
     weights = adapter_state(peft_model, wrapped)
+    check_finite_weights(weights, group, step)
     if group.is_main:
         with atomic_path(final_adapter, directory=True) as tmp:
             save_adapter(peft_model, weights, tmp)
@@ -400,6 +419,7 @@ def save_checkpoint(cfg: Config, peft_model, wrapped, optimizer, state: dict[str
                     group: ProcessGroup) -> Path:
     """Write ``root/step-<N>`` atomically (rank 0); every process takes part in gathering the state."""
     weights = adapter_state(peft_model, wrapped)
+    check_finite_weights(weights, group, state["step"])
     opt_state = optimizer_state(optimizer, wrapped)
     target = checkpoint_dir(root, state["step"])
     if group.is_main:
@@ -410,5 +430,16 @@ def save_checkpoint(cfg: Config, peft_model, wrapped, optimizer, state: dict[str
                 from mathlora.train.merge import merge_adapter
 
                 merge_adapter(cfg.model, tmp, tmp / "merged")
+            write_checksum(tmp)  # last: a checkpoint whose checksum verifies is complete and intact
     group.barrier()
     return target
+
+
+def check_finite_weights(weights: dict[str, torch.Tensor], group: ProcessGroup, step: int) -> None:
+    """Stop (on every process) when the adapter weights hold NaN or Infinity: they are never saved."""
+    bad = non_finite(weights)
+    flag = group.all_reduce_sum(torch.tensor(float(bad is not None), dtype=torch.float64,
+                                             device=_reduce_device(group)))
+    if float(flag.item()) > 0:
+        raise MathloraError(f"training stopped at step {step}: the adapter weights are not finite "
+                            f"(NaN/Infinity{' in ' + bad if bad else ''}); lower train.lr or check the data")
