@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.run_dir import lock_for_output
 
 
 def _io(p: argparse.ArgumentParser, output_help: str = "output file") -> None:
@@ -21,8 +22,9 @@ def cmd_ingest(args) -> int:
     from mathlora.data.ingest import ingest_file
 
     cfg = config_from_args(args)
-    counts = ingest_file(args.input, args.output, keep_duplicates=cfg.ingest.keep_duplicates,
-                         rejects_path=args.rejects)
+    with lock_for_output(args.output):
+        counts = ingest_file(args.input, args.output, keep_duplicates=cfg.ingest.keep_duplicates,
+                             rejects_path=args.rejects)
     _print_counts("ingest", counts)
     for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
         print(f"  rejected {n}: {reason}")
@@ -33,8 +35,9 @@ def cmd_normalize(args) -> int:
     from mathlora.data.normalize import normalize_file
 
     cfg = config_from_args(args)
-    _print_counts("normalize", normalize_file(args.input, args.output, decimals=cfg.normalize.decimals,
-                                              mode=cfg.normalize.mode))
+    with lock_for_output(args.output):
+        counts = normalize_file(args.input, args.output, decimals=cfg.normalize.decimals, mode=cfg.normalize.mode)
+    _print_counts("normalize", counts)
     return 0
 
 
@@ -42,7 +45,9 @@ def cmd_convert(args) -> int:
     from mathlora.data.convert import convert_file
 
     cfg = config_from_args(args)
-    _print_counts("convert", convert_file(args.input, args.output, template=cfg.template, fmt=cfg.convert.format))
+    with lock_for_output(args.output):
+        counts = convert_file(args.input, args.output, template=cfg.template, fmt=cfg.convert.format)
+    _print_counts("convert", counts)
     return 0
 
 
@@ -50,9 +55,11 @@ def cmd_tokenize(args) -> int:
     from mathlora.data.tokenize import tokenize_file
 
     cfg = config_from_args(args)
-    _print_counts("tokenize", tokenize_file(args.input, args.output, model=cfg.model,
-                                            seq_length=cfg.tokenize.seq_length, overflow=cfg.tokenize.overflow,
-                                            fmt=cfg.tokenize.format, template=cfg.template))
+    with lock_for_output(args.output):
+        counts = tokenize_file(args.input, args.output, model=cfg.model, seq_length=cfg.tokenize.seq_length,
+                               overflow=cfg.tokenize.overflow, fmt=cfg.tokenize.format, template=cfg.template,
+                               overwrite=args.overwrite)
+    _print_counts("tokenize", counts)
     return 0
 
 
@@ -89,5 +96,7 @@ def register(sub) -> None:
     option(p, "--template", field="template", help="template the conversations were made with (alpaca)")
     option(p, "--format", field="tokenize.format", choices=["parquet", "mindrecord"],
            help="parquet (always written) or also mindrecord")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder even if it is not an earlier tokens folder")
     add_config_args(p)
     p.set_defaults(func=cmd_tokenize)

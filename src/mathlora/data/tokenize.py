@@ -12,6 +12,8 @@ Output folder:
   stats.json       counts, length histogram, truncated/dropped/rejected, learnable tokens
   rejects.jsonl    records with no learnable token, with the reason
   tokens.mindrecord  (format=mindrecord) input_ids/labels padded to seq_length + 1 for MindFormers
+  .mathlora-artifact marks the folder as a tokens folder: an existing folder is replaced only when it is one
+                   (or holds only the files above), or with ``overwrite``; user data is never deleted
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from pathlib import Path
 from mathlora.data.convert import conversation_pair, iter_json_array
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, require_file
-from mathlora.run_dir import atomic_path, write_json_atomic
+from mathlora.run_dir import atomic_path, check_output_dir, write_artifact_marker, write_json_atomic
 
 IGNORE = -100
 CHUNK = 8192
+OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
 
 
 class PromptEncoder:
@@ -127,7 +130,7 @@ def length_histogram(lengths: list[int], seq_length: int, bins: int = 16) -> lis
 
 def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, *, model: str,
                   seq_length: int = 256, overflow: str = "truncate", fmt: str = "parquet",
-                  template: str = "alpaca", progress: bool = True) -> dict:
+                  template: str = "alpaca", progress: bool = True, overwrite: bool = False) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -135,6 +138,7 @@ def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, 
     from mathlora.models import load_tokenizer
 
     src = require_file(input_path)
+    out_dir = check_output_dir(output_dir, "tokens", overwrite=overwrite, known_files=OUTPUT_FILES)
     if overflow not in ("truncate", "drop"):
         raise MathloraError(f"overflow must be truncate or drop, got {overflow!r}")
     if fmt == "mindrecord":
@@ -153,7 +157,6 @@ def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, 
              "tokens": 0, "learnable_tokens": 0, "seq_length": seq_length, "overflow": overflow,
              "model": model, "eos_token": tok.eos_token}
     lengths: list[int] = []
-    out_dir = Path(output_dir)
     items = iter_json_array(src)
     bar = tqdm(desc="tokenize", unit="rec", disable=not progress, mininterval=1.0)
     try:
@@ -201,6 +204,7 @@ def tokenize_file(input_path: str | os.PathLike, output_dir: str | os.PathLike, 
                 raise MathloraError(f"{src}: no record left after tokenization "
                                     f"({stats['rejected']} rejected, {stats['dropped']} dropped)")
             write_json_atomic(tmp / "stats.json", stats)
+            write_artifact_marker(tmp, "tokens")
     except UnicodeDecodeError:
         raise MathloraError(f"{src}: not UTF-8 text") from None
     finally:

@@ -77,8 +77,11 @@ def cmd_predict(args) -> int:
     from mathlora.evaluate.predict import predict_file
 
     cfg = config_from_args(args)
-    summary = predict_file(cfg.model, args.adapter, args.input, args.output, template=cfg.template, cfg=cfg.eval,
-                           progress=not args.no_progress)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(args.output):
+        summary = predict_file(cfg.model, args.adapter, args.input, args.output, template=cfg.template,
+                               cfg=cfg.eval, progress=not args.no_progress)
     print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
           f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
           f"{summary['stopped_at_eos']} stopped at EOS) -> {summary['output']}")
@@ -90,8 +93,12 @@ def cmd_eval_math(args) -> int:
 
     cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    r = grade_file(args.predictions, output, gold_path=args.gold, atol=cfg.eval.atol, rtol=cfg.eval.rtol,
-                   baseline_path=args.baseline, scope=cfg.eval.answer_scope, wrong_samples=cfg.eval.wrong_samples)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(output):
+        r = grade_file(args.predictions, output, gold_path=args.gold, atol=cfg.eval.atol, rtol=cfg.eval.rtol,
+                       baseline_path=args.baseline, scope=cfg.eval.answer_scope,
+                       wrong_samples=cfg.eval.wrong_samples)
     print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
           + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
     comparison = r.get("comparison")
@@ -118,9 +125,12 @@ def cmd_eval_squad(args) -> int:
                          limit=cfg.eval.squad_limit)
         print(f"squad: wrote {n} samples -> {args.dump_samples}")
         return 0
-    r = evaluate_squad(None if args.predictions else cfg.model, args.adapter, data, args.output, cfg=cfg.eval,
-                       predictions_out=args.save_predictions, progress=not args.no_progress,
-                       baseline_path=args.baseline, predictions_in=args.predictions)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(args.output):
+        r = evaluate_squad(None if args.predictions else cfg.model, args.adapter, data, args.output, cfg=cfg.eval,
+                           predictions_out=args.save_predictions, progress=not args.no_progress,
+                           baseline_path=args.baseline, predictions_in=args.predictions)
     print(f"squad: F1 {r['f1']:.2f}  EM {r['em']:.2f}  over {r['count']} samples ({r['mode']})")
     verdict = r.get("retention")
     if verdict:

@@ -49,7 +49,10 @@ def run_label(args: argparse.Namespace) -> int:
     from mathlora.label.run import label_file
 
     cfg = config_from_args(args)
-    summary = label_file(cfg.label, args.input, args.output, base_model=cfg.model, progress=not args.quiet)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(args.output):
+        summary = label_file(cfg.label, args.input, args.output, base_model=cfg.model, progress=not args.quiet)
     dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
     print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
           f"({summary['source']}, {summary['seconds']:.1f}s)")
@@ -70,7 +73,10 @@ def run_sample(args: argparse.Namespace) -> int:
     from mathlora.data.sampling import sample_file
 
     cfg = config_from_args(args)
-    summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(args.output):
+        summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
     table = Table(title=f"stratified sample (ratios {summary['ratios']}, seed {summary['seed']})")
     for column in ("level", "available", "requested", "drawn"):
         table.add_column(column, justify="right")
