@@ -9,6 +9,12 @@ manifest records each stage's fingerprint (hashes of its input files + its setti
 fingerprint is unchanged and whose outputs exist is skipped, so a rerun takes seconds and a rerun after
 a crash continues where it stopped (training resumes from its newest checkpoint). ``--force`` redoes all.
 
+A run holds an OS lock on its folder (a second run gets one line naming the holder's PID), checks the whole
+config before the first stage, and removes leftovers of interrupted writes. "Fresh" means verified: each
+output's recorded size and hash (or format footer) must still match, so a damaged artifact is redone by its
+producer, never trusted, and never the reason a finished training is deleted. A label stage with failed
+records is not done: the run stops with their count and first error, and the next run asks them again.
+
 Run folder:
     raw/train.jsonl, raw/test.jsonl, raw/squad.json   generated data (when data.* are not given)
     records.jsonl, rejects.jsonl                       ingest: validated, id'd, deduplicated
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -40,7 +47,8 @@ from mathlora.cliargs import add_config_args, config_from_args, option
 from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.records import require_file, write_jsonl
-from mathlora.run_dir import RunDir, fingerprint, write_json_atomic, write_text_atomic
+from mathlora.run_dir import (RunDir, RunLock, clean_temp_files, fingerprint, format_problem, links_out_of,
+                               write_json_atomic, write_text_atomic)
 
 STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "convert", "tokenize",
           "eval_base_math", "eval_base_squad", "train", "merge", "eval_tuned_math", "eval_tuned_squad", "report"]
@@ -69,12 +77,15 @@ class Pipeline:
         """Run ``fn`` unless the stage is fresh; record fingerprint, counts and time in the manifest."""
         index = STAGES.index(name) + 1
         fp = fingerprint(inputs, settings)
-        if not self.force and self.rd.is_fresh(name, fp, outputs):
+        stale = self.rd.stale_reason(name, fp, outputs)
+        if not self.force and stale is None:
             rec = self.rd.stage_record(name) or {}
             print(f"[{index:>2}/{len(STAGES)}] {name}: fresh, skipped", flush=True)
             if name == self.stop_after:
                 raise StopAfter(name)
             return rec.get("counts", {})
+        if stale and stale not in ("not done yet", "inputs or settings changed"):
+            print(f"[{index:>2}/{len(STAGES)}] {name}: {stale}; redoing", flush=True)
         print(f"[{index:>2}/{len(STAGES)}] {name} ...", flush=True)
         start = time.perf_counter()
         counts = fn() or {}
@@ -143,10 +154,23 @@ class Pipeline:
         self.stage("ingest_test", {"input": test_src}, {}, [test],
                    lambda: ingest_file(test_src, test, rejects_path=self.p("test_rejects.jsonl")))
         labeled = self.p("labeled.jsonl")
-        label_settings = {k: v for k, v in cfg.label.model_dump().items() if k not in ("concurrency", "timeout")}
+        label_settings = {k: v for k, v in cfg.label.model_dump().items()
+                          if k not in ("concurrency", "timeout", "retry_failed")}
+        if ((self.rd.stage_record("label") or {}).get("counts") or {}).get("failed"):
+            self.rd.forget("label")  # recorded with failures by an older mathlora: not done
+
+        def label() -> dict:
+            # a run always asks again about records that failed before: a label stage with failures is not done
+            summary = label_file(cfg.label.model_copy(update={"retry_failed": True}), records, labeled,
+                                 base_model=cfg.model, progress=self.progress)
+            if summary["failed"]:
+                from mathlora.label.run import failure_message
+
+                raise MathloraError(failure_message(summary, labeled) + "; the next `mathlora run` asks them again")
+            return summary
+
         self.summary["label"] = self.stage(
-            "label", {"input": records}, {"label": label_settings, "model": cfg.model}, [labeled],
-            lambda: label_file(cfg.label, records, labeled, base_model=cfg.model, progress=self.progress))
+            "label", {"input": records}, {"label": label_settings, "model": cfg.model}, [labeled], label)
         sampled = self.p("sampled.jsonl")
         self.summary["sample"] = self.stage(
             "sample", {"input": labeled}, {"sample": cfg.sample.model_dump(), "seed": cfg.seed}, [sampled],
@@ -214,22 +238,44 @@ class Pipeline:
         summary_json = out / "summary.json"
         fp = fingerprint({"tokens": tokens / "tokens.parquet"}, settings)
         rec = self.rd.stage_record("train")
-        if self.force or (rec and rec.get("fingerprint") != fp):
-            # settings or data changed: a fresh run, not a resume of the old one
-            if out.exists():
-                import shutil
+        if out.exists() and (self.force or (rec and rec.get("fingerprint") != fp)):
+            # settings or data changed: a fresh run, not a resume of the old one; but never on the word of
+            # damaged tokens (tokenize verified or rebuilt them above; this is the last line of defence)
+            parquet = tokens / "tokens.parquet"
+            problem = format_problem(parquet) if parquet.is_file() else "is missing"
+            if problem:
+                raise MathloraError(f"{parquet} {problem}; the finished training in {out} is kept. "
+                                    "Run again to rebuild the tokens")
+            import shutil
 
-                shutil.rmtree(out)
+            trash = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, trash)  # gone from view at once; a crash leaves a temp folder, cleaned next run
+            shutil.rmtree(trash, ignore_errors=True)
         self.summary["train"] = self.stage(
-            "train", {"tokens": tokens / "tokens.parquet"}, settings, [summary_json],
+            "train", {"tokens": tokens / "tokens.parquet"}, settings, [summary_json, out / "adapter"],
             lambda: train(cfg, tokens, out, resume=True, progress=self.progress))
         merged = self.p("merged")
         adapter = out / "adapter"
-        self.stage("merge", {"adapter": adapter}, {"model": cfg.model}, [merged / "config.json"],
-                   lambda: {"merged": str(merge_adapter(cfg.model, adapter, merged))})
+        self.stage("merge", {"adapter": adapter}, {"model": cfg.model}, [merged / "config.json", merged],
+                   lambda: {"merged": str(merge_adapter(cfg.model, adapter, merged, overwrite=True))})
         return merged
 
     def run(self) -> dict:
+        """The whole pipeline, holding the run folder's lock; the config is checked before any stage."""
+        from mathlora.preflight import check_config
+
+        with RunLock(self.rd.root):
+            check_config(self.cfg)
+            links = links_out_of(self.rd.root, sorted(p.name for p in self.rd.root.iterdir()) + [
+                f"eval/{x}" for x in ("base", "tuned")])
+            if links:
+                link, target = links[0]
+                raise MathloraError(f"{link} is a symbolic link to {target}, outside the run folder; mathlora "
+                                    "does not write or delete through it (remove the link or use another run_dir)")
+            clean_temp_files(self.rd.root)
+            return self._run_stages()
+
+    def _run_stages(self) -> dict:
         cfg = self.cfg
         start = time.perf_counter()
         self.rd.set_meta(mathlora_version=__version__, python=platform.python_version(),
@@ -308,8 +354,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mathlora.report.build import build_report
 
     root = Path(args.run_dir)
-    if not (root / "manifest.json").exists():
+    if not (root / "manifest.json").is_file():
         raise MathloraError(f"{root} is not a mathlora run folder (no manifest.json)")
-    build_report(root)
+    with RunLock(root):
+        build_report(root)
     print(headline(root))
     return 0
