@@ -1,14 +1,56 @@
-"""Reading and writing record files (JSON lines / JSON arrays), with clear errors and atomic writes."""
+"""Reading and writing record files (JSON lines / JSON arrays), with clear errors and atomic writes.
+
+Every user file goes through these readers: invalid UTF-8 is an error naming the line and byte (never a
+traceback), ``NaN``/``Infinity`` and numbers outside the float range are refused (JSON has no such values,
+and writing them back would produce invalid JSON), and a JSON array may follow any amount of whitespace.
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
+import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from mathlora.errors import MathloraError
-from mathlora.run_dir import atomic_path
+from mathlora.run_dir import atomic_path, finite_json
+
+
+class JsonProblem(ValueError):
+    """Why a text is not acceptable JSON (one line, no position prefix)."""
+
+
+def _bad_constant(name: str):
+    raise JsonProblem(f"{name} is not a JSON number")
+
+
+_NONZERO = re.compile(r"[1-9]")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonProblem(f"number {text[:40]} is out of range")
+    if value == 0.0 and _NONZERO.search(text.lower().split("e")[0]):
+        raise JsonProblem(f"number {text[:40]} is out of range (too small)")
+    return value
+
+
+def parse_json(text: str | bytes) -> Any:
+    """``json.loads`` for untrusted text: JsonProblem (never RecursionError or a bare ValueError)."""
+    try:
+        return json.loads(text, parse_constant=_bad_constant, parse_float=_finite_float)
+    except JsonProblem:
+        raise
+    except json.JSONDecodeError as e:
+        raise JsonProblem(f"{e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise JsonProblem("nested too deeply") from None
+    except ValueError as e:  # e.g. an integer longer than Python's 4300-digit conversion limit
+        raise JsonProblem(str(e).split(";")[0]) from None
 
 
 def require_file(path: str | os.PathLike, what: str = "input") -> Path:
@@ -21,40 +63,91 @@ def require_file(path: str | os.PathLike, what: str = "input") -> Path:
     return p
 
 
-def read_jsonl(path: str | os.PathLike, what: str = "input") -> Iterator[dict]:
-    """Yield the JSON objects of a JSON-lines file written by a mathlora stage (strict)."""
-    p = require_file(path, what)
-    with open(p, encoding="utf-8-sig") as fh:
+def iter_lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset of the line, raw bytes without the BOM) for every line of a file."""
+    offset = 0
+    with open(path, "rb") as fh:
         for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MathloraError(f"{p}:{lineno}: not valid JSON ({e.msg}); is this the right file?") from None
-            if not isinstance(obj, dict):
-                raise MathloraError(f"{p}:{lineno}: expected a JSON object per line")
-            yield obj
+            start = offset
+            offset += len(line)
+            if lineno == 1 and line.startswith(codecs.BOM_UTF8):
+                line, start = line[3:], start + 3
+            yield lineno, start, line
+
+
+def decode_line(p: Path, lineno: int, start: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MathloraError(f"{p}:{lineno}: invalid UTF-8 at byte {start + e.start} of the file; "
+                            "the file must be UTF-8 text") from None
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "input") -> Iterator[dict]:
+    """Yield the JSON objects of a JSON-lines file (strict: one clear error at the first bad line)."""
+    p = require_file(path, what)
+    for lineno, start, raw in iter_lines(p):
+        line = decode_line(p, lineno, start, raw)
+        if not line.strip():
+            continue
+        try:
+            obj = parse_json(line)
+        except JsonProblem as e:
+            raise MathloraError(f"{p}:{lineno}: not valid JSON ({e}); is this the right file?") from None
+        if not isinstance(obj, dict):
+            raise MathloraError(f"{p}:{lineno}: expected a JSON object per line")
+        yield obj
+
+
+def first_byte(path: Path) -> bytes:
+    """The first byte that is not whitespace (after a UTF-8 BOM), or b"" for a blank file."""
+    with open(path, "rb") as fh:
+        first = True
+        while block := fh.read(1 << 16):
+            if first and block.startswith(codecs.BOM_UTF8):
+                block = block[3:]
+            first = False
+            stripped = block.lstrip()
+            if stripped:
+                return stripped[:1]
+    return b""
+
+
+def read_json_document(path: str | os.PathLike, what: str = "input") -> Any:
+    """A whole-file JSON document (array or object), with one-line errors for bad bytes or syntax."""
+    p = require_file(path, what)
+    raw = p.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise MathloraError(f"{p}:{line}: invalid UTF-8 at byte {e.start} of the file; "
+                            "the file must be UTF-8 text") from None
+    try:
+        return parse_json(text)
+    except JsonProblem as e:
+        raise MathloraError(f"{p}: not valid JSON ({e})") from None
 
 
 def read_records(path: str | os.PathLike, what: str = "input") -> list[dict]:
     """Read a JSON-lines file or a JSON array of objects (auto-detected)."""
     p = require_file(path, what)
-    with open(p, encoding="utf-8-sig") as fh:
-        head = fh.read(4096).lstrip()
-    if head.startswith("["):
-        try:
-            data = json.loads(p.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as e:
-            raise MathloraError(f"{p}: not valid JSON ({e.msg} at line {e.lineno})") from None
-        if not all(isinstance(x, dict) for x in data):
+    if first_byte(p) == b"[":
+        data = read_json_document(p, what)
+        if not isinstance(data, list) or not all(isinstance(x, dict) for x in data):
             raise MathloraError(f"{p}: expected a JSON array of objects")
         return data
     return list(read_jsonl(p, what))
 
 
 def dumps_line(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    """One JSON line; always valid JSON (a non-finite float is written as null, never NaN/Infinity)."""
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(finite_json(obj), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:

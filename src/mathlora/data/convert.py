@@ -11,14 +11,14 @@ loading the whole file (other JSON arrays are parsed whole).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Iterator
 
 from mathlora.data.config import ConvertConfig
 from mathlora.errors import MathloraError
-from mathlora.records import dumps_line, read_jsonl, require_file
+from mathlora.records import (JsonProblem, decode_line, dumps_line, iter_lines, parse_json, read_json_document,
+                              read_jsonl, require_file)
 from mathlora.run_dir import atomic_path
 from mathlora.templates import get_template
 
@@ -54,29 +54,52 @@ def convert_file(cfg: ConvertConfig, input_path: str | os.PathLike, output_path:
 
 
 def iter_json_array(path: str | os.PathLike) -> Iterator[dict]:
-    """Stream a JSON array written one element per line; fall back to a full parse otherwise."""
+    """Stream a JSON array written one element per line; fall back to a full parse otherwise.
+
+    A streamed array must be complete: a missing ``]`` (a truncated file), a missing comma or anything
+    after the ``]`` is an error, as it is for a full parse.
+    """
     p = require_file(path)
-    with open(p, encoding="utf-8-sig") as fh:
-        if fh.readline().strip() == "[":
-            yielded = False
-            for lineno, line in enumerate(fh, 2):
-                line = line.strip()
-                if line in ("]", ""):
-                    continue
-                try:
-                    item = json.loads(line[:-1] if line.endswith(",") else line)
-                except json.JSONDecodeError:
-                    if yielded:
-                        raise MathloraError(f"{p}:{lineno}: broken JSON array element") from None
-                    break  # not one element per line: parse the whole file below
-                yielded = True
-                yield item
-            else:
-                return
+    lines = iter_lines(p)
+    opened = False
+    for lineno, start, raw in lines:
+        text = decode_line(p, lineno, start, raw).strip()
+        if text:
+            opened = text == "["
+            break
+    if opened:
+        yielded = closed = False
+        comma = True  # whether the previous element ended with a comma
+        for lineno, start, raw in lines:
+            line = decode_line(p, lineno, start, raw).strip()
+            if not line:
+                continue
+            if closed:
+                raise MathloraError(f"{p}:{lineno}: content after the closing ] of the JSON array")
+            if line == "]":
+                if yielded and comma:
+                    raise MathloraError(f"{p}:{lineno}: trailing comma before ] (broken JSON array)")
+                closed = True
+                continue
+            try:
+                item = parse_json(line[:-1] if line.endswith(",") else line)
+            except JsonProblem as e:
+                if yielded:
+                    raise MathloraError(f"{p}:{lineno}: broken JSON array element ({e})") from None
+                break  # not one element per line: parse the whole file below
+            if not comma:
+                raise MathloraError(f"{p}:{lineno}: missing comma between JSON array elements")
+            comma = line.endswith(",")
+            yielded = True
+            yield item
+        else:
+            if not closed:
+                raise MathloraError(f"{p}: truncated JSON array (no closing ]); rerun the stage that wrote it")
+            return
     try:
-        data = json.loads(p.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MathloraError(f"{p}: not a JSON array of conversations ({e})") from None
+        data = read_json_document(p)
+    except MathloraError as e:
+        raise MathloraError(f"{e}; expected a JSON array of conversations (the output of convert)") from None
     if not isinstance(data, list):
         raise MathloraError(f"{p}: expected a JSON array of conversations")
     yield from data

@@ -7,9 +7,7 @@ the input is kept as ``source_id``.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
-import json
 import os
 import re
 from pathlib import Path
@@ -17,7 +15,8 @@ from typing import Iterator
 
 from mathlora.data.config import IngestConfig
 from mathlora.errors import MathloraError
-from mathlora.records import dumps_line, require_file
+from mathlora.records import (JsonProblem, dumps_line, first_byte, iter_lines, parse_json, read_json_document,
+                              require_file)
 from mathlora.run_dir import atomic_path
 
 _WS = re.compile(r"\s+")
@@ -51,42 +50,26 @@ def check_record(obj: object) -> str | None:
 
 def _iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
     """Yield (line_number, parsed value or None, reject reason or None, raw text) for each entry."""
-    with open(path, "rb") as fh:
-        head = fh.read(64)
-    bom = head.startswith(codecs.BOM_UTF8)
-    first = head[3:] if bom else head
-    if first.lstrip()[:1] == b"[":
-        raw = path.read_bytes()[3 if bom else 0:]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise MathloraError(f"{path}: JSON array with undecodable bytes at offset {e.start}; "
-                                "it must be UTF-8") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise MathloraError(f"{path}: not a valid JSON array ({e.msg} at line {e.lineno}); "
-                                "use JSON lines to keep the good records of a damaged file") from None
+    if first_byte(path) == b"[":
+        data = read_json_document(path)
         if not isinstance(data, list):
             raise MathloraError(f"{path}: expected a JSON array or JSON lines")
         for i, obj in enumerate(data, 1):
             yield i, obj, None, ""
         return
-    with open(path, "rb") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if lineno == 1 and bom:
-                line = line[3:]
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield lineno, None, f"undecodable bytes (not UTF-8) at byte {e.start}", repr(line[:200])
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield lineno, json.loads(text), None, text.rstrip("\r\n")
-            except json.JSONDecodeError as e:
-                yield lineno, None, f"not JSON ({e.msg})", text.rstrip("\n")[:500]
+    for lineno, start, line in iter_lines(path):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield (lineno, None, f"undecodable bytes (not UTF-8) at byte {start + e.start} of the file",
+                   repr(line[:200]))
+            continue
+        if not text.strip():
+            continue
+        try:
+            yield lineno, parse_json(text), None, text.rstrip("\r\n")
+        except JsonProblem as e:
+            yield lineno, None, f"not JSON ({e})", text.rstrip("\r\n")[:500]
 
 
 def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
@@ -97,6 +80,10 @@ def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: s
     src = require_file(input_path)
     out = Path(output_path)
     rejects = Path(rejects_path) if rejects_path else out.with_name("rejects.jsonl")
+    if rejects.resolve() == out.resolve():
+        raise MathloraError(f"--rejects {rejects} is the output file; give the rejects their own file")
+    if rejects.resolve() == src.resolve():
+        raise MathloraError(f"--rejects {rejects} is the input file; give the rejects their own file")
     seen: dict[str, int] = {}
     counts = {"read": 0, "kept": 0, "duplicates": 0, "rejected": 0}
     reasons: dict[str, int] = {}
