@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 
 from mathlora.data.config import NormalizeConfig
-from mathlora.data.numbers import count_long_numbers, format_decimals
+from mathlora.data.numbers import cut_decimals
 from mathlora.errors import MathloraError
 from mathlora.records import read_jsonl, write_jsonl
 
 
 def normalize_file(cfg: NormalizeConfig, input_path: str | os.PathLike, output_path: str | os.PathLike) -> dict:
     """Rewrite problem and solution of every record with ``cfg.decimals`` / ``cfg.mode``; returns counts
-    (records, changed, numbers_cut)."""
+    (records, changed, numbers_cut, and numbers_kept_too_long: numbers too long to round, kept as written)."""
     decimals, mode = cfg.decimals, cfg.mode
-    counts = {"records": 0, "changed": 0, "numbers_cut": 0}
+    counts = {"records": 0, "changed": 0, "numbers_cut": 0, "numbers_kept_too_long": 0}
 
     def records():
         for rec in read_jsonl(input_path):
@@ -24,11 +24,11 @@ def normalize_file(cfg: NormalizeConfig, input_path: str | os.PathLike, output_p
             counts["records"] += 1
             changed = False
             for field in ("problem", "solution"):
-                text = rec[field]
-                n = count_long_numbers(text, decimals)
-                if n:
-                    rec[field] = format_decimals(text, decimals, mode)
-                    counts["numbers_cut"] += n
+                text, cut, kept = cut_decimals(rec[field], decimals, mode)
+                counts["numbers_kept_too_long"] += kept
+                if cut:
+                    rec[field] = text
+                    counts["numbers_cut"] += cut
                     changed = True
             counts["changed"] += changed
             yield rec

@@ -7,34 +7,54 @@
 * Signs are kept as written; scientific notation counts the mantissa's digits (``2.7691E+34`` ->
   ``2.77E+34``); a percent sign or CJK text next to a number does not stop the match (no ``\\b``,
   which treats CJK characters as word characters).
+* Only ASCII digits form numbers: Arabic-Indic, fullwidth and other digits stay as written.
+* A number too long to round (more than ``MAX_DIGITS`` digits) is kept as written and counted.
 """
 
 from __future__ import annotations
 
 import re
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, DecimalException, localcontext
 from fractions import Fraction
 
-# A digit run, a dot, a digit run; optional exponent. Not preceded by a digit or dot (so "1.2.3" does
-# not re-match its tail), not followed by a digit.
-NUMBER = re.compile(r"(?<![\d.])(\d+)\.(\d+)((?:[eE][+-]?\d+)?)(?![\d])")
+# An ASCII digit run, a dot, a digit run; optional exponent. Not preceded by a digit or dot (so "1.2.3"
+# does not re-match its tail), not followed by a digit.
+NUMBER = re.compile(r"(?<![\d.])([0-9]+)\.([0-9]+)((?:[eE][+-]?[0-9]+)?)(?![\d])")
+MAX_DIGITS = 1000
 
 
-def format_decimals(text: str, decimals: int = 2, mode: str = "round") -> str:
-    """Apply the decimals rule to every number in ``text``."""
+def cut_decimals(text: str, decimals: int = 2, mode: str = "round") -> tuple[str, int, int]:
+    """(``text`` with the decimals rule applied, numbers cut, numbers kept as written: too long to round)."""
     if mode not in ("round", "truncate"):
         raise ValueError(f"mode must be 'round' or 'truncate', got {mode!r}")
     rounding = ROUND_HALF_UP if mode == "round" else ROUND_DOWN
     quantum = Decimal(1).scaleb(-decimals)
+    counts = [0, 0]
 
     def repl(m: re.Match) -> str:
         whole, frac, exp = m.group(1), m.group(2), m.group(3)
         if len(frac) <= decimals:
             return m.group(0)
-        value = Decimal(f"{whole}.{frac}").quantize(quantum, rounding=rounding)
-        return f"{value:.{decimals}f}{exp}"
+        if len(whole) + len(frac) > MAX_DIGITS:
+            counts[1] += 1
+            return m.group(0)
+        try:
+            with localcontext() as ctx:  # exact: enough precision for every integer digit
+                ctx.prec = len(whole) + decimals + 2
+                value = Decimal(f"{whole}.{frac}").quantize(quantum, rounding=rounding)
+                out = f"{value:.{decimals}f}{exp}"
+        except DecimalException:
+            counts[1] += 1
+            return m.group(0)
+        counts[0] += 1
+        return out
 
-    return NUMBER.sub(repl, text)
+    return NUMBER.sub(repl, text), counts[0], counts[1]
+
+
+def format_decimals(text: str, decimals: int = 2, mode: str = "round") -> str:
+    """Apply the decimals rule to every number in ``text``."""
+    return cut_decimals(text, decimals, mode)[0]
 
 
 def format_number(value: Fraction | Decimal | int, decimals: int = 2, mode: str = "round") -> str:

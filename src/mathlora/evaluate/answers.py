@@ -25,6 +25,8 @@ Rules (the same for every problem family):
   A fraction against a decimal compares numerically too (``0.83`` matches ``5/6`` at atol 1e-2): the
   competition compared numbers. When exactly one side is a percentage, ``p`` and ``p*100`` (or ``p/100``) are
   both tried.
+* **Caps**: a number with more than ``MAX_DIGITS`` digits or an exponent beyond ``MAX_EXPONENT`` is not read
+  (it would cost seconds of exact arithmetic): it becomes a non-numeric answer, graded unparsable.
 * ``\\boxed{}`` content that is not a number (``\\sqrt{2}``, ``x+1``) is compared with math-verify when it is
   installed (``pip install mathlora[math-verify]``); without it such answers are unparsable.
 """
@@ -52,6 +54,7 @@ class Answer:
     percent: bool = False
     latex: str | None = None
     lowest_terms: bool = True  # False for an ``a/b`` written with a common factor (``10/12``)
+    too_large: bool = False  # a number beyond MAX_DIGITS / MAX_EXPONENT: not evaluated
 
     @property
     def is_number(self) -> bool:
@@ -80,15 +83,39 @@ _LATEX_NOISE = [
 ]
 
 
+MAX_DIGITS = 400      # digits of a number's mantissa (or denominator)
+MAX_EXPONENT = 1000   # |exponent| of scientific notation
+
+
 def _to_fraction(text: str) -> Fraction | None:
+    digits = text.replace(",", "")
+    if sum(c.isdigit() for c in digits) > MAX_DIGITS:
+        return None
     try:
-        return Fraction(Decimal(text.replace(",", "")))
+        return Fraction(Decimal(digits))
     except (InvalidOperation, ValueError):
         return None
 
 
+def _over_cap(m: re.Match) -> bool:
+    """Whether a match is too large to evaluate exactly in bounded time (see MAX_DIGITS, MAX_EXPONENT)."""
+    if sum(c.isdigit() for c in m.group("mant")) > MAX_DIGITS:
+        return True
+    den = m.group("den")
+    if den is not None and sum(c.isdigit() for c in den) > MAX_DIGITS:
+        return True
+    exp = m.group("exp") or m.group("exp2")
+    if exp is not None:
+        digits = exp.lstrip("+-−").lstrip("0")
+        return len(digits) > len(str(MAX_EXPONENT)) or int(digits or "0") > MAX_EXPONENT
+    return False
+
+
 def parse_number_match(m: re.Match) -> Answer | None:
-    """The Answer of one ``NUMBER_RE`` match (None for a zero denominator)."""
+    """The Answer of one ``NUMBER_RE`` match (None for a zero denominator; a non-numeric Answer for a
+    number beyond the caps)."""
+    if _over_cap(m):
+        return Answer(text=m.group(0).strip(), value=None, too_large=True)
     sign = -1 if m.group("sign") in ("-", "−") else 1
     mant = m.group("mant")
     value = _to_fraction(mant)
@@ -172,6 +199,8 @@ def parse_boxed(content: str) -> Answer:
     # Units (\text{cm}, 平方厘米) may follow the number; other maths (\sqrt, \pi, x) makes it non-numeric.
     if len(found) == 1 and not re.search(r"\\(?!text)[A-Za-z]+|[A-Za-z]\s*[\^(]|[+*/^()]", leftover):
         a = found[0]
+        if a.too_large:
+            return a
         return Answer(text=a.text, value=a.value, kind=a.kind, exponent=a.exponent, percent=a.percent,
                       latex=content)
     return Answer(text=content.strip(), value=None, latex=content)

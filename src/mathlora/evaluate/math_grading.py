@@ -31,6 +31,7 @@ class GradedItem:
     predicted: str | None
     gold_answer: str | None
     completion: str
+    too_large: bool = False  # the predicted number is beyond the parsing caps (graded unparsable)
 
     @property
     def correct(self) -> bool:
@@ -49,7 +50,7 @@ def grade_one(item_id: str, completion: str, gold_solution: str, *, type_: str =
         status = "correct" if answers_match(pred, gold, atol=atol, rtol=rtol,
                                             lowest_terms=requires_lowest_terms(gold_solution)) else "wrong"
     return GradedItem(id=item_id, type=type_, status=status, predicted=_text(pred), gold_answer=_text(gold),
-                      completion=completion)
+                      completion=completion, too_large=pred is not None and pred.too_large)
 
 
 def _text(a: Answer | None) -> str | None:
@@ -131,6 +132,7 @@ def summarize(items: list[GradedItem], *, wrong_samples: int = 20) -> dict:
         "count": len(graded),
         "correct": correct,
         "unparsable": sum(i.status == "unparsable" for i in graded),
+        "unparsable_too_large": sum(i.status == "unparsable" and i.too_large for i in graded),
         "gold_unparsable": len(items) - len(graded),
         "per_type": {t: {**v, "accuracy": _ratio(v["correct"], v["count"])} for t, v in sorted(per_type.items())},
         "wrong_samples": [{"id": i.id, "type": i.type, "status": i.status, "predicted": i.predicted,
