@@ -7,6 +7,7 @@ the root ``Config``. Unknown keys and bad values fail with the field's dotted na
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,28 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 # Keys that moved: an old config names them, the error says where they live now.
 MOVED = {("train", "precision"): "runtime.precision", ("train", "device"): "runtime.device",
          ("eval", "precision"): "runtime.precision", ("label", "device"): "runtime.device"}
+
+
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader without YAML 1.1's base-60 numbers: ``5:1`` is the text ``"5:1"``, not the integer 301."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+YamlLoader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+YamlLoader.add_implicit_resolver(_INT, re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0[0-7_]+
+    |[-+]?(?:0|[1-9][0-9_]*)
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+YamlLoader.add_implicit_resolver(_FLOAT, re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 class Config(BaseModel):
@@ -92,7 +115,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise MathloraError(f"override {text!r}: bad key {key!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     # YAML reads "1e-5" as a string; let pydantic see a float where it parses as one.
@@ -140,7 +163,7 @@ def load_config(path: str | os.PathLike | None = None,
     p = resolve_config_path(path)
     source = str(p)
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        loaded = yaml_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise MathloraError(f"config {p} is not valid YAML: {e}") from None
     except UnicodeDecodeError:

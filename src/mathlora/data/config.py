@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Section(BaseModel):
@@ -28,6 +28,20 @@ class SampleConfig(_Section):
     seed: int | None = Field(None, description="none = the global seed")
     shortfall: Literal["redistribute", "error"] = "redistribute"
     balance_by: str | None = Field(None, description="spread each level's quota evenly over this field, e.g. type")
+
+    @field_validator("ratios", mode="before")
+    @classmethod
+    def _ratios_text(cls, value):
+        if not isinstance(value, str):
+            raise ValueError("must be text of level:weight pairs like '1:4,2:3,3:2,4:1' (quote it in YAML)")
+        from mathlora.data.sampling import parse_ratios
+        from mathlora.errors import MathloraError
+
+        try:
+            parse_ratios(value)
+        except MathloraError as e:
+            raise ValueError(str(e)) from None
+        return value
 
 
 class NormalizeConfig(_Section):
