@@ -8,7 +8,9 @@ A request that times out, cannot connect, gets 429 (``Retry-After`` honoured) or
 unusable (the caller raises ``RetryableError``) is retried with exponential backoff and jitter; after
 ``max_retries`` retries the item fails with its last error. ``FatalRequestError`` (4xx other than 429)
 fails it at once; ``AskAgain`` repeats the request without counting an attempt (e.g. the server refused an
-optional field that the caller has now dropped). The API key goes in the Authorization header only.
+optional field that the caller has now dropped). ``timeout`` bounds each whole request (connect, send and the
+complete reply), not each read. The API key goes in the Authorization header only; ``scrub`` takes it out of
+any server text that is kept.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+from mathlora.errors import MathloraError
 
 RETRY_AFTER_CAP = 600.0
 
@@ -80,15 +85,39 @@ def auth_headers(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
 
 
+def check_base_url(base_url: str, setting: str = "base_url") -> str:
+    """``base_url`` when it is a usable http(s) URL with a host and a valid port; a one-line error otherwise."""
+    try:
+        parts = urlsplit(base_url)
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as e:
+        raise MathloraError(f"{setting} {base_url!r} is not a usable URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise MathloraError(f"{setting} {base_url!r} must be an http(s) URL with a host, "
+                            "e.g. http://127.0.0.1:8000/v1")
+    if port == 0:
+        raise MathloraError(f"{setting} {base_url!r}: port 0 is not a server port")
+    return base_url
+
+
+def scrub(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` (an API key) replaced by ``***``."""
+    if secret and len(secret) >= 4 and secret != "EMPTY":
+        text = text.replace(secret, "***")
+    return text
+
+
 async def post_json(client, url: str, body: dict, headers: dict, timeout: float):
     """POST ``body``; returns the response for status 200 and other 4xx (the caller decides); raises
     ``RetryableError`` for a timeout, a connection error, 429 or 5xx."""
     import httpx
 
-    try:
-        response = await client.post(url, json=body, headers=headers)
-    except httpx.TimeoutException:
-        raise RetryableError(f"timeout after {timeout:g}s") from None
+    try:  # the deadline covers the whole request (a server dripping bytes cannot stretch it)
+        response = await asyncio.wait_for(client.post(url, json=body, headers=headers), timeout)
+    except (httpx.TimeoutException, asyncio.TimeoutError):
+        raise RetryableError(f"timeout: no complete reply within {timeout:g}s") from None
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
+        raise FatalRequestError(f"bad URL {url}: {e}") from None
     except httpx.TransportError as e:
         raise RetryableError(f"connection error: {type(e).__name__}: {e}") from None
     status = response.status_code

@@ -27,8 +27,8 @@ from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import Generation
 from mathlora.openai_client import (
-    AskAgain, GaveUp, RetryableError, RetryPolicy, auth_headers, endpoint_url, json_payload, post_json, run_pool,
-    with_retries,
+    AskAgain, GaveUp, RetryableError, RetryPolicy, auth_headers, check_base_url, endpoint_url, json_payload, post_json,
+    run_pool, scrub, with_retries,
 )
 
 
@@ -65,9 +65,10 @@ def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
 class CompletionsClient:
     def __init__(self, *, base_url: str, model: str, api_key: str, concurrency: int = 64, timeout: float = 120.0,
                  policy: RetryPolicy = RetryPolicy()):
-        self.url = endpoint_url(base_url, "completions")
+        self.url = endpoint_url(check_base_url(base_url, "eval.base_url"), "completions")
         self.model = model
         self._headers = auth_headers(api_key)
+        self._secret = api_key
         self.concurrency = concurrency
         self.timeout = timeout
         self.policy = policy
@@ -100,7 +101,7 @@ class CompletionsClient:
                                             self.policy, self._rng)
                 results[index] = gen
             except GaveUp as e:
-                errors.append((index, f"{e} (after {e.attempts} attempt(s))"))
+                errors.append((index, f"{scrub(str(e), self._secret)} (after {e.attempts} attempt(s))"))
             on_done()
 
         await run_pool(list(range(len(prompts))), self.concurrency, self.timeout, handle)

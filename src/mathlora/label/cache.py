@@ -7,6 +7,7 @@ own table with the last error, so ``--retry-failed`` knows what to ask again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import dataclass
@@ -65,6 +66,15 @@ class LabelCache:
         except sqlite3.DatabaseError as e:
             raise MathloraError(f"cache {self.path} is not a usable SQLite file: {e}") from None
 
+    @contextlib.contextmanager
+    def _guard(self):
+        """A damaged database file is one error line (what to do about it), never a traceback."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, ValueError) as e:
+            raise MathloraError(f"cache {self.path} is damaged ({e}); move it away to start over "
+                                "(its verdicts will be asked again)") from None
+
     def close(self) -> None:
         self.db.close()
 
@@ -75,18 +85,20 @@ class LabelCache:
         self.close()
 
     def labels(self) -> dict[str, tuple[int, list[float] | None]]:
-        rows = self.db.execute("SELECT record_id, difficulty, probs FROM labels WHERE fingerprint = ?",
-                               (self.fingerprint,))
-        return {rid: (int(d), json.loads(p) if p else None) for rid, d, p in rows}
+        with self._guard():
+            rows = self.db.execute("SELECT record_id, difficulty, probs FROM labels WHERE fingerprint = ?",
+                                   (self.fingerprint,))
+            return {rid: (int(d), json.loads(p) if p else None) for rid, d, p in rows}
 
     def failures(self) -> dict[str, tuple[str, int]]:
-        rows = self.db.execute("SELECT record_id, error, attempts FROM failures WHERE fingerprint = ?",
-                               (self.fingerprint,))
-        return {rid: (err, int(n)) for rid, err, n in rows}
+        with self._guard():
+            rows = self.db.execute("SELECT record_id, error, attempts FROM failures WHERE fingerprint = ?",
+                                   (self.fingerprint,))
+            return {rid: (err, int(n)) for rid, err, n in rows}
 
     def put(self, judgements: list[Judgement]) -> None:
         """Store verdicts and commit: a label clears an earlier failure of the same record."""
-        with self.db:
+        with self._guard(), self.db:
             for j in judgements:
                 if j.ok:
                     self.db.execute(

@@ -43,6 +43,9 @@ def run_label(args: argparse.Namespace) -> int:
     print(f"difficulty distribution  {dist}")
     print(f"wrote {summary['written']} records to {args.output}")
     if summary["failed"]:
-        print(f"failures listed in {summary['failures_file']} (--retry-failed asks them again)")
+        from mathlora.errors import MathloraError
+        from mathlora.label.run import failure_message
+
+        raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
     return 0
 

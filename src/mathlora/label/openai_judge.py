@@ -6,7 +6,9 @@ connect, gets 429 (``Retry-After`` honoured) or 5xx, or whose reply is malformed
 reported as failed with its last error. Other 4xx replies fail the record at once. Each verdict is
 handed to ``on_result`` as soon as it is known. When the endpoint returns logprobs, the reply's
 digit position gives ``difficulty_probs``; servers that refuse the ``logprobs`` option are asked
-again without it. The API key is sent in the Authorization header only: never logged or stored.
+again without it. The API key is sent in the Authorization header only: never logged or stored (error
+texts quoted from a server are scrubbed of it). ``timeout`` bounds each whole request (connect, send and
+the complete reply), not each read, so a server dripping bytes cannot hold a request longer.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from mathlora.label.prompt import RubricPrompt
 from mathlora.label.reply import parse_difficulty, probs_from_logprobs
 # The client machinery is shared with the remote generation backend; these names stay importable from here.
 from mathlora.openai_client import (  # noqa: F401
-    RETRY_AFTER_CAP, AskAgain, FatalRequestError, GaveUp, RetryableError, RetryPolicy, auth_headers, endpoint_url,
-    json_payload, parse_retry_after, post_json, run_pool, with_retries,
+    RETRY_AFTER_CAP, AskAgain, FatalRequestError, GaveUp, RetryableError, RetryPolicy, auth_headers, check_base_url,
+    endpoint_url, json_payload, parse_retry_after, post_json, run_pool, scrub, with_retries,
 )
 
 
@@ -53,9 +55,10 @@ class OpenAIJudge:
     def __init__(self, *, base_url: str, model: str, api_key: str, prompt: RubricPrompt, concurrency: int = 16,
                  timeout: float = 60.0, policy: RetryPolicy = RetryPolicy(), max_tokens: int = 8,
                  logprobs: bool = True, max_consecutive_failures: int = 200):
-        self.url = chat_url(base_url)
+        self.url = chat_url(check_base_url(base_url, "label.base_url"))
         self.model = model
         self._headers = auth_headers(api_key)
+        self._secret = api_key
         self.prompt = prompt
         self.concurrency = concurrency
         self.timeout = timeout
@@ -86,7 +89,7 @@ class OpenAIJudge:
             (level, probs), attempts = await with_retries(lambda: self.ask_once(client, record), self.policy,
                                                           self._rng)
         except GaveUp as e:
-            return Judgement(record["id"], error=str(e), attempts=e.attempts)
+            return Judgement(record["id"], error=scrub(str(e), self._secret), attempts=e.attempts)
         return Judgement(record["id"], difficulty=level, probs=probs, attempts=attempts)
 
     async def run(self, records: Sequence[dict], on_result: Callable[[Judgement], None]) -> None:

@@ -17,12 +17,20 @@ from mathlora.label.cache import Judgement, LabelCache
 from mathlora.label.config import LabelConfig
 from mathlora.label.heuristic import VERSION as HEURISTIC_VERSION
 from mathlora.label.heuristic import heuristic_difficulty
+from mathlora.label.openai_judge import scrub
 from mathlora.label.prompt import load_prompt
 from mathlora.records import read_records, write_jsonl
 from mathlora.runtime import Runtime
 
 FAILURES_FILE = "label_failures.jsonl"
 CACHE_FILE = "label_cache.sqlite"
+
+
+def failure_message(summary: dict, output_path) -> str:
+    """The one-line error of a label run that left records without a verdict."""
+    return (f"label: {summary['failed']} of {summary['unique']} records failed "
+            f"(e.g. {summary['first_error']}); {summary['written']} labeled records written to {output_path}, "
+            f"failures listed in {summary['failures_file']}")
 
 
 def validate_records(records: list[dict], source: str) -> None:
@@ -46,6 +54,9 @@ def judge_source(cfg: LabelConfig, base_model: str) -> str:
     if cfg.judge == "openai":
         if not cfg.model:
             raise MathloraError("the openai judge needs a model name: --model NAME (label.model)")
+        from mathlora.label.openai_judge import check_base_url
+
+        check_base_url(cfg.base_url, "label.base_url")
         return f"openai:{cfg.model}"
     return f"local:{cfg.model or base_model}"
 
@@ -137,7 +148,8 @@ def label_file(cfg: LabelConfig, runtime: Runtime | None, input_path, output_pat
             row["difficulty_probs"] = probs
         out.append(row)
         distribution[level] += 1
-    failed_rows = [{"id": rid, "error": failures[rid][0], "attempts": failures[rid][1]}
+    secret = os.environ.get(cfg.api_key_env) if cfg.judge == "openai" else None
+    failed_rows = [{"id": rid, "error": scrub(failures[rid][0], secret), "attempts": failures[rid][1]}
                    for rid in unique if rid in failures and rid not in labels]
     write_jsonl(output_path.with_name(FAILURES_FILE), failed_rows)
     write_jsonl(output_path, out)
@@ -147,6 +159,8 @@ def label_file(cfg: LabelConfig, runtime: Runtime | None, input_path, output_pat
         "labeled": sum(1 for rec in pending if rec["id"] in labels),
         "from_cache": from_cache,
         "failed": len(failed_rows),
+        "first_error": failed_rows[0]["error"] if failed_rows else None,
+        "unique": len(unique),
         "distribution": {level: distribution.get(level, 0) for level in range(6)},
         "source": source,
         "cache": str(cache_path),
