@@ -20,6 +20,11 @@ class EvalConfig(BaseModel):
                         "KV cache fits in on the GPU (16 on CPU)")
     max_new_tokens: int = Field(128, ge=1)
     max_length: int = Field(512, ge=8, description="prompt + completion tokens at most")
+    long_prompts: Literal["skip", "truncate_left"] = Field(
+        "skip", description="a prompt with no room under max_length: skipped (empty completion, reason kept) "
+                            "or cut from the left")
+    batch_tokens: int | None = Field(None, ge=8, description="padded tokens per generation batch at most "
+                                                            "(none = batch_size * max_length)")
     merge_adapter: bool = Field(True, description="merge the LoRA adapter into the weights before generating")
     atol: float = Field(1e-2, ge=0)
     rtol: float = Field(0.0, ge=0)

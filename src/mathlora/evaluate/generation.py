@@ -14,6 +14,12 @@ inside an open ``<<expr=``, the calculator's result and ``>>`` are queued as tha
 one per step, while the other rows keep decoding, so the batched KV-cache loop stays one step for all rows.
 An expression the calculator refuses leaves the model to continue on its own; calls and refusals are counted
 per row.
+
+Memory is bounded by settings, not by the data: a prompt longer than the model's position limit (or with
+no room for a token under ``max_length``) is, before any batching, either skipped (empty completion, with
+the reason) or cut from the left (``long_prompts``);
+batches are planned by padded tokens (``rows x (longest prompt + largest budget) <= batch_tokens``, default
+``batch_size * max_length``) as well as by ``batch_size``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ class Generation:
     prompt_tokens: int
     calculator_calls: int = 0     # <<expr= annotations the calculator answered (result forced)
     calculator_refused: int = 0   # annotations the calculator refused (the model continued alone)
+    skipped: str | None = None    # why no completion was generated (a prompt too long for max_length)
+    prompt_truncated: bool = False  # the prompt was cut from the left to fit max_length
 
 
 class CalculatorHook:
@@ -153,6 +161,66 @@ def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def model_limit(model) -> int | None:
+    """The longest sequence the model's position embeddings allow (None when unknown)."""
+    value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def fit_prompts(encoded: list[list[int]], *, max_length: int, max_new_tokens: int, min_new_tokens: int = 0,
+                policy: str = "skip", bos_id: int | None = None,
+                limit: int | None = None) -> tuple[list[list[int]], list[str | None], list[bool]]:
+    """(prompts, skip reasons, truncated flags), decided per prompt before any batching.
+
+    ``policy="skip"``: a prompt longer than the model's ``limit`` (position embeddings), or with no room for a
+    token under ``max_length`` (budget 0), gets a reason and is not generated. ``"truncate_left"``: a prompt
+    with no room under ``max_length`` (or over ``limit``) keeps its last ``max_length - max_new_tokens``
+    tokens (at least one token of room) and its BOS token.
+    """
+    if policy not in ("skip", "truncate_left"):
+        raise MathloraError(f"long_prompts must be skip or truncate_left, got {policy!r}")
+    limit = limit or max_length
+    least = max(min_new_tokens, 1)
+    cap = min(limit, max_length)
+    keep_len = max(1, cap - max_new_tokens) if max_new_tokens < cap else max(1, cap - least)
+    out, reasons, cut = [], [], []
+    for e in encoded:
+        over_limit = len(e) > limit - least
+        no_room = token_budget(len(e), max_new_tokens=max_new_tokens, max_length=max_length,
+                               min_new_tokens=min_new_tokens) <= 0
+        if policy == "truncate_left" and (over_limit or len(e) > max_length - least):
+            head = [e[0]] if bos_id is not None and e and e[0] == bos_id and keep_len > 1 else []
+            out.append(head + e[len(e) - (keep_len - len(head)):]), reasons.append(None), cut.append(True)
+        elif over_limit:
+            out.append(e), cut.append(False)
+            reasons.append(f"prompt is {len(e)} tokens, over the model's limit of {limit}")
+        elif no_room:
+            out.append(e), cut.append(False)
+            reasons.append(f"prompt is {len(e)} tokens; max_length {max_length} leaves no room to generate")
+        else:
+            out.append(e), reasons.append(None), cut.append(False)
+    return out, reasons, cut
+
+
+def plan_batches(lengths: list[int], budgets: list[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices sorted by length (longest first, stable), cut into batches of at most ``batch_size`` rows
+    whose padded size ``rows * (longest prompt + largest budget)`` stays within ``max_tokens`` (a single
+    row always forms a batch)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    width = steps = 0
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        w, st = max(width, lengths[i]), max(steps, budgets[i])
+        if current and (len(current) + 1 > batch_size or (len(current) + 1) * (w + st) > max_tokens):
+            batches.append(current)
+            current, w, st = [], lengths[i], budgets[i]
+        current.append(i)
+        width, steps = w, st
+    if current:
+        batches.append(current)
+    return batches
+
+
 def _left_pad(rows: list[list[int]], pad_id: int, device):
     import torch
 
@@ -240,7 +308,8 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_to
 
 def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int, max_length: int,
                     batch_size: int = 16, min_new_tokens: int = 0, progress: bool = True,
-                    desc: str = "generate", calculator: bool = False) -> list[Generation]:
+                    desc: str = "generate", calculator: bool = False, long_prompts: str = "skip",
+                    batch_tokens: int | None = None) -> list[Generation]:
     """Greedy completions of ``prompts`` in input order (see the module docstring).
 
     ``calculator``: calculator-assisted decoding of ``<<expr=value>>`` annotations.
@@ -249,17 +318,27 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
     from tqdm import tqdm
 
     encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    budgets = [token_budget(len(e), max_new_tokens=max_new_tokens, max_length=max_length,
-                            min_new_tokens=min_new_tokens) for e in encoded]
+    encoded, skip_reasons, truncated = fit_prompts(encoded, max_length=max_length, max_new_tokens=max_new_tokens,
+                                                   min_new_tokens=min_new_tokens, policy=long_prompts,
+                                                   bos_id=tokenizer.bos_token_id, limit=model_limit(model))
+    budgets = [0 if skip_reasons[i] else token_budget(len(e), max_new_tokens=max_new_tokens, max_length=max_length,
+                                                      min_new_tokens=min_new_tokens) for i, e in enumerate(encoded)]
     eos = eos_ids(model, tokenizer)
     eos_set = set(eos)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     device = next(model.parameters()).device
     hook = CalculatorHook(tokenizer) if calculator else None
     results: list[Generation | None] = [None] * len(prompts)
+    for i, reason in enumerate(skip_reasons):
+        if reason:
+            results[i] = Generation("", [], 0, False, len(encoded[i]), skipped=reason)
+    todo = [i for i, reason in enumerate(skip_reasons) if not reason]
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
+    bar.update(len(prompts) - len(todo))
     try:
-        for batch in length_sorted_batches([len(e) for e in encoded], batch_size):
+        planned = plan_batches([len(encoded[i]) for i in todo], [budgets[i] for i in todo], batch_size,
+                               batch_tokens or batch_size * max_length)
+        for batch in ([todo[k] for k in b] for b in planned):
             steps = max(budgets[i] for i in batch)
             if steps <= 0:
                 for i in batch:
@@ -275,7 +354,8 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
                 stopped = d.stopped and budgets[i] > 0
                 text = tokenizer.decode(kept, skip_special_tokens=True)
                 results[i] = Generation(text, kept, len(kept) + stopped, stopped, len(encoded[i]),
-                                        calculator_calls=d.calls, calculator_refused=d.refused)
+                                        calculator_calls=d.calls, calculator_refused=d.refused,
+                                        prompt_truncated=truncated[i])
             bar.update(len(batch))
     finally:
         bar.close()

@@ -80,19 +80,23 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
     start = time.perf_counter()
     batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(prompts))
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length,
-                           batch_size=batch_size, progress=progress, desc="predict", calculator=calculator)
+                           batch_size=batch_size, progress=progress, desc="predict", calculator=calculator,
+                           long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens)
     seconds = time.perf_counter() - start
     write_jsonl(output_path, (prediction_line(r, p, g.completion, scope=scope,
                                               generated_tokens=g.generated_tokens, stopped=g.stopped,
                                               calculator=(g.calculator_calls, g.calculator_refused)
                                               if calculator else None)
+                              | ({"skipped": g.skipped} if g.skipped else {})
+                              | ({"prompt_truncated": True} if g.prompt_truncated else {})
                               for r, p, g in zip(records, prompts, gens)))
     tokens = sum(g.generated_tokens for g in gens)
     return {
         "count": len(records), "generated_tokens": tokens, "seconds": round(seconds, 3),
         "tokens_per_s": round(tokens / seconds, 2) if seconds > 0 else 0.0,
         "load_seconds": round(load_seconds, 3), "stopped_at_eos": sum(g.stopped for g in gens),
-        "skipped_prompt_too_long": sum(g.generated_tokens == 0 for g in gens),
+        "skipped_prompt_too_long": sum(g.skipped is not None for g in gens),
+        "prompts_truncated": sum(g.prompt_truncated for g in gens),
         "calculator": calculator,
         **({"calculator_calls": sum(g.calculator_calls for g in gens),
             "calculator_refused": sum(g.calculator_refused for g in gens)} if calculator else {}),

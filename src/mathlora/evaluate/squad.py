@@ -258,7 +258,8 @@ def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, 
             start = time.perf_counter()
             gens = generate_greedy(lm, tokenizer, [s["prompt"] for s in samples],
                                    max_new_tokens=cfg.squad_max_new_tokens, max_length=cfg.max_length,
-                                   batch_size=batch_size, min_new_tokens=1, progress=progress, desc="squad")
+                                   batch_size=batch_size, min_new_tokens=1, progress=progress, desc="squad",
+                                   long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens)
         result["seconds"] = round(time.perf_counter() - start, 3)
         preds = {s["id"]: first_line(g.completion) for s, g in zip(samples, gens)}
         out = Path(predictions_out) if predictions_out is not None else default_predictions_path(output_path)
