@@ -127,7 +127,11 @@ def load_inference_model(model: str, adapter=None, runtime=None, *, merge: bool 
     from mathlora.runtime import Runtime
 
     if adapter is not None:
-        require_adapter_dir(adapter)
+        from mathlora.train.checkpoint import adapter_problem
+
+        problem = adapter_problem(require_adapter_dir(adapter))
+        if problem:
+            raise MathloraError(f"adapter {adapter} {problem}; refusing to score it")
     runtime = runtime or Runtime.resolve()
     tokenizer = load_tokenizer(model)
     lm = load_model(model, runtime)

@@ -6,14 +6,18 @@ A checkpoint folder ``checkpoints/step-<N>/`` holds
 * ``optimizer.safetensors``: every optimizer state tensor (key ``state/<param>/<name>``), no pickle;
 * ``trainer_state.json``: step, epoch, learning rate, optimizer hyperparameters, data position, the
   random-number scheme, cumulative tokens and seconds, and the run fingerprint;
-* ``merged/`` when ``train.merge_checkpoints``: the adapter merged into the base model.
+* ``merged/`` when ``train.merge_checkpoints``: the adapter merged into the base model;
+* ``checksum.json``, written last: size and SHA-256 of every other file (``merged/`` aside).
 
 The folder is built under a temporary name (``.step-<N>.*.tmp``) and renamed when complete, so a
-folder named ``step-<N>`` is always complete; temporary leftovers of a killed run are ignored.
+folder named ``step-<N>`` is always complete; temporary leftovers of a killed run are ignored. A resume
+verifies the checksum, that the files load and that the weights are finite (``checkpoint_problem``), and
+falls back to the newest checkpoint that passes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -24,6 +28,8 @@ import torch
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+CHECKSUM_FILE = "checksum.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def checkpoint_dir(root: Path, step: int) -> Path:
@@ -113,3 +119,90 @@ def read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(Path(folder) / "adapter_model.safetensors"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _checked_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE
+                  and p.relative_to(folder).parts[0] != "merged")
+
+
+def write_checksum(folder: Path) -> None:
+    """Write ``checksum.json`` (size and SHA-256 of every file but ``merged/``); call it last."""
+    folder = Path(folder)
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in _checked_files(folder)}
+    (folder / CHECKSUM_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first tensor holding NaN or Infinity (None when all are finite)."""
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            return name
+    return None
+
+
+def _load_problem(what: str, load) -> tuple[object, str | None]:
+    try:
+        return load(), None
+    except Exception as e:  # safetensors / json raise several kinds on a damaged file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        return None, f"{what} is unreadable ({first})"
+
+
+def checkpoint_problem(folder: str | Path) -> str | None:
+    """Why a checkpoint cannot be resumed from (None when it can): a checksum mismatch, a file that does not
+    load, or non-finite weights. Checkpoints written before checksums existed get the load checks only."""
+    folder = Path(folder)
+    manifest = folder / CHECKSUM_FILE
+    if manifest.is_file():
+        recorded, problem = _load_problem(CHECKSUM_FILE, lambda: json.loads(manifest.read_text(encoding="utf-8")))
+        if problem:
+            return problem
+        files = recorded.get("files") if isinstance(recorded, dict) else None
+        if not isinstance(files, dict) or not files:
+            return f"{CHECKSUM_FILE} is damaged"
+        for name, rec in files.items():
+            p = folder / name
+            if not p.is_file():
+                return f"{name} is missing"
+            if not isinstance(rec, dict) or p.stat().st_size != rec.get("size") or _sha256(p) != rec.get("sha256"):
+                return f"{name} does not match its checksum"
+    _, problem = _load_problem(STATE_FILE, lambda: read_training_state(folder))
+    if problem:
+        return problem
+    return adapter_problem(folder)
+
+
+def adapter_problem(folder: str | Path) -> str | None:
+    """Why an adapter folder's weights cannot be used (unreadable or non-finite), or None."""
+    path = Path(folder) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        return f"{ADAPTER_WEIGHTS} is missing"
+    weights, problem = _load_problem(ADAPTER_WEIGHTS, lambda: read_adapter_weights(folder))
+    if problem:
+        return problem
+    bad = non_finite(weights)
+    return f"holds non-finite weights (NaN/Infinity in {bad})" if bad else None
+
+
+def newest_valid_checkpoint(root: str | Path, warn=None) -> Path | None:
+    """The newest checkpoint that passes ``checkpoint_problem``; ``warn(message)`` hears about each skipped."""
+    found = list_checkpoints(root)
+    for i in range(len(found) - 1, -1, -1):
+        _, path = found[i]
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path
+        if warn is not None:
+            previous = found[i - 1][1].name if i else "the start (step 0)"
+            warn(f"checkpoint {path} is damaged: {problem}; falling back to {previous}")
+    return None

@@ -35,6 +35,9 @@ Semantics:
   micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA (each
   decided from the runtime's device); the summary carries strict FLOP figures (``mathlora.train.flops``:
   MFU on a known GPU).
+* a checkpoint carries a checksum written last; a resume verifies it (and that the weights load and are
+  finite) and falls back to the newest checkpoint that passes, saying so. A non-finite loss or gradient norm
+  stops training with an error before the optimizer step; non-finite weights are never saved.
 """
 
 from __future__ import annotations
@@ -58,8 +61,8 @@ from mathlora.records import dumps_line, read_jsonl
 from mathlora.run_dir import atomic_path, file_sha256, write_json_atomic
 from mathlora.runtime import Runtime
 from mathlora.train.checkpoint import (
-    checkpoint_dir, list_checkpoints, newest_checkpoint, read_adapter_weights, read_training_state,
-    resolve_save_steps, write_training_state,
+    adapter_problem, checkpoint_dir, list_checkpoints, newest_valid_checkpoint, non_finite, read_adapter_weights,
+    read_training_state, resolve_save_steps, write_checksum, write_training_state,
 )
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.data import (
@@ -360,7 +363,14 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
     fingerprint = run_fingerprint(cfg, tokens_file(tokens_dir))
     done = finished_summary(out, fingerprint, resume)
     if done is not None:
-        return done
+        problem = adapter_problem(out / "adapter")
+        if problem is None:
+            return done
+        if group.is_main:
+            print(f"warning: the finished adapter {out / 'adapter'} {problem}; rebuilding it from the checkpoints",
+                  file=sys.stderr)
+            (out / SUMMARY).unlink(missing_ok=True)
+        group.barrier()
     if tc.global_batch_size % group.world:
         raise MathloraError(f"train.global_batch_size={tc.global_batch_size} is not a multiple of the "
                             f"{group.world} processes")
@@ -368,7 +378,12 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
         print(f"warning: skipped {skipped} record(s) without a learnable token", file=sys.stderr)
 
     ckpt_root = out / "checkpoints"
-    start = newest_checkpoint(ckpt_root) if resume else None
+
+    def warn(message: str) -> None:
+        if group.is_main:
+            print(f"warning: {message}", file=sys.stderr)
+
+    start = newest_valid_checkpoint(ckpt_root, warn) if resume else None
     if start is None and group.is_main:
         if resume and out.exists() and any(out.iterdir()):
             print(f"warning: no complete checkpoint in {ckpt_root}; starting from step 0", file=sys.stderr)
@@ -454,6 +469,7 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
 
     matmul = count_matmul_params(peft_model)
     peak = peak_tflops(torch.cuda.get_device_name(group.device)) if group.device.startswith("cuda") else None
+    first_bad = torch.zeros((), dtype=torch.long)  # first step with a non-finite loss or gradient norm (0: none)
     try:
         while step < n_total:
             torch.manual_seed(step_seed(cfg.seed, step, group.rank))
@@ -466,6 +482,10 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
             loss_sum = run_micro_batches(wrapped, batches, group, pad_id, tc.packing, n_global, static_shape)
             loss_t = group.all_reduce_sum(loss_sum.to(_reduce_device(group))) / n_global
             grad_t = clip_gradients(wrapped, params, tc.max_grad_norm, as_tensor=True)
+            # Non-finite loss/gradient norm: noted on the device (no host sync), checked at the next sync point,
+            # before anything is logged or saved.
+            finite = torch.isfinite(loss_t) & torch.isfinite(grad_t).to(loss_t.device)
+            first_bad = torch.where((first_bad == 0) & ~finite, step + 1, first_bad.to(loss_t.device))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -476,6 +496,11 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
             if not (step % tc.log_every == 0 or step == n_total or step in save_at):
                 continue
             loss, grad_norm = float(loss_t), float(grad_t)  # waits for the device
+            if int(first_bad):
+                raise MathloraError(f"training stopped: the loss or gradient norm was not finite at step "
+                                    f"{int(first_bad)} (step {step}: loss {loss}, gradient norm {grad_norm}); "
+                                    f"lower train.lr or check the data. Checkpoints up to step "
+                                    f"{int(first_bad) - 1} are kept")
             dt = time.perf_counter() - interval["t0"]
             tokens_done += interval["learnable"]
             inputs_done = inputs_done + interval["tokens"] if inputs_done is not None else None
@@ -507,6 +532,7 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
 
     final_adapter = out / "adapter"
     weights = adapter_state(peft_model, wrapped)
+    check_finite_weights(weights, group, step)
     if group.is_main:
         with atomic_path(final_adapter, directory=True) as tmp:
             save_adapter(peft_model, weights, tmp)
@@ -563,6 +589,7 @@ def save_checkpoint(cfg: TrainJob, peft_model, wrapped, optimizer, state: dict[s
                     group: ProcessGroup) -> Path:
     """Write ``root/step-<N>`` atomically (rank 0); every process takes part in gathering the state."""
     weights = adapter_state(peft_model, wrapped)
+    check_finite_weights(weights, group, state["step"])
     opt_state = optimizer_state(optimizer, wrapped)
     target = checkpoint_dir(root, state["step"])
     if group.is_main:
@@ -573,5 +600,16 @@ def save_checkpoint(cfg: TrainJob, peft_model, wrapped, optimizer, state: dict[s
                 from mathlora.train.merge import merge_adapter
 
                 merge_adapter(cfg.runtime, cfg.model, tmp, tmp / "merged")
+            write_checksum(tmp)  # last: a checkpoint whose checksum verifies is complete and intact
     group.barrier()
     return target
+
+
+def check_finite_weights(weights: dict[str, torch.Tensor], group: ProcessGroup, step: int) -> None:
+    """Stop (on every process) when the adapter weights hold NaN or Infinity: they are never saved."""
+    bad = non_finite(weights)
+    flag = group.all_reduce_sum(torch.tensor(float(bad is not None), dtype=torch.float64,
+                                             device=_reduce_device(group)))
+    if float(flag.item()) > 0:
+        raise MathloraError(f"training stopped at step {step}: the adapter weights are not finite "
+                            f"(NaN/Infinity{' in ' + bad if bad else ''}); lower train.lr or check the data")
