@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.run_dir import lock_for_output
 
 
 def _io(p: argparse.ArgumentParser, output_help: str = "output file") -> None:
@@ -21,7 +22,8 @@ def cmd_ingest(args) -> int:
     from mathlora.data.ingest import ingest_file
 
     cfg = config_from_args(args)
-    counts = ingest_file(cfg.ingest, args.input, args.output, rejects_path=args.rejects)
+    with lock_for_output(args.output):
+        counts = ingest_file(cfg.ingest, args.input, args.output, rejects_path=args.rejects)
     _print_counts("ingest", counts)
     for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
         print(f"  rejected {n}: {reason}")
@@ -32,7 +34,9 @@ def cmd_normalize(args) -> int:
     from mathlora.data.normalize import normalize_file
 
     cfg = config_from_args(args)
-    _print_counts("normalize", normalize_file(cfg.normalize, args.input, args.output))
+    with lock_for_output(args.output):
+        counts = normalize_file(cfg.normalize, args.input, args.output)
+    _print_counts("normalize", counts)
     return 0
 
 
@@ -43,7 +47,8 @@ def cmd_rewrite(args) -> int:
 
     cfg = config_from_args(args)
     report = args.report or str(Path(args.output).with_name("rewrite_report.json"))
-    counts = rewrite_file(args.input, args.output, report, style=cfg.solution_style)
+    with lock_for_output(args.output):
+        counts = rewrite_file(args.input, args.output, report, style=cfg.solution_style)
     _print_counts("rewrite", counts)
     for family, c in counts["per_family"].items():
         print(f"  {family:<18} recognised {c['recognised']}, rewritten {c['rewritten']}, mismatch {c['mismatch']}")
@@ -55,7 +60,9 @@ def cmd_convert(args) -> int:
     from mathlora.data.convert import convert_file
 
     cfg = config_from_args(args)
-    _print_counts("convert", convert_file(cfg.convert, args.input, args.output, template=cfg.template))
+    with lock_for_output(args.output):
+        counts = convert_file(cfg.convert, args.input, args.output, template=cfg.template)
+    _print_counts("convert", counts)
     return 0
 
 
@@ -63,8 +70,10 @@ def cmd_tokenize(args) -> int:
     from mathlora.data.tokenize import tokenize_file
 
     cfg = config_from_args(args)
-    _print_counts("tokenize", tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model,
-                                            template=cfg.template))
+    with lock_for_output(args.output):
+        counts = tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model, template=cfg.template,
+                               overwrite=args.overwrite)
+    _print_counts("tokenize", counts)
     return 0
 
 
@@ -75,7 +84,8 @@ def cmd_sample(args) -> int:
     from mathlora.data.sampling import sample_file
 
     cfg = config_from_args(args)
-    summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
+    with lock_for_output(args.output):
+        summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
     table = Table(title=f"stratified sample (ratios {summary['ratios']}, seed {summary['seed']})")
     for column in ("level", "available", "requested", "drawn"):
         table.add_column(column, justify="right")
@@ -143,5 +153,7 @@ def register(sub) -> None:
     option(p, "--template", field="template", help="template the conversations were made with (alpaca)")
     option(p, "--format", field="tokenize.format", choices=["parquet", "mindrecord"],
            help="parquet (always written) or also mindrecord")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder even if it is not an earlier tokens folder")
     add_config_args(p)
     p.set_defaults(func=cmd_tokenize)

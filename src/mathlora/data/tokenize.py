@@ -13,6 +13,8 @@ Output folder:
                    truncated/dropped/rejected, learnable tokens; the train stage reads model and seq_length
   rejects.jsonl    records with no learnable token, with the reason
   tokens.mindrecord  (format=mindrecord) input_ids/labels padded to seq_length + 1 for MindFormers
+  .mathlora-artifact marks the folder as a tokens folder: an existing folder is replaced only when it is one
+                   (or holds only the files above), or with ``overwrite``; user data is never deleted
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from mathlora.data.config import TokenizeConfig
 from mathlora.data.convert import conversation_pair, iter_json_array
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, require_file
-from mathlora.run_dir import atomic_path, write_json_atomic
+from mathlora.run_dir import atomic_path, check_output_dir, write_artifact_marker, write_json_atomic
 
 IGNORE = -100
 CHUNK = 8192
+OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
 
 
 class PromptEncoder:
@@ -128,10 +131,11 @@ def length_histogram(lengths: list[int], seq_length: int, bins: int = 16) -> lis
 
 
 def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir: str | os.PathLike, *, model: str,
-                  template: str = "alpaca", progress: bool = True) -> dict:
+                  template: str = "alpaca", progress: bool = True, overwrite: bool = False) -> dict:
     """Conversations -> the tokens folder (see the module docstring) with ``model``'s tokenizer; returns
     ``stats.json``'s content without the histogram. ``stats.json`` names ``model``, ``template`` and
-    ``seq_length``: the train stage reads them from there."""
+    ``seq_length``: the train stage reads them from there. ``overwrite``: replace an existing folder that is
+    not a tokens folder."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
@@ -141,6 +145,7 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
     seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
 
     src = require_file(input_path)
+    out_dir = check_output_dir(output_dir, "tokens", overwrite=overwrite, known_files=OUTPUT_FILES)
     if overflow not in ("truncate", "drop"):
         raise MathloraError(f"overflow must be truncate or drop, got {overflow!r}")
     if fmt == "mindrecord":
@@ -159,7 +164,6 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
              "tokens": 0, "learnable_tokens": 0, "seq_length": seq_length, "overflow": overflow,
              "model": model, "template": template, "eos_token": tok.eos_token}
     lengths: list[int] = []
-    out_dir = Path(output_dir)
     items = iter_json_array(src)
     bar = tqdm(desc="tokenize", unit="rec", disable=not progress, mininterval=1.0)
     try:
@@ -207,6 +211,7 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
                 raise MathloraError(f"{src}: no record left after tokenization "
                                     f"({stats['rejected']} rejected, {stats['dropped']} dropped)")
             write_json_atomic(tmp / "stats.json", stats)
+            write_artifact_marker(tmp, "tokens")
     except UnicodeDecodeError:
         raise MathloraError(f"{src}: not UTF-8 text") from None
     finally:

@@ -92,8 +92,12 @@ def cmd_predict(args) -> int:
     from mathlora.evaluate.predict import predict_file
 
     cfg = config_from_args(args)
-    summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                           template=cfg.template, progress=not args.no_progress, solution_style=cfg.solution_style)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(args.output):
+        summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                               template=cfg.template, progress=not args.no_progress,
+                               solution_style=cfg.solution_style)
     calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
             if summary["calculator"] else "")
     print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
@@ -107,8 +111,11 @@ def cmd_eval_math(args) -> int:
 
     cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline,
-                   solution_style=cfg.solution_style)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(output):
+        r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline,
+                       solution_style=cfg.solution_style)
     print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
           + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
     comparison = r.get("comparison")
@@ -137,10 +144,13 @@ def cmd_eval_squad(args) -> int:
         return 0
     if args.output is None:
         raise MathloraError("give --output RESULT.json (where the SQuAD scores go)")
+    from mathlora.run_dir import lock_for_output
+
     runtime = None if args.predictions else runtime_from(cfg)
-    r = evaluate_squad(cfg.eval, runtime, None if args.predictions else cfg.model, args.adapter, data, args.output,
-                       predictions_out=args.save_predictions, progress=not args.no_progress,
-                       baseline_path=args.baseline, predictions_in=args.predictions)
+    with lock_for_output(args.output):
+        r = evaluate_squad(cfg.eval, runtime, None if args.predictions else cfg.model, args.adapter, data,
+                           args.output, predictions_out=args.save_predictions, progress=not args.no_progress,
+                           baseline_path=args.baseline, predictions_in=args.predictions)
     print(f"squad: F1 {r['f1']:.2f}  EM {r['em']:.2f}  over {r['count']} samples ({r['mode']})")
     verdict = r.get("retention")
     if verdict:

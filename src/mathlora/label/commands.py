@@ -36,7 +36,11 @@ def run_label(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     runtime = runtime_from(cfg) if cfg.label.judge == "local" else None
-    summary = label_file(cfg.label, runtime, args.input, args.output, base_model=cfg.model, progress=not args.quiet)
+    from mathlora.run_dir import lock_for_output
+
+    with lock_for_output(args.output):
+        summary = label_file(cfg.label, runtime, args.input, args.output, base_model=cfg.model,
+                             progress=not args.quiet)
     dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
     print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
           f"({summary['source']}, {summary['seconds']:.1f}s)")
@@ -48,4 +52,3 @@ def run_label(args: argparse.Namespace) -> int:
 
         raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
     return 0
-

@@ -42,6 +42,8 @@ def register(subparsers) -> None:
     m.add_argument("--output", required=True, help="output folder")
     m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="dtype of the merged weights (default: the base model's stored dtype)")
+    m.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output folder even if it is not an earlier merge")
     add_runtime_args(m)  # where the merge runs; --precision pins its arithmetic (default: fp32)
     add_config_args(m)
     m.set_defaults(func=run_merge)
@@ -54,8 +56,12 @@ def run_train(args: argparse.Namespace) -> int:
     layout = RunLayout(cfg.run_dir)
     tokens = Path(args.tokens) if args.tokens else layout.tokens
     output = Path(args.output) if args.output else layout.train
-    summary = train(cfg.train, runtime_from(cfg), tokens, output, lora=cfg.lora, seed=cfg.seed, resume=args.resume,
-                    progress=not args.no_progress)
+    from mathlora.run_dir import lock_for_output
+
+    # one writer per run folder; under torchrun rank 0 holds the lock for all processes
+    with lock_for_output(output / "x" if os.environ.get("RANK", "0") == "0" else None):
+        summary = train(cfg.train, runtime_from(cfg), tokens, output, lora=cfg.lora, seed=cfg.seed,
+                        resume=args.resume, progress=not args.no_progress)
     if os.environ.get("RANK", "0") == "0":
         print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s: "
               f"{summary['tokens_per_s']:.1f} learnable tokens/s, final loss {summary['final_loss']:.4f}; "
@@ -67,7 +73,11 @@ def run_train(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from mathlora.train.merge import merge_adapter
 
+    from mathlora.run_dir import lock_for_output
+
     cfg = config_from_args(args)
-    out = merge_adapter(runtime_from(cfg), args.model, args.adapter, args.output, dtype=args.dtype)
+    with lock_for_output(args.output):
+        out = merge_adapter(runtime_from(cfg), args.model, args.adapter, args.output, dtype=args.dtype,
+                            overwrite=args.overwrite)
     print(f"merged {args.adapter} into {args.model}: {out}", file=sys.stdout)
     return 0

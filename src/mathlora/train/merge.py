@@ -2,7 +2,9 @@
 
 ``merge_adapter(runtime, "smollm2-135m-instruct", "runs/demo/train/adapter", "runs/demo/merged")`` writes a folder
 that ``AutoModelForCausalLM.from_pretrained`` and ``AutoTokenizer.from_pretrained`` load without peft.
-The output folder is written atomically.
+The output folder is written atomically, and only over an earlier merged folder (its marker) unless
+``overwrite``: an existing folder of other files is refused, never deleted. An adapter whose weights do not
+load or are not finite (NaN/Infinity) is refused.
 """
 
 from __future__ import annotations
@@ -46,25 +48,29 @@ def stored_dtype(model: str):
     return getattr(torch, name) if isinstance(name, str) and hasattr(torch, name) else torch.float32
 
 
-def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, *, dtype=None) -> Path:
+def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, *, dtype=None,
+                  overwrite: bool = False) -> Path:
     """Load ``model`` (any mathlora model spec), apply the adapter, merge, save; returns ``output_dir``.
 
     The merge runs on ``runtime.device`` (default: ``Runtime.resolve()``). It computes ``W + scale * B @ A``
     in fp32 unless the runtime's precision was pinned (``runtime.precision`` / ``$MATHLORA_PRECISION``), so
     a small LoRA delta is not rounded away against bf16 weights, and saves the result in ``dtype`` (``fp32``,
-    ``bf16``, ``fp16``; default: the dtype the base model is stored in).
+    ``bf16``, ``fp16``; default: the dtype the base model is stored in). ``overwrite``: replace an existing
+    output folder that is not an earlier merge.
     """
     import torch
     from peft import PeftModel
 
     from mathlora.compat import quiet_peft
     from mathlora.models import load_model, load_tokenizer
-    from mathlora.run_dir import atomic_path
+    from mathlora.run_dir import atomic_path, check_output_dir, write_artifact_marker
+    from mathlora.train.checkpoint import adapter_problem
 
     adapter = require_adapter_dir(adapter_dir)
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise MathloraError(f"output {out} exists and is a file; expected a folder path")
+    out = check_output_dir(output_dir, "merged", overwrite=overwrite)
+    problem = adapter_problem(adapter)
+    if problem:
+        raise MathloraError(f"adapter {adapter} {problem}; refusing to merge it")
     runtime = runtime or Runtime.resolve()
     work = runtime.replace(precision="fp32") if runtime.precision_auto else runtime
     if isinstance(dtype, str):
@@ -82,4 +88,5 @@ def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, 
     with torch.no_grad(), atomic_path(out, directory=True) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        write_artifact_marker(tmp, "merged")
     return out
