@@ -12,12 +12,20 @@ a crash continues where it stopped (training resumes from its newest checkpoint)
 The run folder's artifacts are named by ``mathlora.layout.RunLayout``; docs/ARCHITECTURE.md lists them with
 the stage that writes each one. The runtime (device, precision) is resolved once (``Runtime``) and given to
 every stage that runs a model.
+
+A run holds an OS lock on its folder (a second run gets one line naming the holder's PID), checks the whole
+config before the first stage, and removes leftovers of interrupted writes. "Fresh" means verified: each
+output's recorded size and hash (or format footer) must still match, so a damaged artifact is redone by its
+producer, never trusted, and never the reason a finished training is deleted. A label stage with failed
+records is not done: the run stops with their count and first error, and the next run asks them again.
+
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -30,7 +38,8 @@ from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.layout import RunLayout
 from mathlora.records import require_file, write_jsonl
-from mathlora.run_dir import RunDir, fingerprint, write_json_atomic, write_text_atomic
+from mathlora.run_dir import (RunDir, RunLock, clean_temp_files, fingerprint, format_problem, links_out_of,
+                               write_json_atomic, write_text_atomic)
 from mathlora.runtime import Runtime
 
 STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "rewrite", "convert", "tokenize",
@@ -64,12 +73,15 @@ class Pipeline:
         The fingerprint hashes ``inputs`` and ``settings``, unless the stage brings its own (``fp``)."""
         index = STAGES.index(name) + 1
         fp = fp or fingerprint(inputs, settings)
-        if not self.force and self.rd.is_fresh(name, fp, outputs):
+        stale = self.rd.stale_reason(name, fp, outputs)
+        if not self.force and stale is None:
             rec = self.rd.stage_record(name) or {}
             print(f"[{index:>2}/{len(STAGES)}] {name}: fresh, skipped", flush=True)
             if name == self.stop_after:
                 raise StopAfter(name)
             return rec.get("counts", {})
+        if stale and stale not in ("not done yet", "inputs or settings changed"):
+            print(f"[{index:>2}/{len(STAGES)}] {name}: {stale}; redoing", flush=True)
         print(f"[{index:>2}/{len(STAGES)}] {name} ...", flush=True)
         start = time.perf_counter()
         counts = fn() or {}
@@ -140,13 +152,25 @@ class Pipeline:
         self.stage("ingest_test", {"input": test_src}, {}, [test],
                    lambda: ingest_file(IngestConfig(), test_src, test, rejects_path=lay.test_rejects))
         labeled = lay.labeled
-        label_settings = {k: v for k, v in cfg.label.model_dump().items() if k not in ("concurrency", "timeout")}
+        label_settings = {k: v for k, v in cfg.label.model_dump().items()
+                          if k not in ("concurrency", "timeout", "retry_failed")}
         if cfg.label.judge == "local":
             label_settings["runtime"] = self.runtime.fingerprint()
+        if ((self.rd.stage_record("label") or {}).get("counts") or {}).get("failed"):
+            self.rd.forget("label")  # recorded with failures by an older mathlora: not done
+
+        def label() -> dict:
+            # a run always asks again about records that failed before: a label stage with failures is not done
+            summary = label_file(cfg.label.model_copy(update={"retry_failed": True}), self.runtime, records, labeled,
+                                 base_model=cfg.model, progress=self.progress)
+            if summary["failed"]:
+                from mathlora.label.run import failure_message
+
+                raise MathloraError(failure_message(summary, labeled) + "; the next `mathlora run` asks them again")
+            return summary
+
         self.summary["label"] = self.stage(
-            "label", {"input": records}, {"label": label_settings, "model": cfg.model}, [labeled],
-            lambda: label_file(cfg.label, self.runtime, records, labeled, base_model=cfg.model,
-                               progress=self.progress))
+            "label", {"input": records}, {"label": label_settings, "model": cfg.model}, [labeled], label)
         sampled = lay.sampled
         self.summary["sample"] = self.stage(
             "sample", {"input": labeled}, {"sample": cfg.sample.model_dump(), "seed": cfg.seed}, [sampled],
@@ -252,24 +276,46 @@ class Pipeline:
         # "same run" is the trainer's rule: settings that cannot change the result never invalidate train/
         fp = training_fingerprint(cfg.train, self.runtime, tokens, lora=cfg.lora, seed=cfg.seed)
         rec = self.rd.stage_record("train")
-        if self.force or (rec and rec.get("fingerprint") != fp):
-            # settings or data changed: a fresh run, not a resume of the old one
-            if out.exists():
-                import shutil
+        if out.exists() and (self.force or (rec and rec.get("fingerprint") != fp)):
+            # settings or data changed: a fresh run, not a resume of the old one; but never on the word of
+            # damaged tokens (tokenize verified or rebuilt them above; this is the last line of defence)
+            parquet = lay.tokens_parquet
+            problem = format_problem(parquet) if parquet.is_file() else "is missing"
+            if problem:
+                raise MathloraError(f"{parquet} {problem}; the finished training in {out} is kept. "
+                                    "Run again to rebuild the tokens")
+            import shutil
 
-                shutil.rmtree(out)
+            trash = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, trash)  # gone from view at once; a crash leaves a temp folder, cleaned next run
+            shutil.rmtree(trash, ignore_errors=True)
         self.summary["train"] = self.stage(
-            "train", {"tokens": lay.tokens_parquet}, {}, [lay.train_summary],
+            "train", {"tokens": lay.tokens_parquet}, {}, [lay.train_summary, lay.train_adapter],
             lambda: train(cfg.train, self.runtime, tokens, out, lora=cfg.lora, seed=cfg.seed, resume=True,
                           progress=self.progress), fp=fp)
         merged = lay.merged
         adapter = lay.train_adapter
         self.stage("merge", {"adapter": adapter}, {"model": cfg.model, "runtime": self.runtime.fingerprint()},
-                   [lay.merged_config],
-                   lambda: {"merged": str(merge_adapter(self.runtime, cfg.model, adapter, merged))})
+                   [lay.merged_config, merged],
+                   lambda: {"merged": str(merge_adapter(self.runtime, cfg.model, adapter, merged, overwrite=True))})
         return merged
 
     def run(self) -> dict:
+        """The whole pipeline, holding the run folder's lock; the config is checked before any stage."""
+        from mathlora.preflight import check_config
+
+        with RunLock(self.rd.root):
+            check_config(self.cfg)
+            links = links_out_of(self.rd.root, sorted(p.name for p in self.rd.root.iterdir()) + [
+                f"eval/{x}" for x in ("base", "tuned")])
+            if links:
+                link, target = links[0]
+                raise MathloraError(f"{link} is a symbolic link to {target}, outside the run folder; mathlora "
+                                    "does not write or delete through it (remove the link or use another run_dir)")
+            clean_temp_files(self.rd.root)
+            return self._run_stages()
+
+    def _run_stages(self) -> dict:
         cfg = self.cfg
         start = time.perf_counter()
         self.rd.set_meta(mathlora_version=__version__, python=platform.python_version(),
@@ -361,8 +407,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mathlora.report.build import build_report
 
     root = Path(args.run_dir)
-    if not RunLayout(root).manifest.exists():
+    if not RunLayout(root).manifest.is_file():
         raise MathloraError(f"{root} is not a mathlora run folder (no manifest.json)")
-    build_report(root)
+    with RunLock(root):
+        build_report(root)
     print(headline(root))
     return 0

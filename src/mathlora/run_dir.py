@@ -468,6 +468,8 @@ class RunDir:
                     return f"{self._key(o)} {problem}"
             elif not Path(o).exists():
                 return f"{self._key(o)} is missing"
+            elif Path(o).is_file() and (problem := format_problem(o)):  # recorded before verification existed
+                return f"{self._key(o)} is damaged ({problem})"
         return None
 
     def is_fresh(self, stage: str, fp: str, outputs: list[str | os.PathLike]) -> bool:
