@@ -28,6 +28,7 @@ def _bad_constant(name: str):
 
 
 _NONZERO = re.compile(r"[1-9]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _finite_float(text: str) -> float:
@@ -42,7 +43,12 @@ def _finite_float(text: str) -> float:
 def parse_json(text: str | bytes) -> Any:
     """``json.loads`` for untrusted text: JsonProblem (never RecursionError or a bare ValueError)."""
     try:
-        return json.loads(text, parse_constant=_bad_constant, parse_float=_finite_float)
+        obj = json.loads(text, parse_constant=_bad_constant, parse_float=_finite_float)
+        if _SURROGATE_ESCAPE.search(text if isinstance(text, str) else text.decode("utf-8", "replace")):
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be written as UTF-8
+        return obj
+    except UnicodeEncodeError:
+        raise JsonProblem("a \\u escape is a lone surrogate (not a Unicode character)") from None
     except JsonProblem:
         raise
     except json.JSONDecodeError as e:

@@ -26,7 +26,7 @@ from pathlib import Path
 from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import first_line
 from mathlora.evaluate.config import EvalConfig
-from mathlora.records import read_jsonl, require_file, write_jsonl
+from mathlora.records import read_json_document, read_jsonl, require_file, write_jsonl
 from mathlora.run_dir import write_json_atomic
 from mathlora.runtime import Runtime
 
@@ -86,11 +86,9 @@ def read_squad(path) -> list[dict]:
     """The ``data`` list of a SQuAD v1.1 file, with its shape checked."""
     p = require_file(path, "SQuAD")
     try:
-        doc = json.loads(p.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as e:
-        raise MathloraError(f"{p} is not valid JSON ({e.msg} at line {e.lineno}); expected SQuAD v1.1 JSON") from None
-    except UnicodeDecodeError:
-        raise MathloraError(f"{p} is not UTF-8 text; expected SQuAD v1.1 JSON") from None
+        doc = read_json_document(p, "SQuAD")
+    except MathloraError as e:
+        raise MathloraError(f"{e}; expected SQuAD v1.1 JSON") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise _shape_error(p, "top level", "must be an object with a 'data' list")
     for a, article in enumerate(doc["data"]):
@@ -194,8 +192,8 @@ def retention_verdict(base: dict, tuned: dict, keep: float) -> dict:
 def read_baseline(path) -> dict:
     p = require_file(path, "baseline")
     try:
-        base = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        base = read_json_document(p, "baseline")
+    except MathloraError:
         raise MathloraError(f"baseline {p} is not a JSON result of 'mathlora eval squad'") from None
     if not isinstance(base, dict):
         raise MathloraError(f"baseline {p} is not a JSON result of 'mathlora eval squad'")
