@@ -409,6 +409,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     root = Path(args.run_dir)
     if not RunLayout(root).manifest.is_file():
         raise MathloraError(f"{root} is not a mathlora run folder (no manifest.json)")
+    from mathlora.records import read_json_document
+
+    try:
+        manifest = read_json_document(root / "manifest.json", "manifest")
+    except MathloraError as e:
+        manifest = e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages", {}), dict):
+        raise MathloraError(f"{root / 'manifest.json'} is damaged; `mathlora run` rebuilds it")
     with RunLock(root):
         build_report(root)
     print(headline(root))
