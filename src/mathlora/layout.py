@@ -65,6 +65,13 @@ class RunLayout:
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 
+    @property
+    def lock(self) -> Path:
+        """The run folder's OS lock file (``mathlora.run_dir.RunLock``)."""
+        from mathlora.run_dir import LOCK_FILE
+
+        return self.root / LOCK_FILE
+
     # -- synth: generated data when data.* are not given ---------------------------------------------------
     @property
     def raw(self) -> Path:

@@ -8,9 +8,12 @@ Nothing heavy is loaded: a model spec is checked for existence and shape (a fold
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mathlora.config import Config
 from mathlora.errors import MathloraError
+
+if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
+    from mathlora.config import Config
 
 
 def check_model_spec(spec: str, what: str = "model") -> None:
@@ -38,7 +41,7 @@ def check_model_spec(spec: str, what: str = "model") -> None:
                         f"{', '.join(PACKAGED)}, or {TINY}")
 
 
-def check_config(cfg: Config) -> None:
+def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
     from mathlora.data.sampling import parse_ratios
     from mathlora.label.prompt import load_prompt

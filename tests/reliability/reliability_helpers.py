@@ -58,13 +58,13 @@ def strict_json_lines(path: Path) -> list:
 
 def tiny_adapter(folder: Path) -> Path:
     """A fresh LoRA adapter of tiny-random-llama (peft format), without training."""
-    import torch
-
     from mathlora.config import load_config
-    from mathlora.train.trainer import adapter_state, build_model, save_adapter
+    from mathlora.runtime import Runtime
+    from mathlora.train.trainer import TrainJob, adapter_state, build_model, save_adapter
 
     cfg = load_config(None, {"model": "tiny-random-llama"})
-    model = build_model(cfg, "cpu", torch.float32)
+    runtime = Runtime.resolve()
+    model = build_model(TrainJob(cfg.train, cfg.lora, cfg.seed, cfg.model, 64, runtime), runtime)
     save_adapter(model, adapter_state(model, model), folder)
     return folder
 
@@ -88,6 +88,7 @@ def write_tokens(folder: Path, n: int = 16) -> Path:
     pq.write_table(pa.table({"id": pa.array(ids, pa.string()), "input_ids": pa.array(inputs, pa.list_(pa.int32())),
                              "labels": pa.array(labels, pa.list_(pa.int32())),
                              "length": pa.array([len(x) for x in inputs], pa.int32())}), folder / "tokens.parquet")
+    (folder / "stats.json").write_text(json.dumps({"model": "tiny-random-llama", "seq_length": 64}) + "\n")
     return folder
 
 

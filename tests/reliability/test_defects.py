@@ -116,6 +116,7 @@ def test_02_a_truncated_tokens_file_is_redone_and_the_finished_training_kept(tmp
 
 def _train(tmp_path, out, **train):
     from mathlora.config import load_config
+    from mathlora.runtime import Runtime
     from mathlora.train.trainer import train as run_train
 
     overrides = {"model": "tiny-random-llama", "seed": 3, "train.global_batch_size": 8, "train.micro_batch_size": 8,
@@ -124,7 +125,9 @@ def _train(tmp_path, out, **train):
     tokens = tmp_path / "tokens"
     if not tokens.exists():
         write_tokens(tokens)
-    return run_train(load_config(None, overrides), tokens, out, progress=False)
+    cfg = load_config(None, overrides)
+    return run_train(cfg.train, Runtime.resolve(), tokens, out, lora=cfg.lora,
+                     seed=cfg.seed, progress=False)
 
 
 def test_03_damaged_checkpoints_are_skipped_and_non_finite_weights_never_used(tmp_path, capsys):
@@ -207,16 +210,16 @@ def test_05_an_overlong_prompt_never_enters_a_batch(tmp_path, monkeypatch):
 
     shapes = []
 
-    def spy(model, ids, mask, budgets, eos, min_new_tokens=0):
+    def spy(model, ids, mask, budgets, eos, min_new_tokens=0, calculator=None):
         shapes.append(tuple(ids.shape))  # never run the model on a huge batch, even before the fix
-        return [([], False) for _ in budgets]
+        return [generation.Decoded([], False) for _ in budgets]
 
     monkeypatch.setattr(generation, "decode_batch", spy)
     rows = records(7)
     rows.insert(3, {"id": "huge", "problem": "7 " * 50_000, "solution": "7"})
     src = write_lines(tmp_path / "test.jsonl", rows)
     cfg = EvalConfig(max_new_tokens=4, max_length=256, batch_size=8)
-    summary = predict_file("tiny-random-llama", None, src, tmp_path / "p.jsonl", template="alpaca", cfg=cfg,
+    summary = predict_file(cfg, None, "tiny-random-llama", None, src, tmp_path / "p.jsonl", template="alpaca",
                            progress=False)
     assert shapes and max(w for _, w in shapes) <= 256
     preds = {p["id"]: p for p in strict_json_lines(tmp_path / "p.jsonl")}
@@ -225,7 +228,7 @@ def test_05_an_overlong_prompt_never_enters_a_batch(tmp_path, monkeypatch):
     # the other policy cuts it from the left instead; batches stay within the token budget
     shapes.clear()
     cfg = EvalConfig(max_new_tokens=4, max_length=256, batch_size=8, long_prompts="truncate_left", batch_tokens=600)
-    predict_file("tiny-random-llama", None, src, tmp_path / "p2.jsonl", template="alpaca", cfg=cfg, progress=False)
+    predict_file(cfg, None, "tiny-random-llama", None, src, tmp_path / "p2.jsonl", template="alpaca", progress=False)
     assert all(rows * width <= 600 or rows == 1 for rows, width in shapes) and max(w for _, w in shapes) <= 256
     assert {p["id"]: p for p in strict_json_lines(tmp_path / "p2.jsonl")}["huge"]["prompt_truncated"]
     assert generation.plan_batches([100, 100, 10, 10], [5, 5, 5, 5], 4, 220) == [[0, 1], [2, 3]]
