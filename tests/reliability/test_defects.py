@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import single_torch_thread
 from reliability_helpers import (SMALL, Server, assert_one_error, cli, completion, drip, error_lines, records,
                                  send, strict_json_lines, tiny_adapter, write_lines, write_tokens)
 
@@ -28,14 +29,7 @@ def _umask() -> int:
 UMASK_MODE = 0o777 & ~_umask()
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.conftest import single_torch_thread
 
 from mathlora.config import load_config
 
@@ -69,12 +70,4 @@ def tiny_config(**train):
     return load_config(None, overrides)
 
 
-@pytest.fixture(autouse=True)
-def single_torch_thread():
-    """The tiny model is faster on one thread, and immune to oversubscription when the cores are shared."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)

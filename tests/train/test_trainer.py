@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
-from mathlora.train.checkpoint import list_checkpoints, newest_checkpoint
+from mathlora.train.checkpoint import list_checkpoints, newest_valid_checkpoint
 from mathlora.train.trainer import train as train_stage
 from mathlora.train.trainer import training_fingerprint
 from .conftest import arithmetic_pairs, tiny_config, train, write_tokens
@@ -84,7 +84,7 @@ def test_resume_from_a_middle_checkpoint_equals_the_uninterrupted_run(finished_r
     leftover = out / "checkpoints" / ".step-4.abc123.tmp"
     leftover.mkdir()
     (leftover / "adapter_model.safetensors").write_bytes(b"partial")
-    assert newest_checkpoint(out / "checkpoints").name == "step-2"
+    assert newest_valid_checkpoint(out / "checkpoints").name == "step-2"
 
     resumed = train(tiny_config(save_steps=2), tokens_dir, out, resume=True, progress=False)
     assert max_abs_diff(adapter(out / "adapter"), reference) < 1e-6

@@ -83,6 +83,3 @@ def format_number(value: Fraction | Decimal | int, decimals: int = 2, mode: str 
         return f"{sign}{units}"
     return f"{sign}{units // 10 ** decimals}.{units % 10 ** decimals:0{decimals}d}"
 
-
-def count_long_numbers(text: str, decimals: int = 2) -> int:
-    return sum(1 for m in NUMBER.finditer(text) if len(m.group(2)) > decimals)

@@ -159,12 +159,6 @@ def token_budget(prompt_len: int, *, max_new_tokens: int, max_length: int, min_n
     return max(min_new_tokens, min(max_new_tokens, max_length - prompt_len))
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices sorted by length (longest first, stable), cut into batches."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 def model_limit(model) -> int | None:
     """The longest sequence the model's position embeddings allow (None when unknown)."""
     value = getattr(getattr(model, "config", None), "max_position_embeddings", None)

@@ -49,11 +49,6 @@ def list_checkpoints(root: str | Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def newest_checkpoint(root: str | Path) -> Path | None:
-    found = list_checkpoints(root)
-    return found[-1][1] if found else None
-
-
 def resolve_save_steps(save_steps: int | list[int] | None, total: int) -> list[int]:
     """Steps that get a checkpoint: an interval or a list (clipped to the run), and always the last."""
     if save_steps is None:
