@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.loopback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "label"))
 
 from chat_stub import serve_in_child, stub_records  # noqa: E402

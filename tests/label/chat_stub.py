@@ -14,7 +14,8 @@ import re
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.loopback import LoopbackServer, pick_fault, send_json
 
 MARKER = re.compile(r"\[rec:([\w-]+)\]")
 FAULTS = ("500", "429", "slow", "malformed", "nodigit", "outofrange")
@@ -31,16 +32,7 @@ def expected_probs(record_id: str) -> list[float]:
     return [math.exp(x) / z for x in logits]
 
 
-def _unit(*parts) -> float:
-    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 512  # the default backlog of 5 drops connections at high concurrency
-    daemon_threads = True
-
-
-class ChatStub:
+class ChatStub(LoopbackServer):
     def __init__(self, *, delay: float = 0.0, fault_rate: float = 0.0, faults=FAULTS, slow_seconds: float = 1.0,
                  retry_after: str = "0", logprobs: bool = True, reject_logprobs: bool = False,
                  status: int | None = None, seed: int = 0, block_after: int | None = None):
@@ -57,13 +49,10 @@ class ChatStub:
         self.auth_headers: set[str] = set()
         self.faults_served: Counter = Counter()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
 
     # -- what to answer -------------------------------------------------------------------------
     def fault_for(self, record_id: str, attempt: int) -> str | None:
-        if _unit(self.seed, record_id, attempt, "fault?") >= self.fault_rate:
-            return None
-        return self.faults[int(_unit(self.seed, record_id, attempt, "which") * len(self.faults)) % len(self.faults)]
+        return pick_fault(self.seed, record_id, attempt, self.fault_rate, self.faults)
 
     def completion(self, record_id: str, content: str | None = None, with_logprobs: bool = True) -> dict:
         level = expected_level(record_id)
@@ -91,76 +80,41 @@ class ChatStub:
             self._release.wait(timeout=120)
 
     # -- server -----------------------------------------------------------------------------------
-    def __enter__(self) -> "ChatStub":
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms ACK stall
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(body)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                request = json.loads(self.rfile.read(length) or b"{}")
-                prompt = request["messages"][-1]["content"]
-                found = MARKER.search(prompt)
-                record_id = found.group(1) if found else "?"
-                with stub._lock:
-                    stub.counts[record_id] += 1
-                    attempt = stub.counts[record_id]
-                    stub.auth_headers.add(self.headers.get("Authorization", ""))
-                stub._hold()
-                if stub.delay:
-                    time.sleep(stub.delay)
-                if stub.status is not None:
-                    return self._send(stub.status, b'{"error": "forced"}')
-                if stub.reject_logprobs and request.get("logprobs"):
-                    return self._send(400, b'{"error": "logprobs is not supported by this server"}')
-                fault = stub.fault_for(record_id, attempt)
-                if fault:
-                    with stub._lock:
-                        stub.faults_served[fault] += 1
-                if fault == "500":
-                    return self._send(500, b'{"error": "internal"}')
-                if fault == "429":
-                    return self._send(429, b'{"error": "slow down"}', {"Retry-After": stub.retry_after})
-                if fault == "slow":
-                    time.sleep(stub.slow_seconds)
-                if fault == "malformed":
-                    return self._send(200, b'{"choices": [ {"message": ')
-                content = {"nodigit": "I cannot rate this problem.", "outofrange": "7"}.get(fault)
-                body = stub.completion(record_id, content, with_logprobs=stub.logprobs and bool(request.get("logprobs")))
-                return self._send(200, json.dumps(body).encode())
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+    def on_post(self, handler, raw: bytes) -> None:
+        request = json.loads(raw or b"{}")
+        prompt = request["messages"][-1]["content"]
+        found = MARKER.search(prompt)
+        record_id = found.group(1) if found else "?"
+        with self._lock:
+            self.counts[record_id] += 1
+            attempt = self.counts[record_id]
+            self.auth_headers.add(handler.headers.get("Authorization", ""))
+        self._hold()
+        if self.delay:
+            time.sleep(self.delay)
+        if self.status is not None:
+            return send_json(handler, self.status, b'{"error": "forced"}')
+        if self.reject_logprobs and request.get("logprobs"):
+            return send_json(handler, 400, b'{"error": "logprobs is not supported by this server"}')
+        fault = self.fault_for(record_id, attempt)
+        if fault:
+            with self._lock:
+                self.faults_served[fault] += 1
+        if fault == "500":
+            return send_json(handler, 500, b'{"error": "internal"}')
+        if fault == "429":
+            return send_json(handler, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
+        if fault == "slow":
+            time.sleep(self.slow_seconds)
+        if fault == "malformed":
+            return send_json(handler, 200, b'{"choices": [ {"message": ')
+        content = {"nodigit": "I cannot rate this problem.", "outofrange": "7"}.get(fault)
+        body = self.completion(record_id, content, with_logprobs=self.logprobs and bool(request.get("logprobs")))
+        return send_json(handler, 200, json.dumps(body).encode())
 
     def __exit__(self, *exc) -> None:
         self._release.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        super().__exit__(*exc)
 
 
 def serve_in_child(**stub_options):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.loopback import LoopbackServer
 
 from mathlora.cli import main
 
@@ -92,51 +92,14 @@ def write_tokens(folder: Path, n: int = 16) -> Path:
     return folder
 
 
-class Server:
+class Server(LoopbackServer):
     """A loopback HTTP server answering every POST with ``respond(handler, body)``."""
 
     def __init__(self, respond):
         self.respond = respond
 
-    def __enter__(self) -> "Server":
-        respond = self.respond
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    respond(self, body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        class _Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 512  # the default backlog of 5 drops connections under concurrency
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def send(handler, status: int, body: bytes) -> None:
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
+    def on_post(self, handler, body: bytes) -> None:
+        self.respond(handler, body)
 
 
 def completion(level: int = 2) -> bytes:

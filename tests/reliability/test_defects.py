@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.conftest import single_torch_thread
 from reliability_helpers import (SMALL, Server, assert_one_error, cli, completion, drip, error_lines, records,
-                                 send, strict_json_lines, tiny_adapter, write_lines, write_tokens)
+                                 strict_json_lines, tiny_adapter, write_lines, write_tokens)
+from tests.conftest import single_torch_thread
+from tests.loopback import send_json
 
 from mathlora.errors import MathloraError
 
@@ -246,7 +247,7 @@ def test_06_huge_exponents_are_unparsable_in_bounded_time():
 # -- 7 -----------------------------------------------------------------------------------------------------------
 
 def _dead_url() -> str:
-    with Server(lambda h, b: send(h, 500, b"{}")) as server:
+    with Server(lambda h, b: send_json(h, 500, b"{}")) as server:
         url = server.base_url
     return url  # closed: connection refused
 
@@ -258,7 +259,7 @@ def test_07_label_failures_are_never_done(tmp_path, capsys):
                      *judge)
     assert_one_error(rc, err, "4 of 4 records failed", "connection error")
     assert (tmp_path / "out.jsonl").read_text() == "" and len(strict_json_lines(tmp_path / "label_failures.jsonl")) == 4
-    with Server(lambda h, b: send(h, 400, b'{"error": "bad request"}')) as server:
+    with Server(lambda h, b: send_json(h, 400, b'{"error": "bad request"}')) as server:
         rc, _, err = cli(capsys, "label", "--input", src, "--output", tmp_path / "other/o2.jsonl", "--base-url",
                          server.base_url, *judge)
     assert_one_error(rc, err, "HTTP 400")
@@ -268,7 +269,7 @@ def test_07_label_failures_are_never_done(tmp_path, capsys):
     opts = ["--stop-after", "label", *SMALL, "label.judge=openai", "label.model=m", "label.max_retries=0"]
     rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.base_url={_dead_url()}")
     assert_one_error(rc, err, "records failed", "connection error", "next `mathlora run` asks them again")
-    with Server(lambda h, b: send(h, 200, completion(2))) as server:
+    with Server(lambda h, b: send_json(h, 200, completion(2))) as server:
         rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.base_url={server.base_url}")
     assert rc == 0, err
     assert "label: done" in out and "fresh, skipped" not in out.split("label")[-1]
@@ -430,7 +431,7 @@ def test_17_an_api_key_echoed_by_the_server_is_never_stored(tmp_path, capsys, mo
     monkeypatch.setenv("OPENAI_API_KEY", secret)
 
     def echo(handler, body):
-        send(handler, 401, json.dumps({"error": f"invalid key: {handler.headers['Authorization']}"}).encode())
+        send_json(handler, 401, json.dumps({"error": f"invalid key: {handler.headers['Authorization']}"}).encode())
 
     src = write_lines(tmp_path / "in.jsonl", records(3))
     with Server(echo) as server:
