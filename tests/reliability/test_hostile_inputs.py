@@ -67,7 +67,7 @@ FILES: dict[str, tuple[bytes | str, tuple]] = {
     "missing": ("missing", ("error", "not found")),
 }
 
-COMMANDS = ["ingest", "normalize", "convert", "tokenize", "label", "sample", "predict", "eval math", "eval squad"]
+COMMANDS = ["ingest", "normalize", "rewrite", "convert", "tokenize", "label", "sample", "predict", "eval math", "eval squad"]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,7 @@ def _args(command: str, src: Path, out: Path, squad: Path) -> list:
     return {
         "ingest": ["ingest", "-i", src, "-o", out / "records.jsonl"],
         "normalize": ["normalize", "-i", src, "-o", out / "n.jsonl"],
+        "rewrite": ["rewrite", "-i", src, "-o", out / "r.jsonl", "--solution-style", "calculator"],
         "convert": ["convert", "-i", src, "-o", out / "c.json"],
         "tokenize": ["tokenize", "-i", src, "-o", out / "tokens", "--model", "tiny-random-llama", "--seq-length", "64"],
         "label": ["label", "--input", src, "--output", out / "l.jsonl", "--judge", "heuristic", "--quiet"],
