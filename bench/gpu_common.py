@@ -352,3 +352,12 @@ def ratio(a: dict | None, b: dict | None, key: str = "tokens_per_s") -> float | 
     if not a or not b or key not in a or key not in b or not b[key]:
         return None
     return round(a[key] / b[key], 3)
+
+
+def emit(report: dict, output: Path | None) -> None:
+    """Print the bench's JSON report, and write it to ``output`` when given."""
+    text = json.dumps(report, indent=1)
+    print(text)
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")

@@ -210,11 +210,7 @@ def main() -> int:
               "torch": torch.__version__, "warmup_steps": args.warmup, "timed_steps": args.steps,
               "prompts": args.prompts, "max_new_tokens": args.max_new_tokens, "data": data, "rows": results,
               "reference": REFERENCE, "summary": summary, "seconds": round(time.perf_counter() - started, 1)}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    gc.emit(report, args.output)
     return 0
 
 

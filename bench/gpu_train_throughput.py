@@ -151,11 +151,7 @@ def main() -> int:
     import peft
 
     report.update(transformers=transformers.__version__, peft=peft.__version__)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    gc.emit(report, args.output)
     return 0
 
 

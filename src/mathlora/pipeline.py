@@ -18,7 +18,6 @@ config before the first stage, and removes leftovers of interrupted writes. "Fre
 output's recorded size and hash (or format footer) must still match, so a damaged artifact is redone by its
 producer, never trusted, and never the reason a finished training is deleted. A label stage with failed
 records is not done: the run stops with their count and first error, and the next run asks them again.
-
 """
 
 from __future__ import annotations
@@ -306,8 +305,9 @@ class Pipeline:
 
         with RunLock(self.rd.root):
             check_config(self.cfg)
+            lay = self.layout
             links = links_out_of(self.rd.root, sorted(p.name for p in self.rd.root.iterdir()) + [
-                f"eval/{x}" for x in ("base", "tuned")])
+                str(lay.eval(x).root.relative_to(lay.root)) for x in ("base", "tuned")])
             if links:
                 link, target = links[0]
                 raise MathloraError(f"{link} is a symbolic link to {target}, outside the run folder; mathlora "
@@ -407,16 +407,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mathlora.report.build import build_report
 
     root = Path(args.run_dir)
-    if not RunLayout(root).manifest.is_file():
+    manifest_path = RunLayout(root).manifest
+    if not manifest_path.is_file():
         raise MathloraError(f"{root} is not a mathlora run folder (no manifest.json)")
     from mathlora.records import read_json_document
 
     try:
-        manifest = read_json_document(root / "manifest.json", "manifest")
+        manifest = read_json_document(manifest_path, "manifest")
     except MathloraError as e:
         manifest = e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("stages", {}), dict):
-        raise MathloraError(f"{root / 'manifest.json'} is damaged; `mathlora run` rebuilds it")
+        raise MathloraError(f"{manifest_path} is damaged; `mathlora run` rebuilds it")
     with RunLock(root):
         build_report(root)
     print(headline(root))

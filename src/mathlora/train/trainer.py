@@ -485,7 +485,8 @@ def _train(cfg: TrainJob, tokens_dir: Path, out: Path, group: ProcessGroup, *, r
             # Non-finite loss/gradient norm: noted on the device (no host sync), checked at the next sync point,
             # before anything is logged or saved.
             finite = torch.isfinite(loss_t) & torch.isfinite(grad_t).to(loss_t.device)
-            first_bad = torch.where((first_bad == 0) & ~finite, step + 1, first_bad.to(loss_t.device))
+            first_bad = first_bad.to(loss_t.device)  # a no-op after the first step
+            first_bad = torch.where((first_bad == 0) & ~finite, step + 1, first_bad)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
