@@ -34,8 +34,8 @@ test-gpu: setup
 	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
 
 # The lowest pinned transformers/peft (pyproject.toml), installed beside .venv's and put first on the path
-# (about 10 s to install, then one test-suite run; not part of .ci/run). A separate model cache: a GGUF
-# conversion saved by transformers 5 is not readable by 4.x.
+# (about 10 s to install, then one run of the non-slow tests; .ci/run runs it after make test). A separate
+# model cache: a GGUF conversion saved by transformers 5 is not readable by 4.x.
 LOWEST := $(VENV)/lowest
 test-lowest: setup
 	$(PY) -m pip install -q --no-deps --upgrade --target $(LOWEST) "transformers==4.56.2" "peft==0.17.0" \
