@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -42,6 +43,24 @@ class LoopbackServer:
 
     def on_post(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         raise NotImplementedError
+
+    def serve_fault(self, handler, fault: str | None) -> bool:
+        """Count ``fault`` and answer the faults both stubs share: ``500``, ``429`` (``self.retry_after``);
+        ``slow`` sleeps ``self.slow_seconds`` and lets the caller answer. True when a reply was sent. Needs the
+        subclass's ``faults_served``, ``_lock``, ``retry_after`` and ``slow_seconds``."""
+        if not fault:
+            return False
+        with self._lock:
+            self.faults_served[fault] += 1
+        if fault == "500":
+            send_json(handler, 500, b'{"error": "internal"}')
+            return True
+        if fault == "429":
+            send_json(handler, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
+            return True
+        if fault == "slow":
+            time.sleep(self.slow_seconds)
+        return False
 
     def __enter__(self):
         owner = self

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from typing import Callable
 
@@ -46,15 +45,8 @@ class CompletionsStub(LoopbackServer):
         if self.reject_min_tokens and "min_tokens" in request:
             return send_json(handler, 400, b'{"error": "Unrecognized request argument supplied: min_tokens"}')
         fault = self.fault_for(prompt, attempt)
-        if fault:
-            with self._lock:
-                self.faults_served[fault] += 1
-        if fault == "500":
-            return send_json(handler, 500, b'{"error": "internal"}')
-        if fault == "429":
-            return send_json(handler, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
-        if fault == "slow":
-            time.sleep(self.slow_seconds)
+        if self.serve_fault(handler, fault):
+            return None
         text = self.respond(prompt)
         words = text.split()
         budget = int(request.get("max_tokens") or 16)

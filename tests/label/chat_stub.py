@@ -97,15 +97,8 @@ class ChatStub(LoopbackServer):
         if self.reject_logprobs and request.get("logprobs"):
             return send_json(handler, 400, b'{"error": "logprobs is not supported by this server"}')
         fault = self.fault_for(record_id, attempt)
-        if fault:
-            with self._lock:
-                self.faults_served[fault] += 1
-        if fault == "500":
-            return send_json(handler, 500, b'{"error": "internal"}')
-        if fault == "429":
-            return send_json(handler, 429, b'{"error": "slow down"}', {"Retry-After": self.retry_after})
-        if fault == "slow":
-            time.sleep(self.slow_seconds)
+        if self.serve_fault(handler, fault):
+            return None
         if fault == "malformed":
             return send_json(handler, 200, b'{"choices": [ {"message": ')
         content = {"nodigit": "I cannot rate this problem.", "outofrange": "7"}.get(fault)
