@@ -348,6 +348,15 @@ def run_row(script: str, row: dict, timeout: float) -> dict:
     return {"name": row["name"], **json.loads(results[-1][len("RESULT "):])}
 
 
+def timed_row(script: str, key: str, row: dict, timeout: float, shown: tuple[str, ...]) -> dict:
+    """``run_row``, then one progress line on stderr with the row's ``shown`` figures and its wall time."""
+    t0 = time.perf_counter()
+    result = run_row(script, row, timeout)
+    figures = {k: result.get(k) for k in (*shown, "error") if result.get(k) is not None}
+    print(f"{key}: {json.dumps(figures)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return result
+
+
 def ratio(a: dict | None, b: dict | None, key: str = "tokens_per_s") -> float | None:
     if not a or not b or key not in a or key not in b or not b[key]:
         return None

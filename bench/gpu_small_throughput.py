@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import tempfile
 import time
@@ -185,12 +184,8 @@ def main() -> int:
             row = {"name": name, "side": side, "model": model, "seq": 256, "warmup": args.warmup, "steps": args.steps,
                    "tokens": str(work / "tokens"), "work": str(work / "runs" / kind), "prompts":
                    str(work / "problems.jsonl"), "max_new_tokens": args.max_new_tokens, **extra}
-            t0 = time.perf_counter()
-            result = gc.run_row(__file__, row, args.row_timeout)
-            results[kind][name] = result
-            shown = {k: result.get(k) for k in ("tokens_per_s", "learnable_tokens_per_s", "step_seconds", "mfu",
-                                                "batch_size", "peak_memory_gib", "error") if result.get(k) is not None}
-            print(f"{key}: {json.dumps(shown)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            results[kind][name] = gc.timed_row(__file__, key, row, args.row_timeout, (
+                "tokens_per_s", "learnable_tokens_per_s", "step_seconds", "mfu", "batch_size", "peak_memory_gib"))
     train_ok = [r for r in results["train"].values() if r.get("side") == "mathlora" and "learnable_tokens_per_s" in r]
     best_train = max(train_ok, key=lambda r: r["learnable_tokens_per_s"]) if train_ok else None
     pred_ok = [r for r in results["predict"].values() if r.get("side") == "mathlora-predict"]

@@ -27,7 +27,6 @@ token is learnable (``mathlora.train.flops``); HFU adds recompute and the baseli
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -137,12 +136,8 @@ def main() -> int:
             seq = args.seq if dataset == "full" else max(args.seq, 256)
             row = {"name": name, "side": side, "model": args.model, "seq": seq, "warmup": args.warmup,
                    "steps": args.steps, "tokens": str(work / dataset), "work": str(work / "runs" / dataset), **extra}
-            t0 = time.perf_counter()
-            result = gc.run_row(__file__, row, args.row_timeout)
-            results[dataset][name] = result
-            shown = {k: result.get(k) for k in ("tokens_per_s", "learnable_tokens_per_s", "step_seconds", "mfu",
-                                                "hfu", "peak_memory_gib", "error") if result.get(k) is not None}
-            print(f"{key}: {json.dumps(shown)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+            results[dataset][name] = gc.timed_row(__file__, key, row, args.row_timeout, (
+                "tokens_per_s", "learnable_tokens_per_s", "step_seconds", "mfu", "hfu", "peak_memory_gib"))
     report = {"bench": "gpu_train_throughput", "model": args.model, "seq": args.seq, "global_batch": gc.GLOBAL_BATCH,
               "warmup_steps": args.warmup, "timed_steps": args.steps, "smoke": args.smoke,
               "device": gc.device_info()[1], "torch": torch.__version__, "data": data, "rows": results,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -60,6 +63,23 @@ def train(cfg, tokens_dir, output_dir, **kwargs) -> dict:
 
     return train_stage(cfg.train, Runtime.resolve(cfg.runtime), tokens_dir, output_dir, lora=cfg.lora, seed=cfg.seed,
                        **kwargs)
+
+
+def torchrun_train(cfg, tokens_dir, output_dir, *, timeout: float) -> subprocess.CompletedProcess:
+    """``mathlora train`` under torchrun with 2 processes on ``cfg`` (written to a YAML beside the output);
+    asserts it succeeded, showing both ends of stderr: the ranks' own messages first, torchrun's summary last."""
+    import yaml
+
+    config_file = Path(output_dir).with_name(Path(output_dir).name + ".yaml")
+    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    # PYTHONFAULTHANDLER: a process killed by a signal (SIGABRT from C++) prints every thread's Python stack
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "mathlora", "train", "--config", str(config_file), "--tokens", str(tokens_dir),
+           "--output", str(output_dir), "--no-progress"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[:4000] + "\n[...]\n" + done.stderr[-1500:]
+    return done
 
 
 def tiny_config(**train):

@@ -1,29 +1,16 @@
 """Two CPU processes (torchrun, gloo) train the same adapter as one process with the same global batch."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
-from .conftest import tiny_config, train
+from .conftest import tiny_config, torchrun_train, train
 
 
 def test_two_gloo_processes_equal_one_process(tmp_path, tokens_dir):
     cfg = tiny_config(max_steps=3, save_steps=2, micro_batch_size=1)
-    config_file = tmp_path / "cfg.yaml"
-    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    # PYTHONFAULTHANDLER: a process killed by a signal (SIGABRT from C++) prints every thread's Python stack
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "PYTHONFAULTHANDLER": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "mathlora", "train", "--config", str(config_file), "--tokens", str(tokens_dir),
-           "--output", str(tmp_path / "ddp"), "--no-progress"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    # the ranks' own messages come first, torchrun's summary last: show both ends
-    assert done.returncode == 0, done.stderr[:4000] + "\n[...]\n" + done.stderr[-1500:]
+    done = torchrun_train(cfg, tokens_dir, tmp_path / "ddp", timeout=240)
     assert done.stdout.count("trained 3 steps") == 1  # only rank 0 reports
 
     single = train(cfg, tokens_dir, tmp_path / "one", progress=False)

@@ -2,16 +2,12 @@
 checkpoints (full tensors, the same format as DDP's) resume in one process."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
-import yaml
 from safetensors.torch import load_file
 
-from .conftest import tiny_config, train
+from .conftest import tiny_config, torchrun_train, train
 
 pytest.importorskip("torch.distributed.fsdp", reason="needs torch with FSDP2")
 
@@ -22,14 +18,7 @@ def test_two_fsdp_processes_equal_one_process_and_resume_in_one(tmp_path, tokens
     if not hasattr(fsdp, "fully_shard"):
         pytest.skip("torch without FSDP2 (fully_shard)")
     cfg = tiny_config(max_steps=3, save_steps=2, micro_batch_size=1, distributed="fsdp")
-    config_file = tmp_path / "cfg.yaml"
-    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "mathlora", "train", "--config", str(config_file), "--tokens", str(tokens_dir),
-           "--output", str(tmp_path / "fsdp"), "--no-progress"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = torchrun_train(cfg, tokens_dir, tmp_path / "fsdp", timeout=300)
     assert done.stdout.count("trained 3 steps") == 1
 
     single = train(cfg, tokens_dir, tmp_path / "one", progress=False)

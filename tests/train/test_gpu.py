@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -23,7 +20,7 @@ from mathlora.runtime import DETERMINISTIC_ENV, Runtime, cuda_device_count
 from mathlora.train.data import TokenRecord, collate, pack_rows
 from mathlora.train.merge import merge_adapter
 
-from .conftest import tiny_config, train
+from .conftest import tiny_config, torchrun_train, train
 from .test_trainer import GOLDEN_LOSSES, adapter, metrics
 
 pytestmark = pytest.mark.gpu
@@ -138,18 +135,10 @@ def test_packed_record_logits_equal_its_logits_alone(attention):
 
 @pytest.mark.skipif(cuda_device_count() < 2, reason="needs 2 CUDA devices")
 def test_two_nccl_processes_equal_one_process(tmp_path, tokens_dir):
-    import yaml
     from safetensors.torch import load_file
 
     cfg = tiny_config(max_steps=3, save_steps=2, micro_batch_size=1)
-    config_file = tmp_path / "cfg.yaml"
-    config_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "mathlora", "train", "--config", str(config_file), "--tokens", str(tokens_dir),
-           "--output", str(tmp_path / "ddp"), "--no-progress"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun_train(cfg, tokens_dir, tmp_path / "ddp", timeout=600)
     single = train(cfg, tokens_dir, tmp_path / "one", progress=False)
     ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert ddp["world_size"] == 2 and ddp["device"] == "cuda:0" and ddp["learnable_tokens"] == single["learnable_tokens"]
