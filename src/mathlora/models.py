@@ -258,5 +258,15 @@ def count_parameters(model) -> tuple[int, int]:
 
 
 def param_ratio_line(trainable: int, total: int) -> str:
-    """The recipe's report line, e.g. ``3407872/8030000000=0.000424``."""
-    return f"{trainable}/{total}={trainable / total:.6f}" if total else f"{trainable}/0"
+    """The recipe's report line, the contest's count first and peft's beside it, each named.
+
+    ``total`` counts base + adapter (peft's ``print_trainable_parameters``); the contest divides by the base
+    model alone: ``3407872/8030261248=0.000424 (contest: trainable/base); 3407872/8033669120=0.000424 (peft:
+    trainable/(base+adapter))``.
+    """
+    if not total:
+        return f"{trainable}/0"
+    base = total - trainable
+    contest = f"{trainable}/{base}={trainable / base:.6f}" if base else f"{trainable}/0"
+    return f"{contest} (contest: trainable/base); {trainable}/{total}={trainable / total:.6f} " \
+           "(peft: trainable/(base+adapter))"

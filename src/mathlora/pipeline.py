@@ -104,29 +104,10 @@ class Pipeline:
         missing = [k for k, v in given.items() if v is None]
         if missing:
             def synth() -> dict:
-                from mathlora.synth.competition import generate, generate_train_and_test
-                from mathlora.synth.squad import generate_squad
+                from mathlora.synth.stage import synth_data
 
-                counts = {}
-                if "train" in missing or "test" in missing:
-                    if given["train"] is None:
-                        train, test = generate_train_and_test(cfg.synth.count, cfg.synth.test_count, cfg.seed,
-                                                              cfg.synth.types)
-                    else:  # user training data, generated test set disjoint from it
-                        from mathlora.records import read_records
-
-                        seen = {r.get("problem") for r in read_records(given["train"])}
-                        train, test = [], generate(cfg.synth.test_count, cfg.seed + 1_000_003, cfg.synth.types,
-                                                   exclude=seen)
-                    if "train" in missing:
-                        counts["train"] = write_jsonl(raw["train"], train)
-                    if "test" in missing:
-                        counts["test"] = write_jsonl(raw["test"], test)
-                if "squad" in missing:
-                    squad = generate_squad(cfg.synth.squad_paragraphs, cfg.seed)
-                    write_json_atomic(raw["squad"], squad, indent=None)
-                    counts["squad_paragraphs"] = cfg.synth.squad_paragraphs
-                return counts
+                return synth_data(cfg.synth, seed=cfg.seed, user_train=given["train"],
+                                  **{f"{k}_out": raw[k] for k in missing})
 
             self.stage("synth", {"train": Path(given["train"])} if given["train"] else {},
                        {"synth": cfg.synth.model_dump(), "seed": cfg.seed, "missing": missing},

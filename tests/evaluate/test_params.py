@@ -31,7 +31,17 @@ def test_counts_without_loading_weights(adapter, monkeypatch):
                         (safetensors.torch, "load"), (PreTrainedModel, "from_pretrained")]:
         monkeypatch.setattr(owner, name, no_loading)
     r = parameter_report("tiny-random-llama", str(adapter))
-    assert r["trainable"] == 3584 and r["line"].startswith("3584/")
+    assert r["trainable"] == 3584 and r["line"].startswith(f"3584/{r['base']}=")
+    assert r["total"] == r["base"] + 3584 and r["ratio"] == 3584 / r["base"] and r["ratio_peft"] == 3584 / r["total"]
+
+
+def test_the_ratio_line_names_the_contests_count_first_and_peft_beside_it():
+    from mathlora.models import param_ratio_line
+
+    # Llama3-8B with r=8 on q and v: the contest's 3,407,872 / 8,030,261,248; peft divides by base + adapter
+    assert param_ratio_line(3_407_872, 8_033_669_120) == (
+        "3407872/8030261248=0.000424 (contest: trainable/base); "
+        "3407872/8033669120=0.000424 (peft: trainable/(base+adapter))")
 
 
 def test_an_adapter_of_another_model_is_refused(adapter, tmp_path):

@@ -49,8 +49,9 @@ def test_golden_loss_curve_and_output_layout(finished_run):
                             "interval_tokens", "mfu"}
     assert summary["steps"] == 6 and summary["epochs"] == 2.0
     assert summary["learnable_tokens"] == sum(r["learnable_tokens"] for r in rows)
-    assert summary["ratio_line"] == f"{summary['trainable']}/{summary['total']}=" \
-                                    f"{summary['trainable'] / summary['total']:.6f}"
+    base = summary["total"] - summary["trainable"]
+    assert summary["ratio_line"].startswith(f"{summary['trainable']}/{base}={summary['trainable'] / base:.6f} "
+                                            "(contest: trainable/base); ")
     # LoRA r8 on q,v of 2 layers, hidden 64, kv 32: 2 * (8*64 + 64*8 + 8*64 + 32*8) = 3584
     assert summary["trainable"] == 3584
     assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [2, 4, 6]

@@ -169,7 +169,8 @@ def cmd_eval_params(args) -> int:
     if args.adapter is None:
         raise MathloraError("give --adapter DIR (a peft LoRA adapter folder)")
     r = parameter_report(cfg.model, args.adapter)
-    print(f"trainable {r['trainable']}  total {r['total']}  ratio {r['ratio']:.6f}\n{r['line']}")
+    print(f"trainable {r['trainable']}  base {r['base']}  ratio {r['ratio']:.6f} (contest: trainable/base)  "
+          f"base+adapter {r['total']}  ratio {r['ratio_peft']:.6f} (peft)\n{r['line']}")
     if args.output:
         write_json_atomic(args.output, r)
         print(f"report -> {args.output}")

@@ -1,5 +1,6 @@
-"""Parameter ratio of a LoRA adapter: trainable (LoRA) over total (base + LoRA), like peft's
-``print_trainable_parameters``, in the recipe's ``trainable/total=ratio`` line.
+"""Parameter ratio of a LoRA adapter, as the contest counts it (trainable LoRA parameters over the base
+model's: 3,407,872 / 8,030,261,248 for Llama3-8B) and as peft's ``print_trainable_parameters`` does (over
+base + LoRA: 8,033,669,120), both named in the recipe's ``trainable/total=ratio`` line.
 
 Counted on the meta device: the model is built from its config (shapes only) and the adapter's config
 attached, so no weight is read or allocated (an 8B model costs no 32 GB load). The adapter file's tensor
@@ -31,8 +32,10 @@ def parameter_report(model: str, adapter: str) -> dict:
         raise MathloraError(f"could not load adapter {path} onto {model}: {first}") from None
     check_adapter_shapes(peft_model, path, model)
     trainable, total = count_parameters(peft_model)
-    return {"model": model, "adapter": str(adapter), "trainable": trainable, "total": total,
-            "ratio": trainable / total if total else 0.0, "line": param_ratio_line(trainable, total)}
+    base_count = total - trainable
+    return {"model": model, "adapter": str(adapter), "trainable": trainable, "base": base_count, "total": total,
+            "ratio": trainable / base_count if base_count else 0.0,
+            "ratio_peft": trainable / total if total else 0.0, "line": param_ratio_line(trainable, total)}
 
 
 def check_adapter_shapes(peft_model, path, model: str) -> None:

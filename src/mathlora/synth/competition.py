@@ -381,7 +381,8 @@ def allocate_counts(count: int, weights: dict[str, float], rng: random.Random) -
 
 
 def generate(count: int, seed: int, types: list[str] | None = None,
-             exclude: set[str] | None = None, *, progress: bool = False, style: str = "answer") -> list[dict]:
+             exclude: set[str] | None = None, *, progress: bool = False, style: str = "answer",
+             mix: str = "contest") -> list[dict]:
     """``count`` distinct competition-style records ``{"problem", "solution", "type"}``, shuffled.
 
     Deterministic in (count, seed, types, exclude). No record's problem is in ``exclude``.
@@ -444,9 +445,11 @@ def _progress_bar(total: int):
 
 
 def generate_train_and_test(count: int, test_count: int, seed: int, types: list[str] | None = None,
-                            style: str = "answer") -> tuple[list[dict], list[dict]]:
+                            style: str = "answer", mix: str = "contest") -> tuple[list[dict], list[dict]]:
     """A training set (solutions in ``style``) and a held-out test set (answer style: only its final answers
     are read) with no problem in common; the test set is drawn first."""
-    test = generate(test_count, seed + 1_000_003, types)
-    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style)
+    from mathlora.synth.stage import TEST_SEED_OFFSET
+
+    test = generate(test_count, seed + TEST_SEED_OFFSET, types, mix=mix)
+    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix)
     return train, test

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -11,6 +13,9 @@ class SynthConfig(BaseModel):
     count: int = Field(2000, ge=1, description="training records to generate when data.train is unset")
     test_count: int = Field(200, ge=1, description="held-out test records (disjoint from training)")
     types: list[str] | None = Field(None, description="problem families to generate; none = all")
+    mix: Literal["contest", "equal"] = Field(
+        "contest", description="family shares: contest = the contest's train.json mix (two thirds + - * /), "
+                               "equal = the same count per family (suits a small demo)")
     squad_paragraphs: int = Field(100, ge=1, description="paragraphs in the generated reading-comprehension set")
 
     @field_validator("types")

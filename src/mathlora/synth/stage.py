@@ -1,0 +1,46 @@
+"""The synth stage's entry function: the generated data of a run whose ``data.*`` are not all given.
+
+``synth_data`` writes what is missing: a training set and a held-out test set disjoint from it (or, when the
+user gave the training data, a test set disjoint from the user's problems), and a SQuAD v1.1 reading set. The
+CLI's ``mathlora synth`` and ``mathlora run`` both call it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir import write_json_atomic
+from mathlora.synth.config import SynthConfig
+
+TEST_SEED_OFFSET = 1_000_003  # the held-out set's own stream: never the training set's
+
+
+def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
+               test_out: str | os.PathLike | None = None, squad_out: str | os.PathLike | None = None,
+               user_train: str | os.PathLike | None = None) -> dict:
+    """Write the requested outputs (each ``None`` = not wanted); returns their counts.
+
+    The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
+    with ``user_train`` given (and ``train_out`` None) the test set excludes the user's problems instead.
+    """
+    from mathlora.synth.competition import generate, generate_train_and_test
+    from mathlora.synth.squad import generate_squad
+
+    counts: dict = {}
+    if train_out is not None or test_out is not None:
+        if user_train is None:
+            train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix)
+        else:
+            seen = {r.get("problem") for r in read_records(user_train)}
+            train, test = [], generate(cfg.test_count, seed + TEST_SEED_OFFSET, cfg.types, exclude=seen,
+                                       mix=cfg.mix)
+        if train_out is not None:
+            counts["train"] = write_jsonl(Path(train_out), train)
+        if test_out is not None:
+            counts["test"] = write_jsonl(Path(test_out), test)
+    if squad_out is not None:
+        write_json_atomic(Path(squad_out), generate_squad(cfg.squad_paragraphs, seed), indent=None)
+        counts["squad_paragraphs"] = cfg.squad_paragraphs
+    return counts
