@@ -22,7 +22,8 @@ COMMAND_MODULES = [
     "mathlora.label.commands",
     "mathlora.train.commands",
     "mathlora.evaluate.commands",
-    "mathlora.pipeline",
+    "mathlora.commands",
+    "mathlora.report.commands",
     "mathlora.export.commands",
 ]
 

@@ -1,8 +1,8 @@
 """``mathlora run``: the whole recipe, one stage after another, in one run folder.
 
-    synth (when no data is given) -> ingest -> label -> sample -> normalize -> convert -> tokenize
-    -> base: predict + eval math, eval squad -> train -> merge -> tuned: predict + eval math, eval squad
-    -> report
+The stages and their order are declared in ``mathlora.stages`` (``STAGE_LIST``); the pipeline is a loop over
+that list. A stage the config does not use (synth when every ``data.*`` is given, rewrite for
+``solution_style=answer``) prints "not used"; ``--stop-after`` stops after any stage, used or not.
 
 Each stage reads the artifacts of the stages before it and writes its own under the run folder. The
 manifest records each stage's fingerprint (hashes of its input files + its settings); a stage whose
@@ -22,31 +22,24 @@ records is not done: the run stops with their count and first error, and the nex
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import platform
-import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 from mathlora import __version__
-from mathlora.cliargs import add_config_args, config_from_args, option
 from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.layout import RunLayout
-from mathlora.records import require_file, write_jsonl
-from mathlora.run_dir import (RunDir, RunLock, clean_temp_files, fingerprint, format_problem, links_out_of,
-                               write_json_atomic, write_text_atomic)
+from mathlora.run_dir import RunDir, RunLock, clean_temp_files, fingerprint, links_out_of, write_text_atomic
 from mathlora.runtime import Runtime
+from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
 
-STAGES = ["synth", "ingest", "ingest_test", "label", "sample", "normalize", "rewrite", "convert", "tokenize",
-          "eval_base_math", "eval_base_squad", "train", "merge", "eval_tuned_math", "eval_tuned_squad", "report"]
+__all__ = ["Pipeline", "StopAfter", "STAGES", "headline"]
 
 
 class StopAfter(Exception):
-    """Raised after the stage named by ``--stop-after`` finished."""
+    """Raised after the stage named by ``--stop-after`` finished (or was found fresh, or not used)."""
 
 
 class Pipeline:
@@ -58,227 +51,38 @@ class Pipeline:
                                 "`mathlora predict` / `mathlora eval squad` against a server")
         self.cfg = cfg
         self.force = force
-        self.progress = progress
         self.stop_after = stop_after
         self.rd = RunDir(cfg.run_dir)
         self.layout = RunLayout(cfg.run_dir)
         self.runtime = Runtime.resolve(cfg.runtime).activate()
+        self.ctx = Context(cfg, self.layout, self.runtime, self.rd, force=force, progress=progress)
+        self.stages: tuple[Stage, ...] = STAGE_LIST
         self.summary: dict = {}
 
-    def stage(self, name: str, inputs: dict[str, Path], settings: dict, outputs: list[Path],
-              fn: Callable[[], dict], *, fp: str | None = None) -> dict:
-        """Run ``fn`` unless the stage is fresh; record fingerprint, counts and time in the manifest.
-
-        The fingerprint hashes ``inputs`` and ``settings``, unless the stage brings its own (``fp``)."""
-        index = STAGES.index(name) + 1
-        fp = fp or fingerprint(inputs, settings)
+    def run_stage(self, index: int, stage: Stage) -> dict:
+        """Run ``stage`` unless it is not used or fresh; record fingerprint, counts and time in the manifest."""
+        ctx, name = self.ctx, stage.name
+        prefix = f"[{index:>2}/{len(self.stages)}] {name}"
+        if not stage.enabled(self.cfg):
+            print(f"{prefix}: not used ({stage.unused_because})", flush=True)
+            return {}
+        fp = stage.fingerprint(ctx) if stage.fingerprint else fingerprint(stage.inputs(ctx), stage.settings(ctx))
+        if stage.before is not None:
+            stage.before(ctx, fp)
+        outputs = stage.outputs(ctx)
         stale = self.rd.stale_reason(name, fp, outputs)
         if not self.force and stale is None:
-            rec = self.rd.stage_record(name) or {}
-            print(f"[{index:>2}/{len(STAGES)}] {name}: fresh, skipped", flush=True)
-            if name == self.stop_after:
-                raise StopAfter(name)
-            return rec.get("counts", {})
+            print(f"{prefix}: fresh, skipped", flush=True)
+            return (self.rd.stage_record(name) or {}).get("counts", {})
         if stale and stale not in ("not done yet", "inputs or settings changed"):
-            print(f"[{index:>2}/{len(STAGES)}] {name}: {stale}; redoing", flush=True)
-        print(f"[{index:>2}/{len(STAGES)}] {name} ...", flush=True)
+            print(f"{prefix}: {stale}; redoing", flush=True)
+        print(f"{prefix} ...", flush=True)
         start = time.perf_counter()
-        counts = fn() or {}
+        counts = stage.run(ctx) or {}
         seconds = time.perf_counter() - start
-        self.rd.record(name, fp=fp, outputs={o.name: o for o in outputs}, seconds=seconds,
-                       counts=_jsonable(counts))
-        print(f"[{index:>2}/{len(STAGES)}] {name}: done in {seconds:.1f}s {_brief(counts)}", flush=True)
-        if name == self.stop_after:
-            raise StopAfter(name)
+        self.rd.record(name, fp=fp, outputs={o.name: o for o in outputs}, seconds=seconds, counts=_jsonable(counts))
+        print(f"{prefix}: done in {seconds:.1f}s {_brief(counts)}", flush=True)
         return counts
-
-    # -- data ---------------------------------------------------------------------------------------------
-    def data_sources(self) -> tuple[Path, Path, Path]:
-        cfg = self.cfg
-        given = {k: getattr(cfg.data, k) for k in ("train", "test", "squad")}
-        for key, value in given.items():
-            if value is not None:
-                require_file(value, f"data.{key}")
-        lay = self.layout
-        raw = {"train": lay.raw_train, "test": lay.raw_test, "squad": lay.raw_squad}
-        missing = [k for k, v in given.items() if v is None]
-        if missing:
-            def synth() -> dict:
-                from mathlora.synth.stage import synth_data
-
-                return synth_data(cfg.synth, seed=cfg.seed, user_train=given["train"],
-                                  **{f"{k}_out": raw[k] for k in missing})
-
-            self.stage("synth", {"train": Path(given["train"])} if given["train"] else {},
-                       {"synth": cfg.synth.model_dump(), "seed": cfg.seed, "missing": missing},
-                       [raw[k] for k in missing], synth)
-        return tuple(Path(given[k]) if given[k] else raw[k] for k in ("train", "test", "squad"))  # type: ignore
-
-    def prepare(self, train_src: Path, test_src: Path) -> None:
-        from mathlora.data.config import IngestConfig
-        from mathlora.data.convert import convert_file
-        from mathlora.data.ingest import ingest_file
-        from mathlora.data.normalize import normalize_file
-        from mathlora.data.sampling import sample_file
-        from mathlora.data.tokenize import tokenize_file
-        from mathlora.label.run import label_file
-
-        cfg, lay = self.cfg, self.layout
-        records, rejects = lay.records, lay.rejects
-        self.summary["ingest"] = self.stage(
-            "ingest", {"input": train_src}, cfg.ingest.model_dump(), [records, rejects],
-            lambda: ingest_file(cfg.ingest, train_src, records, rejects_path=rejects))
-        test = lay.test_records
-        self.stage("ingest_test", {"input": test_src}, {}, [test],
-                   lambda: ingest_file(IngestConfig(), test_src, test, rejects_path=lay.test_rejects))
-        labeled = lay.labeled
-        label_settings = {k: v for k, v in cfg.label.model_dump().items()
-                          if k not in ("concurrency", "timeout", "retry_failed")}
-        if cfg.label.judge == "local":
-            label_settings["runtime"] = self.runtime.fingerprint()
-        if ((self.rd.stage_record("label") or {}).get("counts") or {}).get("failed"):
-            self.rd.forget("label")  # recorded with failures by an older mathlora: not done
-
-        def label() -> dict:
-            # a run always asks again about records that failed before: a label stage with failures is not done
-            summary = label_file(cfg.label.model_copy(update={"retry_failed": True}), self.runtime, records, labeled,
-                                 base_model=cfg.model, progress=self.progress)
-            if summary["failed"]:
-                from mathlora.label.run import failure_message
-
-                raise MathloraError(failure_message(summary, labeled) + "; the next `mathlora run` asks them again")
-            return summary
-
-        self.summary["label"] = self.stage(
-            "label", {"input": records}, {"label": label_settings, "model": cfg.model}, [labeled], label)
-        sampled = lay.sampled
-        self.summary["sample"] = self.stage(
-            "sample", {"input": labeled}, {"sample": cfg.sample.model_dump(), "seed": cfg.seed}, [sampled],
-            lambda: sample_file(cfg.sample, labeled, sampled, seed=cfg.seed))
-        normalized = lay.normalized
-        self.stage("normalize", {"input": sampled}, cfg.normalize.model_dump(), [normalized],
-                   lambda: normalize_file(cfg.normalize, sampled, normalized))
-        solutions = normalized
-        if cfg.solution_style != "answer":
-            from mathlora.data.rewrite import rewrite_file
-
-            solutions, report = lay.rewritten, lay.rewrite_report
-            self.summary["rewrite"] = self.stage(
-                "rewrite", {"input": normalized}, {"solution_style": cfg.solution_style}, [solutions, report],
-                lambda: rewrite_file(normalized, solutions, report, style=cfg.solution_style))
-        conversations = lay.conversations
-        self.stage("convert", {"input": solutions}, {"template": cfg.template, **cfg.convert.model_dump()},
-                   [conversations], lambda: convert_file(cfg.convert, solutions, conversations,
-                                                         template=cfg.template))
-        tokens = lay.tokens
-        self.summary["tokenize"] = self.stage(
-            "tokenize", {"input": conversations},
-            {"model": cfg.model, "template": cfg.template, **cfg.tokenize.model_dump()},
-            [lay.tokens_parquet, lay.tokens_stats],
-            lambda: tokenize_file(cfg.tokenize, conversations, tokens, model=cfg.model, template=cfg.template,
-                                  progress=self.progress))
-
-    # -- evaluation -----------------------------------------------------------------------------------------
-    def evaluate(self, which: str, model: str, squad_src: Path, extra_inputs: dict[str, Path]) -> None:
-        import shutil
-
-        from mathlora.evaluate.math_grading import grade_file
-        from mathlora.evaluate.predict import predict_file
-        from mathlora.evaluate.config import SERVER_ONLY
-        from mathlora.evaluate.squad import evaluate_squad
-
-        cfg, lay = self.cfg, self.layout
-        out = lay.eval(which)
-        test = lay.test_records
-        calculator = cfg.eval.calculator
-        # with the calculator: math.json is scored with it, math_nocalc.json without (same model, same problems)
-        runs = [("", calculator)] + ([("_nocalc", False)] if calculator else [])
-        files = {tag: out.math_files(tag) for tag, _ in runs}
-        baselines = {tag: lay.eval("base").math_files(tag)[0] if which == "tuned" else None for tag, _ in runs}
-        # the openai backend's settings never apply here (generation is local)
-        settings = {"eval": cfg.eval.model_dump(exclude=set(SERVER_ONLY)), "template": cfg.template, "model": model,
-                    "solution_style": cfg.solution_style, "runtime": self.runtime.fingerprint()}
-
-        def run_math() -> dict:
-            counts: dict = {}
-            calls = None
-            if not calculator:  # scores of an earlier run with the calculator would mislead the report
-                for stale in out.root.glob("math_nocalc*"):
-                    stale.unlink()
-            for tag, with_calculator in runs:
-                preds, math = files[tag]
-                if tag == "_nocalc" and calls == 0:
-                    # the calculator never forced a token, so decoding without it is the same run
-                    shutil.copyfile(files[""][0], preds)
-                else:
-                    gen = predict_file(cfg.eval, self.runtime, model, None, test, preds, template=cfg.template,
-                                       progress=self.progress, solution_style=cfg.solution_style,
-                                       calculator=with_calculator)
-                    calls = gen.get("calculator_calls", 0) + gen.get("calculator_refused", 0)
-                    counts.setdefault("tokens_per_s", gen.get("tokens_per_s"))
-                    counts.setdefault("predict_seconds", gen.get("seconds"))
-                    if with_calculator:
-                        counts.update(calculator_calls=gen["calculator_calls"],
-                                      calculator_refused=gen["calculator_refused"])
-                report = grade_file(cfg.eval, preds, math, baseline_path=baselines[tag],
-                                    solution_style=cfg.solution_style)
-                if tag:
-                    counts["accuracy" + tag] = report["accuracy"]
-                else:
-                    counts.update(accuracy=report["accuracy"], count=report["count"], correct=report["correct"],
-                                  unparsable=report.get("unparsable"))
-            return counts
-
-        inputs = {"test": test, **extra_inputs,
-                  **{f"baseline{tag}": b for tag, b in baselines.items() if b is not None}}
-        self.summary[f"{which}_math"] = self.stage(f"eval_{which}_math", inputs, settings,
-                                                   [p for pair in files.values() for p in pair], run_math)
-        squad = out.squad
-        baseline_squad = lay.eval("base").squad if which == "tuned" else None
-
-        def run_squad() -> dict:
-            res = evaluate_squad(cfg.eval, self.runtime, model, None, squad_src, squad, progress=self.progress,
-                                 baseline_path=baseline_squad)
-            return {k: res[k] for k in ("f1", "em", "count") if k in res} | (
-                {"retained": res["retention"]["passed"]} if "retention" in res else {})
-
-        squad_inputs = {"squad": squad_src, **extra_inputs, **({"baseline": baseline_squad} if baseline_squad else {})}
-        self.summary[f"{which}_squad"] = self.stage(f"eval_{which}_squad", squad_inputs,
-                                                    settings, [squad], run_squad)
-
-    # -- training -------------------------------------------------------------------------------------------
-    def train_and_merge(self) -> Path:
-        from mathlora.train.merge import merge_adapter
-        from mathlora.train.trainer import train, training_fingerprint
-
-        cfg, lay = self.cfg, self.layout
-        tokens, out = lay.tokens, lay.train
-        # "same run" is the trainer's rule: settings that cannot change the result never invalidate train/
-        fp = training_fingerprint(cfg.train, self.runtime, tokens, lora=cfg.lora, seed=cfg.seed)
-        rec = self.rd.stage_record("train")
-        if out.exists() and (self.force or (rec and rec.get("fingerprint") != fp)):
-            # settings or data changed: a fresh run, not a resume of the old one; but never on the word of
-            # damaged tokens (tokenize verified or rebuilt them above; this is the last line of defence)
-            parquet = lay.tokens_parquet
-            problem = format_problem(parquet) if parquet.is_file() else "is missing"
-            if problem:
-                raise MathloraError(f"{parquet} {problem}; the finished training in {out} is kept. "
-                                    "Run again to rebuild the tokens")
-            import shutil
-
-            trash = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, trash)  # gone from view at once; a crash leaves a temp folder, cleaned next run
-            shutil.rmtree(trash, ignore_errors=True)
-        self.summary["train"] = self.stage(
-            "train", {"tokens": lay.tokens_parquet}, {}, [lay.train_summary, lay.train_adapter],
-            lambda: train(cfg.train, self.runtime, tokens, out, lora=cfg.lora, seed=cfg.seed, resume=True,
-                          progress=self.progress), fp=fp)
-        merged = lay.merged
-        adapter = lay.train_adapter
-        self.stage("merge", {"adapter": adapter}, {"model": cfg.model, "runtime": self.runtime.fingerprint()},
-                   [lay.merged_config, merged],
-                   lambda: {"merged": str(merge_adapter(self.runtime, cfg.model, adapter, merged, overwrite=True))})
-        return merged
 
     def run(self) -> dict:
         """The whole pipeline, holding the run folder's lock; the config is checked before any stage."""
@@ -303,28 +107,18 @@ class Pipeline:
                          config=cfg.model_dump(mode="json"))
         write_text_atomic(self.layout.config, dump_config(cfg))
         print(f"runtime: {self.runtime.describe()}", flush=True)
-        train_src, test_src, squad_src = self.data_sources()
-        self.prepare(train_src, test_src)
-        self.evaluate("base", cfg.model, squad_src, {})
-        merged = self.train_and_merge()
-        # the merged model is a function of base + adapter: the adapter's hash stands for it
-        self.evaluate("tuned", str(merged), squad_src, {"adapter": self.layout.train_adapter})
-        from mathlora.report.build import build_report
-
-        lay = self.layout
-        report_inputs = {str(p.relative_to(lay.root)): p for p in (
-            lay.eval("base").math, lay.eval("tuned").math, lay.eval("base").math_nocalc,
-            lay.eval("tuned").math_nocalc, lay.eval("base").squad, lay.eval("tuned").squad,
-            lay.train_summary, lay.sample_table, lay.tokens_stats)}
-        report = self.stage("report", report_inputs, {"version": __version__}, [lay.report_html],
-                            lambda: build_report(lay.root))
+        for index, stage in enumerate(self.stages, 1):
+            self.summary[stage.name] = self.run_stage(index, stage)
+            if stage.name == self.stop_after:
+                raise StopAfter(stage.name)
         if cfg.publish.to:  # last: not fingerprinted, publish itself skips what the store already holds
             from mathlora.export.publish import publish_run
 
-            self.summary["publish"] = publish_run(lay.root, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url,
+            self.summary["publish"] = publish_run(self.layout.root, cfg.publish.to,
+                                                  endpoint_url=cfg.publish.endpoint_url,
                                                   verify_all=cfg.publish.verify_all)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
-        return {**self.summary, "report": report}
+        return self.summary
 
 
 def headline(run_dir: Path) -> str:
@@ -355,51 +149,3 @@ def _jsonable(obj):
 def _brief(counts: dict) -> str:
     items = [f"{k}={v}" for k, v in counts.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40]
     return f"({', '.join(items[:6])})" if items else ""
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    pipeline = Pipeline(cfg, force=args.force, progress=not args.no_progress, stop_after=args.stop_after)
-    try:
-        pipeline.run()
-    except StopAfter as stop:
-        print(f"stopped after {stop} as asked; run again without --stop-after to continue", flush=True)
-        return 0
-    print(headline(Path(cfg.run_dir)), flush=True)
-    return 0
-
-
-def register(sub) -> None:
-    p = sub.add_parser("run", help="the whole recipe end to end (default: the embedded demo config)",
-                       description=__doc__.split("\n\n")[0])
-    option(p, "--output", "-o", field="run_dir", help="run folder (default from config: runs/demo)")
-    p.add_argument("--force", action="store_true", help="redo every stage, even fresh ones")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--stop-after", metavar="STAGE", help=f"stop after this stage ({', '.join(STAGES)})")
-    add_config_args(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("report", help="(re)build report.html / report.md of a run folder")
-    p.add_argument("run_dir", help="run folder")
-    p.set_defaults(func=cmd_report)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from mathlora.report.build import build_report
-
-    root = Path(args.run_dir)
-    manifest_path = RunLayout(root).manifest
-    if not manifest_path.is_file():
-        raise MathloraError(f"{root} is not a mathlora run folder (no manifest.json)")
-    from mathlora.records import read_json_document
-
-    try:
-        manifest = read_json_document(manifest_path, "manifest")
-    except MathloraError as e:
-        manifest = e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages", {}), dict):
-        raise MathloraError(f"{manifest_path} is damaged; `mathlora run` rebuilds it")
-    with RunLock(root):
-        build_report(root)
-    print(headline(root))
-    return 0

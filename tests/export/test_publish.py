@@ -276,11 +276,7 @@ def test_run_config_publish_section_and_pipeline_hook(tmp_path, monkeypatch):
         load_config(None, {"publish.nope": 1})
     calls = []
     p = pipeline.Pipeline(cfg, progress=False)
-    monkeypatch.setattr(p, "data_sources", lambda: (None, None, None))
-    monkeypatch.setattr(p, "prepare", lambda *a: None)
-    monkeypatch.setattr(p, "evaluate", lambda *a: None)
-    monkeypatch.setattr(p, "train_and_merge", lambda: Path("merged"))
-    monkeypatch.setattr(p, "stage", lambda *a, **k: {})
+    monkeypatch.setattr(p, "stages", ())  # no stage runs: only the publish hook after them
     monkeypatch.setattr("mathlora.export.publish.publish_run",
                         lambda root, to, **kw: calls.append((Path(root), to, kw)) or {"uploaded": 0})
     result = p.run()

@@ -55,13 +55,28 @@ def register(subparsers) -> None:
     m.add_argument("--baseline", default=None, help="predictions of another model on the same problems")
     m.add_argument("--output", default=None, help="report JSON (default: <predictions stem>.math.json)")
     option(m, "--atol", field="eval.atol", type=float, help="absolute tolerance (default 1e-2)")
-    option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance (default 0)")
+    option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance, added to --atol (default 1e-12; 1e-5 grades like numpy.isclose)")
     option(m, "--scope", field="eval.answer_scope", choices=["auto", "first_line", "full", "final"],
            help="where a completion's answer is read (default auto: final for worked solutions, else first_line)")
     option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
            help="the style the model was trained on (resolves --scope auto)")
     add_config_args(m)
     m.set_defaults(func=cmd_eval_math)
+
+    mm = sub.add_parser("model", help="predict and grade a math test set into one folder (with and without the "
+                                      "calculator when eval.calculator), as `mathlora run` does")
+    _model_args(mm)
+    mm.add_argument("--input", required=True, help="JSON lines {id, problem, solution, type?}")
+    mm.add_argument("--output", "-o", required=True, help="folder for math_predictions.jsonl and math.json "
+                                                         "(+ math_nocalc_*)")
+    mm.add_argument("--baseline", default=None, help="another model's folder of the same kind: adds the comparison")
+    option(mm, "--template", field="template", help="prompt template (default: the config's)")
+    option(mm, "--calculator", field="eval.calculator", action="store_true",
+           help="calculator-assisted decoding, scored with and without the calculator")
+    option(mm, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+           help="the style the model was trained on")
+    add_config_args(mm)
+    mm.set_defaults(func=cmd_eval_model)
 
     s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)")
     _model_args(s)
@@ -127,6 +142,20 @@ def cmd_eval_math(args) -> int:
         print(f"before {comparison['before']:.4f} -> after {comparison['after']:.4f} "
               f"({comparison['change']:+.4f}; fixed {comparison['fixed']}, broken {comparison['broken']})")
     print(f"report -> {output}")
+    return 0
+
+
+def cmd_eval_model(args) -> int:
+    from mathlora.evaluate.math_eval import evaluate_math
+    from mathlora.run_dir import lock_for_output
+
+    cfg = config_from_args(args)
+    with lock_for_output(Path(args.output) / "math.json"):
+        counts = evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                               baseline_dir=args.baseline, template=cfg.template,
+                               solution_style=cfg.solution_style, progress=not args.no_progress)
+    without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts else "")
+    print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> {args.output}")
     return 0
 
 

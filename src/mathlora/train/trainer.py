@@ -70,11 +70,10 @@ from mathlora.train.data import (
     shard, step_rows,
 )
 from mathlora.train.loss import LearnableTokenLoss
+from mathlora.train.outputs import METRICS, SUMMARY, clear_outputs, finished_summary
 from mathlora.train.distributed import ProcessGroup, start_processes
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
 
-SUMMARY = "summary.json"
-METRICS = "metrics.jsonl"
 # Settings that do not change the trained numbers (beyond float rounding); a resume may change them.
 # Speed and memory levers (recompute, micro-batch, the memory plan's share, Liger kernels, torch.compile, the
 # attention kernel) are here: they change float rounding only, never which tokens are trained on or how.
@@ -316,26 +315,6 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def clear_outputs(out: Path) -> None:
-    for name in ("checkpoints", "adapter", "tensorboard"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (METRICS, SUMMARY):
-        (out / name).unlink(missing_ok=True)
-
-
-def finished_summary(out: Path, fingerprint: str, resume: bool) -> dict | None:
-    path = out / SUMMARY
-    if not path.is_file():
-        return None
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    if summary.get("fingerprint") == fingerprint:
-        return summary
-    if resume:
-        raise MathloraError(f"{out} holds a finished run with other settings; choose another output folder "
-                            f"or pass --no-resume to overwrite it")
-    return None
 
 
 def train(cfg: TrainConfig, runtime: Runtime, tokens_dir, output_dir, *, lora: LoraConfig, seed: int,

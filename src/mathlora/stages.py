@@ -1,0 +1,334 @@
+"""The stages of ``mathlora run``, declared once, in order.
+
+Each ``Stage`` says what it is (``name``), whether the config uses it (``enabled``, with the reason when not),
+the files it reads (``inputs``) and writes (``outputs``), the settings that can change its result
+(``settings``: with the inputs' hashes they make its fingerprint) and how it runs (``run``: one call of the
+stage package's entry function, the same one its CLI subcommand calls). ``mathlora.pipeline`` loops over
+``STAGE_LIST``; nothing else decides which stages exist or in what order.
+
+Like the CLI, this module turns the root config into each stage's section and paths; the stage packages
+never see the root config. Entry functions are imported when a stage runs (the CLI stays light).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from mathlora import __version__
+from mathlora.errors import MathloraError
+from mathlora.layout import RunLayout
+from mathlora.records import require_file
+
+if TYPE_CHECKING:
+    from mathlora.config import Config
+    from mathlora.run_dir import RunDir
+    from mathlora.runtime import Runtime
+
+DATA_KEYS = ("train", "test", "squad")
+
+
+@dataclass
+class Context:
+    """What every stage of one run sees: the root config, the run folder, the runtime."""
+    cfg: "Config"
+    layout: RunLayout
+    runtime: "Runtime"
+    manifest: "RunDir"
+    force: bool = False
+    progress: bool = True
+
+    def missing_data(self) -> list[str]:
+        """The ``data.*`` keys not given (synth makes them)."""
+        return [k for k in DATA_KEYS if getattr(self.cfg.data, k) is None]
+
+    def source(self, key: str) -> Path:
+        """``data.<key>`` when given (checked to be a file), else the synth stage's file."""
+        given = getattr(self.cfg.data, key)
+        if given is not None:
+            return require_file(given, f"data.{key}")
+        return {"train": self.layout.raw_train, "test": self.layout.raw_test, "squad": self.layout.raw_squad}[key]
+
+    def solutions(self) -> Path:
+        """The convert stage's input: the rewritten solutions, or the normalized ones (``solution_style=answer``)."""
+        return self.layout.rewritten if REWRITE.enabled(self.cfg) else self.layout.normalized
+
+
+def _always(cfg: "Config") -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    inputs: Callable[[Context], dict[str, Path]]
+    outputs: Callable[[Context], list[Path]]
+    settings: Callable[[Context], dict]
+    run: Callable[[Context], dict]
+    enabled: Callable[["Config"], bool] = _always
+    unused_because: str = ""
+    # a stage with its own "same run" rule brings its fingerprint (train: the trainer's)
+    fingerprint: Callable[[Context], str] | None = None
+    # called with the fingerprint before the freshness check (label: forget a failed run; train: start over)
+    before: Callable[[Context, str], None] | None = None
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+
+def _synth(ctx: Context) -> dict:
+    from mathlora.synth.stage import synth_data
+
+    cfg = ctx.cfg
+    user_train = ctx.source("train") if cfg.data.train is not None else None
+    return synth_data(cfg.synth, seed=cfg.seed, user_train=user_train,
+                      **{f"{k}_out": ctx.source(k) for k in ctx.missing_data()})
+
+
+SYNTH = Stage(
+    "synth",
+    inputs=lambda ctx: {"train": ctx.source("train")} if ctx.cfg.data.train is not None else {},
+    outputs=lambda ctx: [ctx.source(k) for k in ctx.missing_data()],
+    settings=lambda ctx: {"synth": ctx.cfg.synth.model_dump(), "seed": ctx.cfg.seed, "missing": ctx.missing_data()},
+    run=_synth,
+    enabled=lambda cfg: any(getattr(cfg.data, k) is None for k in DATA_KEYS),
+    unused_because="data.train, data.test and data.squad are given")
+
+
+def _ingest(ctx: Context) -> dict:
+    from mathlora.data.ingest import ingest_file
+
+    lay = ctx.layout
+    return ingest_file(ctx.cfg.ingest, ctx.source("train"), lay.records, rejects_path=lay.rejects)
+
+
+def _ingest_test(ctx: Context) -> dict:
+    from mathlora.data.config import IngestConfig
+    from mathlora.data.ingest import ingest_file
+
+    lay = ctx.layout
+    return ingest_file(IngestConfig(), ctx.source("test"), lay.test_records, rejects_path=lay.test_rejects)
+
+
+def _label_settings(ctx: Context) -> dict:
+    settings = {k: v for k, v in ctx.cfg.label.model_dump().items()
+                if k not in ("concurrency", "timeout", "retry_failed")}
+    if ctx.cfg.label.judge == "local":
+        settings["runtime"] = ctx.runtime.fingerprint()
+    return {"label": settings, "model": ctx.cfg.model}
+
+
+def _forget_failed_label(ctx: Context, fp: str) -> None:
+    if ((ctx.manifest.stage_record("label") or {}).get("counts") or {}).get("failed"):
+        ctx.manifest.forget("label")  # recorded with failures by an older mathlora: not done
+
+
+def _label(ctx: Context) -> dict:
+    from mathlora.label.run import failure_message, label_file
+
+    lay = ctx.layout
+    # a run always asks again about records that failed before: a label stage with failures is not done
+    summary = label_file(ctx.cfg.label.model_copy(update={"retry_failed": True}), ctx.runtime, lay.records,
+                         lay.labeled, base_model=ctx.cfg.model, progress=ctx.progress)
+    if summary["failed"]:
+        raise MathloraError(failure_message(summary, lay.labeled) + "; the next `mathlora run` asks them again")
+    return summary
+
+
+def _sample(ctx: Context) -> dict:
+    from mathlora.data.sampling import sample_file
+
+    return sample_file(ctx.cfg.sample, ctx.layout.labeled, ctx.layout.sampled, seed=ctx.cfg.seed)
+
+
+def _normalize(ctx: Context) -> dict:
+    from mathlora.data.normalize import normalize_file
+
+    return normalize_file(ctx.cfg.normalize, ctx.layout.sampled, ctx.layout.normalized)
+
+
+def _rewrite(ctx: Context) -> dict:
+    from mathlora.data.rewrite import rewrite_file
+
+    lay = ctx.layout
+    return rewrite_file(lay.normalized, lay.rewritten, lay.rewrite_report, style=ctx.cfg.solution_style)
+
+
+def _convert(ctx: Context) -> dict:
+    from mathlora.data.convert import convert_file
+
+    return convert_file(ctx.cfg.convert, ctx.solutions(), ctx.layout.conversations, template=ctx.cfg.template)
+
+
+def _tokenize(ctx: Context) -> dict:
+    from mathlora.data.tokenize import tokenize_file
+
+    cfg = ctx.cfg
+    return tokenize_file(cfg.tokenize, ctx.layout.conversations, ctx.layout.tokens, model=cfg.model,
+                         template=cfg.template, progress=ctx.progress)
+
+
+INGEST = Stage("ingest", inputs=lambda ctx: {"input": ctx.source("train")},
+               outputs=lambda ctx: [ctx.layout.records, ctx.layout.rejects],
+               settings=lambda ctx: ctx.cfg.ingest.model_dump(), run=_ingest)
+INGEST_TEST = Stage("ingest_test", inputs=lambda ctx: {"input": ctx.source("test")},
+                    outputs=lambda ctx: [ctx.layout.test_records], settings=lambda ctx: {}, run=_ingest_test)
+LABEL = Stage("label", inputs=lambda ctx: {"input": ctx.layout.records}, outputs=lambda ctx: [ctx.layout.labeled],
+              settings=_label_settings, run=_label, before=_forget_failed_label)
+SAMPLE = Stage("sample", inputs=lambda ctx: {"input": ctx.layout.labeled}, outputs=lambda ctx: [ctx.layout.sampled],
+               settings=lambda ctx: {"sample": ctx.cfg.sample.model_dump(), "seed": ctx.cfg.seed}, run=_sample)
+NORMALIZE = Stage("normalize", inputs=lambda ctx: {"input": ctx.layout.sampled},
+                  outputs=lambda ctx: [ctx.layout.normalized], settings=lambda ctx: ctx.cfg.normalize.model_dump(),
+                  run=_normalize)
+REWRITE = Stage("rewrite", inputs=lambda ctx: {"input": ctx.layout.normalized},
+                outputs=lambda ctx: [ctx.layout.rewritten, ctx.layout.rewrite_report],
+                settings=lambda ctx: {"solution_style": ctx.cfg.solution_style}, run=_rewrite,
+                enabled=lambda cfg: cfg.solution_style != "answer", unused_because="solution_style=answer")
+CONVERT = Stage("convert", inputs=lambda ctx: {"input": ctx.solutions()},
+                outputs=lambda ctx: [ctx.layout.conversations],
+                settings=lambda ctx: {"template": ctx.cfg.template, **ctx.cfg.convert.model_dump()}, run=_convert)
+TOKENIZE = Stage("tokenize", inputs=lambda ctx: {"input": ctx.layout.conversations},
+                 outputs=lambda ctx: [ctx.layout.tokens_parquet, ctx.layout.tokens_stats],
+                 settings=lambda ctx: {"model": ctx.cfg.model, "template": ctx.cfg.template,
+                                       **ctx.cfg.tokenize.model_dump()},
+                 run=_tokenize)
+
+
+# -- evaluation -----------------------------------------------------------------------------------------------
+
+def _eval_model(ctx: Context, which: str) -> str:
+    return ctx.cfg.model if which == "base" else str(ctx.layout.merged)
+
+
+def _eval_settings(ctx: Context, which: str) -> dict:
+    from mathlora.evaluate.config import SERVER_ONLY
+
+    cfg = ctx.cfg
+    # the openai backend's settings never apply here (generation is local)
+    return {"eval": cfg.eval.model_dump(exclude=set(SERVER_ONLY)), "template": cfg.template,
+            "model": _eval_model(ctx, which), "solution_style": cfg.solution_style,
+            "runtime": ctx.runtime.fingerprint()}
+
+
+def _tuned_inputs(ctx: Context, which: str) -> dict[str, Path]:
+    # the merged model is a function of base + adapter: the adapter's hash stands for it
+    return {"adapter": ctx.layout.train_adapter} if which == "tuned" else {}
+
+
+def _math_inputs(ctx: Context, which: str) -> dict[str, Path]:
+    from mathlora.evaluate.math_eval import math_baselines
+
+    baseline = ctx.layout.eval("base").root if which == "tuned" else None
+    return {"test": ctx.layout.test_records, **_tuned_inputs(ctx, which),
+            **{f"baseline{tag}": p for tag, p in math_baselines(baseline, ctx.cfg.eval.calculator).items()}}
+
+
+def _math_outputs(ctx: Context, which: str) -> list[Path]:
+    from mathlora.evaluate.math_eval import math_outputs
+
+    return math_outputs(ctx.layout.eval(which).root, ctx.cfg.eval.calculator)
+
+
+def _run_math(ctx: Context, which: str) -> dict:
+    from mathlora.evaluate.math_eval import evaluate_math
+
+    cfg, lay = ctx.cfg, ctx.layout
+    return evaluate_math(cfg.eval, ctx.runtime, _eval_model(ctx, which), None, lay.test_records,
+                         lay.eval(which).root, baseline_dir=lay.eval("base").root if which == "tuned" else None,
+                         template=cfg.template, solution_style=cfg.solution_style, progress=ctx.progress)
+
+
+def _squad_baseline(ctx: Context, which: str) -> Path | None:
+    return ctx.layout.eval("base").squad if which == "tuned" else None
+
+
+def _squad_inputs(ctx: Context, which: str) -> dict[str, Path]:
+    baseline = _squad_baseline(ctx, which)
+    return {"squad": ctx.source("squad"), **_tuned_inputs(ctx, which), **({"baseline": baseline} if baseline else {})}
+
+
+def _run_squad(ctx: Context, which: str) -> dict:
+    from mathlora.evaluate.squad import evaluate_squad
+
+    res = evaluate_squad(ctx.cfg.eval, ctx.runtime, _eval_model(ctx, which), None, ctx.source("squad"),
+                         ctx.layout.eval(which).squad, progress=ctx.progress,
+                         baseline_path=_squad_baseline(ctx, which))
+    return {k: res[k] for k in ("f1", "em", "count") if k in res} | (
+        {"retained": res["retention"]["passed"]} if "retention" in res else {})
+
+
+def eval_stages(which: str) -> tuple[Stage, Stage]:
+    """The math and SQuAD evaluations of the ``base`` model or the ``tuned`` (merged) one."""
+    math = Stage(f"eval_{which}_math", inputs=lambda ctx: _math_inputs(ctx, which),
+                 outputs=lambda ctx: _math_outputs(ctx, which), settings=lambda ctx: _eval_settings(ctx, which),
+                 run=lambda ctx: _run_math(ctx, which))
+    squad = Stage(f"eval_{which}_squad", inputs=lambda ctx: _squad_inputs(ctx, which),
+                  outputs=lambda ctx: [ctx.layout.eval(which).squad], settings=lambda ctx: _eval_settings(ctx, which),
+                  run=lambda ctx: _run_squad(ctx, which))
+    return math, squad
+
+
+# -- training -------------------------------------------------------------------------------------------------
+
+def _train_fingerprint(ctx: Context) -> str:
+    from mathlora.train.trainer import training_fingerprint
+
+    # "same run" is the trainer's rule: settings that cannot change the result never invalidate train/
+    cfg = ctx.cfg
+    return training_fingerprint(cfg.train, ctx.runtime, ctx.layout.tokens, lora=cfg.lora, seed=cfg.seed)
+
+
+def _start_over_when_changed(ctx: Context, fp: str) -> None:
+    from mathlora.train.outputs import discard_training
+
+    rec = ctx.manifest.stage_record("train")
+    if ctx.layout.train.exists() and (ctx.force or (rec and rec.get("fingerprint") != fp)):
+        discard_training(ctx.layout.train, ctx.layout.tokens_parquet)  # a fresh run, not a resume of the old one
+
+
+def _train(ctx: Context) -> dict:
+    from mathlora.train.trainer import train
+
+    cfg = ctx.cfg
+    return train(cfg.train, ctx.runtime, ctx.layout.tokens, ctx.layout.train, lora=cfg.lora, seed=cfg.seed,
+                 resume=True, progress=ctx.progress)
+
+
+def _merge(ctx: Context) -> dict:
+    from mathlora.train.merge import merge_adapter
+
+    lay = ctx.layout
+    return {"merged": str(merge_adapter(ctx.runtime, ctx.cfg.model, lay.train_adapter, lay.merged, overwrite=True))}
+
+
+TRAIN = Stage("train", inputs=lambda ctx: {"tokens": ctx.layout.tokens_parquet},
+              outputs=lambda ctx: [ctx.layout.train_summary, ctx.layout.train_adapter], settings=lambda ctx: {},
+              run=_train, fingerprint=_train_fingerprint, before=_start_over_when_changed)
+MERGE = Stage("merge", inputs=lambda ctx: {"adapter": ctx.layout.train_adapter},
+              outputs=lambda ctx: [ctx.layout.merged_config, ctx.layout.merged],
+              settings=lambda ctx: {"model": ctx.cfg.model, "runtime": ctx.runtime.fingerprint()}, run=_merge)
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+
+def _report_inputs(ctx: Context) -> dict[str, Path]:
+    lay = ctx.layout
+    base, tuned = lay.eval("base"), lay.eval("tuned")
+    return {str(p.relative_to(lay.root)): p for p in (
+        base.math, tuned.math, base.math_nocalc, tuned.math_nocalc, base.squad, tuned.squad, lay.train_summary,
+        lay.sample_table, lay.tokens_stats)}
+
+
+def _report(ctx: Context) -> dict:
+    from mathlora.report.build import build_report
+
+    return build_report(ctx.layout.root)
+
+
+REPORT = Stage("report", inputs=_report_inputs, outputs=lambda ctx: [ctx.layout.report_html],
+               settings=lambda ctx: {"version": __version__}, run=_report)
+
+STAGE_LIST: tuple[Stage, ...] = (SYNTH, INGEST, INGEST_TEST, LABEL, SAMPLE, NORMALIZE, REWRITE, CONVERT, TOKENIZE,
+                                 *eval_stages("base"), TRAIN, MERGE, *eval_stages("tuned"), REPORT)
+STAGES = [s.name for s in STAGE_LIST]
+

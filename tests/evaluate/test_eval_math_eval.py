@@ -1,0 +1,34 @@
+"""evaluate.math_eval: one model's math evaluation in one folder, as `mathlora eval model` and `mathlora run` do."""
+
+import json
+
+from mathlora.cli import main
+from mathlora.evaluate.math_eval import math_baselines, math_outputs
+from mathlora.records import read_jsonl, write_jsonl
+
+TEST = [{"id": "a", "problem": "1 + 1", "solution": "1 + 1 = 2", "type": "add"},
+        {"id": "b", "problem": "2 + 2", "solution": "2 + 2 = 4", "type": "add"}]
+
+
+def test_eval_model_scores_with_and_without_the_calculator_then_compares_with_a_baseline(tmp_path, capsys):
+    write_jsonl(tmp_path / "test.jsonl", TEST)
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    args = ["eval", "model", "--model", "tiny-random-llama", "--input", str(tmp_path / "test.jsonl"),
+            "--no-progress", "--calculator", "eval.max_new_tokens=4"]
+    assert main([*args, "-o", str(base)]) == 0
+    out = capsys.readouterr().out
+    assert "math accuracy" in out and "without the calculator" in out
+    assert all(p.is_file() for p in math_outputs(base, calculator=True))
+    assert [x["id"] for x in read_jsonl(base / "math_nocalc_predictions.jsonl")] == ["a", "b"]
+    assert main([*args, "-o", str(tuned), "--baseline", str(base)]) == 0
+    assert "comparison" in json.loads((tuned / "math.json").read_text())
+    assert "comparison" in json.loads((tuned / "math_nocalc.json").read_text())
+    # without the calculator a folder holds one evaluation: the old _nocalc files go
+    assert main([a for a in args if a != "--calculator"] + ["eval.calculator=false", "-o", str(tuned)]) == 0
+    assert not list(tuned.glob("math_nocalc*"))
+
+
+def test_the_baselines_follow_the_calculator_setting(tmp_path):
+    assert math_baselines(None, calculator=True) == {}
+    assert set(math_baselines(tmp_path, calculator=True)) == {"", "_nocalc"}
+    assert math_baselines(tmp_path, calculator=False) == {"": tmp_path / "math_predictions.jsonl"}
