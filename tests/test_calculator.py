@@ -8,7 +8,7 @@ import pytest
 from mathlora.calculator import CalculatorError, calculate, calculate_value
 from mathlora.data.numbers import format_decimals, format_number
 from mathlora.synth.competition import generate
-from mathlora.synth.steps import CALC_RE
+from mathlora.worked import CALC_RE
 
 
 @pytest.mark.parametrize("expr, expected", [
@@ -27,6 +27,15 @@ from mathlora.synth.steps import CALC_RE
     ("0.125 * 1", "0.13"),                        # half-up, as normalize rounds
     ("-0.125 * 1", "-0.13"),
     ("-20 / -39", "0.51"),
+    ("(-456.58)^4", "43457779803.14"),          # a negative base in parentheses keeps its sign
+    ("-456.58^4", "-43457779803.14"),           # mathematical precedence: -(456.58^4)
+    ("(-185.24)^3", "-6356298.98"),
+    ("57 * 4.03^54", "2.769155521E+34"),         # beyond exact size: rounded by significant digits
+    ("86 * 0.54^90", "7.078428268E-23"),         # tiny: E notation, never 0.00
+    ("68 * 7.59^95", "2.854155448E+85"),
+    ("1.01^99", "2.68"),
+    ("count(74, 13, 94, 35)", "4"),
+    ("0.5^9 * 3", "5.859375E-3"),
 ])
 def test_exact_results_in_the_normalize_format(expr, expected):
     assert calculate(expr) == expected
@@ -45,7 +54,8 @@ def test_format_number_agrees_with_the_normalize_rule_on_text():
 @pytest.mark.parametrize("expr", [
     "__import__('os')", "os.system('ls')", "().__class__", "x + 1", "abs(-1)", "9^9^9", "10^100000",
     "1" * 10_000, "1/0", "", "2 +", "gcd(1.5, 2)", "sqrt(-1)", "(" * 150 + "1" + ")" * 150, "1e5",
-    "[1, 2]", "'a'", "9999999999^64", "lambda: 1",
+    "[1, 2]", "'a'", "9999999999^64", "lambda: 1", "2^1000", "9999^999", "0.5^999 * 0.5^999", "count()",
+    "(10^300) * (10^300)",
 ])
 def test_hostile_or_invalid_expressions_are_refused_quickly(expr):
     start = time.perf_counter()
@@ -57,11 +67,21 @@ def test_hostile_or_invalid_expressions_are_refused_quickly(expr):
 def test_every_family_expression_round_trips():
     """Every <<expr=value>> the generator writes is what the calculator computes for expr."""
     seen = set()
-    for rec in generate(1500, 7, style="calculator"):
+    for rec in generate(1500, 7, style="calculator", mix="equal"):
         for expr, value in CALC_RE.findall(rec["solution"]):
             assert calculate(expr) == value
             seen.add(rec["type"])
     assert len(seen) == 14  # every family but the English one has annotations
+
+
+def test_huge_exponents_are_bounded_by_significant_digits_not_refused():
+    exact = 86 * Fraction("0.54") ** 90
+    value = calculate_value("86 * 0.54^90")
+    assert value != exact and abs(value - exact) / exact < Fraction(1, 10**38)  # 40 significant digits
+    start = time.perf_counter()
+    for n in range(1, 1000, 7):
+        calculate(f"99 * 9.99^{n // 3}")
+    assert time.perf_counter() - start < 2.0
 
 
 def test_value_is_exact():

@@ -2,15 +2,20 @@
 
 ``calculate("4204.22 + -2369.17")`` -> ``"1835.05"``. The expression is parsed with :mod:`ast` and only a
 whitelist of nodes is evaluated (numbers, ``+ - * / ^`` (``**``), unary minus/plus, parentheses, ``√x`` /
-``sqrt(x)`` and ``gcd(a, b)``); names, attributes, calls to anything else, subscripts and strings are refused.
-Nothing is ever passed to ``eval``.
+``sqrt(x)``, ``gcd(a, b)`` and ``count(a, b, ...)``, the number of its arguments); names, attributes, calls to
+anything else, subscripts and strings are refused. Nothing is ever passed to ``eval``. Precedence is
+mathematical: ``-456.58^4`` is -(456.58^4); a negative base is written ``(-456.58)^4``.
 
-Arithmetic is exact (``fractions.Fraction``); a square root is computed with 40 significant digits
-(``decimal``). The result is formatted by :func:`mathlora.data.numbers.format_number`, the function the
-normalize stage's rule is built on, so the calculator's output and the training text share one number
-format (more than two decimals -> rounded half-up to two).
+Arithmetic is exact (``fractions.Fraction``) while a value has at most ``MAX_RESULT_DIGITS`` digits; beyond
+that (``57 * 4.03^54``, ``86 * 0.54^90``) it is rounded to ``SIGNIFICANT_DIGITS`` significant digits instead of
+being refused, so the work is bounded by significant digits and magnitude (``MAX_MAGNITUDE``), not by the
+exponent. A square root is computed with 40 significant digits (``decimal``). The result is formatted by
+:func:`mathlora.data.numbers.format_result`: the normalize rule (more than two decimals -> rounded half-up to
+two) for ordinary numbers, and scientific notation with 10 significant digits (``2.769155521E+34``,
+``7.078428268E-23``) for a magnitude of 1e28 or more or a nonzero one below 0.01, where two decimals would
+lose the value, so the calculator's output and the training text share one number format.
 
-Bounded: input length, number length, exponent size and result size are capped, so a hostile or huge
+Bounded: input length, number length, exponent size and result magnitude are capped, so a hostile or huge
 expression (``9^9^9``, ``10^100000``, 10 kB of text) is refused in microseconds with a
 :class:`CalculatorError` saying why.
 """
@@ -23,15 +28,18 @@ import re
 from decimal import Context, Decimal
 from fractions import Fraction
 
-from mathlora.data.numbers import format_number
+from mathlora.data.numbers import format_result
 from mathlora.errors import MathloraError
 
 MAX_EXPR_CHARS = 200
 MAX_NUMBER_CHARS = 40
-MAX_EXPONENT = 64           # |n| in x^n
-MAX_RESULT_DIGITS = 120     # digits of numerator or denominator of any intermediate value
+MAX_EXPONENT = 999          # |n| in x^n
+MAX_RESULT_DIGITS = 120     # digits of numerator or denominator kept exactly; beyond: rounded
+SIGNIFICANT_DIGITS = 40     # significant digits of a value rounded for size
+MAX_MAGNITUDE = 400         # |log10| of any nonzero intermediate value at most
 MAX_NODES = 64
 _SQRT_CONTEXT = Context(prec=40)
+_ROUND_CONTEXT = Context(prec=SIGNIFICANT_DIGITS, Emax=10 * MAX_MAGNITUDE, Emin=-10 * MAX_MAGNITUDE)
 
 
 class CalculatorError(MathloraError):
@@ -49,10 +57,18 @@ def _digits(value: Fraction) -> int:
     return max(len(str(abs(value.numerator))), len(str(value.denominator)))
 
 
+def _magnitude(value: Fraction) -> int:
+    """About log10(|value|) (within 1), from the digit counts: cheap for any size."""
+    return len(str(abs(value.numerator))) - len(str(value.denominator))
+
+
 def _checked(value: Fraction) -> Fraction:
-    if _digits(value) > MAX_RESULT_DIGITS:
-        raise CalculatorError(f"result too large (over {MAX_RESULT_DIGITS} digits)")
-    return value
+    """``value`` itself while it is small enough to keep exactly, else rounded to SIGNIFICANT_DIGITS digits."""
+    if _digits(value) <= MAX_RESULT_DIGITS:
+        return value
+    if value and abs(_magnitude(value)) > MAX_MAGNITUDE:
+        raise CalculatorError(f"result out of range (beyond 10^±{MAX_MAGNITUDE})")
+    return Fraction(_ROUND_CONTEXT.divide(Decimal(value.numerator), Decimal(value.denominator)))
 
 
 def _sqrt(x: Fraction) -> Fraction:
@@ -75,7 +91,8 @@ def _gcd(args: list[Fraction]) -> Fraction:
 
 
 _FUNCTIONS = {"sqrt": lambda args: _sqrt(args[0]) if len(args) == 1 else _bad("sqrt() takes one number"),
-              "gcd": _gcd}
+              "gcd": _gcd,
+              "count": lambda args: Fraction(len(args)) if args else _bad("count() takes at least one number")}
 
 
 def _bad(reason: str):
@@ -90,12 +107,20 @@ def _power(base: Fraction, exponent: Fraction) -> Fraction:
     n = exponent.numerator
     if abs(n) > MAX_EXPONENT:
         raise CalculatorError(f"exponent {n} too large (at most {MAX_EXPONENT})")
-    if base == 0 and n < 0:
-        raise CalculatorError("division by zero")
-    # bound the size before computing: digits grow about n times
-    if _digits(base) * abs(n) > MAX_RESULT_DIGITS * 2:
-        raise CalculatorError(f"result too large (over {MAX_RESULT_DIGITS} digits)")
-    return _checked(base ** n)
+    if base == 0:
+        if n < 0:
+            raise CalculatorError("division by zero")
+        return Fraction(0 if n else 1)
+    # bound the size before computing: the magnitude grows n times, the digits about n times
+    if abs(base) != 1 and abs(n) * (abs(_magnitude(base)) + 1) > 2 * MAX_MAGNITUDE \
+            and abs(n) * abs(math.log10(abs(base))) > MAX_MAGNITUDE:
+        raise CalculatorError(f"result out of range (beyond 10^±{MAX_MAGNITUDE})")
+    if _digits(base) * abs(n) <= MAX_RESULT_DIGITS * 2:
+        return _checked(base ** n)
+    # too many digits to keep exactly: computed with SIGNIFICANT_DIGITS + 10 digits, then rounded
+    context = Context(prec=SIGNIFICANT_DIGITS + 10, Emax=10 * MAX_MAGNITUDE, Emin=-10 * MAX_MAGNITUDE)
+    approx = context.power(context.divide(Decimal(base.numerator), Decimal(base.denominator)), n)
+    return _checked(Fraction(approx))
 
 
 def _evaluate(node: ast.AST, numbers: list[Fraction], budget: list[int]) -> Fraction:
@@ -128,7 +153,7 @@ def _evaluate(node: ast.AST, numbers: list[Fraction], budget: list[int]) -> Frac
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
             and not node.keywords:
         return _checked(_FUNCTIONS[node.func.id]([_evaluate(a, numbers, budget) for a in node.args]))
-    raise CalculatorError(f"{type(node).__name__} is not allowed (numbers, + - * / ^, sqrt, gcd only)")
+    raise CalculatorError(f"{type(node).__name__} is not allowed (numbers, + - * / ^, sqrt, gcd, count only)")
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)?|\.\d+")
@@ -158,8 +183,8 @@ def calculate_value(expr: str) -> Fraction:
         return f" _n{len(numbers) - 1} "
 
     text = _NUMBER.sub(number, text).replace("^", "**").strip()
-    if re.search(r"[a-z]", re.sub(r"_n\d+|\bsqrt\b|\bgcd\b", "", text)):
-        raise CalculatorError("names are not allowed (numbers, + - * / ^, sqrt, gcd only)")
+    if re.search(r"[a-z]", re.sub(r"_n\d+|\bsqrt\b|\bgcd\b|\bcount\b", "", text)):
+        raise CalculatorError("names are not allowed (numbers, + - * / ^, sqrt, gcd, count only)")
     try:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -171,5 +196,6 @@ def calculate_value(expr: str) -> Fraction:
 
 
 def calculate(expr: str, decimals: int = 2) -> str:
-    """``expr``'s value as text in the normalize number format; raises :class:`CalculatorError`."""
-    return format_number(calculate_value(expr), decimals)
+    """``expr``'s value as text in the calculator's number format (``format_result``); raises
+    :class:`CalculatorError`."""
+    return format_result(calculate_value(expr), decimals)

@@ -33,5 +33,5 @@ def test_mismatches_and_unknowns_are_kept_and_counted(tmp_path):
     assert got["b"]["solution"] == "1.5 + 2.5 = 4\n答案：4"
     assert got["c"]["solution"] == "$\\boxed{4}$"
     report = json.loads(rep.read_text())
-    assert report["per_family"]["addition"] == {"recognised": 2, "rewritten": 1, "mismatch": 1}
+    assert report["per_family"]["addition"] == {"recognised": 2, "rewritten": 1, "mismatch": 1, "refused": 0}
     assert (report["unknown"], report["mismatch_examples"][0]["id"]) == (1, "a")

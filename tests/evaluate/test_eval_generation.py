@@ -187,8 +187,10 @@ def test_parameter_report_counts_lora_parameters(adapter_dir):
     # per layer: q 64->64: A 8x64 + B 64x8; v 64->32: A 8x64 + B 32x8; 2 layers
     lora = 2 * ((8 * 64 + 64 * 8) + (8 * 64 + 32 * 8))
     assert r["trainable"] == lora == 3584
-    assert r["total"] == base_total + lora
-    assert r["line"] == f"{lora}/{base_total + lora}={lora / (base_total + lora):.6f}"
+    assert r["total"] == base_total + lora and r["base"] == base_total
+    assert r["ratio"] == lora / base_total  # the contest's count: over the base model's parameters
+    assert r["line"] == (f"{lora}/{base_total}={lora / base_total:.6f} (contest: trainable/base); "
+                         f"{lora}/{base_total + lora}={lora / (base_total + lora):.6f} (peft: trainable/(base+adapter))")
 
 
 @pytest.mark.slow

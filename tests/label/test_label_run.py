@@ -33,7 +33,7 @@ def test_heuristic_labels_in_input_order_keeping_fields_then_reads_the_cache(tmp
     assert [r["id"] for r in out] == [r["id"] for r in records]
     for rec, row in zip(records, out):
         assert row["difficulty"] == heuristic_difficulty(rec["problem"], rec["solution"])
-        assert row["difficulty_source"] == "heuristic:v1" and row["type"] == rec["type"]
+        assert row["difficulty_source"] == "heuristic:v2" and row["type"] == rec["type"]
         assert "difficulty_probs" not in row
     assert first["labeled"] == 60 and first["from_cache"] == 0 and first["failed"] == 0
     assert sum(first["distribution"].values()) == 61

@@ -18,7 +18,7 @@ def config_file(tmp_path):
 def test_math_writes_jsonl_with_counts(tmp_path, capsys):
     out = tmp_path / "out" / "math.jsonl"
     rc = main(["synth", "--config", config_file(tmp_path), "--output", str(out), "--count", "60",
-               "--types", "addition, mean,fraction_simplify", "--seed", "9"])
+               "--types", "addition, mean,fraction_simplify", "--seed", "9", "--mix", "equal"])
     assert rc == 0
     records = list(read_jsonl(out))
     assert Counter(r["type"] for r in records) == {"addition": 20, "mean": 20, "fraction_simplify": 20}

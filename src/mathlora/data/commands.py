@@ -51,7 +51,8 @@ def cmd_rewrite(args) -> int:
         counts = rewrite_file(args.input, args.output, report, style=cfg.solution_style)
     _print_counts("rewrite", counts)
     for family, c in counts["per_family"].items():
-        print(f"  {family:<18} recognised {c['recognised']}, rewritten {c['rewritten']}, mismatch {c['mismatch']}")
+        print(f"  {family:<18} recognised {c['recognised']}, rewritten {c['rewritten']}, mismatch {c['mismatch']}, "
+              f"refused {c['refused']}")
     print(f"report: {report}")
     return 0
 

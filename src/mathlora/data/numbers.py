@@ -83,3 +83,30 @@ def format_number(value: Fraction | Decimal | int, decimals: int = 2, mode: str 
         return f"{sign}{units}"
     return f"{sign}{units // 10 ** decimals}.{units % 10 ** decimals:0{decimals}d}"
 
+
+
+SCIENTIFIC_ABOVE = 10 ** 28          # the source's 28-digit decimal context prints E notation from here
+SCIENTIFIC_BELOW = Fraction(1, 100)  # nonzero values below this would round to 0.00
+SCIENTIFIC_DIGITS = 10               # significant digits of a value written in scientific notation
+
+
+def format_result(value: Fraction | Decimal | int, decimals: int = 2, mode: str = "round") -> str:
+    """A computed value as the calculator and the worked solutions print it.
+
+    :func:`format_number` (the normalize rule) for ordinary magnitudes; scientific notation with
+    ``SCIENTIFIC_DIGITS`` significant digits, trailing zeros dropped, for ``|value| >= 1e28`` or
+    ``0 < |value| < 0.01``: ``2.769155521E+34``, ``4.9E-11``. Two decimals would turn those into a wall of
+    digits or into ``0``; ten significant digits keep them right under a relative tolerance too.
+    """
+    value = Fraction(value)
+    if value == 0 or SCIENTIFIC_BELOW <= abs(value) < SCIENTIFIC_ABOVE:
+        return format_number(value, decimals, mode)
+    with localcontext() as ctx:
+        ctx.prec = SCIENTIFIC_DIGITS
+        ctx.rounding = ROUND_HALF_UP if mode == "round" else ROUND_DOWN
+        rounded = ctx.divide(Decimal(value.numerator), Decimal(value.denominator))
+    digits = rounded.as_tuple()
+    exponent = rounded.adjusted()
+    mantissa = "".join(map(str, digits.digits)).rstrip("0") or "0"
+    head = mantissa[0] + (f".{mantissa[1:]}" if len(mantissa) > 1 else "")
+    return f"{'-' if digits.sign else ''}{head}E{exponent:+d}"

@@ -1,15 +1,14 @@
 """Rewrite stage: the competition's answer-only solutions become rule-based worked solutions.
 
-Each record's problem is matched against the competition families' wordings
-(:mod:`mathlora.synth.steps`); a recognised problem gets its solution rebuilt from its own numbers in the
-chosen style (``steps``: each computation with its result; ``calculator``: each computation as
+Each record's problem is matched against the contest families' wordings (:mod:`mathlora.families`); a
+recognised problem gets its solution rebuilt from its own numbers (:mod:`mathlora.worked`) in the chosen style (``steps``: each computation with its result; ``calculator``: each computation as
 ``<<expr=value>>``), ending in ``答案：<final>``. A record keeps its original solution when its family is
-unknown (the English MATH-style problems) or when the rebuilt final answer disagrees with the original
-(tolerance ``atol``, fractions exactly): a rule that misread a problem never changes its answer. The
-original solution stays in the record as ``original_solution``.
+unknown (the English MATH-style problems), when the calculator refuses a step, or when the rebuilt final
+answer disagrees with the original (the grader's tolerances, fractions exactly): a rule that misread a problem
+never changes its answer. The original solution stays in the record as ``original_solution``.
 
-``rewrite_report.json`` counts, per family, recognised / rewritten / mismatched and the unknown records,
-with a few mismatch examples.
+``rewrite_report.json`` counts, per family, recognised / rewritten / mismatched / refused and the unknown
+records, with a few mismatch and refusal examples.
 """
 
 from __future__ import annotations
@@ -20,19 +19,22 @@ from collections import defaultdict
 from mathlora.errors import MathloraError
 from mathlora.records import read_jsonl, write_jsonl
 from mathlora.run_dir import write_json_atomic
+from mathlora.worked import STYLES, rewrite_solution
 
 MISMATCH_EXAMPLES = 5
 
 
 def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
-                 report_path: str | os.PathLike | None = None, *, style: str, atol: float = 1e-2) -> dict:
-    """Rewrite every record's solution in ``style``; writes the records and the report, returns the counts."""
-    from mathlora.synth.steps import STYLES, rewrite_solution
+                 report_path: str | os.PathLike | None = None, *, style: str, atol: float | None = None,
+                 rtol: float | None = None) -> dict:
+    """Rewrite every record's solution in ``style``; writes the records and the report, returns the counts.
 
+    ``atol``/``rtol``: the tolerance of the check that a rebuilt answer agrees (None: the grader's defaults)."""
     if style not in STYLES:
         raise MathloraError(f"solution style {style!r}: allowed {', '.join(STYLES)}")
-    per_family: dict[str, dict[str, int]] = defaultdict(lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0})
-    totals = {"records": 0, "rewritten": 0, "mismatch": 0, "unknown": 0, "kept": 0}
+    per_family: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0})
+    totals = {"records": 0, "rewritten": 0, "mismatch": 0, "refused": 0, "unknown": 0, "kept": 0}
     examples: list[dict] = []
 
     def records():
@@ -42,22 +44,22 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
                 raise MathloraError(f"{input_path}: record {rec.get('id', '?')} has no problem/solution text; "
                                     "rewrite reads the output of ingest (or label/sample/normalize)")
             totals["records"] += 1
-            result = rewrite_solution(problem, solution, style, atol=atol)
+            result = rewrite_solution(problem, solution, style, atol=atol, rtol=rtol)
             totals[result.status] += 1
             if result.family != "unknown":
                 per_family[result.family]["recognised"] += 1
-                if result.status in ("rewritten", "mismatch"):
+                if result.status in ("rewritten", "mismatch", "refused"):
                     per_family[result.family][result.status] += 1
-            if result.status == "mismatch" and len(examples) < MISMATCH_EXAMPLES:
-                examples.append({"id": rec.get("id"), "family": result.family, "problem": problem,
-                                 "solution": solution, "rebuilt_answer": result.rebuilt_answer,
-                                 "original_answer": result.original_answer})
+            if result.status in ("mismatch", "refused") and len(examples) < MISMATCH_EXAMPLES:
+                examples.append({"id": rec.get("id"), "family": result.family, "status": result.status,
+                                 "problem": problem, "solution": solution, "rebuilt_answer": result.rebuilt_answer,
+                                 "original_answer": result.original_answer, "reason": result.reason})
             if result.status == "rewritten":
                 rec = {**rec, "solution": result.solution, "original_solution": solution}
             yield rec
 
     write_jsonl(output_path, records())
-    report = {"style": style, "atol": atol, **totals, "per_family": dict(sorted(per_family.items())),
+    report = {"style": style, "atol": atol, "rtol": rtol, **totals, "per_family": dict(sorted(per_family.items())),
               "mismatch_examples": examples}
     if report_path is not None:
         write_json_atomic(report_path, report)

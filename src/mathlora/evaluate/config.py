@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
+
 
 # Settings of the openai backend only: where and how requests go, never what the local model generates.
 SERVER_ONLY = ("base_url", "model", "api_key_env", "concurrency", "timeout", "max_retries", "retry_base_delay",
@@ -26,8 +28,11 @@ class EvalConfig(BaseModel):
     batch_tokens: int | None = Field(None, ge=8, description="padded tokens per generation batch at most "
                                                             "(none = batch_size * max_length)")
     merge_adapter: bool = Field(True, description="merge the LoRA adapter into the weights before generating")
-    atol: float = Field(1e-2, ge=0)
-    rtol: float = Field(0.0, ge=0)
+    atol: float = Field(DEFAULT_ATOL, ge=0, description="absolute tolerance of a numeric answer (the recipe's "
+                                                        "two decimals; scaled to the mantissa of E notation)")
+    rtol: float = Field(DEFAULT_RTOL, ge=0, description="relative tolerance, added to atol: 1e-12 lets 28-digit "
+                                                        "golds above 1e25 be graded; 1e-5 grades like numpy's "
+                                                        "isclose, one contestant's judge")
     answer_scope: Literal["auto", "first_line", "full", "final"] = Field(
         "auto", description="where a prediction's answer is read: auto = final for worked solutions "
                             "(steps/calculator styles), first_line for answers; first_line: the completion's "

@@ -14,9 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import (Answer, answers_match, extract_gold_answer, extract_prediction_answer,
+from mathlora.evaluate.answers import (DEFAULT_ATOL, DEFAULT_RTOL, Answer, answers_match, extract_gold_answer, extract_prediction_answer,
                                       requires_lowest_terms, resolve_scope)
 from mathlora.evaluate.config import EvalConfig
+from mathlora.families import family_of
 from mathlora.records import read_records
 from mathlora.run_dir import write_json_atomic
 
@@ -39,7 +40,7 @@ class GradedItem:
 
 
 def grade_one(item_id: str, completion: str, gold_solution: str, *, type_: str = UNKNOWN_TYPE,
-              atol: float = 1e-2, rtol: float = 0.0, scope: str = "first_line") -> GradedItem:
+              atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, scope: str = "first_line") -> GradedItem:
     gold = extract_gold_answer(gold_solution)
     pred = extract_prediction_answer(completion, scope)
     if gold is None or (not gold.is_number and gold.latex is None):
@@ -90,7 +91,7 @@ def _completion_of(rec: dict, path, n: str) -> str:
     return str(value)
 
 
-def grade_predictions(predictions_path, *, gold_path=None, atol: float = 1e-2, rtol: float = 0.0,
+def grade_predictions(predictions_path, *, gold_path=None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
                       scope: str = "first_line") -> list[GradedItem]:
     """Grade every prediction line against its gold solution (by id)."""
     preds = _index_by_id(read_records(predictions_path, "predictions"), predictions_path, "predictions")
@@ -109,7 +110,8 @@ def grade_predictions(predictions_path, *, gold_path=None, atol: float = 1e-2, r
     items = []
     for key, p in preds.items():
         g = golds[key]
-        type_ = p.get("type") or g.get("type") or UNKNOWN_TYPE
+        type_ = p.get("type") or g.get("type") or family_of(str(g.get("problem") or p.get("problem") or "")) \
+            or UNKNOWN_TYPE
         items.append(grade_one(key, _completion_of(p, predictions_path, key), str(g["solution"] or ""),
                                type_=str(type_), atol=atol, rtol=rtol, scope=scope))
     return items

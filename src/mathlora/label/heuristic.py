@@ -1,6 +1,10 @@
-"""The heuristic judge (``heuristic:v1``): a deterministic difficulty from the record itself.
+"""The heuristic judge (``heuristic:v2``): a deterministic difficulty from the record itself.
 
-For users without any LLM, and as a fast fallback. The rules, in order:
+For users without any LLM, and as a fast fallback. A problem of one of the contest's families
+(:mod:`mathlora.families`) gets its family's level, 1-4 from its numbers (the exponent of a power or a
+function value, the operands' signs and sizes, the list's length, whether a fraction reduces, ...), so the
+recipe's 4:3:2:1 sample over levels 1-4 keeps every family. Any other problem (English MATH, a user's own
+wording) gets the general rules, in order:
 
 1. **Operation kind** (detected from the problem text; first match wins) gives a base level:
 
@@ -37,7 +41,9 @@ from __future__ import annotations
 
 import re
 
-VERSION = "v1"
+from mathlora.families import recognise
+
+VERSION = "v2"
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _EXPONENT = re.compile(r"(?:\^|\*\*)\s*\(?\s*(-?\d+)|的\s*(-?\d+)\s*次方|to the power of\s*(-?\d+)|(\d+)(?:st|nd|rd|th) power",
@@ -80,6 +86,9 @@ def exponent_size(problem: str) -> int:
 
 def heuristic_difficulty(problem: str, solution: str = "") -> int:
     """The documented rules above, applied to one record."""
+    found = recognise(problem)
+    if found is not None:
+        return found.difficulty()
     kind, level = operation_kind(problem)
     numbers = _NUMBER.findall(problem)
     if kind in ("power", "function"):

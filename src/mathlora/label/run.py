@@ -48,7 +48,7 @@ def validate_records(records: list[dict], source: str) -> None:
 
 
 def judge_source(cfg: LabelConfig, base_model: str) -> str:
-    """What ``difficulty_source`` says: ``openai:<model>``, ``local:<spec>`` or ``heuristic:v1``."""
+    """What ``difficulty_source`` says: ``openai:<model>``, ``local:<spec>`` or ``heuristic:v2``."""
     if cfg.judge == "heuristic":
         return f"heuristic:{HEURISTIC_VERSION}"
     if cfg.judge == "openai":

@@ -17,7 +17,7 @@ def parse_type_list(text: str) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "synth", help="generate competition-style math data or a SQuAD v1.1 reading-comprehension fixture",
+        "synth", help="generate contest-style math data or a SQuAD v1.1 reading-comprehension fixture",
         description="Generate competition-style math problems (JSON lines of problem/solution/type) "
                     "or a SQuAD v1.1 JSON fixture of templated English passages.")
     p.add_argument("--output", "-o", required=True, help="file to write (JSON lines for math, JSON for squad)")
@@ -25,6 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     option(p, "--count", field="synth.count", type=int, help="math records to generate")
     option(p, "--types", field="synth.types", type=parse_type_list,
            help="comma-separated problem families (default: all)")
+    option(p, "--mix", field="synth.mix", choices=["contest", "equal"],
+           help="family shares: the contest's train.json mix (default) or the same count per family")
     option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
            help="solution format: the competition's answers (default), worked steps, or steps with "
                 "<<expr=value>> calculator annotations")
@@ -54,7 +56,8 @@ def run_synth_command(args: argparse.Namespace) -> int:
     from mathlora.records import write_jsonl
     from mathlora.synth.competition import generate
 
-    records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=True, style=cfg.solution_style)
+    records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=True, style=cfg.solution_style,
+                       mix=cfg.synth.mix)
     written = write_jsonl(output, records)
     per_type = Counter(r["type"] for r in records)
     print(f"wrote {output}: {written} records (seed {cfg.seed})")

@@ -1,228 +1,26 @@
-"""Competition-style math problems: the families, wording and answer formats of the competition's data.
+"""Contest-style math problems: the contest's families, wordings, answer formats, ranges and mix.
 
-Each family is a small function ``make(rng) -> (problem, solution)``. Answers are computed exactly:
-``decimal`` with 28 significant digits where the source used it (division, square roots), an exact
-context for powers and function values, ``fractions.Fraction`` and integers elsewhere; Python float
-``repr`` only where the source printed floats (linear equations, means).
-
-``generate`` allocates the requested count over the families by weight (English word problems take
-about 10 % when all families are requested), draws each family from its own seeded stream, rejects
-repeats and excluded problems, and shuffles the result with the seed.
+The eleven Chinese families are declared once in :mod:`mathlora.families` (wording, numbers' ranges, the
+contest's raw solution); English MATH-style word problems (LaTeX solutions with ``\\boxed{}``) are written
+here. ``generate`` splits the requested count over the families (``mix="contest"``: the contest's shares, two
+thirds arithmetic; ``"equal"``: the same count each; a family with few distinct problems (45 fractions, 100
+masses) is capped at what is left and its rest goes to the others), draws each family from its own seeded
+stream, rejects repeats and excluded problems, and shuffles the result with the seed.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, Overflow
 from fractions import Fraction
 from typing import Callable, Iterable
 
+from mathlora import families
+from mathlora.data.numbers import format_number
 from mathlora.errors import MathloraError
 
-# The source's arithmetic: the decimal module's default context (28 significant digits, half-even).
-SOURCE_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)
-# Powers and function values are exact; raise if a result would ever need rounding.
-EXACT_CONTEXT = Context(prec=400, traps=[Inexact, Overflow])
-
-MAX_AMOUNT_CENTS = 999_999  # operands up to 9999.99
 MAX_TRIES_PER_RECORD = 2000
 PROGRESS_STEP = 1024
-
-
-# ----------------------------------------------------------------------------------------- numbers
-
-def random_amount(rng: random.Random, *, signed: bool, max_cents: int = MAX_AMOUNT_CENTS,
-                  min_cents: int = 1) -> Decimal:
-    """A nonzero amount with exactly two decimals, e.g. ``Decimal('-2369.17')``."""
-    cents = rng.randint(min_cents, max_cents)
-    sign = "-" if signed and rng.random() < 0.5 else ""
-    return Decimal(f"{sign}{cents // 100}.{cents % 100:02d}")
-
-
-def plain_number(value: Decimal | Fraction | int) -> str:
-    """A bare answer without trailing zeros or exponent: 462.50 -> '462.5', 40 -> '40'."""
-    if isinstance(value, Fraction):
-        if value.denominator == 1:
-            return str(value.numerator)
-        value = EXACT_CONTEXT.divide(Decimal(value.numerator), Decimal(value.denominator))
-    if isinstance(value, int):
-        return str(value)
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-# ------------------------------------------------------------------------- Chinese competition families
-
-_ARITHMETIC = {
-    "+": SOURCE_CONTEXT.add,
-    "-": SOURCE_CONTEXT.subtract,
-    "*": EXACT_CONTEXT.multiply,  # two 2-decimal operands: the exact product has 4 decimals
-    "/": SOURCE_CONTEXT.divide,  # 28 significant digits
-}
-
-
-def arithmetic_problem(a: Decimal, op: str, b: Decimal) -> tuple[str, str]:
-    """``计算 4204.22 + -2369.17 等于多少？`` / ``4204.22 + -2369.17 = 1835.05``."""
-    return f"计算 {a} {op} {b} 等于多少？", f"{a} {op} {b} = {_ARITHMETIC[op](a, b)}"
-
-
-def power_problem(base: Decimal, exponent: int) -> tuple[str, str]:
-    """``计算 183.94 的 5 次方？`` / ``183.94^5 = 210562442992.2269624224`` (exact)."""
-    return f"计算 {base} 的 {exponent} 次方？", f"{base}^{exponent} = {EXACT_CONTEXT.power(base, exponent)}"
-
-
-def sqrt_problem(x: Decimal) -> tuple[str, str]:
-    """``计算 5636.97 的平方根？`` / ``√5636.97 = 75.07975...`` (28 significant digits)."""
-    return f"计算 {x} 的平方根？", f"√{x} = {SOURCE_CONTEXT.sqrt(x)}"
-
-
-def linear_equation_problem(a: int, b: int) -> tuple[str, str]:
-    """``解方程 -39x + 20 = 0`` / ``方程的解为：0.5128205128205128`` (float repr of -b/a)."""
-    return f"解方程 {a}x + {b} = 0", f"方程的解为：{-b / a!r}"
-
-
-def function_value_problem(x: Decimal, coefficient: int, exponent: int) -> tuple[str, str]:
-    """``当 x = 8.52 时，求函数 y = 17x^16 的值`` / ``函数的值为：<exact value>``."""
-    value = EXACT_CONTEXT.multiply(coefficient, EXACT_CONTEXT.power(x, exponent))
-    return f"当 x = {x} 时，求函数 y = {coefficient}x^{exponent} 的值", f"函数的值为：{value}"
-
-
-def mean_problem(numbers: list[int]) -> tuple[str, str]:
-    """``求以下数据的平均值：[a, b, c]`` / ``平均值为 47.666666666666664`` (float repr)."""
-    listing = ", ".join(map(str, numbers))
-    return f"求以下数据的平均值：[{listing}]", f"平均值为 {sum(numbers) / len(numbers)!r}"
-
-
-def fraction_simplify_problem(numerator: int, denominator: int) -> tuple[str, str]:
-    """``将分数 10/12 化简为最简分数。`` / ``最简化的形式为：5/6``."""
-    g = math.gcd(numerator, denominator)
-    return (f"将分数 {numerator}/{denominator} 化简为最简分数。",
-            f"最简化的形式为：{numerator // g}/{denominator // g}")
-
-
-def _make_arithmetic(op: str) -> Callable[[random.Random], tuple[str, str]]:
-    def make(rng: random.Random) -> tuple[str, str]:
-        return arithmetic_problem(random_amount(rng, signed=True), op, random_amount(rng, signed=True))
-
-    return make
-
-
-def make_power(rng: random.Random) -> tuple[str, str]:
-    return power_problem(random_amount(rng, signed=False, min_cents=100), rng.randint(2, 5))
-
-
-def make_sqrt(rng: random.Random) -> tuple[str, str]:
-    return sqrt_problem(random_amount(rng, signed=False))
-
-
-def make_linear_equation(rng: random.Random) -> tuple[str, str]:
-    a = rng.choice((-1, 1)) * rng.randint(1, 200)
-    b = rng.choice((-1, 1)) * rng.randint(1, 500)
-    return linear_equation_problem(a, b)
-
-
-def make_function_value(rng: random.Random) -> tuple[str, str]:
-    x = random_amount(rng, signed=False, min_cents=100, max_cents=1000)
-    return function_value_problem(x, rng.randint(1, 99), rng.randint(2, 16))
-
-
-def make_mean(rng: random.Random) -> tuple[str, str]:
-    return mean_problem([rng.randint(1, 100) for _ in range(rng.randint(3, 10))])
-
-
-_RECTANGLE_WORDINGS = (
-    "一个长方形的长为 {l} 厘米，宽为 {w} 厘米，请计算其面积。",
-    "已知长方形的长是 {l} 厘米，宽是 {w} 厘米，求这个长方形的面积。",
-)
-
-
-def make_rectangle_area(rng: random.Random) -> tuple[str, str]:
-    length, width = rng.randint(1, 300), rng.randint(1, 300)
-    problem = rng.choice(_RECTANGLE_WORDINGS).format(l=length, w=width)
-    return problem, f"面积为 {length * width} 平方厘米"
-
-
-_DISCOUNT_TENTHS = (50, 55, 60, 65, 70, 75, 80, 85, 88, 90, 95)  # 5 折 ... 9.5 折, as tenths of a 折
-
-
-def _price(rng: random.Random) -> Decimal:
-    """A shop price in yuan: mostly whole, sometimes with jiao/fen."""
-    if rng.random() < 0.6:
-        return Decimal(rng.randint(10, 5000))
-    return random_amount(rng, signed=False, min_cents=1000, max_cents=500_000)
-
-
-def make_discount(rng: random.Random) -> tuple[str, str]:
-    price = _price(rng)
-    form = rng.random()
-    if form < 0.4:
-        tenths = rng.choice(_DISCOUNT_TENTHS)
-        rate = plain_number(Decimal(tenths).scaleb(-1))
-        answer = Fraction(price) * tenths / 100
-        return f"某商品原价为 {price} 元，打 {rate} 折后的价格是多少元？", plain_number(answer)
-    if form < 0.7:
-        percent = rng.randint(5, 60)
-        answer = Fraction(price) * (100 - percent) / 100
-        return f"某商品原价为 {price} 元，优惠 {percent}% 后的价格是多少元？", plain_number(answer)
-    # The competition's discount answers were sometimes negative: the "reduction" of a price that rose.
-    now = _price(rng)
-    return (f"某商品原价为 {price} 元，现价为 {now} 元，现价比原价便宜了多少元？",
-            plain_number(Fraction(price) - Fraction(now)))
-
-
-def make_sales(rng: random.Random) -> tuple[str, str]:
-    form = rng.random()
-    if form < 0.4:
-        cost = Decimal(rng.randint(10, 9999)).scaleb(-1)  # one decimal, e.g. 25.6
-        markup = rng.randint(5, 120)
-        answer = Fraction(cost) * (100 + markup) / 100
-        return (f"一件商品的进价为 {plain_number(cost)} 元，商家按进价加价 {markup}% 出售，售价是多少元？",
-                plain_number(answer))
-    if form < 0.75:
-        cost = random_amount(rng, signed=False, min_cents=100, max_cents=20_000)
-        gain = random_amount(rng, signed=False, min_cents=10, max_cents=10_000)
-        sold = rng.randint(2, 500)
-        price = EXACT_CONTEXT.add(cost, gain)
-        return (f"商店以每件 {cost} 元的价格购进一批商品，以每件 {price} 元的价格卖出，"
-                f"卖出 {sold} 件后共获利多少元？", plain_number(EXACT_CONTEXT.multiply(gain, sold)))
-    cost = rng.randint(20, 5000)
-    margin = rng.choice((10, 12, 15, 20, 25, 30, 40, 50, 60, 75, 80))
-    price = Fraction(cost) * (100 + margin) / 100
-    return (f"某商品的售价为 {plain_number(price)} 元，利润率为 {margin}%，这件商品的进价是多少元？",
-            str(cost))
-
-
-_ITEMS_BY_WEIGHT = (("苹果", 120, 300), ("鸡蛋", 45, 70), ("橘子", 80, 200), ("土豆", 100, 400),
-                    ("梨", 150, 350), ("桃子", 120, 260), ("芒果", 200, 450), ("核桃", 8, 15))
-_BULK_GOODS = ("面粉", "大米", "白糖", "盐", "茶叶", "咖啡豆", "红豆", "绿豆")
-
-
-def make_mass(rng: random.Random) -> tuple[str, str]:
-    form = rng.random()
-    if form < 0.4:
-        item, low, high = rng.choice(_ITEMS_BY_WEIGHT)
-        each, n = rng.randint(low, high), rng.randint(2, 60)
-        return f"每个{item}重 {each} 克，{n} 个{item}一共重多少克？", f"{each * n} 克"
-    good = rng.choice(_BULK_GOODS)
-    if form < 0.75:
-        total = rng.randint(100, 10000)
-        used = rng.randint(1, total - 1)
-        return f"一袋{good}重 {total} 克，用去了 {used} 克，还剩多少克？", f"{total - used} 克"
-    parts, each = rng.randint(2, 40), rng.randint(5, 500)
-    return f"把 {parts * each} 克{good}平均分成 {parts} 份，每份重多少克？", f"{each} 克"
-
-
-def make_fraction_simplify(rng: random.Random) -> tuple[str, str]:
-    while True:
-        den = rng.randint(2, 100)
-        num = rng.randint(1, den - 1)
-        if math.gcd(num, den) == 1:
-            break
-    factor = rng.randint(2, 99)
-    return fraction_simplify_problem(num * factor, den * factor)
 
 
 # ------------------------------------------------------------------------ English MATH-style problems
@@ -298,8 +96,8 @@ def _english_lcm(rng: random.Random) -> tuple[str, str]:
 def _english_percent(rng: random.Random) -> tuple[str, str]:
     percent, whole = rng.randint(1, 99), rng.randint(2, 2000)
     part = Fraction(percent, 100) * whole
-    rate = plain_number(Fraction(percent, 100))
-    answer = plain_number(part)
+    rate = format_number(Fraction(percent, 100))
+    answer = format_number(part)
     problem = f"What is ${percent}\\%$ of ${whole}$?"
     solution = (f"Since ${percent}\\% = {rate}$, we compute ${rate} \\times {whole} = {answer}$. "
                 f"So ${percent}\\%$ of ${whole}$ is $\\boxed{{{answer}}}$.")
@@ -332,28 +130,15 @@ def make_english_math(rng: random.Random) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------- generation
 
 _MAKERS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
-    "addition": _make_arithmetic("+"),
-    "subtraction": _make_arithmetic("-"),
-    "multiplication": _make_arithmetic("*"),
-    "division": _make_arithmetic("/"),
-    "power": make_power,
-    "sqrt": make_sqrt,
-    "linear_equation": make_linear_equation,
-    "function_value": make_function_value,
-    "mean": make_mean,
-    "rectangle_area": make_rectangle_area,
-    "discount": make_discount,
-    "sales": make_sales,
-    "mass": make_mass,
-    "fraction_simplify": make_fraction_simplify,
-    "english_math": make_english_math,
-}
+    **{f.name: f.make for f in families.CHINESE}, families.ENGLISH: make_english_math}
 
 FAMILIES: tuple[str, ...] = tuple(_MAKERS)
+MIXES = ("contest", "equal")
 
-# Each Chinese family weighs 1; English word problems weigh 14/9, i.e. 10 % of an all-family set.
-FAMILY_WEIGHTS: dict[str, float] = {name: 1.0 for name in FAMILIES}
-FAMILY_WEIGHTS["english_math"] = (len(FAMILIES) - 1) / 9
+# The contest's mix: each family's share of the contest's train.json (distinct Chinese pairs, English lines).
+CONTEST_SHARES: dict[str, float] = {**{f.name: f.share for f in families.CHINESE},
+                                    families.ENGLISH: families.ENGLISH_SHARE}
+_SPACE: dict[str, int | None] = {**{f.name: f.space for f in families.CHINESE}, families.ENGLISH: None}
 
 
 def resolve_types(types: Iterable[str] | None) -> list[str]:
@@ -369,36 +154,66 @@ def resolve_types(types: Iterable[str] | None) -> list[str]:
     return [f for f in FAMILIES if f in wanted]
 
 
-def allocate_counts(count: int, weights: dict[str, float], rng: random.Random) -> dict[str, int]:
-    """Split ``count`` by weight (largest remainder; ties broken by ``rng``)."""
-    total = sum(weights.values())
-    exact = {name: count * w / total for name, w in weights.items()}
-    counts = {name: int(v) for name, v in exact.items()}
-    order = sorted(weights, key=lambda name: (-(exact[name] - counts[name]), rng.random()))
-    for name in order[: count - sum(counts.values())]:
-        counts[name] += 1
+def allocate_counts(count: int, weights: dict[str, float], rng: random.Random,
+                    caps: dict[str, int | None] | None = None) -> dict[str, int]:
+    """Split ``count`` by weight (largest remainder; ties broken by ``rng``), no family above its cap: a capped
+    family's rest is split over the others by their weights."""
+    caps = caps or {}
+    counts = {name: 0 for name in weights}
+    open_ = {name for name, w in weights.items() if w > 0}
+    left = count
+    while left > 0 and open_:
+        total = sum(weights[n] for n in open_)
+        exact = {n: left * weights[n] / total for n in open_}
+        share = {n: int(v) for n, v in exact.items()}
+        order = sorted(open_, key=lambda n: (-(exact[n] - share[n]), rng.random()))
+        for n in order[: left - sum(share.values())]:
+            share[n] += 1
+        over = {n for n in open_ if caps.get(n) is not None and counts[n] + share[n] >= caps[n]}
+        if not over:
+            for n in open_:
+                counts[n] += share[n]
+            return counts
+        for n in over:  # fill the capped families and split the rest again
+            left -= caps[n] - counts[n]
+            counts[n] = caps[n]
+        open_ -= over
+    if left > 0:
+        room = sum(counts.values())
+        raise MathloraError(f"asked for {count} records but these problem types have only {room} distinct "
+                            "problems left; ask for fewer records or more problem types")
     return counts
 
 
 def generate(count: int, seed: int, types: list[str] | None = None,
              exclude: set[str] | None = None, *, progress: bool = False, style: str = "answer",
              mix: str = "contest") -> list[dict]:
-    """``count`` distinct competition-style records ``{"problem", "solution", "type"}``, shuffled.
+    """``count`` distinct contest-style records ``{"problem", "solution", "type"}``, shuffled.
 
-    Deterministic in (count, seed, types, exclude). No record's problem is in ``exclude``.
-    ``progress`` shows a progress bar on stderr. ``style`` (``answer``, ``steps``, ``calculator``) picks the
-    solution format (:mod:`mathlora.synth.steps`); the problems and their order do not depend on it.
+    Deterministic in (count, seed, types, exclude, mix). No record's problem is in ``exclude``. ``mix``:
+    ``contest`` (the contest's shares) or ``equal``. ``progress`` shows a progress bar on stderr. ``style``
+    (``answer``, ``steps``, ``calculator``) picks the solution format (:mod:`mathlora.worked`); the problems
+    and their order do not depend on it.
     """
     if count < 0:
         raise MathloraError(f"count must be >= 0, got {count}")
-    families = resolve_types(types)
+    if mix not in MIXES:
+        raise MathloraError(f"synth mix {mix!r}: allowed {', '.join(MIXES)}")
+    names = resolve_types(types)
     order_rng = random.Random(f"mathlora-synth:{seed}")
-    quotas = allocate_counts(count, {f: FAMILY_WEIGHTS[f] for f in families}, order_rng)
     excluded = exclude or set()
+    taken: dict[str, int] = {}
+    for problem in excluded:  # the excluded problems use up part of a small family's space
+        name = families.family_of(problem) if isinstance(problem, str) else None
+        if name is not None and _SPACE.get(name) is not None:
+            taken[name] = taken.get(name, 0) + 1
+    caps = {f: None if _SPACE[f] is None else _SPACE[f] - taken.get(f, 0) for f in names}
+    weights = {f: CONTEST_SHARES[f] if mix == "contest" else 1.0 for f in names}
+    quotas = allocate_counts(count, weights, order_rng, caps)
     seen: set[str] = set()
     records: list[dict] = []
     bar = _progress_bar(count) if progress else None
-    for family in families:
+    for family in names:
         make = _MAKERS[family]
         rng = random.Random(f"mathlora-synth:{seed}:{family}")
         for _ in range(quotas[family]):
@@ -429,10 +244,10 @@ def apply_style(record: dict, style: str) -> dict:
 
     A generated answer always agrees with its worked solution; a disagreement is a bug, so it raises.
     """
-    from mathlora.synth.steps import rewrite_solution
+    from mathlora.worked import rewrite_solution
 
     result = rewrite_solution(record["problem"], record["solution"], style)
-    if result.status == "mismatch":
+    if result.status in ("mismatch", "refused"):
         raise AssertionError(f"worked solution disagrees with the generated answer for {record['problem']!r}: "
                              f"{result.rebuilt_answer} vs {result.original_answer}")
     return {**record, "solution": result.solution}
