@@ -20,6 +20,7 @@ from mathlora import __version__
 from mathlora.errors import MathloraError
 from mathlora.layout import RunLayout
 from mathlora.records import require_file
+from mathlora.same_result import result_settings
 
 if TYPE_CHECKING:
     from mathlora.config import Config
@@ -111,8 +112,7 @@ def _ingest_test(ctx: Context) -> dict:
 
 
 def _label_settings(ctx: Context) -> dict:
-    settings = {k: v for k, v in ctx.cfg.label.model_dump().items()
-                if k not in ("concurrency", "timeout", "retry_failed")}
+    settings = result_settings(ctx.cfg.label)
     if ctx.cfg.label.judge == "local":
         settings["runtime"] = ctx.runtime.fingerprint()
     return {"label": settings, "model": ctx.cfg.model}
@@ -201,11 +201,8 @@ def _eval_model(ctx: Context, which: str) -> str:
 
 
 def _eval_settings(ctx: Context, which: str) -> dict:
-    from mathlora.evaluate.config import SERVER_ONLY
-
     cfg = ctx.cfg
-    # the openai backend's settings never apply here (generation is local)
-    return {"eval": cfg.eval.model_dump(exclude=set(SERVER_ONLY)), "template": cfg.template,
+    return {"eval": result_settings(cfg.eval), "template": cfg.template,
             "model": _eval_model(ctx, which), "solution_style": cfg.solution_style,
             "runtime": ctx.runtime.fingerprint()}
 

@@ -7,11 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
-
-
-# Settings of the openai backend only: where and how requests go, never what the local model generates.
-SERVER_ONLY = ("base_url", "model", "api_key_env", "concurrency", "timeout", "max_retries", "retry_base_delay",
-               "retry_max_delay")
+from mathlora.same_result import NOT_RESULT
 
 
 class EvalConfig(BaseModel):
@@ -48,12 +44,18 @@ class EvalConfig(BaseModel):
     keep: float = Field(0.9, gt=0, le=1, description="retention: fine-tuned F1/EM must be >= keep * base")
     # generation backend: this process (local) or an OpenAI-compatible completions server (vLLM + LoRA)
     backend: Literal["local", "openai"] = Field("local", description="where predict / eval squad generate")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: the server's /v1 URL")
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: the server's /v1 URL",
+                          json_schema_extra=NOT_RESULT)
     model: str | None = Field(None, description="openai backend: served model (or LoRA) name; none = the "
-                                                "top-level model")
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
-    concurrency: int = Field(64, ge=1, description="openai backend: requests in flight")
-    timeout: float = Field(300.0, gt=0, description="openai backend: seconds per request")
-    max_retries: int = Field(5, ge=0)
-    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)")
-    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)")
+                                                "top-level model", json_schema_extra=NOT_RESULT)
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key",
+                             json_schema_extra=NOT_RESULT)
+    concurrency: int = Field(64, ge=1, description="openai backend: requests in flight",
+                             json_schema_extra=NOT_RESULT)
+    timeout: float = Field(300.0, gt=0, description="openai backend: seconds per request",
+                           json_schema_extra=NOT_RESULT)
+    max_retries: int = Field(5, ge=0, json_schema_extra=NOT_RESULT)
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)",
+                                    json_schema_extra=NOT_RESULT)
+    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)",
+                                   json_schema_extra=NOT_RESULT)

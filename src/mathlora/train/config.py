@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mathlora.same_result import NOT_RESULT
+
 
 class LoraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -17,13 +19,16 @@ class LoraConfig(BaseModel):
 
 
 class TrainConfig(BaseModel):
+    # fields marked NOT_RESULT change float rounding at most, never which tokens are trained on or how: a resume
+    # may change them, and they never make a finished run stale (mathlora.same_result)
     model_config = ConfigDict(extra="forbid")
 
     epochs: float = Field(3, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
     global_batch_size: int = Field(32, ge=1, description="records per optimizer step, over all processes")
     micro_batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
-        8, description="rows per forward pass (packed rows, or records); auto = the memory plan's")
+        8, description="rows per forward pass (packed rows, or records); auto = the memory plan's",
+        json_schema_extra=NOT_RESULT)
     lr: float = Field(1e-5, gt=0)
     lr_end: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
@@ -33,18 +38,26 @@ class TrainConfig(BaseModel):
     max_grad_norm: float | None = Field(1.0, gt=0)
     gradient_checkpointing: bool | Literal["auto", "selective"] = Field(
         True, description="activation recompute: true = every layer, selective = norms and SwiGLU activation "
-                          "only, auto = the cheapest that fits train.memory_fraction of the GPU (none on CPU)")
-    memory_fraction: float = Field(0.8, gt=0, le=1, description="share of GPU memory the auto plan may use")
+                          "only, auto = the cheapest that fits train.memory_fraction of the GPU (none on CPU)",
+        json_schema_extra=NOT_RESULT)
+    memory_fraction: float = Field(0.8, gt=0, le=1, description="share of GPU memory the auto plan may use",
+                                   json_schema_extra=NOT_RESULT)
     liger: bool | Literal["auto"] = Field("auto", description="Liger Kernel (RMSNorm, SwiGLU, RoPE, fused "
-                                                              "linear cross-entropy) when installed and on CUDA")
+                                                              "linear cross-entropy) when installed and on CUDA",
+                                  json_schema_extra=NOT_RESULT)
     compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = Field(
-        "none", description="torch.compile each decoder layer; reduce-overhead adds CUDA graphs (fixed shapes)")
+        "none", description="torch.compile each decoder layer; reduce-overhead adds CUDA graphs (fixed shapes)",
+        json_schema_extra=NOT_RESULT)
     attn_implementation: str | None = Field(None, description="transformers attention: sdpa, eager, "
-                                                              "flash_attention_2, flex_attention (none = default)")
+                                                              "flash_attention_2, flex_attention (none = default)",
+                                                json_schema_extra=NOT_RESULT)
     packing: bool = True
     pack_length: int | None = Field(None, ge=8, description="tokens per packed row; none = the tokens' seq_length "
                                                             "(tokens/stats.json)")
-    save_steps: int | list[int] | None = Field(None, description="interval, or list of steps; last step always")
-    merge_checkpoints: bool = False
-    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="strategy under torchrun (several processes)")
-    log_every: int = Field(1, ge=1, description="write metrics every N steps")
+    save_steps: int | list[int] | None = Field(None, description="interval, or list of steps; last step always",
+                                                    json_schema_extra=NOT_RESULT)
+    merge_checkpoints: bool = Field(False, json_schema_extra=NOT_RESULT)
+    distributed: Literal["ddp", "fsdp"] = Field("ddp", description="strategy under torchrun (several processes)",
+                                                 json_schema_extra=NOT_RESULT)
+    log_every: int = Field(1, ge=1, description="write metrics every N steps",
+                          json_schema_extra=NOT_RESULT)

@@ -28,7 +28,7 @@ Semantics:
   optimizer state and the adapter in each checkpoint, resuming reproduces the uninterrupted run;
 * only rank 0 writes files;
 * "the same run" is decided by ``run_fingerprint`` (used by ``mathlora run`` too): settings that cannot
-  change the trained numbers (``RESUMABLE_CHANGES``, the device once the precision is fixed, progress
+  change the trained numbers (the fields marked ``NOT_RESULT`` in ``TrainConfig``, the device once the precision is fixed, progress
   output) never make a finished run or a checkpoint stale;
 * the host waits for the device only at log, checkpoint and last steps (loss and gradient norm stay on the
   device in between); speed levers (``mathlora.train.speed``): the memory plan for recompute and
@@ -60,6 +60,7 @@ from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, read_jsonl
 from mathlora.run_dir import atomic_path, file_sha256, write_json_atomic
 from mathlora.runtime import Runtime
+from mathlora.same_result import result_settings
 from mathlora.train.checkpoint import (
     adapter_problem, checkpoint_dir, list_checkpoints, newest_valid_checkpoint, non_finite, read_adapter_weights,
     read_training_state, resolve_save_steps, write_checksum, write_training_state,
@@ -73,13 +74,6 @@ from mathlora.train.loss import LearnableTokenLoss
 from mathlora.train.outputs import METRICS, SUMMARY, clear_outputs, finished_summary
 from mathlora.train.distributed import ProcessGroup, start_processes
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
-
-# Settings that do not change the trained numbers (beyond float rounding); a resume may change them.
-# Speed and memory levers (recompute, micro-batch, the memory plan's share, Liger kernels, torch.compile, the
-# attention kernel) are here: they change float rounding only, never which tokens are trained on or how.
-RESUMABLE_CHANGES = {"save_steps", "merge_checkpoints", "log_every", "distributed", "gradient_checkpointing",
-                     "micro_batch_size", "memory_fraction", "liger", "compile", "attn_implementation"}
-
 
 @dataclass(frozen=True)
 class TrainJob:
@@ -107,7 +101,7 @@ def tokens_file(tokens_dir) -> Path:
 def run_fingerprint(cfg: TrainJob, tokens: Path) -> str:
     """What makes two trainings the same run: model, seed, LoRA, the result-changing train settings, the
     sequence length, the precision, and the tokens. The pipeline's ``train`` stage uses it too."""
-    train = {k: v for k, v in cfg.train.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
+    train = result_settings(cfg.train)
     settings = {"model": cfg.model, "seed": cfg.seed, "lora": cfg.lora.model_dump(mode="json"),
                 "train": train, "seq_length": cfg.seq_length, **cfg.runtime.fingerprint(),
                 "tokens": file_sha256(tokens)}

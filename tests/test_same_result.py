@@ -1,0 +1,52 @@
+"""One rule for "same result": the NOT_RESULT marks where the fields are declared, read by result_settings."""
+
+from pydantic import BaseModel, Field
+
+from mathlora.cli import main
+from mathlora.evaluate.config import EvalConfig
+from mathlora.label.config import LabelConfig
+from mathlora.same_result import NOT_RESULT, result_settings
+from mathlora.train.config import TrainConfig
+
+
+def not_result(section) -> set[str]:
+    return set(section.model_fields) - set(result_settings(section()))
+
+
+def test_the_marks_say_which_settings_cannot_change_a_result():
+    assert not_result(TrainConfig) == {"save_steps", "merge_checkpoints", "log_every", "distributed",
+                                       "gradient_checkpointing", "micro_batch_size", "memory_fraction", "liger",
+                                       "compile", "attn_implementation"}
+    assert not_result(EvalConfig) == {"base_url", "model", "api_key_env", "concurrency", "timeout", "max_retries",
+                                      "retry_base_delay", "retry_max_delay"}
+    assert not_result(LabelConfig) == {"concurrency", "timeout", "max_retries", "retry_base_delay",
+                                       "retry_max_delay", "max_consecutive_failures", "batch_size", "retry_failed"}
+
+
+def test_result_settings_are_json_values_and_nested_sections_follow_their_own_marks():
+    class Inner(BaseModel):
+        kept: tuple[int, int] = (1, 2)
+        dropped: int = Field(3, json_schema_extra=NOT_RESULT)
+
+    class Outer(BaseModel):
+        inner: Inner = Inner()
+        gone: Inner = Field(Inner(), json_schema_extra=NOT_RESULT)
+        name: str = "x"
+
+    assert result_settings(Outer()) == {"inner": {"kept": [1, 2]}, "name": "x"}
+
+
+SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=48", "synth.test_count=4",
+         "synth.squad_paragraphs=2", "sample.total=16"]
+
+
+def test_retry_and_batching_settings_of_the_judge_do_not_redo_labeling(tmp_path, capsys):
+    run = ["run", "--no-progress", "-o", str(tmp_path / "run"), "--stop-after", "label", *SMALL]
+    assert main(run) == 0
+    assert "label: done" in capsys.readouterr().out
+    assert main([*run, "label.max_retries=0", "label.retry_base_delay=0", "label.retry_max_delay=1",
+                 "label.max_consecutive_failures=3", "label.batch_size=2", "label.timeout=5",
+                 "label.concurrency=1"]) == 0
+    assert "label: fresh, skipped" in capsys.readouterr().out
+    assert main([*run, "label.max_tokens=4"]) == 0  # a reply-length limit can change a verdict
+    assert "label: done" in capsys.readouterr().out
