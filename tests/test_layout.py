@@ -5,7 +5,7 @@ from mathlora.evaluate.squad import default_predictions_path
 from mathlora.label.run import FAILURES_FILE, default_cache_path
 from mathlora.layout import RunLayout
 from mathlora.train.data import STATS_FILE, TOKENS_FILE
-from mathlora.train.trainer import METRICS, SUMMARY
+from mathlora.train.outputs import METRICS, SUMMARY
 
 
 def test_layout_agrees_with_the_stage_modules(tmp_path):

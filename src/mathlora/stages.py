@@ -268,7 +268,7 @@ def eval_stages(which: str) -> tuple[Stage, Stage]:
 # -- training -------------------------------------------------------------------------------------------------
 
 def _train_fingerprint(ctx: Context) -> str:
-    from mathlora.train.trainer import training_fingerprint
+    from mathlora.train.fingerprint import training_fingerprint
 
     # "same run" is the trainer's rule: settings that cannot change the result never invalidate train/
     cfg = ctx.cfg

@@ -60,12 +60,15 @@ def tiny_adapter(folder: Path) -> Path:
     """A fresh LoRA adapter of tiny-random-llama (peft format), without training."""
     from mathlora.config import load_config
     from mathlora.runtime import Runtime
-    from mathlora.train.trainer import TrainJob, adapter_state, build_model, save_adapter
+    from mathlora.train.checkpoint import save_adapter
+    from mathlora.train.distributed import adapter_state
+    from mathlora.train.job import TrainJob
+    from mathlora.train.lora import build_model
 
     cfg = load_config(None, {"model": "tiny-random-llama"})
     runtime = Runtime.resolve()
     model = build_model(TrainJob(cfg.train, cfg.lora, cfg.seed, cfg.model, 64, runtime), runtime)
-    save_adapter(model, adapter_state(model, model), folder)
+    save_adapter(model, adapter_state(model), folder)
     return folder
 
 

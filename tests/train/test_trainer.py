@@ -8,7 +8,7 @@ from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
 from mathlora.train.checkpoint import list_checkpoints, newest_valid_checkpoint
 from mathlora.train.trainer import train as train_stage
-from mathlora.train.trainer import training_fingerprint
+from mathlora.train.fingerprint import training_fingerprint
 from .conftest import arithmetic_pairs, tiny_config, train, write_tokens
 
 # Losses of the 6 steps of tiny_config(): seed 7, 24 records, batch 8, lr 1e-2, 2 epochs, packing on.

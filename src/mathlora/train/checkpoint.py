@@ -25,6 +25,11 @@ from typing import Any
 
 import torch
 
+from mathlora.errors import MathloraError
+from mathlora.run_dir import atomic_path
+from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device
+from mathlora.train.job import TrainJob
+
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -201,3 +206,60 @@ def newest_valid_checkpoint(root: str | Path, warn=None) -> Path | None:
             previous = found[i - 1][1].name if i else "the start (step 0)"
             warn(f"checkpoint {path} is damaged: {problem}; falling back to {previous}")
     return None
+
+
+# -- saving and restoring (every process takes part: the state is gathered to full tensors) -------------------
+
+def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path) -> None:
+    peft_model.save_pretrained(str(folder), state_dict=weights, safe_serialization=True)
+
+
+def check_finite_weights(weights: dict[str, torch.Tensor], group: ProcessGroup, step: int) -> None:
+    """Stop (on every process) when the adapter weights hold NaN or Infinity: they are never saved."""
+    bad = non_finite(weights)
+    flag = group.all_reduce_sum(torch.tensor(float(bad is not None), dtype=torch.float64,
+                                             device=reduce_device(group)))
+    if float(flag.item()) > 0:
+        raise MathloraError(f"training stopped at step {step}: the adapter weights are not finite "
+                            f"(NaN/Infinity{' in ' + bad if bad else ''}); lower train.lr or check the data")
+
+
+def save_checkpoint(job: TrainJob, peft_model, wrapped, optimizer, state: dict[str, Any], root: Path,
+                    group: ProcessGroup) -> Path:
+    """Write ``root/step-<N>`` atomically (rank 0); every process takes part in gathering the state."""
+    weights = adapter_state(peft_model)
+    check_finite_weights(weights, group, state["step"])
+    opt_state = optimizer_state(optimizer, wrapped)
+    target = checkpoint_dir(root, state["step"])
+    if group.is_main:
+        with atomic_path(target, directory=True) as tmp:
+            save_adapter(peft_model, weights, tmp)
+            write_training_state(tmp, opt_state, state)
+            if job.train.merge_checkpoints:
+                from mathlora.train.merge import merge_adapter
+
+                merge_adapter(job.runtime, job.model, tmp, tmp / "merged")
+            write_checksum(tmp)  # last: a checkpoint whose checksum verifies is complete and intact
+    group.barrier()
+    return target
+
+
+def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int) -> None:
+    """The finished run's adapter (peft format), atomically, after the finiteness check."""
+    weights = adapter_state(peft_model)
+    check_finite_weights(weights, group, step)
+    if group.is_main:
+        with atomic_path(folder, directory=True) as tmp:
+            save_adapter(peft_model, weights, tmp)
+
+
+def restore_checkpoint(folder: Path, fingerprint: str, peft_model) -> tuple[dict, dict]:
+    """Load a checkpoint's adapter weights into ``peft_model``; returns (trainer state, optimizer state)."""
+    from peft import set_peft_model_state_dict
+
+    opt_state, state = read_training_state(folder)
+    if state.get("fingerprint") != fingerprint:
+        raise MathloraError(f"checkpoint {folder} was trained with other settings or data; choose another "
+                            f"output folder or pass --no-resume to start over")
+    set_peft_model_state_dict(peft_model, read_adapter_weights(folder))
+    return state, opt_state

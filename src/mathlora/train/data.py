@@ -197,3 +197,22 @@ def collate(rows: list[Row], pad_id: int, *, packed: bool, width: int | None = N
 
 def step_rows(records: list[TokenRecord], *, packing: bool, pack_length: int) -> list[Row]:
     return pack_rows(records, pack_length) if packing else single_rows(records)
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """One optimizer step's data: this process's micro-batches, and the whole global batch's learnable and
+    input token counts (the loss divisor and FLOP accounting)."""
+    micro_batches: list[list[Row]]
+    learnable_tokens: int
+    tokens: int
+
+
+def step_batch(records: list[TokenRecord], *, global_batch_size: int, seed: int, step: int, steps_in_epoch: int,
+               rank: int, world: int, packing: bool, pack_length: int, micro_batch_size: int) -> StepBatch:
+    """The batch of ``step``. Every process holds every record, so the global counts are summed locally: no
+    collective, no device sync."""
+    indices = global_batch_indices(len(records), global_batch_size, seed, step, steps_in_epoch)
+    rows = step_rows([records[i] for i in shard(indices, rank, world)], packing=packing, pack_length=pack_length)
+    return StepBatch(micro_batches(rows, micro_batch_size), sum(records[i].learnable_tokens for i in indices),
+                     sum(len(records[i]) for i in indices))

@@ -1,10 +1,11 @@
-"""LoRA through peft: rank, alpha, dropout and target modules from ``cfg.lora``."""
+"""LoRA through peft: rank, alpha, dropout and target modules from ``cfg.lora``; the model a training starts from."""
 
 from __future__ import annotations
 
 from mathlora.compat import quiet_peft
 from mathlora.errors import MathloraError
 from mathlora.train.config import LoraConfig
+from mathlora.train.job import TrainJob
 
 
 def apply_lora(model, lora: LoraConfig):
@@ -21,3 +22,28 @@ def apply_lora(model, lora: LoraConfig):
                             target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     with quiet_peft():
         return get_peft_model(model, config)
+
+
+def build_model(job: TrainJob, runtime, *, before_lora=None, recompute: bool | None = None):
+    """Base model (frozen) + fresh LoRA weights, built on the CPU from the seed (the same model on every
+    machine), activation checkpointing as configured, then moved to ``runtime.device``.
+
+    ``before_lora(model)`` runs on the base model before LoRA is attached (kernel patches);
+    ``recompute=False`` leaves activation recompute to the caller (the memory plan).
+    """
+    import torch
+
+    from mathlora.compat import enable_activation_checkpointing, set_attn_implementation
+    from mathlora.models import load_model
+
+    torch.manual_seed(job.seed)
+    model = load_model(job.model, runtime.replace(device="cpu"))
+    model.config.use_cache = False
+    if job.train.attn_implementation:
+        set_attn_implementation(model, job.train.attn_implementation)
+    if before_lora is not None:
+        before_lora(model)
+    if (job.train.gradient_checkpointing is True) if recompute is None else recompute:
+        enable_activation_checkpointing(model)
+    torch.manual_seed(job.seed)
+    return apply_lora(model, job.lora).to(runtime.device)

@@ -1,18 +1,22 @@
 """The training loss: summed cross-entropy over learnable tokens only.
 
 The LM head runs only on positions with a target (response tokens and EOS), so prompt and padding
-positions cost no vocabulary projection. The caller divides the sum by the learnable-token count of
-the whole global batch (all micro-batches, all processes), which makes gradient accumulation and data
+positions cost no vocabulary projection. ``run_micro_batches`` divides the sum by the learnable-token count
+of the whole global batch (all micro-batches, all processes), which makes gradient accumulation and data
 parallelism give the same mean as one big batch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mathlora.train.data import IGNORE
+from mathlora.train.data import IGNORE, Row, StepBatch, collate
+from mathlora.train.distributed import ProcessGroup, full_tensor, no_gradient_sync
 
 
 class LearnableTokenLoss(nn.Module):
@@ -42,3 +46,36 @@ class LearnableTokenLoss(nn.Module):
         logits = head(hidden[keep]).float()
         loss_sum = F.cross_entropy(logits, targets[keep], reduction="sum")
         return loss_sum, keep.sum()
+
+
+def run_micro_batches(wrapped, batch: StepBatch, group: ProcessGroup, pad_id: int, packed: bool,
+                      static_shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """Forward/backward every micro-batch; the gradient sync happens once, on the last one.
+
+    Returns the summed loss as a tensor on the device: nothing here waits for the device (the caller reads
+    it at log steps only). ``static_shape`` = (rows, width) pads every micro-batch to one shape (CUDA graphs).
+    """
+    batches = batch.micro_batches or [[Row([pad_id], [0], [IGNORE])]]  # no record here: a no-op row keeps
+    cuda = group.device.startswith("cuda")                               # the collective calls in step
+    loss_sum = torch.zeros((), dtype=torch.float64, device=group.device if cuda else "cpu")
+    rows, width = static_shape if static_shape is not None else (None, None)
+    for j, mb in enumerate(batches):
+        last = j == len(batches) - 1
+        sync = contextlib.nullcontext() if (last or not group.distributed) else no_gradient_sync(wrapped)
+        host = collate(mb, pad_id, packed=packed, width=width, n_rows=rows)
+        inputs = {k: (v.pin_memory().to(group.device, non_blocking=True) if cuda else v) for k, v in host.items()}
+        if static_shape is not None and cuda:
+            torch.compiler.cudagraph_mark_step_begin()
+        with sync:
+            part, _ = wrapped(**inputs)
+            (part * (group.world / batch.learnable_tokens)).backward()
+        loss_sum += part.detach().double()
+    return loss_sum
+
+
+def clip_gradients(params, max_norm: float | None, as_tensor: bool = False):
+    """Clip to ``max_norm`` (when set) and return the total gradient norm before clipping (a float, or the
+    device tensor with ``as_tensor``, which does not wait for the device)."""
+    limit = max_norm if max_norm is not None else math.inf
+    norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, limit))  # DTensor norms under FSDP2
+    return norm if as_tensor else float(norm)

@@ -198,3 +198,21 @@ def make_optimizer(params, *, lr: float, betas, eps: float, weight_decay: float,
     fused = device.startswith("cuda") and all(p.is_cuda and p.is_floating_point() for p in params)
     return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                              **({"fused": True} if fused else {}))
+
+
+def plan_for_records(train, peft_model, records, *, world: int, device: str, dtype, pack_length: int,
+                     liger: bool) -> tuple[Plan, int]:
+    """``resolve_plan`` for these records (the longest rows of one process's share of a step), with the
+    recompute applied to the model; returns (plan, row tokens: the padded row width)."""
+    local_records = -(-train.global_batch_size // world)
+    longest = max(len(r) for r in records)
+    row_tokens = max(pack_length, longest) if train.packing else longest
+    biggest = sorted((len(r) for r in records), reverse=True)[:local_records]
+    n_layers = len(decoder_layers(peft_model))
+    chosen = resolve_plan(
+        train.gradient_checkpointing, train.micro_batch_size, shape=model_shape(peft_model, dtype=dtype),
+        n_layers=n_layers, device=device, memory_fraction=train.memory_fraction, max_rows=local_records,
+        row_tokens=row_tokens, step_tokens=sum(biggest), head_fraction=max(r.learnable_tokens / len(r) for r in records),
+        liger=liger)
+    apply_recompute(peft_model.get_base_model(), layers=chosen.recompute_layers, selective=chosen.selective)
+    return chosen, row_tokens

@@ -1,0 +1,73 @@
+"""``metrics.jsonl`` (a row per log step, appended) and TensorBoard, written by rank 0 only."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+from mathlora.errors import MathloraError
+from mathlora.records import dumps_line, read_jsonl
+from mathlora.run_dir import write_text_atomic
+from mathlora.train.outputs import METRICS
+from mathlora.train.state import Interval, StepResult, TrainState
+
+SCALARS = ("loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s")
+
+
+class MetricsLog:
+    """Rows after ``start_step`` (a resume) are dropped from the file, and TensorBoard purges them too."""
+
+    def __init__(self, out: Path, start_step: int, enabled: bool):
+        self.enabled = enabled
+        self.path = out / METRICS
+        self.writer = None
+        if not enabled:
+            return
+        kept = [r for r in read_jsonl(self.path, "metrics")] if self.path.is_file() else []
+        kept = [r for r in kept if r.get("step", 0) <= start_step]
+        write_text_atomic(self.path, "".join(dumps_line(r) + "\n" for r in kept))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
+        except ImportError:
+            warnings.warn("tensorboard is not installed; metrics go to metrics.jsonl only")
+
+    def write(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(dumps_line(row) + "\n")
+        if self.writer is not None:
+            for key in SCALARS:
+                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak) -> dict:
+    """Wait for the device, stop on a non-finite step since the last sync, and make the metrics row."""
+    from mathlora.train.flops import model_flops, utilization
+
+    loss, grad_norm = float(result.loss), float(result.grad_norm)
+    if int(state.first_bad):
+        bad = int(state.first_bad)
+        raise MathloraError(f"training stopped: the loss or gradient norm was not finite at step {bad} (step "
+                            f"{state.step}: loss {loss}, gradient norm {grad_norm}); lower train.lr or check the "
+                            f"data. Checkpoints up to step {bad - 1} are kept")
+    dt = time.perf_counter() - interval.t0
+    state.learnable_done += interval.learnable
+    state.tokens_done = state.tokens_done + interval.tokens if state.tokens_done is not None else None
+    state.seconds_done += dt
+    state.last_loss = loss
+    row = {"step": state.step, "epoch": round(state.step / state.n_epoch, 4), "loss": loss, "lr": result.lr,
+           "grad_norm": grad_norm, "learnable_tokens": result.batch.learnable_tokens,
+           "tokens_per_s": interval.learnable / dt, "seconds": round(state.seconds_done, 3),
+           "interval_steps": interval.steps, "interval_seconds": round(dt, 6),
+           "interval_learnable_tokens": interval.learnable, "interval_tokens": interval.tokens}
+    mfu = utilization(model_flops(matmul, interval.tokens, interval.learnable) / state.group.world, dt, peak)
+    row["mfu"] = round(mfu, 4) if mfu is not None else None  # strict, per device; None off known GPUs
+    return row
