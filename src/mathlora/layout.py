@@ -67,10 +67,8 @@ class RunLayout:
 
     @property
     def lock(self) -> Path:
-        """The run folder's OS lock file (``mathlora.run_dir.RunLock``)."""
-        from mathlora.run_dir import LOCK_FILE
-
-        return self.root / LOCK_FILE
+        """The run folder's OS lock file (``mathlora.run_dir.guards.RunLock``)."""
+        return self.root / ".mathlora.lock"
 
     # -- synth: generated data when data.* are not given ---------------------------------------------------
     @property

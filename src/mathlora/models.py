@@ -91,7 +91,7 @@ def convert_gguf(gguf: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mathlora.compat import drop_gguf_quantizer
-    from mathlora.run_dir import atomic_path
+    from mathlora.run_dir.atomic import atomic_path
 
     print(f"converting {gguf.name} to a cached safetensors folder (once; about a minute) ...", flush=True)
     try:

@@ -31,7 +31,10 @@ from mathlora import __version__
 from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.layout import RunLayout
-from mathlora.run_dir import RunDir, RunLock, clean_temp_files, fingerprint, links_out_of, write_text_atomic
+from mathlora.run_dir.atomic import write_text_atomic
+from mathlora.run_dir.guards import RunLock, clean_temp_files, links_out_of, make_run_folder
+from mathlora.run_dir.hashing import fingerprint
+from mathlora.run_dir.manifest import Manifest
 from mathlora.runtime import Runtime
 from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
 
@@ -52,10 +55,10 @@ class Pipeline:
         self.cfg = cfg
         self.force = force
         self.stop_after = stop_after
-        self.rd = RunDir(cfg.run_dir)
-        self.layout = RunLayout(cfg.run_dir)
+        self.layout = RunLayout(make_run_folder(cfg.run_dir))
+        self.manifest = Manifest(self.layout)
         self.runtime = Runtime.resolve(cfg.runtime).activate()
-        self.ctx = Context(cfg, self.layout, self.runtime, self.rd, force=force, progress=progress)
+        self.ctx = Context(cfg, self.layout, self.runtime, self.manifest, force=force, progress=progress)
         self.stages: tuple[Stage, ...] = STAGE_LIST
         self.summary: dict = {}
 
@@ -70,17 +73,17 @@ class Pipeline:
         if stage.before is not None:
             stage.before(ctx, fp)
         outputs = stage.outputs(ctx)
-        stale = self.rd.stale_reason(name, fp, outputs)
+        stale = self.manifest.stale_reason(name, fp, outputs)
         if not self.force and stale is None:
             print(f"{prefix}: fresh, skipped", flush=True)
-            return (self.rd.stage_record(name) or {}).get("counts", {})
+            return (self.manifest.stage_record(name) or {}).get("counts", {})
         if stale and stale not in ("not done yet", "inputs or settings changed"):
             print(f"{prefix}: {stale}; redoing", flush=True)
         print(f"{prefix} ...", flush=True)
         start = time.perf_counter()
         counts = stage.run(ctx) or {}
         seconds = time.perf_counter() - start
-        self.rd.record(name, fp=fp, outputs={o.name: o for o in outputs}, seconds=seconds, counts=_jsonable(counts))
+        self.manifest.record(name, fp=fp, outputs=outputs, seconds=seconds, counts=_jsonable(counts))
         print(f"{prefix}: done in {seconds:.1f}s {_brief(counts)}", flush=True)
         return counts
 
@@ -88,22 +91,22 @@ class Pipeline:
         """The whole pipeline, holding the run folder's lock; the config is checked before any stage."""
         from mathlora.preflight import check_config
 
-        with RunLock(self.rd.root):
+        with RunLock(self.layout.root):
             check_config(self.cfg)
             lay = self.layout
-            links = links_out_of(self.rd.root, sorted(p.name for p in self.rd.root.iterdir()) + [
+            links = links_out_of(self.layout.root, sorted(p.name for p in self.layout.root.iterdir()) + [
                 str(lay.eval(x).root.relative_to(lay.root)) for x in ("base", "tuned")])
             if links:
                 link, target = links[0]
                 raise MathloraError(f"{link} is a symbolic link to {target}, outside the run folder; mathlora "
                                     "does not write or delete through it (remove the link or use another run_dir)")
-            clean_temp_files(self.rd.root)
+            clean_temp_files(self.layout.root)
             return self._run_stages()
 
     def _run_stages(self) -> dict:
         cfg = self.cfg
         start = time.perf_counter()
-        self.rd.set_meta(mathlora_version=__version__, python=platform.python_version(),
+        self.manifest.set_meta(mathlora_version=__version__, python=platform.python_version(),
                          config=cfg.model_dump(mode="json"))
         write_text_atomic(self.layout.config, dump_config(cfg))
         print(f"runtime: {self.runtime.describe()}", flush=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from mathlora.errors import MathloraError
-from mathlora.run_dir import atomic_path, finite_json
+from mathlora.run_dir.atomic import atomic_path, finite_json
 
 
 class JsonProblem(ValueError):

@@ -24,7 +24,7 @@ from mathlora.same_result import result_settings
 
 if TYPE_CHECKING:
     from mathlora.config import Config
-    from mathlora.run_dir import RunDir
+    from mathlora.run_dir.manifest import Manifest
     from mathlora.runtime import Runtime
 
 DATA_KEYS = ("train", "test", "squad")
@@ -36,7 +36,7 @@ class Context:
     cfg: "Config"
     layout: RunLayout
     runtime: "Runtime"
-    manifest: "RunDir"
+    manifest: "Manifest"
     force: bool = False
     progress: bool = True
 

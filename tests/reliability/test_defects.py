@@ -98,12 +98,13 @@ def test_02_a_truncated_tokens_file_is_redone_and_the_finished_training_kept(tmp
     # the manifest carries size and hash of each output: overwritten bytes (same size) are caught too
     record = json.loads((run / "manifest.json").read_text())["stages"]["tokenize"]["verify"]["tokens/tokens.parquet"]
     assert record["size"] == len(good) and len(record["sha256"]) == 64
-    from mathlora.run_dir import RunDir
+    from mathlora.layout import RunLayout
+    from mathlora.run_dir.manifest import Manifest
 
     damaged = bytearray(good)
     damaged[len(good) // 2] ^= 0xFF
     tokens.write_bytes(bytes(damaged))
-    assert "content differs" in RunDir(run).stale_reason(
+    assert "content differs" in Manifest(RunLayout(run)).stale_reason(
         "tokenize", json.loads((run / "manifest.json").read_text())["stages"]["tokenize"]["fingerprint"], [tokens])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mathlora.cliargs import add_config_args, config_from_args, option
-from mathlora.run_dir import lock_for_output
+from mathlora.run_dir.guards import lock_for_output
 
 
 def _io(p: argparse.ArgumentParser, output_help: str = "output file") -> None:

@@ -17,7 +17,7 @@ from mathlora.data.config import IngestConfig
 from mathlora.errors import MathloraError
 from mathlora.records import (JsonProblem, dumps_line, first_byte, iter_lines, parse_json, read_json_document,
                               require_file)
-from mathlora.run_dir import atomic_path
+from mathlora.run_dir.atomic import atomic_path
 
 _WS = re.compile(r"\s+")
 TEXT_FIELDS = ("problem", "solution")

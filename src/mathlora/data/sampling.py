@@ -18,7 +18,7 @@ from pathlib import Path
 from mathlora.data.config import SampleConfig
 from mathlora.errors import MathloraError
 from mathlora.records import read_records, write_jsonl
-from mathlora.run_dir import write_json_atomic
+from mathlora.run_dir.atomic import write_json_atomic
 
 TABLE_FILE = "sample_table.json"
 LEVELS = range(6)

@@ -27,7 +27,8 @@ from mathlora.data.config import TokenizeConfig
 from mathlora.data.convert import conversation_pair, iter_json_array
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, require_file
-from mathlora.run_dir import atomic_path, check_output_dir, write_artifact_marker, write_json_atomic
+from mathlora.run_dir.atomic import atomic_path, write_json_atomic
+from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 
 IGNORE = -100
 CHUNK = 8192

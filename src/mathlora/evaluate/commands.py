@@ -107,7 +107,7 @@ def cmd_predict(args) -> int:
     from mathlora.evaluate.predict import predict_file
 
     cfg = config_from_args(args)
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     with lock_for_output(args.output):
         summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
@@ -126,7 +126,7 @@ def cmd_eval_math(args) -> int:
 
     cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     with lock_for_output(output):
         r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline,
@@ -147,7 +147,7 @@ def cmd_eval_math(args) -> int:
 
 def cmd_eval_model(args) -> int:
     from mathlora.evaluate.math_eval import evaluate_math
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     cfg = config_from_args(args)
     with lock_for_output(Path(args.output) / "math.json"):
@@ -173,7 +173,7 @@ def cmd_eval_squad(args) -> int:
         return 0
     if args.output is None:
         raise MathloraError("give --output RESULT.json (where the SQuAD scores go)")
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     runtime = None if args.predictions else runtime_from(cfg)
     with lock_for_output(args.output):
@@ -192,7 +192,7 @@ def cmd_eval_squad(args) -> int:
 
 def cmd_eval_params(args) -> int:
     from mathlora.evaluate.params import parameter_report
-    from mathlora.run_dir import write_json_atomic
+    from mathlora.run_dir.atomic import write_json_atomic
 
     cfg = config_from_args(args)
     if args.adapter is None:

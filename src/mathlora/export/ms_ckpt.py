@@ -235,7 +235,7 @@ def import_ckpt(ckpt, base: str, output, *, adapter_output=None, lora_alpha: flo
     from safetensors.torch import save_file
 
     from mathlora.models import load_tokenizer
-    from mathlora.run_dir import atomic_path
+    from mathlora.run_dir.atomic import atomic_path
 
     out = Path(output)
     if out.exists() and not out.is_dir():

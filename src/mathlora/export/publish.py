@@ -46,6 +46,8 @@ from urllib.parse import urlsplit
 
 from mathlora import __version__
 from mathlora.errors import MathloraError
+from mathlora.records import JsonProblem, parse_json, read_json_document
+from mathlora.run_dir.hashing import file_sha256
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
@@ -90,16 +92,8 @@ def scrub(text: str) -> str:
 
 
 # -- what goes -------------------------------------------------------------------------------------------------
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _file_item(root: Path, path: Path) -> Item:
-    return Item(path.relative_to(root).as_posix(), path.stat().st_size, _sha256_file(path), source=path)
+    return Item(path.relative_to(root).as_posix(), path.stat().st_size, file_sha256(path), source=path)
 
 
 def _bytes_item(rel: str, data: bytes) -> Item:
@@ -116,9 +110,10 @@ def _tree(root: Path, folder: Path) -> list[Path]:
 
 def _read_json(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        data = read_json_document(path, path.name)
+    except (OSError, MathloraError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def plan(run_dir, cfg=None) -> list[Item]:
@@ -353,10 +348,10 @@ class Remote:
     def read_json(self, rel: str) -> dict | None:
         try:
             with self.fs.open(self.full(rel), "rb") as fh:
-                return json.loads(fh.read().decode("utf-8"))
+                return parse_json(fh.read())
         except FileNotFoundError:
             return None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (JsonProblem, UnicodeDecodeError):
             return None
 
 

@@ -36,7 +36,7 @@ def run_label(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     runtime = runtime_from(cfg) if cfg.label.judge == "local" else None
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     with lock_for_output(args.output):
         summary = label_file(cfg.label, runtime, args.input, args.output, base_model=cfg.model,

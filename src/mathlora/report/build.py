@@ -7,20 +7,22 @@ results), so it can be rebuilt at any time with ``mathlora report RUN_DIR``; mis
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
 from mathlora.layout import RunLayout
-from mathlora.run_dir import atomic_path, write_text_atomic
+from mathlora.records import read_json_document, read_jsonl
+from mathlora.run_dir.manifest import Manifest
+from mathlora.run_dir.atomic import atomic_path, write_text_atomic
 
 
 def _load(path: Path):
+    """An artifact through ``mathlora.records`` (None when the stage did not write it)."""
     if not path.exists():
         return None
     if path.suffix == ".jsonl":
-        return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-    return json.loads(path.read_text(encoding="utf-8"))
+        return list(read_jsonl(path, path.name))
+    return read_json_document(path, path.name)
 
 
 def _pct(x) -> str:
@@ -138,7 +140,7 @@ def _plots(lay: RunLayout, data: dict) -> dict[str, str]:
 
 def build_report(run_dir: str | os.PathLike) -> dict:
     lay = RunLayout(run_dir)
-    manifest = _load(lay.manifest) or {"stages": {}}
+    manifest = Manifest(lay).read()
     stages = manifest.get("stages", {})
     sample = _load(lay.sample_table) or {}
     data = {

@@ -17,8 +17,6 @@ falls back to the newest checkpoint that passes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,9 @@ from typing import Any
 import torch
 
 from mathlora.errors import MathloraError
-from mathlora.run_dir import atomic_path
+from mathlora.records import read_json_document
+from mathlora.run_dir.atomic import atomic_path, json_text
+from mathlora.run_dir.hashing import file_sha256
 from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device
 from mathlora.train.job import TrainJob
 
@@ -102,7 +102,7 @@ def write_training_state(folder: Path, opt_state: dict, trainer_state: dict) -> 
 
     tensors, meta = optimizer_tensors(opt_state)
     save_file(tensors, str(folder / OPTIMIZER_FILE))
-    (folder / STATE_FILE).write_text(json.dumps({**trainer_state, "optimizer": meta}, indent=2) + "\n",
+    (folder / STATE_FILE).write_text(json_text({**trainer_state, "optimizer": meta}) + "\n",
                                      encoding="utf-8")
 
 
@@ -110,7 +110,7 @@ def read_training_state(folder: Path) -> tuple[dict, dict]:
     """(optimizer state dict, trainer state) of a checkpoint folder."""
     from safetensors.torch import load_file
 
-    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    state = read_json_document(folder / STATE_FILE, "trainer state")
     meta = state.pop("optimizer")
     return optimizer_state_from(load_file(str(folder / OPTIMIZER_FILE)), meta), state
 
@@ -121,14 +121,6 @@ def read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(folder) / "adapter_model.safetensors"))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _checked_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE
                   and p.relative_to(folder).parts[0] != "merged")
@@ -137,9 +129,9 @@ def _checked_files(folder: Path) -> list[Path]:
 def write_checksum(folder: Path) -> None:
     """Write ``checksum.json`` (size and SHA-256 of every file but ``merged/``); call it last."""
     folder = Path(folder)
-    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": file_sha256(p, cache=False)}
              for p in _checked_files(folder)}
-    (folder / CHECKSUM_FILE).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+    (folder / CHECKSUM_FILE).write_text(json_text({"files": files}, indent=1) + "\n", encoding="utf-8")
 
 
 def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
@@ -164,7 +156,7 @@ def checkpoint_problem(folder: str | Path) -> str | None:
     folder = Path(folder)
     manifest = folder / CHECKSUM_FILE
     if manifest.is_file():
-        recorded, problem = _load_problem(CHECKSUM_FILE, lambda: json.loads(manifest.read_text(encoding="utf-8")))
+        recorded, problem = _load_problem(CHECKSUM_FILE, lambda: read_json_document(manifest, CHECKSUM_FILE))
         if problem:
             return problem
         files = recorded.get("files") if isinstance(recorded, dict) else None
@@ -174,7 +166,7 @@ def checkpoint_problem(folder: str | Path) -> str | None:
             p = folder / name
             if not p.is_file():
                 return f"{name} is missing"
-            if not isinstance(rec, dict) or p.stat().st_size != rec.get("size") or _sha256(p) != rec.get("sha256"):
+            if not isinstance(rec, dict) or p.stat().st_size != rec.get("size") or file_sha256(p, cache=False) != rec.get("sha256"):
                 return f"{name} does not match its checksum"
     _, problem = _load_problem(STATE_FILE, lambda: read_training_state(folder))
     if problem:

@@ -56,7 +56,7 @@ def run_train(args: argparse.Namespace) -> int:
     layout = RunLayout(cfg.run_dir)
     tokens = Path(args.tokens) if args.tokens else layout.tokens
     output = Path(args.output) if args.output else layout.train
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     # one writer per run folder; under torchrun rank 0 holds the lock for all processes
     with lock_for_output(output / "x" if os.environ.get("RANK", "0") == "0" else None):
@@ -73,7 +73,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from mathlora.train.merge import merge_adapter
 
-    from mathlora.run_dir import lock_for_output
+    from mathlora.run_dir.guards import lock_for_output
 
     cfg = config_from_args(args)
     with lock_for_output(args.output):

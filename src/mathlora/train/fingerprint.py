@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from mathlora.run_dir import file_sha256
+from mathlora.run_dir.hashing import file_sha256
 from mathlora.runtime import Runtime
 from mathlora.same_result import result_settings
 from mathlora.train.config import LoraConfig, TrainConfig

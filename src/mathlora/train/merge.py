@@ -63,7 +63,8 @@ def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, 
 
     from mathlora.compat import quiet_peft
     from mathlora.models import load_model, load_tokenizer
-    from mathlora.run_dir import atomic_path, check_output_dir, write_artifact_marker
+    from mathlora.run_dir.atomic import atomic_path
+    from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
     from mathlora.train.checkpoint import adapter_problem
 
     adapter = require_adapter_dir(adapter_dir)

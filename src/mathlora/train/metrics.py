@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, read_jsonl
-from mathlora.run_dir import write_text_atomic
+from mathlora.run_dir.atomic import write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
 

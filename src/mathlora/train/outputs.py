@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mathlora.errors import MathloraError
 from mathlora.records import read_json_document
-from mathlora.run_dir import format_problem
+from mathlora.run_dir.artifacts import format_problem
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"

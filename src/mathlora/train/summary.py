@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from mathlora.run_dir import write_json_atomic
+from mathlora.run_dir.atomic import write_json_atomic
 from mathlora.train import speed
 from mathlora.train.checkpoint import save_final_adapter
 from mathlora.train.distributed import is_fsdp
