@@ -26,8 +26,8 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
+from mathlora.adapters import adapter_problem, attach_adapter, require_adapter_dir
 from mathlora.compat import cache_argument  # noqa: F401  (decode_batch's KV-cache keyword; re-exported)
 from mathlora.errors import MathloraError
 
@@ -97,29 +97,6 @@ class CalculatorHook:
         return None
 
 
-def require_adapter_dir(adapter) -> Path:
-    p = Path(adapter)
-    if not p.exists():
-        raise MathloraError(f"adapter folder not found: {p}")
-    if not p.is_dir():
-        raise MathloraError(f"adapter {p} is a file; expected a peft adapter folder")
-    if not (p / "adapter_config.json").exists():
-        raise MathloraError(f"adapter folder {p} has no adapter_config.json (not a peft adapter)")
-    return p
-
-
-def attach_adapter(base, adapter, *, model_name: str, trainable: bool = False):
-    """Wrap ``base`` in a peft model with the adapter folder loaded (one-line error on a mismatch)."""
-    from peft import PeftModel
-
-    path = require_adapter_dir(adapter)
-    try:
-        return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
-    except Exception as e:  # shape mismatch, missing weights, bad JSON
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MathloraError(f"could not load adapter {path} onto {model_name}: {first}") from None
-
-
 def load_inference_model(model: str, adapter=None, runtime=None, *, merge: bool = True):
     """(model, tokenizer) ready for generation on the runtime's device and dtype (default:
     ``Runtime.resolve()``): eval mode, adapter attached (merged when ``merge``)."""
@@ -127,8 +104,6 @@ def load_inference_model(model: str, adapter=None, runtime=None, *, merge: bool 
     from mathlora.runtime import Runtime
 
     if adapter is not None:
-        from mathlora.train.checkpoint import adapter_problem
-
         problem = adapter_problem(require_adapter_dir(adapter))
         if problem:
             raise MathloraError(f"adapter {adapter} {problem}; refusing to score it")

@@ -14,11 +14,11 @@ Names: see ``ms_names``. MindSpore is optional (``pip install 'mathlora[mindspor
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from mathlora.adapters import ADAPTER_WEIGHTS
 from mathlora.errors import MathloraError
 from mathlora.export import ms_names
 
@@ -89,18 +89,15 @@ def read_adapter(adapter_dir) -> tuple[dict[str, Any], dict]:
     """(tensors, adapter_config) of a peft LoRA folder."""
     from safetensors.torch import load_file
 
-    from mathlora.train.merge import require_adapter_dir
+    from mathlora.adapters import read_adapter_config, require_adapter_dir
 
     d = require_adapter_dir(adapter_dir)
-    try:
-        config = json.loads((d / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise MathloraError(f"{d / 'adapter_config.json'} is not valid JSON: {e}") from None
+    config = read_adapter_config(d)
     if str(config.get("peft_type", "LORA")).upper() != "LORA":
         raise MathloraError(f"adapter {d} is {config.get('peft_type')}, not LoRA")
     if config.get("use_rslora") or config.get("use_dora"):
         raise MathloraError(f"adapter {d} uses rsLoRA/DoRA, which MindFormers' LoRA does not compute")
-    return load_file(str(d / "adapter_model.safetensors")), config
+    return load_file(str(d / ADAPTER_WEIGHTS)), config
 
 
 # -- tensor conversion ---------------------------------------------------------------------------------------
@@ -320,5 +317,5 @@ def _write_adapter(folder: Path, lora: dict, base: str, extra: dict, lora_alpha:
     config.base_model_name_or_path = base
     folder.mkdir(parents=True, exist_ok=True)
     config.save_pretrained(str(folder))
-    save_file({k: v.contiguous() for k, v in lora.items()}, str(folder / "adapter_model.safetensors"),
+    save_file({k: v.contiguous() for k, v in lora.items()}, str(folder / ADAPTER_WEIGHTS),
               metadata={"format": "pt"})

@@ -45,13 +45,13 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from mathlora import __version__
+from mathlora.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
 from mathlora.records import JsonProblem, parse_json, read_json_document
 from mathlora.run_dir.hashing import file_sha256
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 CHUNK = 8 << 20
 HF_BASE_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 S3_HINT = "pip install 'mathlora[s3]'"

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from mathlora.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
 from mathlora.errors import MathloraError
 from mathlora.records import read_json_document
 from mathlora.run_dir.atomic import atomic_path, json_text
@@ -34,7 +35,6 @@ CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 CHECKSUM_FILE = "checksum.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def checkpoint_dir(root: Path, step: int) -> Path:
@@ -115,12 +115,6 @@ def read_training_state(folder: Path) -> tuple[dict, dict]:
     return optimizer_state_from(load_file(str(folder / OPTIMIZER_FILE)), meta), state
 
 
-def read_adapter_weights(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(folder) / "adapter_model.safetensors"))
-
-
 def _checked_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE
                   and p.relative_to(folder).parts[0] != "merged")
@@ -134,29 +128,13 @@ def write_checksum(folder: Path) -> None:
     (folder / CHECKSUM_FILE).write_text(json_text({"files": files}, indent=1) + "\n", encoding="utf-8")
 
 
-def non_finite(tensors: dict[str, torch.Tensor]) -> str | None:
-    """The name of the first tensor holding NaN or Infinity (None when all are finite)."""
-    for name, t in tensors.items():
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            return name
-    return None
-
-
-def _load_problem(what: str, load) -> tuple[object, str | None]:
-    try:
-        return load(), None
-    except Exception as e:  # safetensors / json raise several kinds on a damaged file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        return None, f"{what} is unreadable ({first})"
-
-
 def checkpoint_problem(folder: str | Path) -> str | None:
     """Why a checkpoint cannot be resumed from (None when it can): a checksum mismatch, a file that does not
     load, or non-finite weights. Checkpoints written before checksums existed get the load checks only."""
     folder = Path(folder)
     manifest = folder / CHECKSUM_FILE
     if manifest.is_file():
-        recorded, problem = _load_problem(CHECKSUM_FILE, lambda: read_json_document(manifest, CHECKSUM_FILE))
+        recorded, problem = load_problem(CHECKSUM_FILE, lambda: read_json_document(manifest, CHECKSUM_FILE))
         if problem:
             return problem
         files = recorded.get("files") if isinstance(recorded, dict) else None
@@ -168,22 +146,10 @@ def checkpoint_problem(folder: str | Path) -> str | None:
                 return f"{name} is missing"
             if not isinstance(rec, dict) or p.stat().st_size != rec.get("size") or file_sha256(p, cache=False) != rec.get("sha256"):
                 return f"{name} does not match its checksum"
-    _, problem = _load_problem(STATE_FILE, lambda: read_training_state(folder))
+    _, problem = load_problem(STATE_FILE, lambda: read_training_state(folder))
     if problem:
         return problem
     return adapter_problem(folder)
-
-
-def adapter_problem(folder: str | Path) -> str | None:
-    """Why an adapter folder's weights cannot be used (unreadable or non-finite), or None."""
-    path = Path(folder) / ADAPTER_WEIGHTS
-    if not path.is_file():
-        return f"{ADAPTER_WEIGHTS} is missing"
-    weights, problem = _load_problem(ADAPTER_WEIGHTS, lambda: read_adapter_weights(folder))
-    if problem:
-        return problem
-    bad = non_finite(weights)
-    return f"holds non-finite weights (NaN/Infinity in {bad})" if bad else None
 
 
 def newest_valid_checkpoint(root: str | Path, warn=None) -> Path | None:

@@ -10,26 +10,11 @@ load or are not finite (NaN/Infinity) is refused.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from mathlora.adapters import adapter_problem, require_adapter_dir
 from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def require_adapter_dir(adapter_dir: str | os.PathLike) -> Path:
-    d = Path(adapter_dir)
-    if not d.exists():
-        raise MathloraError(f"adapter folder not found: {d}")
-    if not d.is_dir():
-        raise MathloraError(f"adapter {d} is a file; expected a folder with {' and '.join(ADAPTER_FILES)}")
-    missing = [f for f in ADAPTER_FILES if not (d / f).is_file()]
-    if missing:
-        raise MathloraError(f"adapter folder {d} lacks {', '.join(missing)}")
-    return d
-
 
 def stored_dtype(model: str):
     """The dtype a model is stored in (HF folder config), fp32 when unknown."""
@@ -65,7 +50,6 @@ def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, 
     from mathlora.models import load_model, load_tokenizer
     from mathlora.run_dir.atomic import atomic_path
     from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
-    from mathlora.train.checkpoint import adapter_problem
 
     adapter = require_adapter_dir(adapter_dir)
     out = check_output_dir(output_dir, "merged", overwrite=overwrite)

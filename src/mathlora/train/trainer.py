@@ -56,7 +56,8 @@ import torch
 from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
 from mathlora.train import speed
-from mathlora.train.checkpoint import (adapter_problem, list_checkpoints, newest_valid_checkpoint, resolve_save_steps,
+from mathlora.adapters import adapter_problem
+from mathlora.train.checkpoint import (list_checkpoints, newest_valid_checkpoint, resolve_save_steps,
                                        restore_checkpoint, save_checkpoint)
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.data import TokenRecord, load_token_records, step_batch
