@@ -4,6 +4,7 @@ import torch
 
 from mathlora import compat
 from mathlora.models import load_model
+from mathlora.runtime import Runtime
 
 
 def test_version_parsing():
@@ -13,7 +14,7 @@ def test_version_parsing():
 
 
 def test_cache_keyword_is_a_forward_parameter_and_returns_a_cache():
-    model = load_model("tiny-random-llama").eval()
+    model = load_model("tiny-random-llama", Runtime.resolve()).eval()
     name = compat.cache_argument(model)
     assert name in ("cache", "past_key_values")
     with torch.no_grad():
@@ -24,13 +25,13 @@ def test_cache_keyword_is_a_forward_parameter_and_returns_a_cache():
 def test_from_pretrained_takes_the_dtype(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    load_model("tiny-random-llama").save_pretrained(tmp_path)
+    load_model("tiny-random-llama", Runtime.resolve()).save_pretrained(tmp_path)
     model = compat.from_pretrained(AutoModelForCausalLM, str(tmp_path), dtype=torch.bfloat16)
     assert next(model.parameters()).dtype == torch.bfloat16
 
 
 def test_activation_checkpointing_can_be_enabled():
-    model = load_model("tiny-random-llama")
+    model = load_model("tiny-random-llama", Runtime.resolve())
     compat.enable_activation_checkpointing(model)
     flag = getattr(model, "is_activation_checkpointing", None)
     if flag is None:

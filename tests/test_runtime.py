@@ -91,11 +91,11 @@ def test_the_tiny_model_depends_on_its_seed_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    model = load_model("tiny-random-llama")
+    model = load_model("tiny-random-llama", Runtime.resolve())
     assert torch.equal(torch.rand(3), expected)  # building it leaves the caller's generator alone
     again = load_model("tiny-random-llama", Runtime())
     bf16 = load_model("tiny-random-llama", Runtime(precision="bf16"))
-    other = load_model("tiny-random-llama:seed=1")
+    other = load_model("tiny-random-llama:seed=1", Runtime.resolve())
     params = dict(model.named_parameters())
     for name, p in again.named_parameters():
         assert torch.equal(p, params[name]), name

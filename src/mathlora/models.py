@@ -224,11 +224,8 @@ def _build_on_cpu(spec: str, dtype):
         raise MathloraError(f"could not load model {spec}: {e}") from None
 
 
-def load_model(spec: str, runtime: Runtime | None = None):
-    """Load a causal LM (no adapter): built on the CPU in the runtime's dtype, then moved to its device.
-
-    ``runtime`` defaults to ``Runtime.resolve()`` (environment, else auto)."""
-    runtime = runtime or Runtime.resolve()
+def load_model(spec: str, runtime: Runtime):
+    """Load a causal LM (no adapter): built on the CPU in the runtime's dtype, then moved to its device."""
     return _build_on_cpu(spec, runtime.dtype).to(runtime.device)
 
 

@@ -43,7 +43,6 @@ def check_model_spec(spec: str, what: str = "model") -> None:
 
 def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
-    from mathlora.data.sampling import parse_ratios
     from mathlora.label.prompt import load_prompt
     from mathlora.records import require_file
     from mathlora.templates import get_template
@@ -70,7 +69,6 @@ def check_config(cfg: "Config") -> None:
         load_prompt(label.prompt_file)
     if label.cache is not None and Path(label.cache).is_dir():
         raise MathloraError(f"label.cache {label.cache} is a directory; expected a SQLite file path")
-    parse_ratios(cfg.sample.ratios)
     if cfg.eval.backend == "openai":
         from mathlora.openai_client import check_base_url as check_eval_url
 

@@ -7,7 +7,8 @@ from mathlora.cli import main
 from mathlora.data.config import ConvertConfig, TokenizeConfig
 from mathlora.data.convert import convert_file, iter_json_array
 from mathlora.data.normalize import normalize_file
-from mathlora.data.tokenize import IGNORE, build_example, tokenize_file
+from mathlora.data.tokenize import build_example, tokenize_file
+from mathlora.tokens import IGNORE
 from mathlora.errors import MathloraError
 from mathlora.models import load_tokenizer
 from mathlora.templates import render_prompt

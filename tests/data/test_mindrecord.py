@@ -2,7 +2,8 @@
 
 import pytest
 
-from mathlora.data.tokenize import IGNORE, write_mindrecord
+from mathlora.data.tokenize import write_mindrecord
+from mathlora.tokens import IGNORE
 
 
 def test_mindrecord_round_trip_padded_to_seq_length_plus_one(tmp_path):

@@ -5,7 +5,8 @@ import pytest
 
 from mathlora.cli import main
 from mathlora.data.config import SampleConfig
-from mathlora.data.sampling import apportion, fill_quotas, parse_ratios, sample_file, stratified_sample
+from mathlora.data.config import parse_ratios
+from mathlora.data.sampling import apportion, fill_quotas, sample_file, stratified_sample
 from mathlora.errors import MathloraError
 from mathlora.records import read_jsonl, write_jsonl
 

@@ -5,6 +5,7 @@ import torch
 
 from mathlora.calculator import CalculatorError
 from mathlora.evaluate.generation import CalculatorHook, generate_greedy, load_inference_model
+from mathlora.runtime import Runtime
 
 CHARS = list("0123456789+-*/=.abcdefghijklmnopqrstuvwxyzXYZ ")
 
@@ -118,7 +119,7 @@ def test_a_merged_equals_token_takes_the_calculators_sign():
 
 
 def test_tiny_model_with_calculator_equals_without_when_it_never_opens_an_annotation():
-    model, tok = load_inference_model("tiny-random-llama")
+    model, tok = load_inference_model("tiny-random-llama", None, Runtime.resolve())
     prompts = ["1 + 1 =", "A longer prompt about 4204.22 + -2369.17", "x"]
     plain = generate_greedy(model, tok, prompts, max_new_tokens=10, max_length=128, progress=False)
     calc = generate_greedy(model, tok, prompts, max_new_tokens=10, max_length=128, progress=False, calculator=True)

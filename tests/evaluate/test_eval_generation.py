@@ -22,7 +22,7 @@ PROMPTS = ["1 + 1 =", "A much longer prompt about 4204.22 + -2369.17, please com
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_inference_model(TINY)
+    return load_inference_model(TINY, None, Runtime.resolve())
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def adapter_dir(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     path = tmp_path_factory.mktemp("adapter")
-    model = get_peft_model(load_model(TINY),
+    model = get_peft_model(load_model(TINY, Runtime.resolve()),
                            LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -109,9 +109,9 @@ def test_max_length_caps_each_prompt(tiny):
 
 
 def test_merged_adapter_generates_like_the_unmerged_one(adapter_dir):
-    merged, tok = load_inference_model(TINY, adapter_dir, merge=True)
-    unmerged, _ = load_inference_model(TINY, adapter_dir, merge=False)
-    base, _ = load_inference_model(TINY)
+    merged, tok = load_inference_model(TINY, adapter_dir, Runtime.resolve(), merge=True)
+    unmerged, _ = load_inference_model(TINY, adapter_dir, Runtime.resolve(), merge=False)
+    base, _ = load_inference_model(TINY, None, Runtime.resolve())
     ids = tok(PROMPTS[1], return_tensors="pt")["input_ids"]
     with torch.no_grad():
         lm, lu, lb = (m(input_ids=ids).logits for m in (merged, unmerged, base))
@@ -123,12 +123,12 @@ def test_merged_adapter_generates_like_the_unmerged_one(adapter_dir):
 
 def test_bad_adapter_folders(tmp_path):
     with pytest.raises(MathloraError, match="not found"):
-        load_inference_model(TINY, tmp_path / "nope")
+        load_inference_model(TINY, tmp_path / "nope", Runtime.resolve())
     with pytest.raises(MathloraError, match="adapter_config.json"):
-        load_inference_model(TINY, tmp_path)
+        load_inference_model(TINY, tmp_path, Runtime.resolve())
     (tmp_path / "f").write_text("x")
     with pytest.raises(MathloraError, match="is a file"):
-        load_inference_model(TINY, tmp_path / "f")
+        load_inference_model(TINY, tmp_path / "f", Runtime.resolve())
 
 
 def test_predict_file_end_to_end(tmp_path, tiny):
@@ -137,7 +137,7 @@ def test_predict_file_end_to_end(tmp_path, tiny):
                {"id": "c", "problem": "x", "solution": "3"}]
     write_jsonl(tmp_path / "test.jsonl", records)
     cfg = EvalConfig(max_new_tokens=8, batch_size=2)
-    summary = predict_file(cfg, None, TINY, None, tmp_path / "test.jsonl", tmp_path / "pred.jsonl",
+    summary = predict_file(cfg, Runtime.resolve(), TINY, None, tmp_path / "test.jsonl", tmp_path / "pred.jsonl",
                            template="alpaca", progress=False)
     lines = list(read_jsonl(tmp_path / "pred.jsonl"))
     assert [x["id"] for x in lines] == ["a", "b", "c"]
@@ -155,13 +155,13 @@ def test_predict_rejects_bad_inputs(tmp_path):
     cfg = EvalConfig(max_new_tokens=2)
     (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(MathloraError, match="empty"):
-        predict_file(cfg, None, TINY, None, tmp_path / "empty.jsonl", tmp_path / "o.jsonl", template="alpaca")
+        predict_file(cfg, Runtime.resolve(), TINY, None, tmp_path / "empty.jsonl", tmp_path / "o.jsonl", template="alpaca")
     write_jsonl(tmp_path / "noid.jsonl", [{"problem": "1+1"}])
     with pytest.raises(MathloraError, match="no 'id'"):
-        predict_file(cfg, None, TINY, None, tmp_path / "noid.jsonl", tmp_path / "o.jsonl", template="alpaca")
+        predict_file(cfg, Runtime.resolve(), TINY, None, tmp_path / "noid.jsonl", tmp_path / "o.jsonl", template="alpaca")
     write_jsonl(tmp_path / "ok.jsonl", [{"id": "1", "problem": "1+1"}])
     with pytest.raises(MathloraError, match="unknown template"):
-        predict_file(cfg, None, TINY, None, tmp_path / "ok.jsonl", tmp_path / "o.jsonl", template="nope")
+        predict_file(cfg, Runtime.resolve(), TINY, None, tmp_path / "ok.jsonl", tmp_path / "o.jsonl", template="nope")
     assert not (tmp_path / "o.jsonl").exists()
 
 
@@ -170,7 +170,7 @@ def test_squad_end_to_end_on_a_generated_fixture(tmp_path, tiny):
 
     (tmp_path / "squad.json").write_text(json.dumps(generate_squad(5, seed=0)), encoding="utf-8")
     cfg = EvalConfig(batch_size=4, squad_max_new_tokens=6)
-    r = evaluate_squad(cfg, None, TINY, None, tmp_path / "squad.json", tmp_path / "base.json", progress=False)
+    r = evaluate_squad(cfg, Runtime.resolve(), TINY, None, tmp_path / "squad.json", tmp_path / "base.json", progress=False)
     assert r["count"] == 5 and 0.0 <= r["em"] <= r["f1"] <= 100.0
     preds = list(read_jsonl(tmp_path / "base.predictions.jsonl"))
     assert len(preds) == 5 and all("\n" not in p["prediction"] for p in preds)
@@ -183,7 +183,7 @@ def test_squad_end_to_end_on_a_generated_fixture(tmp_path, tiny):
 
 def test_parameter_report_counts_lora_parameters(adapter_dir):
     r = parameter_report(TINY, str(adapter_dir))
-    base_total = sum(p.numel() for p in load_model(TINY).parameters())
+    base_total = sum(p.numel() for p in load_model(TINY, Runtime.resolve()).parameters())
     # per layer: q 64->64: A 8x64 + B 64x8; v 64->32: A 8x64 + B 32x8; 2 layers
     lora = 2 * ((8 * 64 + 64 * 8) + (8 * 64 + 32 * 8))
     assert r["trainable"] == lora == 3584
@@ -199,7 +199,7 @@ def test_smollm2_batched_greedy_equals_one_at_a_time():
     from mathlora.synth.competition import generate
     from mathlora.templates import render_prompt
 
-    model, tok = load_inference_model("smollm2-135m-instruct", runtime=Runtime())
+    model, tok = load_inference_model("smollm2-135m-instruct", None, Runtime())
     prompts = [render_prompt("alpaca", r["problem"]) for r in generate(6, seed=2)]
     batched = _run(model, tok, prompts, batch_size=6, max_new_tokens=16)
     single = _run(model, tok, prompts, batch_size=1, max_new_tokens=16)

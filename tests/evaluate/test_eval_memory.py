@@ -40,9 +40,9 @@ def test_auto_on_cpu_predicts_like_a_fixed_batch(tmp_path):
     assert resolve_batch_size("auto", lm, max_length=64, prompts=3) == 3 and resolve_batch_size(5, lm, max_length=64,
                                                                                                 prompts=3) == 5
     write_jsonl(tmp_path / "t.jsonl", [{"id": str(i), "problem": f"{i} + {i}"} for i in range(3)])
-    a = predict_file(EvalConfig(batch_size="auto", max_new_tokens=4), None, "tiny-random-llama", None,
+    a = predict_file(EvalConfig(batch_size="auto", max_new_tokens=4), Runtime.resolve(), "tiny-random-llama", None,
                      tmp_path / "t.jsonl", tmp_path / "a.jsonl", template="alpaca", progress=False)
-    predict_file(EvalConfig(batch_size=1, max_new_tokens=4), None, "tiny-random-llama", None, tmp_path / "t.jsonl",
+    predict_file(EvalConfig(batch_size=1, max_new_tokens=4), Runtime.resolve(), "tiny-random-llama", None, tmp_path / "t.jsonl",
                  tmp_path / "b.jsonl", template="alpaca", progress=False)
     assert a["batch_size"] == 3
     assert [x["completion"] for x in read_jsonl(tmp_path / "a.jsonl")] == \

@@ -40,7 +40,7 @@ def test_batched_predict_equals_one_at_a_time_in_fp32(tmp_path, monkeypatch):
 
 
 def test_batched_first_step_logits_match_one_at_a_time_in_bf16():
-    model, tok = load_inference_model(TINY, runtime=Runtime.resolve())
+    model, tok = load_inference_model(TINY, None, Runtime.resolve())
     assert next(model.parameters()).dtype == torch.bfloat16
     encoded = [tok(p)["input_ids"] for p in PROMPTS]
     ids, mask = _left_pad(encoded, tok.pad_token_id, model.device)

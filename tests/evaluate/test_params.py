@@ -8,6 +8,7 @@ import pytest
 from mathlora import models
 from mathlora.errors import MathloraError
 from mathlora.evaluate.params import parameter_report
+from mathlora.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +16,7 @@ def adapter(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     path = tmp_path_factory.mktemp("adapter")
-    get_peft_model(models.load_model("tiny-random-llama"),
+    get_peft_model(models.load_model("tiny-random-llama", Runtime.resolve()),
                    LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])).save_pretrained(path)
     return path
 

@@ -20,6 +20,7 @@ from tests.conftest import single_torch_thread
 from tests.loopback import send_json
 
 from mathlora.errors import MathloraError
+from mathlora.runtime import Runtime
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -215,7 +216,7 @@ def test_05_an_overlong_prompt_never_enters_a_batch(tmp_path, monkeypatch):
     rows.insert(3, {"id": "huge", "problem": "7 " * 50_000, "solution": "7"})
     src = write_lines(tmp_path / "test.jsonl", rows)
     cfg = EvalConfig(max_new_tokens=4, max_length=256, batch_size=8)
-    summary = predict_file(cfg, None, "tiny-random-llama", None, src, tmp_path / "p.jsonl", template="alpaca",
+    summary = predict_file(cfg, Runtime.resolve(), "tiny-random-llama", None, src, tmp_path / "p.jsonl", template="alpaca",
                            progress=False)
     assert shapes and max(w for _, w in shapes) <= 256
     preds = {p["id"]: p for p in strict_json_lines(tmp_path / "p.jsonl")}
@@ -224,7 +225,7 @@ def test_05_an_overlong_prompt_never_enters_a_batch(tmp_path, monkeypatch):
     # the other policy cuts it from the left instead; batches stay within the token budget
     shapes.clear()
     cfg = EvalConfig(max_new_tokens=4, max_length=256, batch_size=8, long_prompts="truncate_left", batch_tokens=600)
-    predict_file(cfg, None, "tiny-random-llama", None, src, tmp_path / "p2.jsonl", template="alpaca", progress=False)
+    predict_file(cfg, Runtime.resolve(), "tiny-random-llama", None, src, tmp_path / "p2.jsonl", template="alpaca", progress=False)
     assert all(rows * width <= 600 or rows == 1 for rows, width in shapes) and max(w for _, w in shapes) <= 256
     assert {p["id"]: p for p in strict_json_lines(tmp_path / "p2.jsonl")}["huge"]["prompt_truncated"]
     assert generation.plan_batches([100, 100, 10, 10], [5, 5, 5, 5], 4, 220) == [[0, 1], [2, 3]]

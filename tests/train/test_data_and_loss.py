@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mathlora.errors import MathloraError
 from mathlora.models import load_model, load_tokenizer
+from mathlora.runtime import Runtime
 from mathlora.train.data import (
     IGNORE, TokenRecord, collate, epoch_order, global_batch_indices, load_token_records, pack_rows, shard,
     single_rows,
@@ -58,7 +59,7 @@ def test_epoch_order_is_seeded_and_shards_partition_the_global_batch():
 
 
 def test_packed_record_logits_equal_its_logits_alone():
-    model = load_model("tiny-random-llama").eval()
+    model = load_model("tiny-random-llama", Runtime.resolve()).eval()
     g = torch.Generator().manual_seed(0)
     a, b, c = (torch.randint(0, 256, (n,), generator=g).tolist() for n in (7, 5, 9))
     row = collate(pack_rows([TokenRecord("a", a, a), TokenRecord("b", b, b)], 16)
@@ -76,7 +77,7 @@ def test_packed_record_logits_equal_its_logits_alone():
 
 
 def test_only_response_tokens_reach_the_loss():
-    model = load_model("tiny-random-llama").eval()
+    model = load_model("tiny-random-llama", Runtime.resolve()).eval()
     tok = load_tokenizer("tiny-random-llama")
     prompt, response = tok.encode("Q: 2+2=", add_special_tokens=False), tok.encode("4", add_special_tokens=False)
     ids = prompt + response + [tok.eos_token_id]

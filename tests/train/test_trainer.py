@@ -67,7 +67,7 @@ def test_checkpoint_adapter_loads_with_peft(finished_run):
     from mathlora.models import load_model
 
     out, _ = finished_run
-    model = PeftModel.from_pretrained(load_model("tiny-random-llama"),
+    model = PeftModel.from_pretrained(load_model("tiny-random-llama", Runtime.resolve()),
                                       str(out / "checkpoints" / "step-4"))
     lora_b = [p for n, p in model.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.abs().max() > 0 for p in lora_b)

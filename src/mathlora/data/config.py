@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mathlora.errors import MathloraError
+
+LEVELS = range(6)  # difficulty levels 0..5
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -22,6 +26,30 @@ class IngestConfig(_Section):
     keep_duplicates: bool = False
 
 
+def parse_ratios(text: str) -> dict[int, float]:
+    """``"1:4,2:3,3:2,4:1"`` -> {1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0}; levels 0..5, positive weights."""
+    if not isinstance(text, str) or not text.strip():
+        raise MathloraError("ratios: empty; expected level:weight pairs like 1:4,2:3,3:2,4:1")
+    ratios: dict[int, float] = {}
+    for item in text.split(","):
+        level_text, sep, weight_text = item.strip().partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            level, weight = int(level_text), float(weight_text)
+        except ValueError:
+            raise MathloraError(f"ratios: cannot read {item.strip()!r} in {text!r}; "
+                                f"expected level:weight pairs like 1:4,2:3,3:2,4:1") from None
+        if level not in LEVELS:
+            raise MathloraError(f"ratios: level {level} is outside 0..5 in {text!r}")
+        if not weight > 0 or weight == float("inf"):
+            raise MathloraError(f"ratios: weight of level {level} must be a positive number, got {weight_text!r}")
+        if level in ratios:
+            raise MathloraError(f"ratios: level {level} is named twice in {text!r}")
+        ratios[level] = weight
+    return ratios
+
+
 class SampleConfig(_Section):
     total: int = Field(100000, ge=1)
     ratios: str = Field("1:4,2:3,3:2,4:1", description="level:weight pairs")
@@ -34,14 +62,15 @@ class SampleConfig(_Section):
     def _ratios_text(cls, value):
         if not isinstance(value, str):
             raise ValueError("must be text of level:weight pairs like '1:4,2:3,3:2,4:1' (quote it in YAML)")
-        from mathlora.data.sampling import parse_ratios
-        from mathlora.errors import MathloraError
-
         try:
             parse_ratios(value)
         except MathloraError as e:
             raise ValueError(str(e)) from None
         return value
+
+    def weights(self) -> dict[int, float]:
+        """The ratios as {level: weight}."""
+        return parse_ratios(self.ratios)
 
 
 class NormalizeConfig(_Section):

@@ -15,49 +15,19 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from mathlora.data.config import SampleConfig
+from mathlora.apportion import largest_remainder
+from mathlora.data.config import LEVELS, SampleConfig
 from mathlora.errors import MathloraError
 from mathlora.records import read_records, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
 
 TABLE_FILE = "sample_table.json"
-LEVELS = range(6)
-
-
-def parse_ratios(text: str) -> dict[int, float]:
-    """``"1:4,2:3,3:2,4:1"`` -> {1: 4.0, 2: 3.0, 3: 2.0, 4: 1.0}; levels 0..5, positive weights."""
-    if not isinstance(text, str) or not text.strip():
-        raise MathloraError("ratios: empty; expected level:weight pairs like 1:4,2:3,3:2,4:1")
-    ratios: dict[int, float] = {}
-    for item in text.split(","):
-        level_text, sep, weight_text = item.strip().partition(":")
-        try:
-            if not sep:
-                raise ValueError
-            level, weight = int(level_text), float(weight_text)
-        except ValueError:
-            raise MathloraError(f"ratios: cannot read {item.strip()!r} in {text!r}; "
-                                f"expected level:weight pairs like 1:4,2:3,3:2,4:1") from None
-        if level not in LEVELS:
-            raise MathloraError(f"ratios: level {level} is outside 0..5 in {text!r}")
-        if not weight > 0 or weight == float("inf"):
-            raise MathloraError(f"ratios: weight of level {level} must be a positive number, got {weight_text!r}")
-        if level in ratios:
-            raise MathloraError(f"ratios: level {level} is named twice in {text!r}")
-        ratios[level] = weight
-    return ratios
 
 
 def apportion(total: int, weights: dict) -> dict:
     """Split ``total`` by ``weights`` with whole numbers (largest remainder; ties: key order)."""
-    keys = list(weights)
-    wsum = sum(weights.values())
-    exact = {k: total * weights[k] / wsum for k in keys}
-    shares = {k: int(exact[k]) for k in keys}
-    left = total - sum(shares.values())
-    for k in sorted(keys, key=lambda k: (-(exact[k] - shares[k]), keys.index(k)))[:left]:
-        shares[k] += 1
-    return shares
+    order = {k: i for i, k in enumerate(weights)}
+    return largest_remainder(total, weights, tie_key=order.__getitem__)
 
 
 def fill_quotas(total: int, weights: dict, available: dict) -> dict:
@@ -145,7 +115,7 @@ def sample_file(cfg: SampleConfig, input_path, output_path, *, seed: int) -> dic
     output_path = Path(output_path)
     if output_path.is_dir():
         raise MathloraError(f"output {output_path} is a directory; expected a file path")
-    ratios = parse_ratios(cfg.ratios)
+    ratios = cfg.weights()
     records = read_records(input_path)
     drawn, rows = stratified_sample(records, cfg.total, ratios, seed, cfg.shortfall, cfg.balance_by)
     summary = {

@@ -29,8 +29,8 @@ from mathlora.errors import MathloraError
 from mathlora.records import dumps_line, require_file
 from mathlora.run_dir.atomic import atomic_path, write_json_atomic
 from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
+from mathlora.tokens import IGNORE
 
-IGNORE = -100
 CHUNK = 8192
 OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
 

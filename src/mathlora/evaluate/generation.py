@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from mathlora.adapters import adapter_problem, attach_adapter, require_adapter_dir
 from mathlora.compat import cache_argument  # noqa: F401  (decode_batch's KV-cache keyword; re-exported)
 from mathlora.errors import MathloraError
+from mathlora.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,15 @@ class CalculatorHook:
         return None
 
 
-def load_inference_model(model: str, adapter=None, runtime=None, *, merge: bool = True):
-    """(model, tokenizer) ready for generation on the runtime's device and dtype (default:
-    ``Runtime.resolve()``): eval mode, adapter attached (merged when ``merge``)."""
+def load_inference_model(model: str, adapter, runtime: Runtime, *, merge: bool = True):
+    """(model, tokenizer) ready for generation on the runtime's device and dtype: eval mode, adapter attached
+    (merged when ``merge``; ``adapter`` None: the base model alone)."""
     from mathlora.models import load_model, load_tokenizer
-    from mathlora.runtime import Runtime
 
     if adapter is not None:
         problem = adapter_problem(require_adapter_dir(adapter))
         if problem:
             raise MathloraError(f"adapter {adapter} {problem}; refusing to score it")
-    runtime = runtime or Runtime.resolve()
     tokenizer = load_tokenizer(model)
     lm = load_model(model, runtime)
     if adapter is not None:

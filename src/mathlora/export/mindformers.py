@@ -35,6 +35,7 @@ import yaml
 
 from mathlora.errors import MathloraError
 from mathlora.export import ms_names
+from mathlora.tokens import IGNORE
 
 YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"
@@ -248,7 +249,7 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
                 "bos_token_id": _int_id(hf.get("bos_token_id"), bos_token_id),
                 "eos_token_id": _int_id(hf.get("eos_token_id"), eos_token_id),
                 "pad_token_id": pad_token_id if pad_token_id is not None else _int_id(hf.get("pad_token_id"), 0),
-                "ignore_token_id": -100,
+                "ignore_token_id": IGNORE,
                 "tie_word_embeddings": bool(hf.get("tie_word_embeddings", False)),
                 "qkv_has_bias": bool(hf.get("attention_bias", False)),
                 "compute_dtype": compute,

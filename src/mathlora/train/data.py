@@ -21,10 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from mathlora.errors import MathloraError
+from mathlora.tokens import IGNORE, STATS_FILE, TOKENS_FILE
 
-IGNORE = -100
-TOKENS_FILE = "tokens.parquet"
-STATS_FILE = "stats.json"
 REQUIRED_COLUMNS = ("id", "input_ids", "labels")
 
 

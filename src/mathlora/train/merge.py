@@ -33,7 +33,7 @@ def stored_dtype(model: str):
     return getattr(torch, name) if isinstance(name, str) and hasattr(torch, name) else torch.float32
 
 
-def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, *, dtype=None,
+def merge_adapter(runtime: Runtime, model: str, adapter_dir, output_dir, *, dtype=None,
                   overwrite: bool = False) -> Path:
     """Load ``model`` (any mathlora model spec), apply the adapter, merge, save; returns ``output_dir``.
 
@@ -56,7 +56,6 @@ def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, 
     problem = adapter_problem(adapter)
     if problem:
         raise MathloraError(f"adapter {adapter} {problem}; refusing to merge it")
-    runtime = runtime or Runtime.resolve()
     work = runtime.replace(precision="fp32") if runtime.precision_auto else runtime
     if isinstance(dtype, str):
         dtype = Runtime(precision=dtype).dtype

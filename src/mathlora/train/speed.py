@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from mathlora.compat import enable_activation_checkpointing
+from mathlora.tokens import IGNORE
 from mathlora.train.memory import ModelShape, Plan, plan
 
 
@@ -168,7 +169,7 @@ def apply_liger(model) -> Callable | None:
     model_type = getattr(model.config, "model_type", None)
     _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                     fused_linear_cross_entropy=False)
-    loss = LigerFusedLinearCrossEntropyLoss(ignore_index=-100, reduction="sum")
+    loss = LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE, reduction="sum")
 
     def fused(weight, hidden, targets):
         return loss(weight, hidden, targets)
