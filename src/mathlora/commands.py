@@ -21,7 +21,8 @@ def register(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mathlora.pipeline import Pipeline, StopAfter, headline
+    from mathlora.pipeline import Pipeline, StopAfter
+    from mathlora.report.scores import headline
 
     cfg = config_from_args(args)
     pipeline = Pipeline(cfg, force=args.force, progress=not args.no_progress, stop_after=args.stop_after)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import platform
 import time
-from pathlib import Path
 
 from mathlora import __version__
 from mathlora.config import Config, dump_config
@@ -38,7 +37,7 @@ from mathlora.run_dir.manifest import Manifest
 from mathlora.runtime import Runtime
 from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
 
-__all__ = ["Pipeline", "StopAfter", "STAGES", "headline"]
+__all__ = ["Pipeline", "StopAfter", "STAGES"]
 
 
 class StopAfter(Exception):
@@ -122,27 +121,6 @@ class Pipeline:
                                                   verify_all=cfg.publish.verify_all)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return self.summary
-
-
-def headline(run_dir: Path) -> str:
-    """The last line of ``run``: where the report is, accuracy before -> after, the retention verdict."""
-    lay = RunLayout(run_dir)
-
-    def load(p: Path):
-        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
-
-    base, tuned, squad = load(lay.eval("base").math), load(lay.eval("tuned").math), load(lay.eval("tuned").squad)
-    acc = (f"math accuracy {100 * base.get('accuracy', 0):.1f}% -> {100 * tuned.get('accuracy', 0):.1f}%"
-           if base and tuned else "math accuracy: n/a")
-    base_plain, tuned_plain = load(lay.eval("base").math_nocalc), load(lay.eval("tuned").math_nocalc)
-    if base and tuned and base_plain and tuned_plain:
-        acc += (f" with the calculator ({100 * base_plain.get('accuracy', 0):.1f}% -> "
-                f"{100 * tuned_plain.get('accuracy', 0):.1f}% without)")
-    ret = squad.get("retention")
-    verdict = ("retention PASSED" if ret and ret.get("passed") else "retention FAILED" if ret else "retention: n/a")
-    if ret:
-        verdict += f" (F1 {ret['base_f1']:.1f} -> {ret['f1']:.1f}, EM {ret['base_em']:.1f} -> {ret['em']:.1f}, keep {ret['keep']:.0%})"
-    return f"report: {lay.report_html} | {acc} | {verdict}"
 
 
 def _jsonable(obj):

@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from mathlora import __version__
 from mathlora.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
+from mathlora.report.scores import RunScores
 from mathlora.records import JsonProblem, parse_json, read_json_document
 from mathlora.run_dir.hashing import file_sha256
 
@@ -167,7 +168,7 @@ def model_card(root: Path, cfg, adapter: Path, step: int | None) -> str:
     base_id = HF_BASE_IDS.get(cfg.model, cfg.model)
     front: dict[str, Any] = {"base_model": base_id, "library_name": "peft",
                              "tags": ["lora", "math", "mathlora"], "pipeline_tag": "text-generation"}
-    scores = _scores(root)
+    scores = RunScores.read(root, strict=False).card()
     if scores.get("math_tuned") is not None:
         front["model-index"] = [{"name": f"{root.name}", "results": [{
             "task": {"type": "text-generation"},
@@ -220,23 +221,6 @@ def model_card(root: Path, cfg, adapter: Path, step: int | None) -> str:
               f"base = AutoModelForCausalLM.from_pretrained({base_id!r})",
               "model = PeftModel.from_pretrained(base, 'path/to/this/folder')", "```", ""]
     return "\n".join(lines)
-
-
-def _scores(root: Path) -> dict:
-    out: dict[str, Any] = {}
-    for which in ("base", "tuned"):
-        math = _read_json(root / "eval" / which / "math.json")
-        if math and "accuracy" in math:
-            out[f"math_{which}"] = math["accuracy"]
-        squad = _read_json(root / "eval" / which / "squad.json")
-        if squad:
-            for key in ("f1", "em"):
-                if key in squad:
-                    out[f"squad_{key}_{which}"] = squad[key]
-            if which == "tuned" and isinstance(squad.get("retention"), dict):
-                out["retention_passed"] = bool(squad["retention"].get("passed"))
-                out["keep"] = squad["retention"].get("keep", 0.9)
-    return out
 
 
 def _pct(v) -> str:

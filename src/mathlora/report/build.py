@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mathlora.layout import RunLayout
 from mathlora.records import read_json_document, read_jsonl
+from mathlora.report.scores import RunScores
 from mathlora.run_dir.manifest import Manifest
 from mathlora.run_dir.atomic import atomic_path, write_text_atomic
 
@@ -141,6 +142,7 @@ def _plots(lay: RunLayout, data: dict) -> dict[str, str]:
 def build_report(run_dir: str | os.PathLike) -> dict:
     lay = RunLayout(run_dir)
     manifest = Manifest(lay).read()
+    scores = RunScores.read(lay.root)
     stages = manifest.get("stages", {})
     sample = _load(lay.sample_table) or {}
     data = {
@@ -148,12 +150,8 @@ def build_report(run_dir: str | os.PathLike) -> dict:
         "sample_rows": sample.get("rows") if isinstance(sample, dict) else None,
         "tokens": _load(lay.tokens_stats),
         "metrics": _load(lay.train_metrics),
-        "base_math": _load(lay.eval("base").math),
-        "tuned_math": _load(lay.eval("tuned").math),
-        "base_math_nocalc": _load(lay.eval("base").math_nocalc),
-        "tuned_math_nocalc": _load(lay.eval("tuned").math_nocalc),
-        "base_squad": _load(lay.eval("base").squad),
-        "tuned_squad": _load(lay.eval("tuned").squad),
+        **{name: getattr(scores, name) for name in ("base_math", "tuned_math", "base_math_nocalc",
+                                                    "tuned_math_nocalc", "base_squad", "tuned_squad")},
         "train": _load(lay.train_summary),
     }
     plots = _plots(lay, data)

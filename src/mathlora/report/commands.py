@@ -16,8 +16,8 @@ def register(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mathlora.pipeline import headline
     from mathlora.report.build import build_report
+    from mathlora.report.scores import headline
     from mathlora.run_dir.guards import RunLock
 
     root = Path(args.run_dir)

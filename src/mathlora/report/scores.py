@@ -1,0 +1,96 @@
+"""A run's scores, read once from its evaluation artifacts (``eval/{base,tuned}/math*.json``, ``squad.json``):
+the run's last line (``headline``), the report and the published model card all read them from here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mathlora.errors import MathloraError
+from mathlora.layout import RunLayout
+from mathlora.records import read_json_document
+
+
+def _read(path: Path, strict: bool) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        data = read_json_document(path, path.name)
+    except MathloraError:
+        if strict:
+            raise
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class RunScores:
+    base_math: dict | None = None
+    tuned_math: dict | None = None
+    base_math_nocalc: dict | None = None
+    tuned_math_nocalc: dict | None = None
+    base_squad: dict | None = None
+    tuned_squad: dict | None = None
+
+    @classmethod
+    def read(cls, run_dir: str | os.PathLike, *, strict: bool = True) -> "RunScores":
+        """The scores in ``run_dir`` (None for a missing file; a damaged one is an error, or None when not
+        ``strict``)."""
+        lay = RunLayout(run_dir)
+        base, tuned = lay.eval("base"), lay.eval("tuned")
+        return cls(_read(base.math, strict), _read(tuned.math, strict), _read(base.math_nocalc, strict),
+                   _read(tuned.math_nocalc, strict), _read(base.squad, strict), _read(tuned.squad, strict))
+
+    def accuracy(self, which: str, *, calculator: bool = True) -> float | None:
+        """Math accuracy of the ``base`` or ``tuned`` model (``calculator=False``: the run without it)."""
+        report = getattr(self, f"{which}_math" if calculator else f"{which}_math_nocalc")
+        return report.get("accuracy") if report else None
+
+    def squad(self, which: str, key: str) -> float | None:
+        """SQuAD ``f1`` or ``em`` of the ``base`` or ``tuned`` model."""
+        report = getattr(self, f"{which}_squad")
+        return report.get(key) if report else None
+
+    @property
+    def retention(self) -> dict | None:
+        """The tuned model's retention verdict against the base (``passed``, ``keep``, F1/EM both ways)."""
+        ret = (self.tuned_squad or {}).get("retention")
+        return ret if isinstance(ret, dict) else None
+
+    def headline(self, report_html: Path) -> str:
+        """The last line of ``run``: where the report is, accuracy before -> after, the retention verdict."""
+        base, tuned = self.base_math or {}, self.tuned_math or {}
+        acc = (f"math accuracy {100 * base.get('accuracy', 0):.1f}% -> {100 * tuned.get('accuracy', 0):.1f}%"
+               if base and tuned else "math accuracy: n/a")
+        base_plain, tuned_plain = self.base_math_nocalc or {}, self.tuned_math_nocalc or {}
+        if base and tuned and base_plain and tuned_plain:
+            acc += (f" with the calculator ({100 * base_plain.get('accuracy', 0):.1f}% -> "
+                    f"{100 * tuned_plain.get('accuracy', 0):.1f}% without)")
+        ret = self.retention
+        verdict = ("retention PASSED" if ret and ret.get("passed") else "retention FAILED" if ret else "retention: n/a")
+        if ret:
+            verdict += (f" (F1 {ret['base_f1']:.1f} -> {ret['f1']:.1f}, EM {ret['base_em']:.1f} -> {ret['em']:.1f}, "
+                        f"keep {ret['keep']:.0%})")
+        return f"report: {report_html} | {acc} | {verdict}"
+
+    def card(self) -> dict[str, Any]:
+        """The scores a model card shows: ``math_{base,tuned}``, ``squad_{f1,em}_{base,tuned}``,
+        ``retention_passed`` and ``keep`` (each only when recorded)."""
+        out: dict[str, Any] = {}
+        for which in ("base", "tuned"):
+            if self.accuracy(which) is not None:
+                out[f"math_{which}"] = self.accuracy(which)
+            for key in ("f1", "em"):
+                if self.squad(which, key) is not None:
+                    out[f"squad_{key}_{which}"] = self.squad(which, key)
+        if self.retention is not None:
+            out["retention_passed"] = bool(self.retention.get("passed"))
+            out["keep"] = self.retention.get("keep", 0.9)
+        return out
+
+
+def headline(run_dir: str | os.PathLike) -> str:
+    """``RunScores.headline`` of ``run_dir``."""
+    return RunScores.read(run_dir).headline(RunLayout(run_dir).report_html)

@@ -1,0 +1,50 @@
+"""report.scores: one reading of a run's scores for the headline, the report and the model card."""
+
+import json
+
+import pytest
+
+from mathlora.errors import MathloraError
+from mathlora.layout import RunLayout
+from mathlora.report.scores import RunScores, headline
+
+
+def write(path, obj):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj), encoding="utf-8")
+
+
+RETENTION = {"passed": True, "keep": 0.9, "f1": 50.0, "em": 40.0, "base_f1": 52.0, "base_em": 41.0}
+
+
+def test_headline_names_the_report_accuracy_and_retention(tmp_path):
+    lay = RunLayout(tmp_path)
+    assert headline(tmp_path) == f"report: {lay.report_html} | math accuracy: n/a | retention: n/a"
+    write(lay.eval("base").math, {"accuracy": 0.25})
+    write(lay.eval("tuned").math, {"accuracy": 0.5})
+    write(lay.eval("tuned").squad, {"f1": 50.0, "em": 40.0, "retention": RETENTION})
+    assert headline(tmp_path) == (f"report: {lay.report_html} | math accuracy 25.0% -> 50.0% | retention PASSED "
+                                  "(F1 52.0 -> 50.0, EM 41.0 -> 40.0, keep 90%)")
+    write(lay.eval("base").math_nocalc, {"accuracy": 0.1})
+    write(lay.eval("tuned").math_nocalc, {"accuracy": 0.2})
+    assert "25.0% -> 50.0% with the calculator (10.0% -> 20.0% without)" in headline(tmp_path)
+
+
+def test_card_scores_hold_only_what_was_recorded(tmp_path):
+    lay = RunLayout(tmp_path)
+    assert RunScores.read(tmp_path).card() == {}
+    write(lay.eval("tuned").math, {"accuracy": 0.5})
+    write(lay.eval("base").squad, {"f1": 52.0, "em": 41.0})
+    write(lay.eval("tuned").squad, {"f1": 50.0, "em": 40.0, "retention": RETENTION})
+    assert RunScores.read(tmp_path).card() == {"math_tuned": 0.5, "squad_f1_base": 52.0, "squad_em_base": 41.0,
+                                               "squad_f1_tuned": 50.0, "squad_em_tuned": 40.0,
+                                               "retention_passed": True, "keep": 0.9}
+
+
+def test_a_damaged_score_file_is_a_one_line_error_or_absent_when_not_strict(tmp_path):
+    path = RunLayout(tmp_path).eval("tuned").math
+    path.parent.mkdir(parents=True)
+    path.write_text('{"accuracy": NaN}', encoding="utf-8")
+    with pytest.raises(MathloraError, match="math.json"):
+        RunScores.read(tmp_path)
+    assert RunScores.read(tmp_path, strict=False).tuned_math is None
