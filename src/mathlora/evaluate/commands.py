@@ -28,21 +28,27 @@ def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
         option(p, "--concurrency", field="eval.concurrency", type=int, help="openai backend: requests in flight")
 
 
+def _decoding_args(p: argparse.ArgumentParser) -> None:
+    """The math test set and what shapes a completion: template, lengths, the calculator, the trained style."""
+    p.add_argument("--input", required=True, help="JSON lines {id, problem, solution?, type?}")
+    option(p, "--template", field="template", help="prompt template (default: the config's, alpaca)")
+    option(p, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
+    option(p, "--max-length", field="eval.max_length", type=int, help="prompt + completion tokens at most")
+    option(p, "--calculator", field="eval.calculator", action="store_true",
+           help="calculator-assisted decoding: force the result of every <<expr= the model opens (eval model: "
+                "scored with and without it)")
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+           help="the style the model was trained on (picks where the answer is read when --scope is auto)")
+    add_config_args(p)
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="greedy completions of a math test set (same template as training)",
                               description="Batched greedy generation: writes {id, prompt, completion, answer, "
                                           "type, gold} lines.")
     _model_args(p)
-    p.add_argument("--input", required=True, help="JSON lines {id, problem, solution?, type?}")
+    _decoding_args(p)
     p.add_argument("--output", required=True, help="prediction JSON lines to write")
-    option(p, "--template", field="template", help="prompt template (default: the config's, alpaca)")
-    option(p, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
-    option(p, "--max-length", field="eval.max_length", type=int, help="prompt + completion tokens at most")
-    option(p, "--calculator", field="eval.calculator", action="store_true",
-           help="calculator-assisted decoding: force the result of every <<expr= the model opens")
-    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
-           help="the style the model was trained on (picks where the answer is read when --scope is auto)")
-    add_config_args(p)
     p.set_defaults(func=cmd_predict)
 
     ev = subparsers.add_parser("eval", help="score predictions: math accuracy, SQuAD retention, parameter ratio")
@@ -66,16 +72,10 @@ def register(subparsers) -> None:
     mm = sub.add_parser("model", help="predict and grade a math test set into one folder (with and without the "
                                       "calculator when eval.calculator), as `mathlora run` does")
     _model_args(mm)
-    mm.add_argument("--input", required=True, help="JSON lines {id, problem, solution, type?}")
+    _decoding_args(mm)
     mm.add_argument("--output", "-o", required=True, help="folder for math_predictions.jsonl and math.json "
                                                          "(+ math_nocalc_*)")
     mm.add_argument("--baseline", default=None, help="another model's folder of the same kind: adds the comparison")
-    option(mm, "--template", field="template", help="prompt template (default: the config's)")
-    option(mm, "--calculator", field="eval.calculator", action="store_true",
-           help="calculator-assisted decoding, scored with and without the calculator")
-    option(mm, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
-           help="the style the model was trained on")
-    add_config_args(mm)
     mm.set_defaults(func=cmd_eval_model)
 
     s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)")
