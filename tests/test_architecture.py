@@ -61,3 +61,28 @@ def test_no_stage_module_imports_the_root_config():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={"PYTHONPATH": str(package.parent), "PATH": ""})
     assert done.stdout.strip() == "False", modules
+
+
+CLI_SIDE = {"cli", "cliargs", "config", "pipeline", "stages", "commands", "__main__"}
+
+
+def test_no_stage_module_imports_the_root_config_even_inside_a_function():
+    """The import check above sees only imports made at import time; this one reads every import statement,
+    inside functions too (``if TYPE_CHECKING:`` blocks aside: they never run)."""
+    import ast
+
+    package = ROOT / "src" / "mathlora"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.stem in CLI_SIDE:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            found += [f"{path.relative_to(package)}:{node.lineno}" for n in names if n == "mathlora.config"]
+    assert found == []

@@ -35,6 +35,9 @@ import yaml
 
 from mathlora.errors import MathloraError
 from mathlora.export import ms_names
+from mathlora.export.recipe import RunRecipe
+from mathlora.layout import RunLayout
+from mathlora.records import read_json_document
 from mathlora.tokens import IGNORE
 
 YAML_NAME = "finetune_mathlora.yaml"
@@ -53,27 +56,17 @@ def dump_yaml(data: dict) -> str:
     return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def load_run(run_dir) -> tuple[Any, dict]:
-    """(Config, tokens stats) of a run folder."""
-    import json
-
-    from mathlora.config import load_config
-
+def load_run(run_dir) -> tuple[RunRecipe, dict]:
+    """(the run's recipe, tokens stats) of a run folder."""
     root = Path(run_dir)
-    if not root.is_dir():
-        raise MathloraError(f"run folder not found: {root}")
-    cfg_path = root / "config.yaml"
-    if not cfg_path.is_file():
-        raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
-    cfg = load_config(cfg_path)
-    stats_path = root / "tokens" / "stats.json"
+    cfg = RunRecipe.read(root)
+    stats_path = RunLayout(root).tokens_stats
     if not stats_path.is_file():
         raise MathloraError(f"{root} has no tokens/stats.json; run the pipeline through tokenize first "
                             f"(mathlora run --stop-after tokenize)")
-    try:
-        stats = json.loads(stats_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise MathloraError(f"{stats_path} is not valid JSON: {e}") from None
+    stats = read_json_document(stats_path, "tokens stats")
+    if not isinstance(stats, dict):
+        raise MathloraError(f"{stats_path} is not a JSON object")
     return cfg, stats
 
 

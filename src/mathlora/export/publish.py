@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 from mathlora import __version__
 from mathlora.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
+from mathlora.export.recipe import RunRecipe
 from mathlora.report.scores import RunScores
 from mathlora.records import JsonProblem, parse_json, read_json_document
 from mathlora.run_dir.hashing import file_sha256
@@ -117,15 +118,14 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def plan(run_dir, cfg=None) -> list[Item]:
+def plan(run_dir) -> list[Item]:
     """Every file to publish, with sizes and sha256 (model cards generated in memory), manifest excluded."""
     from mathlora.train.checkpoint import list_checkpoints
 
     root = Path(run_dir)
     if not root.is_dir():
         raise MathloraError(f"run folder not found: {root}")
-    if cfg is None:
-        cfg = _run_config(root)
+    cfg = RunRecipe.read(root)
     items: list[Item] = []
     adapters: list[tuple[Path, int | None]] = []
     for step, ckpt in list_checkpoints(root / "train" / "checkpoints"):
@@ -151,16 +151,7 @@ def plan(run_dir, cfg=None) -> list[Item]:
     return items
 
 
-def _run_config(root: Path):
-    from mathlora.config import load_config
-
-    path = root / "config.yaml"
-    if not path.is_file():
-        raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
-    return load_config(path)
-
-
-def model_card(root: Path, cfg, adapter: Path, step: int | None) -> str:
+def model_card(root: Path, cfg: RunRecipe, adapter: Path, step: int | None) -> str:
     """A Hugging Face-style README.md for an adapter folder: front matter, recipe, the run's scores."""
     import yaml
 
