@@ -30,7 +30,7 @@ from mathlora import __version__
 from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.layout import RunLayout
-from mathlora.run_dir.atomic import write_text_atomic
+from mathlora.run_dir.atomic import json_text, write_text_atomic
 from mathlora.run_dir.guards import RunLock, clean_temp_files, links_out_of, make_run_folder
 from mathlora.run_dir.hashing import fingerprint
 from mathlora.run_dir.manifest import Manifest
@@ -124,7 +124,8 @@ class Pipeline:
 
 
 def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))
+    """``obj`` as the manifest will hold it (JSON values: no NaN, no objects)."""
+    return json.loads(json_text(obj, indent=None))
 
 
 def _brief(counts: dict) -> str:

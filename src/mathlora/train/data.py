@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mathlora.errors import MathloraError
+from mathlora.records import read_json_document
 from mathlora.tokens import IGNORE, STATS_FILE, TOKENS_FILE
 
 REQUIRED_COLUMNS = ("id", "input_ids", "labels")
@@ -90,8 +91,6 @@ def load_token_records(tokens_dir: str | os.PathLike) -> tuple[list[TokenRecord]
 def read_token_stats(tokens_dir: str | os.PathLike) -> dict:
     """``<tokens_dir>/stats.json``: what the tokenize stage says about its records, at least ``model`` (the
     spec whose tokenizer made them, so the model to train) and ``seq_length``."""
-    import json
-
     d = Path(tokens_dir)
     if not d.exists():
         raise MathloraError(f"tokens folder not found: {d} (run `mathlora tokenize` first)")
@@ -100,8 +99,8 @@ def read_token_stats(tokens_dir: str | os.PathLike) -> dict:
         raise MathloraError(f"{path} not found: the tokenize stage writes it next to {TOKENS_FILE} "
                             f"(run `mathlora tokenize` again)")
     try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        stats = read_json_document(path, "tokens stats")
+    except MathloraError:
         raise MathloraError(f"{path} is not valid JSON (run `mathlora tokenize` again)") from None
     missing = [k for k in ("model", "seq_length") if not isinstance(stats, dict) or k not in stats]
     if missing:

@@ -9,11 +9,11 @@ load or are not finite (NaN/Infinity) is refused.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from mathlora.adapters import adapter_problem, require_adapter_dir
 from mathlora.errors import MathloraError
+from mathlora.records import read_json_document
 from mathlora.runtime import Runtime
 
 def stored_dtype(model: str):
@@ -26,10 +26,10 @@ def stored_dtype(model: str):
         return torch.float32
     config = resolve_model_dir(model) / "config.json"
     try:
-        name = json.loads(config.read_text(encoding="utf-8")).get("dtype") or \
-            json.loads(config.read_text(encoding="utf-8")).get("torch_dtype")
-    except (OSError, json.JSONDecodeError):
-        name = None
+        data = read_json_document(config, "model config")
+    except (OSError, MathloraError):
+        data = None
+    name = (data.get("dtype") or data.get("torch_dtype")) if isinstance(data, dict) else None
     return getattr(torch, name) if isinstance(name, str) and hasattr(torch, name) else torch.float32
 
 
