@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -106,23 +107,43 @@ def convert_gguf(gguf: Path) -> Path:
     return out
 
 
-def resolve_model_dir(spec: str) -> Path | None:
-    """Return the HF folder for a spec (converting GGUF once), or None for the tiny random model."""
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model spec names: ``tiny`` (built from a seed), ``packaged`` or ``gguf`` (a .gguf file, converted
+    once) or ``folder`` (a HF folder with config.json); ``path`` is the file or folder (None: tiny)."""
+    kind: str
+    path: Path | None
+
+
+def model_source(spec: str, what: str = "model") -> ModelSource:
+    """The one reading of a model spec, without loading or converting anything; one error line (naming the
+    setting ``what``) when it names no loadable model."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise MathloraError(f"{what}: empty model spec")
     if is_tiny(spec):
-        return None
+        parse_tiny(spec)
+        return ModelSource("tiny", None)
     if spec in PACKAGED:
-        return convert_gguf(packaged_gguf(spec))
+        return ModelSource("packaged", packaged_gguf(spec))
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return convert_gguf(path)
+        return ModelSource("gguf", path)
     if path.is_dir():
-        if not (path / "config.json").exists():
-            raise MathloraError(f"model folder {path} has no config.json")
-        return path
+        if not (path / "config.json").is_file():
+            raise MathloraError(f"{what} folder {path} has no config.json")
+        return ModelSource("folder", path)
     if path.exists():
-        raise MathloraError(f"model {spec!r}: expected a model folder or a .gguf file")
-    raise MathloraError(f"model {spec!r} not found: give a HF model folder, a .gguf file, "
+        raise MathloraError(f"{what} {spec!r}: expected a model folder or a .gguf file")
+    raise MathloraError(f"{what} {spec!r} not found: give a HF model folder, a .gguf file, "
                         f"{', '.join(PACKAGED)}, or {TINY}")
+
+
+def resolve_model_dir(spec: str) -> Path | None:
+    """Return the HF folder for a spec (converting GGUF once), or None for the tiny random model."""
+    source = model_source(spec)
+    if source.kind in ("packaged", "gguf"):
+        return convert_gguf(source.path)
+    return source.path
 
 
 @lru_cache(maxsize=8)
