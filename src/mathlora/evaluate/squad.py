@@ -19,12 +19,12 @@ import hashlib
 import json
 import re
 import string
-import time
 from collections import Counter
 from pathlib import Path
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import first_line
+from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.records import read_json_document, read_jsonl, require_file, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
@@ -219,7 +219,7 @@ def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, 
                    predictions_in=None) -> dict:
     """Score a model (or, with ``predictions_in``, completions made elsewhere) on SQuAD; write the result.
 
-    The model runs on the runtime's device and dtype (None: ``Runtime.resolve()``).
+    The model runs on the runtime's device and dtype, or on a server (``eval.backend: openai``, no runtime).
 
     Generated predictions are saved as ``{"id", "prediction", "completion"}`` lines to ``predictions_out``
     (default: ``<output stem>.predictions.jsonl``). ``baseline_path`` (a previous result) adds ``retention``.
@@ -238,27 +238,12 @@ def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, 
     else:
         if model is None and not (cfg.backend == "openai" and cfg.model):
             raise MathloraError("give --model (to generate) or --predictions (completions made elsewhere)")
-        if cfg.backend == "openai":
-            from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
-
-            require_no_adapter(adapter)
-            result.update(server_info(cfg, model))
-            start = time.perf_counter()
-            gens = remote_generate(cfg, [s["prompt"] for s in samples], fallback_model=model,
-                                   max_new_tokens=cfg.squad_max_new_tokens, min_new_tokens=1, progress=progress,
-                                   desc="squad")
-        else:
-            from mathlora.evaluate.generation import generate_greedy, load_inference_model
-            from mathlora.evaluate.memory import resolve_batch_size
-
-            lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
-            batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(samples))
-            start = time.perf_counter()
-            gens = generate_greedy(lm, tokenizer, [s["prompt"] for s in samples],
-                                   max_new_tokens=cfg.squad_max_new_tokens, max_length=cfg.max_length,
-                                   batch_size=batch_size, min_new_tokens=1, progress=progress, desc="squad",
-                                   long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens)
-        result["seconds"] = round(time.perf_counter() - start, 3)
+        out = generate(cfg, runtime, model, adapter, [s["prompt"] for s in samples],
+                       max_new_tokens=cfg.squad_max_new_tokens, min_new_tokens=1, progress=progress, desc="squad")
+        if out.remote:
+            result.update(out.source)
+        gens = out.generations
+        result["seconds"] = round(out.seconds, 3)
         preds = {s["id"]: first_line(g.completion) for s, g in zip(samples, gens)}
         out = Path(predictions_out) if predictions_out is not None else default_predictions_path(output_path)
         write_jsonl(out, ({"id": s["id"], "prediction": preds[s["id"]], "completion": g.completion}

@@ -1,0 +1,62 @@
+"""Where completions come from: this process (``eval.backend: local``, the model on the runtime's device) or
+an OpenAI-compatible completions server (``openai``). ``predict`` and ``eval squad`` both generate through
+``generate``, so the backend is chosen in one place."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mathlora.evaluate.config import EvalConfig
+from mathlora.runtime import Runtime
+
+if TYPE_CHECKING:
+    from mathlora.evaluate.generation import Generation
+
+
+@dataclass
+class Generated:
+    generations: list["Generation"]
+    seconds: float  # generation only (loading the model aside)
+    load_seconds: float = 0.0
+    # what made them: local {batch_size, device, dtype}; openai {backend, server, server_model}
+    source: dict = field(default_factory=dict)
+
+    @property
+    def remote(self) -> bool:
+        return self.source.get("backend") == "openai"
+
+
+def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapter, prompts: list[str], *,
+             max_new_tokens: int, min_new_tokens: int = 0, calculator: bool = False, progress: bool = True,
+             desc: str = "generate") -> Generated:
+    """Greedy completions of ``prompts`` in input order, by ``cfg.backend`` (``runtime``: local only)."""
+    if cfg.backend == "openai":
+        from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
+
+        if calculator:  # the calculator forces tokens while decoding: only local generation can
+            print("warning: eval.calculator is not applied with eval.backend=openai (the server decodes alone); "
+                  "use eval.backend=local for calculator-assisted predictions", file=sys.stderr)
+        require_no_adapter(adapter)
+        info = server_info(cfg, model)
+        start = time.perf_counter()
+        gens = remote_generate(cfg, prompts, fallback_model=model, max_new_tokens=max_new_tokens,
+                               min_new_tokens=min_new_tokens, progress=progress, desc=desc)
+        return Generated(gens, time.perf_counter() - start, source=info)
+    from mathlora.evaluate.generation import generate_greedy, load_inference_model
+    from mathlora.evaluate.memory import resolve_batch_size
+
+    start = time.perf_counter()
+    lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(prompts))
+    gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=max_new_tokens, max_length=cfg.max_length,
+                           batch_size=batch_size, min_new_tokens=min_new_tokens, progress=progress, desc=desc,
+                           calculator=calculator, long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens)
+    param = next(lm.parameters())
+    return Generated(gens, time.perf_counter() - start, load_seconds,
+                     {"batch_size": batch_size, "device": str(param.device),
+                      "dtype": str(param.dtype).replace("torch.", "")})
