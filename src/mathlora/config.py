@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mathlora.openai_client import FLAT_ENDPOINT_KEYS
 from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, SampleConfig,
                                   TokenizeConfig)
 from mathlora.errors import MathloraError
@@ -27,7 +28,8 @@ from mathlora.train.config import LoraConfig, TrainConfig
 CONFIG_DIR = Path(__file__).parent / "configs"
 # Keys that moved: an old config names them, the error says where they live now.
 MOVED = {("train", "precision"): "runtime.precision", ("train", "device"): "runtime.device",
-         ("eval", "precision"): "runtime.precision", ("label", "device"): "runtime.device"}
+         ("eval", "precision"): "runtime.precision", ("label", "device"): "runtime.device",
+         **{(section, key): f"{section}.endpoint.{key}" for section in ("label", "eval") for key in FLAT_ENDPOINT_KEYS}}
 
 
 class YamlLoader(yaml.SafeLoader):

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from mathlora.errors import MathloraError
+from mathlora.same_result import NOT_RESULT
 
 RETRY_AFTER_CAP = 600.0
 
@@ -188,3 +191,42 @@ async def run_pool(items: Sequence, concurrency: int, timeout: float,
         await asyncio.gather(*workers, return_exceptions=True)
         for client in clients:
             await client.aclose()
+
+
+class EndpointConfig(BaseModel):
+    """Where an OpenAI-compatible server is and how requests to it go: ``label.endpoint`` (the judge) and
+    ``eval.endpoint`` (the openai generation backend). Only the URL can change a result: the key's variable,
+    concurrency, timeout and retries never do (``NOT_RESULT``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="the server's /v1 URL")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key",
+                             json_schema_extra=NOT_RESULT)
+    concurrency: int = Field(16, ge=1, description="requests in flight", json_schema_extra=NOT_RESULT)
+    timeout: float = Field(60.0, gt=0, description="seconds per whole request", json_schema_extra=NOT_RESULT)
+    max_retries: int = Field(5, ge=0, json_schema_extra=NOT_RESULT)
+    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)",
+                                    json_schema_extra=NOT_RESULT)
+    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)",
+                                   json_schema_extra=NOT_RESULT)
+
+    @field_validator("base_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        try:
+            return check_base_url(value, "base_url")
+        except MathloraError as e:
+            raise ValueError(str(e)) from None
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_retries, self.retry_base_delay, self.retry_max_delay)
+
+    def api_key(self) -> str:
+        """The key from the environment (``EMPTY`` for servers that need none)."""
+        import os
+
+        return os.environ.get(self.api_key_env) or "EMPTY"
+
+
+FLAT_ENDPOINT_KEYS = tuple(EndpointConfig.model_fields)  # where they were before ``endpoint``: label.*, eval.*

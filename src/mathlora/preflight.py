@@ -35,18 +35,11 @@ def check_config(cfg: "Config") -> None:
     model_source(cfg.model)
     label = cfg.label
     if label.judge == "openai":
-        from mathlora.label.openai_judge import check_base_url
-
         if not label.model:
             raise MathloraError("the openai judge needs a model name: label.model=NAME")
-        check_base_url(label.base_url, "label.base_url")
     elif label.judge == "local":
         model_source(label.model or cfg.model, "label.model")
     if label.judge != "heuristic":
         load_prompt(label.prompt_file)
     if label.cache is not None and Path(label.cache).is_dir():
         raise MathloraError(f"label.cache {label.cache} is a directory; expected a SQLite file path")
-    if cfg.eval.backend == "openai":
-        from mathlora.openai_client import check_base_url as check_eval_url
-
-        check_eval_url(cfg.eval.base_url, "eval.base_url")

@@ -13,8 +13,15 @@ from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.squad import evaluate_squad, load_samples
 from mathlora.records import read_jsonl, write_jsonl
+from mathlora.openai_client import EndpointConfig
 
 FAST = dict(backend="openai", model="tuned", timeout=2.0, retry_base_delay=0.002, retry_max_delay=0.01)
+
+
+def eval_config(**flat) -> EvalConfig:
+    """An EvalConfig from one flat set of settings (the endpoint's go into ``endpoint``)."""
+    endpoint = {k: flat.pop(k) for k in list(flat) if k in EndpointConfig.model_fields}
+    return EvalConfig(**flat, endpoint=endpoint)
 GOLD = {f"p{i}": (f"计算 {i} + {2 * i}", f"{i} + {2 * i} = {3 * i}", str(3 * i)) for i in range(30)}
 
 
@@ -33,9 +40,9 @@ def _write_test_set(path):
 def test_predict_through_a_flaky_server_then_grade(tmp_path, monkeypatch):
     monkeypatch.setenv("EVAL_KEY", "sk-eval-1")
     _write_test_set(tmp_path / "test.jsonl")
-    cfg = EvalConfig(**FAST, concurrency=8, max_retries=8, max_new_tokens=16, api_key_env="EVAL_KEY")
+    cfg = eval_config(**FAST, concurrency=8, max_retries=8, max_new_tokens=16, api_key_env="EVAL_KEY")
     with CompletionsStub(_math_answer, fault_rate=0.3, seed=3) as stub:
-        summary = predict_file(cfg.model_copy(update={"base_url": stub.base_url}), None, "base-model", None,
+        summary = predict_file(cfg.model_copy(update={"endpoint": cfg.endpoint.model_copy(update={"base_url": stub.base_url})}), None, "base-model", None,
                                tmp_path / "test.jsonl", tmp_path / "pred.jsonl", template="alpaca", progress=False)
     assert set(stub.faults_served) == {"500", "429"}
     assert all(b["model"] == "tuned" and b["temperature"] == 0 and b["max_tokens"] == 16 and "min_tokens" not in b
@@ -62,7 +69,7 @@ def test_squad_through_the_server_requires_one_new_token(tmp_path):
     for reject in (False, True):
         with CompletionsStub(lambda p: " " + gold[p] + "\nmore", fault_rate=0.3, reject_min_tokens=reject,
                              seed=5) as stub:
-            cfg = EvalConfig(**FAST, base_url=stub.base_url, max_retries=8, squad_max_new_tokens=20)
+            cfg = eval_config(**FAST, base_url=stub.base_url, max_retries=8, squad_max_new_tokens=20)
             r = evaluate_squad(cfg, None, "base", None, tmp_path / "squad.json", tmp_path / f"s{reject}.json",
                                progress=False)
         assert (r["f1"], r["em"], r["count"]) == (100.0, 100.0, 6)
@@ -78,20 +85,20 @@ def test_squad_through_the_server_requires_one_new_token(tmp_path):
 def test_requests_that_keep_failing_fail_the_command(tmp_path):
     _write_test_set(tmp_path / "test.jsonl")
     with CompletionsStub(_math_answer, status=503) as stub:
-        cfg = EvalConfig(**FAST, base_url=stub.base_url, max_retries=1)
+        cfg = eval_config(**FAST, base_url=stub.base_url, max_retries=1)
         with pytest.raises(MathloraError, match=r"30 of 30 completion request\(s\).*HTTP 503.*2 attempt"):
             predict_file(cfg, None, "m", None, tmp_path / "test.jsonl", tmp_path / "o.jsonl", template="alpaca",
                          progress=False)
     assert set(stub.counts.values()) == {2}
     with CompletionsStub(_math_answer, status=401) as stub:  # client errors are not retried
-        cfg = EvalConfig(**FAST, base_url=stub.base_url, max_retries=5)
+        cfg = eval_config(**FAST, base_url=stub.base_url, max_retries=5)
         with pytest.raises(MathloraError, match="HTTP 401"):
             predict_file(cfg, None, "m", None, tmp_path / "test.jsonl", tmp_path / "o.jsonl", template="alpaca",
                          progress=False)
     assert set(stub.counts.values()) == {1}
     assert not (tmp_path / "o.jsonl").exists()
     with pytest.raises(MathloraError, match="server applies the adapter"):
-        predict_file(EvalConfig(**FAST), None, "m", str(tmp_path), tmp_path / "test.jsonl", tmp_path / "o.jsonl",
+        predict_file(eval_config(**FAST), None, "m", str(tmp_path), tmp_path / "test.jsonl", tmp_path / "o.jsonl",
                      template="alpaca", progress=False)
 
 

@@ -10,15 +10,22 @@ from mathlora.label.config import LabelConfig
 from mathlora.label.openai_judge import RetryPolicy, chat_url, parse_retry_after, read_completion
 from mathlora.label.run import label_file
 from mathlora.records import read_jsonl, write_jsonl
+from mathlora.openai_client import EndpointConfig
 
 FAST = dict(judge="openai", model="stub", timeout=0.3, retry_base_delay=0.005, retry_max_delay=0.02)
+
+
+def label_config(**flat) -> LabelConfig:
+    """A LabelConfig from one flat set of settings (the endpoint's go into ``endpoint``)."""
+    endpoint = {k: flat.pop(k) for k in list(flat) if k in EndpointConfig.model_fields}
+    return LabelConfig(**flat, endpoint=endpoint)
 
 
 def _label(tmp_path, stub, records, **cfg):
     src = tmp_path / "in.jsonl"
     if not src.exists():
         write_jsonl(src, records)
-    cfg = LabelConfig(**{**FAST, "base_url": stub.base_url, **cfg})
+    cfg = label_config(**{**FAST, "base_url": stub.base_url, **cfg})
     return label_file(cfg, None, src, tmp_path / "out.jsonl", base_model="unused", progress=False)
 
 
@@ -83,7 +90,7 @@ def test_client_errors_fail_at_once_and_a_dead_endpoint_stops_the_run(tmp_path):
     with ChatStub() as dead:
         url = dead.base_url
     with pytest.raises(MathloraError, match="failed in a row"):
-        label_file(LabelConfig(**{**FAST, "base_url": url, "max_retries": 0, "max_consecutive_failures": 3,
+        label_file(label_config(**{**FAST, "base_url": url, "max_retries": 0, "max_consecutive_failures": 3,
                                "cache": str(tmp_path / "dead.sqlite")}),
                    None, tmp_path / "in.jsonl", tmp_path / "dead.jsonl", base_model="x", progress=False)
     assert not (tmp_path / "dead.jsonl").exists()

@@ -102,7 +102,7 @@ def test_prompt_file_replaces_the_rubric_and_changes_the_cache_key(tmp_path):
 def _label_command(src, out, url, *extra):
     return [sys.executable, "-m", "mathlora", "label", "--input", str(src), "--output", str(out),
             "--judge", "openai", "--base-url", url, "--model", "stub", "--concurrency", "2", "--quiet",
-            "label.retry_base_delay=0.005", *extra]
+            "label.endpoint.retry_base_delay=0.005", *extra]
 
 
 def _cached_ids(path: Path) -> set[str]:

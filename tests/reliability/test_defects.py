@@ -268,11 +268,11 @@ def test_07_label_failures_are_never_done(tmp_path, capsys):
 
     # inside `mathlora run`: the stage is not done, the error says why, the next run asks again
     run = tmp_path / "run"
-    opts = ["--stop-after", "label", *SMALL, "label.judge=openai", "label.model=m", "label.max_retries=0"]
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.base_url={_dead_url()}")
+    opts = ["--stop-after", "label", *SMALL, "label.judge=openai", "label.model=m", "label.endpoint.max_retries=0"]
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.endpoint.base_url={_dead_url()}")
     assert_one_error(rc, err, "records failed", "connection error", "next `mathlora run` asks them again")
     with Server(lambda h, b: send_json(h, 200, completion(2))) as server:
-        rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.base_url={server.base_url}")
+        rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.endpoint.base_url={server.base_url}")
     assert rc == 0, err
     assert "label: done" in out and "fresh, skipped" not in out.split("label")[-1]
     assert all(r["difficulty"] == 2 for r in strict_json_lines(run / "labeled.jsonl"))

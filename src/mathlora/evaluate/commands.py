@@ -23,9 +23,9 @@ def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         option(p, "--backend", field="eval.backend", choices=["local", "openai"],
                help="local (this process) or openai (an OpenAI-compatible completions server, e.g. vLLM)")
-        option(p, "--base-url", field="eval.base_url", help="openai backend: server URL (default http://127.0.0.1:8000/v1)")
+        option(p, "--base-url", field="eval.endpoint.base_url", help="openai backend: server URL (default http://127.0.0.1:8000/v1)")
         option(p, "--server-model", field="eval.model", help="openai backend: served model or LoRA name")
-        option(p, "--concurrency", field="eval.concurrency", type=int, help="openai backend: requests in flight")
+        option(p, "--concurrency", field="eval.endpoint.concurrency", type=int, help="openai backend: requests in flight")
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:

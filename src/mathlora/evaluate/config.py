@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
+from mathlora.openai_client import EndpointConfig
 from mathlora.same_result import NOT_RESULT
+
+
+class EvalEndpoint(EndpointConfig):
+    """``eval.endpoint``: a generation server takes more requests in flight and longer ones than the judge's."""
+    concurrency: int = Field(64, ge=1, description="requests in flight", json_schema_extra=NOT_RESULT)
+    timeout: float = Field(300.0, gt=0, description="seconds per whole request", json_schema_extra=NOT_RESULT)
 
 
 class EvalConfig(BaseModel):
@@ -44,18 +51,8 @@ class EvalConfig(BaseModel):
     keep: float = Field(0.9, gt=0, le=1, description="retention: fine-tuned F1/EM must be >= keep * base")
     # generation backend: this process (local) or an OpenAI-compatible completions server (vLLM + LoRA)
     backend: Literal["local", "openai"] = Field("local", description="where predict / eval squad generate")
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="openai backend: the server's /v1 URL",
-                          json_schema_extra=NOT_RESULT)
     model: str | None = Field(None, description="openai backend: served model (or LoRA) name; none = the "
                                                 "top-level model", json_schema_extra=NOT_RESULT)
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key",
-                             json_schema_extra=NOT_RESULT)
-    concurrency: int = Field(64, ge=1, description="openai backend: requests in flight",
-                             json_schema_extra=NOT_RESULT)
-    timeout: float = Field(300.0, gt=0, description="openai backend: seconds per request",
-                           json_schema_extra=NOT_RESULT)
-    max_retries: int = Field(5, ge=0, json_schema_extra=NOT_RESULT)
-    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)",
-                                    json_schema_extra=NOT_RESULT)
-    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)",
+    endpoint: EvalEndpoint = Field(default_factory=EvalEndpoint,
+                                   description="openai backend: the server (never what the local model generates)",
                                    json_schema_extra=NOT_RESULT)

@@ -88,6 +88,6 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
         "model": model, "adapter": adapter, "output": str(output_path),
     }
     if out.remote:  # the server's name for the model, and where it runs
-        return {**summary, "concurrency": cfg.concurrency, "device": f"openai {cfg.base_url}", "dtype": "server",
+        return {**summary, "concurrency": cfg.endpoint.concurrency, "device": f"openai {cfg.endpoint.base_url}", "dtype": "server",
                 "model": server["server_model"], "adapter": None, **server}
     return {**summary, **out.source}

@@ -9,7 +9,7 @@ LoRA adapters::
 Each prompt is one ``POST /completions`` with the rendered prompt text (the server adds BOS like
 ``add_special_tokens=True`` does locally), ``temperature 0`` (greedy), ``max_tokens`` = the token budget,
 and, when at least one new token is required (SQuAD), vLLM's ``min_tokens`` (dropped, and the request
-repeated, if the server refuses the field; such a server may then answer with nothing). Requests run ``eval.concurrency`` at once with the label judge's
+repeated, if the server refuses the field; such a server may then answer with nothing). Requests run ``eval.endpoint.concurrency`` at once with the label judge's
 client (retries with backoff on timeouts, connection errors, 429 with Retry-After, 5xx). A prompt whose
 request still fails fails the command (predictions must be complete to be graded).
 
@@ -20,7 +20,6 @@ Differences from local generation: the budget is ``eval.max_new_tokens`` (the se
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 
 from mathlora.errors import MathloraError
@@ -41,7 +40,7 @@ def served_model(cfg: EvalConfig, fallback: str | None) -> str:
 
 def server_info(cfg: EvalConfig, fallback: str | None) -> dict:
     """What prediction files record about where their completions came from."""
-    return {"backend": "openai", "server": cfg.base_url, "server_model": served_model(cfg, fallback)}
+    return {"backend": "openai", "server": cfg.endpoint.base_url, "server_model": served_model(cfg, fallback)}
 
 
 def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
@@ -65,7 +64,7 @@ def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
 class CompletionsClient:
     def __init__(self, *, base_url: str, model: str, api_key: str, concurrency: int = 64, timeout: float = 120.0,
                  policy: RetryPolicy = RetryPolicy()):
-        self.url = endpoint_url(check_base_url(base_url, "eval.base_url"), "completions")
+        self.url = endpoint_url(check_base_url(base_url, "eval.endpoint.base_url"), "completions")
         self.model = model
         self._headers = auth_headers(api_key)
         self._secret = api_key
@@ -127,10 +126,9 @@ class CompletionsClient:
 
 def remote_generate(cfg: EvalConfig, prompts: list[str], *, fallback_model: str | None, max_new_tokens: int,
                     min_new_tokens: int = 0, progress: bool = True, desc: str = "generate") -> list[Generation]:
-    client = CompletionsClient(
-        base_url=cfg.base_url, model=served_model(cfg, fallback_model),
-        api_key=os.environ.get(cfg.api_key_env) or "EMPTY", concurrency=cfg.concurrency, timeout=cfg.timeout,
-        policy=RetryPolicy(cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay))
+    end = cfg.endpoint
+    client = CompletionsClient(base_url=end.base_url, model=served_model(cfg, fallback_model), api_key=end.api_key(),
+                               concurrency=end.concurrency, timeout=end.timeout, policy=end.policy())
     return client.generate(prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
                            progress=progress, desc=desc)
 

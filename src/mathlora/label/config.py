@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mathlora.openai_client import EndpointConfig
 from mathlora.same_result import NOT_RESULT
 
 
@@ -13,17 +14,8 @@ class LabelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     judge: Literal["openai", "local", "heuristic"] = "heuristic"
-    # openai-compatible endpoint
-    base_url: str = "http://127.0.0.1:8000/v1"
     model: str | None = Field(None, description="judge model name (openai) or model spec (local; none = base model)")
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the key")
-    concurrency: int = Field(16, ge=1, json_schema_extra=NOT_RESULT)
-    timeout: float = Field(60.0, gt=0, json_schema_extra=NOT_RESULT)
-    max_retries: int = Field(5, ge=0, json_schema_extra=NOT_RESULT)
-    retry_base_delay: float = Field(0.5, ge=0, description="first backoff delay in seconds (doubles each retry)",
-                                    json_schema_extra=NOT_RESULT)
-    retry_max_delay: float = Field(30.0, ge=0, description="longest backoff delay in seconds (Retry-After aside)",
-                                   json_schema_extra=NOT_RESULT)
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig, description="the openai judge's server")
     max_consecutive_failures: int = Field(
         200, ge=1, description="stop the run (results so far are cached) when this many records fail in a row",
         json_schema_extra=NOT_RESULT)

@@ -55,7 +55,7 @@ class OpenAIJudge:
     def __init__(self, *, base_url: str, model: str, api_key: str, prompt: RubricPrompt, concurrency: int = 16,
                  timeout: float = 60.0, policy: RetryPolicy = RetryPolicy(), max_tokens: int = 8,
                  logprobs: bool = True, max_consecutive_failures: int = 200):
-        self.url = chat_url(check_base_url(base_url, "label.base_url"))
+        self.url = chat_url(check_base_url(base_url, "label.endpoint.base_url"))
         self.model = model
         self._headers = auth_headers(api_key)
         self._secret = api_key

@@ -54,9 +54,6 @@ def judge_source(cfg: LabelConfig, base_model: str) -> str:
     if cfg.judge == "openai":
         if not cfg.model:
             raise MathloraError("the openai judge needs a model name: --model NAME (label.model)")
-        from mathlora.label.openai_judge import check_base_url
-
-        check_base_url(cfg.base_url, "label.base_url")
         return f"openai:{cfg.model}"
     return f"local:{cfg.model or base_model}"
 
@@ -93,12 +90,13 @@ def _run_judge(cfg: LabelConfig, runtime: Runtime | None, base_model: str, pendi
                                      batch_size=cfg.batch_size)
             judge.judge(pending, on_batch)
         else:
-            from mathlora.label.openai_judge import OpenAIJudge, RetryPolicy
+            from mathlora.label.openai_judge import OpenAIJudge
 
+            end = cfg.endpoint
             judge = OpenAIJudge(
-                base_url=cfg.base_url, model=cfg.model or "", api_key=os.environ.get(cfg.api_key_env) or "EMPTY",
-                prompt=load_prompt(cfg.prompt_file), concurrency=cfg.concurrency, timeout=cfg.timeout,
-                policy=RetryPolicy(cfg.max_retries, cfg.retry_base_delay, cfg.retry_max_delay),
+                base_url=end.base_url, model=cfg.model or "", api_key=end.api_key(),
+                prompt=load_prompt(cfg.prompt_file), concurrency=end.concurrency, timeout=end.timeout,
+                policy=end.policy(),
                 max_tokens=cfg.max_tokens, logprobs=cfg.logprobs,
                 max_consecutive_failures=cfg.max_consecutive_failures)
             judge.judge(pending, lambda v: on_batch([v]))
@@ -148,7 +146,7 @@ def label_file(cfg: LabelConfig, runtime: Runtime | None, input_path, output_pat
             row["difficulty_probs"] = probs
         out.append(row)
         distribution[level] += 1
-    secret = os.environ.get(cfg.api_key_env) if cfg.judge == "openai" else None
+    secret = os.environ.get(cfg.endpoint.api_key_env) if cfg.judge == "openai" else None
     failed_rows = [{"id": rid, "error": scrub(failures[rid][0], secret), "attempts": failures[rid][1]}
                    for rid in unique if rid in failures and rid not in labels]
     write_jsonl(output_path.with_name(FAILURES_FILE), failed_rows)
