@@ -61,3 +61,13 @@ def pinned_runtime(request, monkeypatch):
     else:
         monkeypatch.setenv(DEVICE_ENV, "cpu")
         monkeypatch.setenv(PRECISION_ENV, "fp32")
+
+
+@pytest.fixture
+def conversations(tmp_path, capsys):
+    """A small conversations.json made by `mathlora convert` (the tokenize stage's input)."""
+    from tests.cli_helpers import cli, records, write_lines
+
+    src = write_lines(tmp_path / "records.jsonl", records(6))
+    assert cli(capsys, "convert", "-i", src, "-o", tmp_path / "conv.json")[0] == 0
+    return tmp_path / "conv.json"

@@ -1,6 +1,7 @@
 """End to end: `mathlora run` on the tiny model with a small config, then a rerun that skips everything."""
 
 import json
+from tests.cli_helpers import assert_one_error, cli, records, write_lines
 
 from mathlora.cli import main
 from mathlora.layout import RunLayout
@@ -91,3 +92,30 @@ def test_run_grades_with_the_configured_answer_scope_and_wrong_samples(tmp_path)
     report = json.loads((run / "eval/base/math.json").read_text())
     assert report["scope"] == "full"
     assert report["count"] - report["correct"] > 1 and len(report["wrong_samples"]) == 1
+
+
+def test_damaged_sqlite_cache_bad_port_and_symlinked_train(tmp_path, capsys):
+    src = write_lines(tmp_path / "in.jsonl", records(40))
+    args = ["label", "--input", src, "--output", tmp_path / "out.jsonl", "--judge", "heuristic", "--quiet"]
+    assert cli(capsys, *args)[0] == 0
+    cache = tmp_path / "label_cache.sqlite"
+    raw = bytearray(cache.read_bytes())
+    assert len(raw) > 4096
+    raw[4096:] = b"\xab" * (len(raw) - 4096)  # every page but the first: garbage
+    cache.write_bytes(bytes(raw))
+    rc, _, err = cli(capsys, *args)
+    assert_one_error(rc, err, "label_cache.sqlite")
+
+    rc, _, err = cli(capsys, "label", "--input", src, "--output", tmp_path / "o.jsonl", "--judge", "openai",
+                     "--model", "m", "--base-url", "http://127.0.0.1:99999/v1", "--max-retries", "0", "--quiet")
+    assert_one_error(rc, err, "99999")
+
+    run = tmp_path / "run"
+    run.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.bin").write_bytes(b"1")
+    (run / "train").symlink_to(elsewhere)
+    rc, _, err = cli(capsys, "run", "--no-progress", "-o", run, "--stop-after", "synth", *SMALL)
+    assert_one_error(rc, err, "symbolic link")
+    assert (elsewhere / "precious.bin").read_bytes() == b"1"

@@ -2,11 +2,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from tests.cli_helpers import assert_one_error, cli
 
 from mathlora.cli import main
 from mathlora.data.config import ConvertConfig, TokenizeConfig
 from mathlora.data.convert import convert_file, iter_json_array
-from mathlora.data.normalize import normalize_file
 from mathlora.data.tokenize import build_example, tokenize_file
 from mathlora.tokens import IGNORE
 from mathlora.errors import MathloraError
@@ -134,3 +134,12 @@ def test_template_shortcut_equals_full_prompt_tokenization():
     prompts = [render_prompt("alpaca", p) for p in problems] + ["not a template prompt"]
     assert enc.encode(prompts) == tok(prompts, add_special_tokens=True)["input_ids"]
     assert enc.enabled  # no mismatch was found on the checked records
+
+
+def test_a_truncated_conversation_array_is_refused(tmp_path, capsys, conversations):
+    lines = conversations.read_text(encoding="utf-8").splitlines()
+    assert lines[-1] == "]"
+    conversations.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # cut after a complete element
+    rc, _, err = cli(capsys, "tokenize", "-i", conversations, "-o", tmp_path / "t", "--model", "tiny-random-llama")
+    assert_one_error(rc, err, "truncated")
+    assert not (tmp_path / "t").exists()

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from tests.cli_helpers import assert_one_error, cli, strict_json_lines
 
 from mathlora.cli import main
 from mathlora.data.config import IngestConfig
@@ -75,3 +76,26 @@ def test_bad_paths_fail_cleanly(tmp_path, capsys):
     assert main(["ingest", "-i", str(bad), "-o", str(tmp_path / "o.jsonl")]) == 2
     assert not (tmp_path / "o.jsonl").exists()  # nothing half-written
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_ingest_rejects_nan_and_out_of_range_numbers_and_writes_valid_json(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"problem": "a", "solution": "b", "x": 1e400}\n{"problem": "c", "solution": "d", "x": NaN}\n'
+                   '{"problem": "e", "solution": "f", "x": -Infinity}\n{"problem": "g", "solution": "h", "x": 1.5}\n')
+    rc, out, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "out.jsonl")
+    assert rc == 0, err
+    kept = strict_json_lines(tmp_path / "out.jsonl")
+    assert [r["x"] for r in kept] == [1.5]
+    reasons = [r["reason"] for r in strict_json_lines(tmp_path / "rejects.jsonl")]
+    assert [r["line"] for r in strict_json_lines(tmp_path / "rejects.jsonl")] == [1, 2, 3]
+    assert "1e400 is out of range" in reasons[0] and "NaN" in reasons[1] and "Infinity" in reasons[2]
+
+
+def test_rejects_may_not_be_the_output(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"problem": "a", "solution": "b"}\nnot json\n')
+    rc, _, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "o.jsonl", "--rejects", tmp_path / "o.jsonl")
+    assert_one_error(rc, err, "--rejects", "output")
+    rc, _, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "o.jsonl", "--rejects", src)
+    assert_one_error(rc, err, "--rejects", "input")
+    assert src.read_text().endswith("not json\n")

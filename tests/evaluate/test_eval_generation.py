@@ -3,6 +3,7 @@ import json
 
 import pytest
 import torch
+from tests.cli_helpers import records, strict_json_lines, write_lines
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
@@ -204,3 +205,34 @@ def test_smollm2_batched_greedy_equals_one_at_a_time():
     batched = _run(model, tok, prompts, batch_size=6, max_new_tokens=16)
     single = _run(model, tok, prompts, batch_size=1, max_new_tokens=16)
     assert [g.token_ids for g in batched] == [g.token_ids for g in single]
+
+
+def test_an_overlong_prompt_never_enters_a_batch(tmp_path, monkeypatch):
+    import mathlora.evaluate.generation as generation
+    from mathlora.evaluate.config import EvalConfig
+    from mathlora.evaluate.predict import predict_file
+
+    shapes = []
+
+    def spy(model, ids, mask, budgets, eos, min_new_tokens=0, calculator=None):
+        shapes.append(tuple(ids.shape))  # never run the model on a huge batch, even before the fix
+        return [generation.Decoded([], False) for _ in budgets]
+
+    monkeypatch.setattr(generation, "decode_batch", spy)
+    rows = records(7)
+    rows.insert(3, {"id": "huge", "problem": "7 " * 50_000, "solution": "7"})
+    src = write_lines(tmp_path / "test.jsonl", rows)
+    cfg = EvalConfig(max_new_tokens=4, max_length=256, batch_size=8)
+    summary = predict_file(cfg, Runtime.resolve(), "tiny-random-llama", None, src, tmp_path / "p.jsonl", template="alpaca",
+                           progress=False)
+    assert shapes and max(w for _, w in shapes) <= 256
+    preds = {p["id"]: p for p in strict_json_lines(tmp_path / "p.jsonl")}
+    assert "limit" in preds["huge"]["skipped"] and summary["skipped_prompt_too_long"] == 1
+
+    # the other policy cuts it from the left instead; batches stay within the token budget
+    shapes.clear()
+    cfg = EvalConfig(max_new_tokens=4, max_length=256, batch_size=8, long_prompts="truncate_left", batch_tokens=600)
+    predict_file(cfg, Runtime.resolve(), "tiny-random-llama", None, src, tmp_path / "p2.jsonl", template="alpaca", progress=False)
+    assert all(rows * width <= 600 or rows == 1 for rows, width in shapes) and max(w for _, w in shapes) <= 256
+    assert {p["id"]: p for p in strict_json_lines(tmp_path / "p2.jsonl")}["huge"]["prompt_truncated"]
+    assert generation.plan_batches([100, 100, 10, 10], [5, 5, 5, 5], 4, 220) == [[0, 1], [2, 3]]

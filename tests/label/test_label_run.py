@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from chat_stub import ChatStub, stub_records
 from competition_style import competition_records
+from tests.cli_helpers import (SMALL, Server, assert_one_error, cli, completion, records, strict_json_lines,
+                               write_lines)
+from tests.loopback import send_json
 
 from mathlora.cli import main
 from mathlora.errors import MathloraError
@@ -161,3 +164,33 @@ def test_sigkill_midway_then_restart_equals_an_uninterrupted_run(tmp_path):
         assert stub.counts[rid] == asked_before[rid] == 1
     assert sorted(stub.counts) == sorted(r["id"] for r in records)
     assert json.loads(out.read_text().splitlines()[0])["id"] == "r0000"
+
+
+def _dead_url() -> str:
+    with Server(lambda h, b: send_json(h, 500, b"{}")) as server:
+        url = server.base_url
+    return url  # closed: connection refused
+
+
+def test_label_failures_are_never_done(tmp_path, capsys):
+    src = write_lines(tmp_path / "in.jsonl", records(4))
+    judge = ["--judge", "openai", "--model", "m", "--max-retries", "0", "--quiet"]
+    rc, _, err = cli(capsys, "label", "--input", src, "--output", tmp_path / "out.jsonl", "--base-url", _dead_url(),
+                     *judge)
+    assert_one_error(rc, err, "4 of 4 records failed", "connection error")
+    assert (tmp_path / "out.jsonl").read_text() == "" and len(strict_json_lines(tmp_path / "label_failures.jsonl")) == 4
+    with Server(lambda h, b: send_json(h, 400, b'{"error": "bad request"}')) as server:
+        rc, _, err = cli(capsys, "label", "--input", src, "--output", tmp_path / "other/o2.jsonl", "--base-url",
+                         server.base_url, *judge)
+    assert_one_error(rc, err, "HTTP 400")
+
+    # inside `mathlora run`: the stage is not done, the error says why, the next run asks again
+    run = tmp_path / "run"
+    opts = ["--stop-after", "label", *SMALL, "label.judge=openai", "label.model=m", "label.endpoint.max_retries=0"]
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.endpoint.base_url={_dead_url()}")
+    assert_one_error(rc, err, "records failed", "connection error", "next `mathlora run` asks them again")
+    with Server(lambda h, b: send_json(h, 200, completion(2))) as server:
+        rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *opts, f"label.endpoint.base_url={server.base_url}")
+    assert rc == 0, err
+    assert "label: done" in out and "fresh, skipped" not in out.split("label")[-1]
+    assert all(r["difficulty"] == 2 for r in strict_json_lines(run / "labeled.jsonl"))

@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import pytest
-from reliability_helpers import cli, error_lines
+from tests.cli_helpers import cli, error_lines
 
 GOOD = [{"id": f"g{i}", "problem": f"What is {i}.12345 + 1?", "solution": f"{i}.12345 + 1 = {i + 1}.12345",
          "difficulty": 1 + i % 4, "type": "addsub", "completion": f"{i + 1}.12", "gold": f"= {i + 1}.12345",

@@ -1,4 +1,5 @@
-"""Shared helpers of the reliability tests: in-process CLI calls, tiny data, tiny adapters, stub servers."""
+"""Helpers of the tests that drive the CLI: run a command and read what it printed, small inputs, a tiny
+adapter, a tokens file, a loopback server."""
 
 from __future__ import annotations
 

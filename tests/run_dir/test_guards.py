@@ -1,0 +1,89 @@
+"""run_dir.guards: output folders mathlora may replace, one writer per run folder, temp leftovers."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+
+import pytest
+from tests.cli_helpers import SMALL, assert_one_error, cli, records, tiny_adapter, write_lines
+from tests.conftest import single_torch_thread
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK_MODE = 0o777 & ~_umask()
+
+one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)
+
+
+def test_tokenize_and_merge_never_delete_a_folder_they_did_not_create(tmp_path, capsys, conversations,
+                                                                        monkeypatch):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("three years of work")
+    tok = ["--model", "tiny-random-llama", "--seq-length", "256"]
+    rc, _, err = cli(capsys, "tokenize", "-i", conversations, "-o", mine, *tok)
+    assert_one_error(rc, err, "not empty", "--overwrite")
+    rc, _, err = cli(capsys, "merge", "--model", "tiny-random-llama", "--adapter",
+                     tiny_adapter(tmp_path / "adapter"), "--output", mine)
+    assert_one_error(rc, err, "not empty", "--overwrite")
+    assert (mine / "thesis.txt").read_text() == "three years of work"
+    assert stat.S_IMODE(mine.stat().st_mode) == UMASK_MODE
+
+    # a folder mathlora made is replaced on a rerun; created folders follow the umask (not 0700)
+    out = tmp_path / "tokens"
+    assert cli(capsys, "tokenize", "-i", conversations, "-o", out, *tok)[0] == 0
+    assert cli(capsys, "tokenize", "-i", conversations, "-o", out, *tok)[0] == 0
+    assert stat.S_IMODE(out.stat().st_mode) == UMASK_MODE
+    merged = tmp_path / "merged"
+    assert cli(capsys, "merge", "--model", "tiny-random-llama", "--adapter", tmp_path / "adapter",
+               "--output", merged)[0] == 0
+    assert stat.S_IMODE(merged.stat().st_mode) == UMASK_MODE
+    # --overwrite replaces a user's folder when asked
+    assert cli(capsys, "tokenize", "-i", conversations, "-o", mine, "--overwrite", *tok)[0] == 0
+    assert not (mine / "thesis.txt").exists() and (mine / "tokens.parquet").is_file()
+
+    # 16: `--output .` is refused, whatever is in the current folder
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("keep")
+    monkeypatch.chdir(work)
+    rc, _, err = cli(capsys, "tokenize", "-i", conversations, "-o", ".", "--overwrite", *tok)
+    assert_one_error(rc, err, "current folder")
+    assert (work / "notes.txt").read_text() == "keep"
+
+
+def test_one_writer_per_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text('{"stages": {}}\n')
+    fd = os.open(run / ".mathlora.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process holding the run
+        os.write(fd, b"424242\n")
+        rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, "--stop-after", "synth", *SMALL)
+        assert_one_error(rc, err, "in use", "PID 424242")
+        assert "synth" not in out
+        src = write_lines(tmp_path / "in.jsonl", records(3))
+        rc, _, err = cli(capsys, "ingest", "-i", src, "-o", run / "records.jsonl")
+        assert_one_error(rc, err, "PID 424242")
+    finally:
+        os.close(fd)
+    assert cli(capsys, "ingest", "-i", tmp_path / "in.jsonl", "-o", run / "records.jsonl")[0] == 0
+
+
+def test_leftover_temp_files_are_cleaned_on_the_next_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / ".tokens.x1y2.tmp").mkdir(parents=True)
+    (run / ".tokens.x1y2.tmp/tokens.parquet").write_bytes(b"partial")
+    (run / ".records.jsonl.ab12.tmp").write_text("partial")
+    (run / ".train.old.123").mkdir()
+    assert cli(capsys, "run", "--no-progress", "-o", run, "--stop-after", "synth", *SMALL)[0] == 0
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".mathlora.lock"]
+    assert stat.S_IMODE((run / "raw").stat().st_mode) == UMASK_MODE
