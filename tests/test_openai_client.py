@@ -42,3 +42,18 @@ def test_timeout_bounds_the_whole_request(tmp_path, capsys):
         elapsed = time.perf_counter() - start
     assert_one_error(rc, err, "timeout")
     assert elapsed < 4, elapsed
+
+
+def test_an_endpoint_gives_its_retry_policy_and_key_and_refuses_a_bad_url(monkeypatch):
+    from pydantic import ValidationError
+
+    from mathlora.openai_client import EndpointConfig, RetryPolicy
+
+    end = EndpointConfig(max_retries=2, retry_base_delay=0.1, retry_max_delay=1.0, api_key_env="MY_KEY")
+    assert end.policy() == RetryPolicy(2, 0.1, 1.0)
+    monkeypatch.delenv("MY_KEY", raising=False)
+    assert end.api_key() == "EMPTY"
+    monkeypatch.setenv("MY_KEY", "sk-1")
+    assert end.api_key() == "sk-1"
+    with pytest.raises(ValidationError, match="port 0 is not a server port"):
+        EndpointConfig(base_url="http://127.0.0.1:0/v1")
