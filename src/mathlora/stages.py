@@ -112,9 +112,13 @@ def _ingest_test(ctx: Context) -> dict:
 
 
 def _label_settings(ctx: Context) -> dict:
+    from mathlora.label.run import judge_source
+
     settings = result_settings(ctx.cfg.label)
     if ctx.cfg.label.judge == "local":
         settings["runtime"] = ctx.runtime.fingerprint()
+    if ctx.cfg.label.judge == "heuristic":  # new rules (a new version) label again
+        settings["source"] = judge_source(ctx.cfg.label, ctx.cfg.model)
     return {"label": settings, "model": ctx.cfg.model}
 
 

@@ -128,6 +128,26 @@ def test_rtol_widens_the_tolerance():
     assert _match("1000", "1005", rtol=0.01)
 
 
+def test_the_default_tolerances_grade_the_contests_large_values():
+    # 当 x = 2.71 时，求函数 y = 98x^58 的值: the source's 28 digits (x^58 rounded, then times 98, rounded again)
+    # are 0.05 from the exact value, which absolute 0.01 alone can never accept
+    gold, exact = "1268951274904446553351788215", "1268951274904446553351788214.95"
+    assert not _match(exact, gold, rtol=0.0)
+    assert _match(exact, gold)  # the default rtol 1e-12
+    assert not _match("1268951274904446553351788215" + "0", gold)  # ten times: wrong
+    assert not _match("26643502.5504", "26643502.5384")  # below 1e10 rtol adds less than 0.01
+    # E notation: the tolerance scales to the mantissa
+    assert _match("2.769155521E+34", "2.769155521409239378157128235E+34")
+    assert _match("2.77E+34", "2.769155521409239378157128235E+34")
+    assert not _match("2.78E+34", "2.769155521409239378157128235E+34")
+    assert _match("7.078428268E-23", "7.078428267698237285903907346E-23")
+    assert not _match("0.00", "4.9E-11")
+
+
+def test_the_same_latex_matches_without_math_verify():
+    assert _match("\\boxed{7\\sqrt{5}}", "\\boxed{7 \\sqrt{5}}")
+
+
 def test_non_numeric_latex_needs_math_verify():
     pytest.importorskip("math_verify")
     assert _match("\\boxed{\\sqrt{2}}", "\\boxed{\\sqrt{2}}")
@@ -158,3 +178,18 @@ def test_auto_scope_follows_the_solution_style():
     assert resolve_scope("auto", "answer") == "first_line"
     assert resolve_scope("auto", "steps") == resolve_scope("auto", "calculator") == "final"
     assert resolve_scope("full", "calculator") == "full"
+
+
+def test_huge_exponents_are_unparsable_in_bounded_time():
+    import time
+
+    from mathlora.evaluate.math_grading import grade_one, summarize
+    from mathlora.evaluate.predict import prediction_line
+
+    start = time.perf_counter()
+    item = grade_one("x", "1e10000000", "The answer is 5")
+    line = prediction_line({"id": "x", "problem": "p"}, "p", "1e10000000", scope="first_line",
+                           generated_tokens=1, stopped=True)
+    assert time.perf_counter() - start < 1.0
+    assert item.status == "unparsable" and line["answer"] == "1e10000000"
+    assert summarize([item])["unparsable_too_large"] == 1

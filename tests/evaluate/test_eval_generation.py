@@ -142,7 +142,7 @@ def test_predict_file_end_to_end(tmp_path, tiny):
                            template="alpaca", progress=False)
     lines = list(read_jsonl(tmp_path / "pred.jsonl"))
     assert [x["id"] for x in lines] == ["a", "b", "c"]
-    assert lines[0]["type"] == "addition" and "type" not in lines[1]
+    assert lines[0]["type"] == "addition" and lines[1]["type"] == "english_math"  # a record without one: its family
     assert lines[1]["gold"] == "\\boxed{6}"
     assert lines[0]["prompt"].endswith("### Instruction:\n计算 1 + 1\n\n### Response: ")
     model, tok = tiny

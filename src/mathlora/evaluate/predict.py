@@ -13,6 +13,7 @@ from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.records import read_records, write_jsonl
 from mathlora.runtime import Runtime
+from mathlora.families import family_of
 from mathlora.templates import get_template, render_prompt
 
 
@@ -40,8 +41,9 @@ def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, gene
     answer = extract_prediction_answer(completion, scope)
     line = {"id": str(rec["id"]), "prompt": prompt, "completion": completion,
             "answer": answer.text if answer is not None else None}
-    if rec.get("type") is not None:
-        line["type"] = rec["type"]
+    family = rec.get("type") or family_of(str(rec.get("problem") or ""))  # the user's data has no type
+    if family is not None:
+        line["type"] = family
     if rec.get("solution") is not None:
         line["gold"] = rec["solution"]
     line.update(generated_tokens=generated_tokens, stopped=stopped)

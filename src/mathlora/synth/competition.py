@@ -16,10 +16,12 @@ from fractions import Fraction
 from typing import Callable, Iterable
 
 from mathlora import families
+from mathlora.apportion import largest_remainder
 from mathlora.data.numbers import format_number
 from mathlora.errors import MathloraError
 
 MAX_TRIES_PER_RECORD = 2000
+TEST_SEED_OFFSET = 1_000_003  # the held-out set's own stream: never the training set's
 PROGRESS_STEP = 1024
 
 
@@ -157,19 +159,14 @@ def resolve_types(types: Iterable[str] | None) -> list[str]:
 def allocate_counts(count: int, weights: dict[str, float], rng: random.Random,
                     caps: dict[str, int | None] | None = None) -> dict[str, int]:
     """Split ``count`` by weight (largest remainder; ties broken by ``rng``), no family above its cap: a capped
-    family's rest is split over the others by their weights."""
+    family gets its cap and the rest is split again over the others by their weights."""
     caps = caps or {}
     counts = {name: 0 for name in weights}
-    open_ = {name for name, w in weights.items() if w > 0}
+    open_ = [name for name, w in weights.items() if w > 0]  # in the order given: deterministic tie-breaks
     left = count
     while left > 0 and open_:
-        total = sum(weights[n] for n in open_)
-        exact = {n: left * weights[n] / total for n in open_}
-        share = {n: int(v) for n, v in exact.items()}
-        order = sorted(open_, key=lambda n: (-(exact[n] - share[n]), rng.random()))
-        for n in order[: left - sum(share.values())]:
-            share[n] += 1
-        over = {n for n in open_ if caps.get(n) is not None and counts[n] + share[n] >= caps[n]}
+        share = largest_remainder(left, {n: weights[n] for n in open_}, lambda _n: rng.random())
+        over = [n for n in open_ if caps.get(n) is not None and counts[n] + share[n] >= caps[n]]
         if not over:
             for n in open_:
                 counts[n] += share[n]
@@ -177,11 +174,10 @@ def allocate_counts(count: int, weights: dict[str, float], rng: random.Random,
         for n in over:  # fill the capped families and split the rest again
             left -= caps[n] - counts[n]
             counts[n] = caps[n]
-        open_ -= over
+        open_ = [n for n in open_ if n not in over]
     if left > 0:
-        room = sum(counts.values())
-        raise MathloraError(f"asked for {count} records but these problem types have only {room} distinct "
-                            "problems left; ask for fewer records or more problem types")
+        raise MathloraError(f"asked for {count} records but these problem types have only {sum(counts.values())} "
+                            "distinct problems left; ask for fewer records or more problem types")
     return counts
 
 
@@ -263,8 +259,6 @@ def generate_train_and_test(count: int, test_count: int, seed: int, types: list[
                             style: str = "answer", mix: str = "contest") -> tuple[list[dict], list[dict]]:
     """A training set (solutions in ``style``) and a held-out test set (answer style: only its final answers
     are read) with no problem in common; the test set is drawn first."""
-    from mathlora.synth.stage import TEST_SEED_OFFSET
-
     test = generate(test_count, seed + TEST_SEED_OFFSET, types, mix=mix)
     train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix)
     return train, test

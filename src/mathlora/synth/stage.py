@@ -14,7 +14,6 @@ from mathlora.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
 from mathlora.synth.config import SynthConfig
 
-TEST_SEED_OFFSET = 1_000_003  # the held-out set's own stream: never the training set's
 
 
 def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
@@ -25,7 +24,7 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
     The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
     with ``user_train`` given (and ``train_out`` None) the test set excludes the user's problems instead.
     """
-    from mathlora.synth.competition import generate, generate_train_and_test
+    from mathlora.synth.competition import TEST_SEED_OFFSET, generate, generate_train_and_test
     from mathlora.synth.squad import generate_squad
 
     counts: dict = {}
