@@ -166,3 +166,19 @@ def test_the_heuristic_judge_spreads_every_real_family_over_levels_1_to_4(sample
         assert set(counts) <= {1, 2, 3, 4}, (family, counts)
         if sum(counts.values()) >= 30:
             assert len(counts) >= 2, (family, counts)
+
+
+@pytest.mark.parametrize("a, b", [("0", "0"), ("-5", "0"), ("0.00", "-0.01"), ("99999999999999999999", "100"),
+                                  ("-99999999999999999999.99", "1")])
+def test_edge_numbers_in_a_family_wording_never_raise(a, b):
+    whole = [t.lstrip("-").split(".")[0] for t in (a, b)]
+    problems = [f"计算 {a} + {b} 等于多少？", f"计算 {a} / {b} 等于多少？", f"计算 {a} 的 {whole[1]} 次方？",
+                f"计算 {a} 的平方根？", f"解方程 {a.split('.')[0]}x + {b.split('.')[0]} = 0",
+                f"当 x = {a} 时，求函数 y = {whole[1]}x^{whole[1]} 的值",
+                f"商品原价为 {whole[0]} 元，打折后的价格为 {whole[1]} 元，请计算打折的折扣比例。",
+                f"将分数 {whole[0]}/{whole[1]} 进行简化。", f"求以下数据的平均值：[{a}, {b}]"]
+    for problem in problems:
+        level = heuristic_difficulty(problem, "1")
+        assert 0 <= level <= 5
+        for style in ("steps", "calculator"):  # a refused computation keeps the solution, never raises
+            assert rewrite_solution(problem, "1", style).status in ("rewritten", "mismatch", "refused", "unknown")

@@ -173,7 +173,7 @@ POWER = Family(
 
 def _sqrt_level(x: str) -> int:
     value = Decimal(x)
-    if value == value.to_integral_value() and math.isqrt(int(value)) ** 2 == int(value):
+    if value >= 0 and value == value.to_integral_value() and math.isqrt(int(value)) ** 2 == int(value):
         return 1
     return 2 if value < 1000 else 3
 
@@ -255,7 +255,7 @@ def _linear_draw(rng: random.Random) -> tuple[int, int]:
 
 
 def _linear_level(a: int, b: int) -> int:
-    return _clamp((1 if b % a == 0 else 2) + (a < 0))
+    return _clamp((1 if a and b % a == 0 else 2) + (a < 0))
 
 
 LINEAR = Family(
