@@ -124,7 +124,7 @@ def _independent(expr: str) -> Fraction:
 
 def _printed_right(printed: str, value: Fraction) -> bool:
     exact = Decimal(value.numerator) / Decimal(value.denominator) if value.denominator != 1 else Decimal(value.numerator)
-    if value and not Fraction(1, 100) <= abs(value) < 10 ** 28:
+    if value and not Fraction(1, 10**6) <= abs(value) < 10 ** 28:
         return Decimal(printed) == exact.quantize(Decimal(1).scaleb(exact.adjusted() - 9), ROUND_HALF_UP)
     return Decimal(printed) == exact.quantize(Decimal("0.01"), ROUND_HALF_UP)
 

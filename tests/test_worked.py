@@ -43,7 +43,7 @@ def independent_value(expr: str) -> Fraction:
 def printed_ok(printed: str, value: Fraction) -> bool:
     """Two decimals, half-up, for ordinary values; ten significant digits in E notation for huge or tiny ones."""
     exact = Decimal(value.numerator) / Decimal(value.denominator)
-    if value != 0 and not (Fraction(1, 100) <= abs(value) < 10 ** 28):
+    if value != 0 and not (Fraction(1, 10**6) <= abs(value) < 10 ** 28):
         return "E" in printed and Decimal(printed) == +exact.normalize().quantize(
             Decimal(1).scaleb(exact.adjusted() - 9), ROUND_HALF_UP)
     return Decimal(printed) == exact.quantize(Decimal("0.01"), ROUND_HALF_UP)

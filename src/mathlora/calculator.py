@@ -12,7 +12,7 @@ being refused, so the work is bounded by significant digits and magnitude (``MAX
 exponent. A square root is computed with 40 significant digits (``decimal``). The result is formatted by
 :func:`mathlora.data.numbers.format_result`: the normalize rule (more than two decimals -> rounded half-up to
 two) for ordinary numbers, and scientific notation with 10 significant digits (``2.769155521E+34``,
-``7.078428268E-23``) for a magnitude of 1e28 or more or a nonzero one below 0.01, where two decimals would
+``7.078428268E-23``) for a magnitude of 1e28 or more or a nonzero one below 1e-6 (where the source switches too), where two decimals would
 lose the value, so the calculator's output and the training text share one number format.
 
 Bounded: input length, number length, exponent size and result magnitude are capped, so a hostile or huge

@@ -86,7 +86,7 @@ def format_number(value: Fraction | Decimal | int, decimals: int = 2, mode: str 
 
 
 SCIENTIFIC_ABOVE = 10 ** 28          # the source's 28-digit decimal context prints E notation from here
-SCIENTIFIC_BELOW = Fraction(1, 100)  # nonzero values below this would round to 0.00
+SCIENTIFIC_BELOW = Fraction(1, 10**6)  # ... and below 1e-6, where its plain form ends too
 SCIENTIFIC_DIGITS = 10               # significant digits of a value written in scientific notation
 
 
@@ -95,8 +95,10 @@ def format_result(value: Fraction | Decimal | int, decimals: int = 2, mode: str 
 
     :func:`format_number` (the normalize rule) for ordinary magnitudes; scientific notation with
     ``SCIENTIFIC_DIGITS`` significant digits, trailing zeros dropped, for ``|value| >= 1e28`` or
-    ``0 < |value| < 0.01``: ``2.769155521E+34``, ``4.9E-11``. Two decimals would turn those into a wall of
-    digits or into ``0``; ten significant digits keep them right under a relative tolerance too.
+    ``0 < |value| < 1e-6``, where the source's 28-digit decimal context writes E notation too:
+    ``2.769155521E+34``, ``4.9E-11``. Two decimals would turn those into a wall of digits or into ``0``; ten
+    significant digits keep them right under a relative tolerance too. (Between 1e-6 and 0.01 the source
+    writes plain decimals, graded at 0.01 absolute, so ``0`` is right there.)
     """
     value = Fraction(value)
     if value == 0 or SCIENTIFIC_BELOW <= abs(value) < SCIENTIFIC_ABOVE:
