@@ -36,7 +36,7 @@ from mathlora.worked import CALC_RE
     ("1.01^99", "2.68"),
     ("count(74, 13, 94, 35)", "4"),
     ("0.5^9 * 3", "0.01"),                       # plain between 1e-6 and 0.01, as the source writes it
-    ("-9.90 / -7732.24", "0"),
+    ("-9.90 / -7732.24", "0.00"),
     ("0.5^30", "9.313225746E-10"),
 ])
 def test_exact_results_in_the_normalize_format(expr, expected):
