@@ -4,7 +4,6 @@ an OpenAI-compatible completions server (``openai``). ``predict`` and ``eval squ
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -36,14 +35,11 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
     if cfg.backend == "openai":
         from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
 
-        if calculator:  # the calculator forces tokens while decoding: only local generation can
-            print("warning: eval.calculator is not applied with eval.backend=openai (the server decodes alone); "
-                  "use eval.backend=local for calculator-assisted predictions", file=sys.stderr)
         require_no_adapter(adapter)
         info = server_info(cfg, model)
         start = time.perf_counter()
         gens = remote_generate(cfg, prompts, fallback_model=model, max_new_tokens=max_new_tokens,
-                               min_new_tokens=min_new_tokens, progress=progress, desc=desc)
+                               min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc)
         return Generated(gens, time.perf_counter() - start, source=info)
     from mathlora.evaluate.generation import generate_greedy, load_inference_model
     from mathlora.evaluate.memory import resolve_batch_size

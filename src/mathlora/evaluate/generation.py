@@ -44,6 +44,7 @@ class Generation:
     calculator_refused: int = 0   # annotations the calculator refused (the model continued alone)
     skipped: str | None = None    # why no completion was generated (a prompt too long for max_length)
     prompt_truncated: bool = False  # the prompt was cut from the left to fit max_length
+    requests: int | None = None   # completion requests it took (a server's completions; None: decoded here)
 
 
 class CalculatorHook:

@@ -37,7 +37,7 @@ def read_problems(input_path) -> list[dict]:
 
 
 def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, generated_tokens: int,
-                    stopped: bool, calculator: tuple[int, int] | None = None) -> dict:
+                    stopped: bool, calculator: tuple[int, int] | None = None, requests: int | None = None) -> dict:
     answer = extract_prediction_answer(completion, scope)
     line = {"id": str(rec["id"]), "prompt": prompt, "completion": completion,
             "answer": answer.text if answer is not None else None}
@@ -49,6 +49,8 @@ def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, gene
     line.update(generated_tokens=generated_tokens, stopped=stopped)
     if calculator is not None:
         line.update(calculator_calls=calculator[0], calculator_refused=calculator[1])
+    if requests is not None:  # a server's completion: how many requests it took
+        line["requests"] = requests
     return line
 
 
@@ -68,12 +70,11 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
     prompts = [render_prompt(template, r["problem"]) for r in records]
     out = generate(cfg, runtime, model, adapter, prompts, max_new_tokens=cfg.max_new_tokens, calculator=calculator,
                    progress=progress, desc="predict")
-    calculator = calculator and not out.remote  # a server decodes alone
     gens, server = out.generations, (out.source if out.remote else {})
     write_jsonl(output_path, ({**prediction_line(r, p, g.completion, scope=scope,
                                                  generated_tokens=g.generated_tokens, stopped=g.stopped,
                                                  calculator=(g.calculator_calls, g.calculator_refused)
-                                                 if calculator else None), **server}
+                                                 if calculator else None, requests=g.requests), **server}
                               | ({"skipped": g.skipped} if g.skipped else {})
                               | ({"prompt_truncated": True} if g.prompt_truncated else {})
                               for r, p, g in zip(records, prompts, gens)))
@@ -87,6 +88,7 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
         "calculator": calculator,
         **({"calculator_calls": sum(g.calculator_calls for g in gens),
             "calculator_refused": sum(g.calculator_refused for g in gens)} if calculator else {}),
+        **({"requests": sum(g.requests or 0 for g in gens)} if out.remote else {}),
         "model": model, "adapter": adapter, "output": str(output_path),
     }
     if out.remote:  # the server's name for the model, and where it runs

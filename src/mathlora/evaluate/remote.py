@@ -13,6 +13,9 @@ repeated, if the server refuses the field; such a server may then answer with no
 client (retries with backoff on timeouts, connection errors, 429 with Retry-After, 5xx). A prompt whose
 request still fails fails the command (predictions must be complete to be graded).
 
+With ``eval.calculator`` each prompt is decoded in pieces that stop at ``=``, the calculator filling in every
+``<<expr=`` (``mathlora.evaluate.remote_calculator``).
+
 Differences from local generation: the budget is ``eval.max_new_tokens`` (the server's context length, not
 ``eval.max_length``, bounds prompt + completion), and the server's own stop rules apply (its EOS tokens).
 """
@@ -80,25 +83,47 @@ class CompletionsClient:
             body["min_tokens"] = min_tokens
         return body
 
-    async def ask_once(self, client, prompt: str, max_tokens: int, min_tokens: int) -> Generation:
-        body = self.body(prompt, max_tokens, min_tokens)
+    async def post(self, client, body: dict):
+        """POST ``body`` to the completions URL; ``AskAgain`` (the field dropped) if the server refuses
+        ``min_tokens``."""
         response = await post_json(client, self.url, body, self._headers, self.timeout)
         if response.status_code == 400 and "min_tokens" in body and "min_tokens" in response.text:
             self.min_tokens_supported = False
             raise AskAgain()
+        return response
+
+    def scrub(self, text: str) -> str:
+        """``text`` without the API key."""
+        return scrub(text, self._secret)
+
+    async def retry(self, call):
+        """``await call()`` under the retry policy; ``GaveUp`` when it keeps failing."""
+        result, _ = await with_retries(call, self.policy, self._rng)
+        return result
+
+    async def ask_once(self, client, prompt: str, max_tokens: int, min_tokens: int) -> Generation:
+        response = await self.post(client, self.body(prompt, max_tokens, min_tokens))
         text, stopped, completion_tokens, prompt_tokens = read_choice(json_payload(response))
         return Generation(text, [], completion_tokens if completion_tokens is not None else 0, stopped,
-                          prompt_tokens or 0)
+                          prompt_tokens or 0, requests=1)
 
-    async def _run(self, prompts: list[str], max_tokens: int, min_tokens: int, on_done) -> list:
+    def completer(self, max_tokens: int, min_tokens: int = 0, calculator: bool = False):
+        """``async (client, prompt) -> Generation``: one plain request, or the calculator loop
+        (``mathlora.evaluate.remote_calculator``); ``GaveUp`` when requests keep failing."""
+        if calculator:
+            from mathlora.evaluate.remote_calculator import CalculatorLoop
+
+            loop = CalculatorLoop(self)
+            return lambda client, prompt: loop.complete(client, prompt, max_tokens, min_tokens)
+        return lambda client, prompt: self.retry(lambda: self.ask_once(client, prompt, max_tokens, min_tokens))
+
+    async def _run(self, prompts: list[str], complete, on_done) -> list:
         results: list = [None] * len(prompts)
         errors: list[tuple[int, str]] = []
 
         async def handle(client, index: int) -> None:
             try:
-                gen, _ = await with_retries(lambda: self.ask_once(client, prompts[index], max_tokens, min_tokens),
-                                            self.policy, self._rng)
-                results[index] = gen
+                results[index] = await complete(client, prompts[index])
             except GaveUp as e:
                 errors.append((index, f"{scrub(str(e), self._secret)} (after {e.attempts} attempt(s))"))
             on_done()
@@ -110,27 +135,33 @@ class CompletionsClient:
                                 f"(first: prompt {index}: {message})")
         return results
 
-    def generate(self, prompts: list[str], *, max_new_tokens: int, min_new_tokens: int = 0,
+    def generate(self, prompts: list[str], *, max_new_tokens: int, min_new_tokens: int = 0, calculator: bool = False,
                  progress: bool = True, desc: str = "generate") -> list[Generation]:
-        """Greedy completions in input order."""
+        """Greedy completions in input order (``calculator``: calculator-assisted, piece by piece)."""
         from tqdm import tqdm
 
         if not prompts:
             return []
+        complete = self.completer(max_new_tokens, min_new_tokens, calculator)
         bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
         try:
-            return asyncio.run(self._run(prompts, max_new_tokens, min_new_tokens, lambda: bar.update(1)))
+            return asyncio.run(self._run(prompts, complete, lambda: bar.update(1)))
         finally:
             bar.close()
 
 
-def remote_generate(cfg: EvalConfig, prompts: list[str], *, fallback_model: str | None, max_new_tokens: int,
-                    min_new_tokens: int = 0, progress: bool = True, desc: str = "generate") -> list[Generation]:
+def completions_client(cfg: EvalConfig, fallback_model: str | None) -> CompletionsClient:
     end = cfg.endpoint
-    client = CompletionsClient(base_url=end.base_url, model=served_model(cfg, fallback_model), api_key=end.api_key(),
-                               concurrency=end.concurrency, timeout=end.timeout, policy=end.policy())
-    return client.generate(prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-                           progress=progress, desc=desc)
+    return CompletionsClient(base_url=end.base_url, model=served_model(cfg, fallback_model), api_key=end.api_key(),
+                             concurrency=end.concurrency, timeout=end.timeout, policy=end.policy())
+
+
+def remote_generate(cfg: EvalConfig, prompts: list[str], *, fallback_model: str | None, max_new_tokens: int,
+                    min_new_tokens: int = 0, calculator: bool = False, progress: bool = True,
+                    desc: str = "generate") -> list[Generation]:
+    return completions_client(cfg, fallback_model).generate(
+        prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, calculator=calculator,
+        progress=progress, desc=desc)
 
 
 def require_no_adapter(adapter) -> None:
