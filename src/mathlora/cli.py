@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "mathlora.commands",
     "mathlora.report.commands",
     "mathlora.export.commands",
+    "mathlora.serve.commands",
 ]
 
 

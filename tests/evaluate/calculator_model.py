@@ -29,7 +29,7 @@ WRONG = "7"
 MARKER = "### Response: "
 PROBLEMS = ["计算 1.5 + 2.25 等于多少？", "计算 -3828.45 - 756.08 等于多少？", "计算 4204.22 * 3.5 等于多少？",
             "求以下数据的平均值：[74, 13, 94]", "计算 5636.97 的平方根？",
-            "计算 -711.31 的 4 次方？", "计算 5 / 0 等于多少？", "写一首诗。"]
+            "计算 -711.31 的 4 次方？", "解方程 -67x + -85 = 0", "计算 5 / 0 等于多少？", "写一首诗。"]
 # a division by zero the calculator refuses; a problem the model does not know (it stops at once)
 MANUAL = {"计算 5 / 0 等于多少？": f"<<5 / 0={WRONG}>>\n答案：{WRONG}"}
 

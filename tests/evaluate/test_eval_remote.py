@@ -114,10 +114,13 @@ def test_predict_cli_backend_flags(tmp_path, capsys):
     assert {b["model"] for b in stub.bodies} == {"tuned"}
     lines = list(read_jsonl(tmp_path / "p.jsonl"))
     assert len(lines) == 30
-    # the default config turns the calculator on: the server is asked in pieces that stop at '=' (this
-    # stub's answers have none, so one request each)
-    assert all(x["calculator_calls"] == 0 and x["requests"] == 1 for x in lines)
-    assert all(b["stop"] == ["="] for b in stub.bodies) and "calculator 0 calls" in captured.out
+    # the default config turns the calculator on: the server is asked in pieces that stop at '='. This stub's
+    # answers have none, and it does not say why a piece stopped: one more one-token request tells its stop
+    # from a '=' (greedy decoding would write the '=' again)
+    assert all(x["calculator_calls"] == 0 and x["requests"] == 2 for x in lines)
+    pieces = [b for b in stub.bodies if "stop" in b]
+    assert len(pieces) == 30 and all(b["stop"] == ["="] for b in pieces) and "calculator 0 calls" in captured.out
+    assert sorted(b["max_tokens"] for b in stub.bodies if "stop" not in b) == [1] * 30
 
 
 def test_mathlora_run_refuses_the_openai_backend_before_any_stage(tmp_path):

@@ -81,9 +81,11 @@ def test_remote_calculator_gives_the_local_completions_and_answers(monkeypatch, 
     assert (by_problem["计算 5 / 0 等于多少？"]["calculator_refused"], by_problem["计算 5 / 0 等于多少？"]["answer"]) \
         == (1, "7")                                       # refused: the model wrote its own value
     assert by_problem["写一首诗。"]["completion"] == "" and by_problem["写一首诗。"]["requests"] == 1
-    for x in remote:  # one request per '=' the model wrote, plus the last piece
-        assert x["requests"] == x["calculator_calls"] + x["calculator_refused"] + 1
+    for x in remote:  # one request per '=' the model wrote (in annotations or not), plus the last piece
+        assert x["requests"] == x["completion"].count("=") + 1
         assert x["backend"] == "openai" and x["server_model"] == "tuned"
+    equation = by_problem["解方程 -67x + -85 = 0"]   # its worked solution has '=' outside annotations too
+    assert equation["answer"] == "-1.27" and equation["calculator_calls"] == 2 and equation["requests"] == 5
     calc_bodies = [b for b in server.bodies if b.get("stop") == ["="]]
     assert calc_bodies and all(b["include_stop_str_in_output"] and b["temperature"] == 0 for b in calc_bodies)
     # without the calculator the same server's model gets the arithmetic wrong
@@ -97,6 +99,8 @@ def test_servers_without_vllm_stop_fields_give_the_same(monkeypatch, model, tok,
     with ScriptServer(tok, mode=mode) as server:
         remote = _remote(server, test_set, tmp_path)
     _same(local, remote)
+    if mode == "no_info":  # a stop outside an annotation was told apart by a one-token request
+        assert any(b["max_tokens"] == 1 and "stop" not in b for b in server.bodies)
     if mode == "refuse_include":  # refused (once per request then in flight), then asked without the field
         sent = ["include_stop_str_in_output" in b for b in server.bodies]
         assert 1 <= sum(sent) <= len(PROBLEMS) and not any(sent[-len(PROBLEMS):])

@@ -19,8 +19,9 @@ decoding gives (``evaluate.generation``), but for a budget ending inside a value
 tokens part.
 
 Where a piece stopped: a text ending in ``=`` (``include_stop_str_in_output``), else vLLM's ``stop_reason`` /
-SGLang's ``matched_stop``. A server that reports neither (and refused the field) is read conservatively: a
-stop inside an open annotation is taken for its ``=``, any other stop for the model's own.
+SGLang's ``matched_stop``. On a server that reports neither (and refused the field), a stop inside an open
+annotation is its ``=``; any other stop is told apart by one more request for a single token without stop
+strings: greedy decoding writes the ``=`` again, or stops again.
 
 Each request goes through the shared client (``mathlora.openai_client``): retries with backoff, the per-request
 deadline, ``Retry-After``; prompts run ``concurrency`` at once, their pieces one after another. A server with
@@ -63,6 +64,7 @@ class Piece:
     eos: bool                      # the model's own stop
     prompt_tokens: int | None
     completion_tokens: int | None
+    unsure: bool = False           # a stop the server did not say the reason of (the '=' or the model's own)
 
 
 def read_piece(payload, text_so_far: str) -> Piece:
@@ -78,7 +80,7 @@ def read_piece(payload, text_so_far: str) -> Piece:
         return Piece(text, True, False, prompt_tokens, completion_tokens)
     if reason == STOP or (reason is _NO_INFO and inside_annotation(text_so_far + text)):
         return Piece(text + STOP, True, False, prompt_tokens, completion_tokens)
-    return Piece(text, False, True, prompt_tokens, completion_tokens)
+    return Piece(text, False, True, prompt_tokens, completion_tokens, unsure=reason is _NO_INFO)
 
 
 class CalculatorLoop:
@@ -100,6 +102,16 @@ class CalculatorLoop:
             self.include_stop = False
             raise AskAgain()
         return read_piece(json_payload(response), text)
+
+    async def _stopped_at_equals(self, http, prompt: str, text: str) -> bool:
+        """Whether the model's next token after ``text`` writes ``=`` (one token, no stop strings)."""
+        from mathlora.evaluate.remote import read_choice
+
+        async def ask() -> bool:
+            response = await self.client.post(http, self.client.body(prompt + text, 1, 0))
+            return read_choice(json_payload(response))[0].startswith(STOP)
+
+        return await self.client.retry(ask)
 
     async def complete(self, http, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> Generation:
         """One prompt's calculator-assisted completion; ``GaveUp`` when a piece's request keeps failing."""
@@ -134,6 +146,11 @@ class CalculatorLoop:
             added = piece.completion_tokens if piece.completion_tokens is not None else len(piece.text) + piece.eos
             used, pending, fallback = before + added, 0, None
             text += piece.text
+            if piece.unsure:
+                requests += 1
+                if await self._stopped_at_equals(http, prompt, text):
+                    piece = Piece(STOP, True, False, None, None)
+                    text += STOP
             if piece.eos:
                 stopped = True
                 break

@@ -1,0 +1,70 @@
+"""``mathlora serve`` as a command: the tiny model served from a subprocess, answered over loopback, stopped by
+SIGTERM with exit status 0; its mistakes are one-line errors."""
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+from tests.cli_helpers import assert_one_error, cli
+
+
+def _read_line(proc, needle: str, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    seen = ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            seen += line
+            if needle in line:
+                return line
+            if not line and proc.poll() is not None:
+                break
+    raise AssertionError(f"no {needle!r} from the server; it printed {seen!r} and {proc.stderr.read()!r}")
+
+
+def test_serve_the_tiny_model_then_stop_on_sigterm(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", "--model", "tiny-random-llama", "--port", "0",
+                             "--set", "eval.max_new_tokens=4", "--name", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = _read_line(proc, "serving", 120)
+        assert "calculator on" in line and "template alpaca" in line and "http://127.0.0.1:" in line
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60)
+        reply = client.completions.create(model="tiny", prompt="计算 1.5 + 2.25 等于多少？")
+        assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
+        assert httpx.post(f"{url}/completions", json={"prompt": 3}, timeout=30).status_code == 400
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "stopped (SIGTERM)" in out and "Traceback" not in err
+
+
+def test_serve_mistakes_are_one_line_errors(capsys, tmp_path):
+    assert_one_error(*cli(capsys, "serve", "--run", tmp_path / "nope")[::2], "run folder not found")
+    assert_one_error(*cli(capsys, "serve", "--upstream", "ftp://x", "--upstream-model", "m")[::2], "http(s) URL")
+    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1")[::2], "--upstream-model")
+    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--upstream-model", "m",
+                          "--adapter", tmp_path)[::2], "upstream server applies the adapter")
+    assert_one_error(*cli(capsys, "serve", "--port", "70000")[::2], "--port")
+    assert_one_error(*cli(capsys, "serve", "--max-tokens-limit", "0")[::2], "--max-tokens-limit")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--upstream-model", "m",
+                              "--port", taken.getsockname()[1])[::2], "cannot listen")
+    finally:
+        taken.close()
