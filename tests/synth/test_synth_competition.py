@@ -155,6 +155,13 @@ def test_equal_mix_has_every_family_and_the_contest_mix_is_two_thirds_arithmetic
     assert contest["fraction_simplify"] == 0 and contest["english_math"] == 55  # 9,993 of 548,942
 
 
+def test_excluded_problems_beyond_a_small_familys_space_never_inflate_the_count():
+    # 60 excluded fraction wordings (more than the 45 the generator draws from) leave no fraction, no error
+    excluded = {f"将分数 {n}/{d} 进行简化。" for d in range(2, 40) for n in range(1, d)}
+    recs = generate(30, seed=0, types=["fraction_simplify", "mass"], exclude=excluded, mix="equal")
+    assert Counter(r["type"] for r in recs) == {"mass": 30}
+
+
 def test_allocation_caps_a_small_family_and_shares_its_rest():
     rng = random.Random(0)
     assert allocate_counts(10, {"a": 1, "b": 1, "c": 2}, rng, {"a": 1}) == {"a": 1, "b": 3, "c": 6}

@@ -203,7 +203,7 @@ def generate(count: int, seed: int, types: list[str] | None = None,
         name = families.family_of(problem) if isinstance(problem, str) else None
         if name is not None and _SPACE.get(name) is not None:
             taken[name] = taken.get(name, 0) + 1
-    caps = {f: None if _SPACE[f] is None else _SPACE[f] - taken.get(f, 0) for f in names}
+    caps = {f: None if _SPACE[f] is None else max(0, _SPACE[f] - taken.get(f, 0)) for f in names}
     weights = {f: CONTEST_SHARES[f] if mix == "contest" else 1.0 for f in names}
     quotas = allocate_counts(count, weights, order_rng, caps)
     seen: set[str] = set()
@@ -244,8 +244,8 @@ def apply_style(record: dict, style: str) -> dict:
 
     result = rewrite_solution(record["problem"], record["solution"], style)
     if result.status in ("mismatch", "refused"):
-        raise AssertionError(f"worked solution disagrees with the generated answer for {record['problem']!r}: "
-                             f"{result.rebuilt_answer} vs {result.original_answer}")
+        raise AssertionError(f"worked solution {result.status} for the generated {record['problem']!r}: "
+                             f"{result.reason or f'{result.rebuilt_answer} vs {result.original_answer}'}")
     return {**record, "solution": result.solution}
 
 
