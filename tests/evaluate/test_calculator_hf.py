@@ -23,7 +23,7 @@ def _hf(model, tok, prompts, budget, processor, batched=True):
     groups = [prompts] if batched else [[p] for p in prompts]
     ids, calls = [], []
     for group in groups:
-        enc = tok(group, return_tensors="pt", padding=True, add_special_tokens=True)
+        enc = tok(group, return_tensors="pt", padding=True, add_special_tokens=True, return_token_type_ids=False)
         with torch.inference_mode():
             out = model.generate(**enc, max_new_tokens=budget, do_sample=False, num_beams=1,
                                  pad_token_id=tok.pad_token_id, logits_processor=LogitsProcessorList([processor]))
@@ -46,7 +46,8 @@ def test_generate_with_the_processor_gives_our_loops_ids_on_a_calculator_style_s
         assert processor.refused == [g.calculator_refused for g in loop]
     assert sum(calls) >= 6 and sum(processor.refused) == 1 and loop[0].completion.endswith("答案：3.75")
     # without the processor, generate writes the model's own (wrong) values
-    plain = model.generate(**tok([prompts[0]], return_tensors="pt"), max_new_tokens=60, do_sample=False,
+    plain = model.generate(**tok([prompts[0]], return_tensors="pt", return_token_type_ids=False), max_new_tokens=60,
+                           do_sample=False,
                            pad_token_id=tok.pad_token_id)
     assert "答案：7" in tok.decode(plain[0], skip_special_tokens=True)
 
@@ -79,7 +80,7 @@ def test_generate_with_the_processor_gives_our_loops_ids_on_the_tiny_model(tiny,
     assert ids == [g.token_ids for g in loop]
     assert calls == [g.calculator_calls for g in loop] == [0] * len(prompts)
     tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True)
+    enc = tok(prompts, return_tensors="pt", padding=True, return_token_type_ids=False)
     plain = model.generate(**enc, max_new_tokens=16, do_sample=False, pad_token_id=tok.pad_token_id)
     if batched:  # without the processor: the same ids (it changed nothing)
         assert [row[:row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
