@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 from calculator_model import ScriptServer, build_tokenizer, script_model
+from completions_stub import CompletionsStub
 from serving import running
 
 from mathlora.evaluate.remote import CompletionsClient
@@ -135,3 +136,13 @@ def test_an_upstream_that_keeps_failing_is_a_502(tok):
     assert r.status_code == 502
     message = r.json()["error"]["message"]
     assert "HTTP 500" in message and "2 attempt" in message and "sk-secret-key" not in message
+
+
+def test_a_request_the_upstream_refuses_is_a_400(tok):
+    with CompletionsStub(lambda p: "", status=400) as upstream:
+        client = CompletionsClient(base_url=upstream.base_url, model="tuned", api_key="EMPTY", timeout=5.0,
+                                   policy=RetryPolicy(3, 0.001, 0.005))
+        with running(build_app(ProxyEngine(client, calculator=True), served="tuned", template="alpaca",
+                               scope="final", limits=LIMITS)) as url:
+            r = httpx.post(f"{url}/completions", json={"prompt": ADD}, timeout=30)
+    assert r.status_code == 400 and "HTTP 400" in r.json()["error"]["message"] and sum(upstream.counts.values()) == 1

@@ -5,8 +5,8 @@ or the last user message of a chat) and the engine (:mod:`mathlora.serve.engines
 calculator when on. Each choice carries, beside OpenAI's fields, the final ``answer`` read from the worked
 solution and the ``calculator``'s counts. ``stream: true`` is answered as server-sent events (the decoded
 text in one chunk, then ``[DONE]``). Errors are OpenAI's error objects with one line saying why: 400 for a
-bad request, 404 for an unknown model or path, 405, 413 for a body too large, 502 when the upstream server
-fails, 500 for anything unexpected (never a traceback).
+bad request (or one the upstream server refused), 404 for an unknown model or path, 405, 413 for a body too
+large, 502 when the upstream server fails, 500 for anything unexpected (never a traceback).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def guarded(handler):
         except RequestError as e:
             return JSONResponse(e.body(), status_code=e.status)
         except UpstreamError as e:
-            return _error(502, str(e))
+            return _error(e.status, str(e))
         except Exception as e:  # noqa: BLE001 - a server answers, whatever failed
             return _error(500, f"internal error: {type(e).__name__}: {e}".splitlines()[0])
     return run

@@ -21,7 +21,12 @@ from mathlora.evaluate.generation import Generation
 
 
 class UpstreamError(MathloraError):
-    """The upstream server failed a request (after its retries)."""
+    """The upstream server failed a request (after its retries): ``status`` 400 when it refused the request
+    (a 4xx: too long for its context, say), else 502."""
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass
@@ -131,8 +136,9 @@ class ProxyEngine:
                     return await self.loop.complete(self._http, prompt, max_tokens)
                 return await self.client.retry(lambda: self.client.ask_once(self._http, prompt, max_tokens, 0))
             except GaveUp as e:
+                refused = str(e).startswith("HTTP 4")  # not retried: asking again would not help
                 raise UpstreamError(f"upstream {self.client.url}: {self.client.scrub(str(e))} "
-                                    f"(after {e.attempts} attempt(s))") from None
+                                    f"(after {e.attempts} attempt(s))", 400 if refused else 502) from None
 
     async def complete(self, prompts: list[str], max_tokens: int) -> list[Generation]:
         return list(await asyncio.gather(*(self._one(p, max_tokens) for p in prompts)))
