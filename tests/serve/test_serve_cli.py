@@ -52,6 +52,30 @@ def test_serve_the_tiny_model_then_stop_on_sigterm(tmp_path):
     assert "stopped (SIGTERM)" in out and "Traceback" not in err
 
 
+def test_serve_as_a_proxy_in_front_of_an_upstream_server():
+    from calculator_model import ScriptServer, build_tokenizer
+
+    with ScriptServer(build_tokenizer()) as upstream:
+        proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", "--upstream", upstream.base_url,
+                                 "--upstream-model", "tuned", "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            line = _read_line(proc, "serving", 120)
+            assert "'tuned'" in line and f"proxy for {upstream.base_url}" in line and "calculator on" in line
+            url = line.split(" on ", 1)[1].split(" ", 1)[0]
+            reply = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60).chat.completions.create(
+                model="tuned", messages=[{"role": "user", "content": "计算 1.5 + 2.25 等于多少？"}])
+            assert reply.choices[0].message.content == "<<1.5 + 2.25=3.75>>\n答案：3.75"
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0 and "stopped (SIGTERM)" in out, err
+
+
 def test_serve_mistakes_are_one_line_errors(capsys, tmp_path):
     assert_one_error(*cli(capsys, "serve", "--run", tmp_path / "nope")[::2], "run folder not found")
     assert_one_error(*cli(capsys, "serve", "--upstream", "ftp://x", "--upstream-model", "m")[::2], "http(s) URL")
