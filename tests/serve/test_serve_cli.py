@@ -29,19 +29,15 @@ def _read_line(proc, needle: str, seconds: float) -> str:
     raise AssertionError(f"no {needle!r} from the server; it printed {seen!r} and {proc.stderr.read()!r}")
 
 
-def test_serve_the_tiny_model_then_stop_on_sigterm(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", "--model", "tiny-random-llama", "--port", "0",
-                             "--set", "eval.max_new_tokens=4", "--name", "tiny"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def _serve_then_sigterm(args: list[str], check) -> tuple[str, str, str]:
+    """Start ``mathlora serve ARGS --port 0``, call ``check(ready line, /v1 URL)``, send SIGTERM; returns the
+    ready line and what it printed, after asserting a clean exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", *args, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         line = _read_line(proc, "serving", 120)
-        assert "calculator on" in line and "template alpaca" in line and "http://127.0.0.1:" in line
-        url = line.split(" on ", 1)[1].split(" ", 1)[0]
-        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60)
-        reply = client.completions.create(model="tiny", prompt="计算 1.5 + 2.25 等于多少？")
-        assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
-        assert httpx.post(f"{url}/completions", json={"prompt": 3}, timeout=30).status_code == 400
+        check(line, line.split(" on ", 1)[1].split(" ", 1)[0])
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -50,30 +46,31 @@ def test_serve_the_tiny_model_then_stop_on_sigterm(tmp_path):
             proc.communicate()
     assert proc.returncode == 0, err
     assert "stopped (SIGTERM)" in out and "Traceback" not in err
+    return line, out, err
+
+
+def test_serve_the_tiny_model_then_stop_on_sigterm():
+    def check(line, url):
+        assert "calculator on" in line and "template alpaca" in line and "http://127.0.0.1:" in line
+        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60)
+        reply = client.completions.create(model="tiny", prompt="计算 1.5 + 2.25 等于多少？")
+        assert reply.usage.completion_tokens == 4 and reply.choices[0].finish_reason == "length"
+        assert httpx.post(f"{url}/completions", json={"prompt": 3}, timeout=30).status_code == 400
+
+    _serve_then_sigterm(["--model", "tiny-random-llama", "--set", "eval.max_new_tokens=4", "--name", "tiny"], check)
 
 
 def test_serve_as_a_proxy_in_front_of_an_upstream_server():
     from calculator_model import ScriptServer, build_tokenizer
 
+    def check(line, url):
+        assert "'tuned'" in line and f"proxy for {upstream.base_url}" in line and "calculator on" in line
+        reply = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60).chat.completions.create(
+            model="tuned", messages=[{"role": "user", "content": "计算 1.5 + 2.25 等于多少？"}])
+        assert reply.choices[0].message.content == "<<1.5 + 2.25=3.75>>\n答案：3.75"
+
     with ScriptServer(build_tokenizer()) as upstream:
-        proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", "--upstream", upstream.base_url,
-                                 "--upstream-model", "tuned", "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        try:
-            line = _read_line(proc, "serving", 120)
-            assert "'tuned'" in line and f"proxy for {upstream.base_url}" in line and "calculator on" in line
-            url = line.split(" on ", 1)[1].split(" ", 1)[0]
-            reply = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=60).chat.completions.create(
-                model="tuned", messages=[{"role": "user", "content": "计算 1.5 + 2.25 等于多少？"}])
-            assert reply.choices[0].message.content == "<<1.5 + 2.25=3.75>>\n答案：3.75"
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-    assert proc.returncode == 0 and "stopped (SIGTERM)" in out, err
+        _serve_then_sigterm(["--upstream", upstream.base_url, "--upstream-model", "tuned"], check)
 
 
 def test_serve_mistakes_are_one_line_errors(capsys, tmp_path):
