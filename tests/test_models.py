@@ -27,3 +27,24 @@ def test_a_bad_spec_is_one_line_naming_the_setting(tmp_path, spec, message):
     (tmp_path / "file.txt").write_text("x")
     with pytest.raises(MathloraError, match=message):
         model_source(spec.replace("{tmp}", str(tmp_path)), "label.model")
+
+
+def test_model_identity_follows_the_content_not_the_path(tmp_path):
+    import os
+
+    from mathlora.models import model_identity
+
+    assert model_identity("tiny-random-llama") == model_identity("tiny-random-llama")
+    assert model_identity("tiny-random-llama") != model_identity("tiny-random-llama:seed=1")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"a" * 32)
+    first = model_identity(str(folder))
+    (folder / "model.safetensors").write_bytes(b"b" * 32)
+    os.utime(folder / "model.safetensors", (5, 5))
+    assert model_identity(str(folder)) != first
+    moved = tmp_path / "moved"
+    (folder / "model.safetensors").write_bytes(b"a" * 32)
+    folder.rename(moved)
+    assert model_identity(str(moved)) == first

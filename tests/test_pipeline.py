@@ -67,8 +67,15 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     assert "tokenize: fresh, skipped" in out and "train: fresh, skipped" in out and "merge: fresh, skipped" in out
     assert "eval_base_math: done" in out
     assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
-    # a result-changing one retrains from scratch
+    # a result-changing one never deletes the finished training: one line names what changed and the choices
     assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5",
+                 "train.warmup_ratio=0.2", "--stop-after", "train"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "changed: train.lr, train.warmup_ratio" in err
+    assert "--force" in err and "--output" in err
+    assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
+    # --force retrains in place
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5", "--force",
                  "--stop-after", "train"]) == 0
     assert "train: done" in capsys.readouterr().out
 

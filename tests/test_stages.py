@@ -45,3 +45,55 @@ def test_stop_after_stops_right_after_each_stage_in_every_configuration(tmp_path
         assert lines[-1].startswith(f"stopped after {stage} as asked"), (stage, lines[-3:])
         unused = (stage == "synth" and data_given) or (stage == "rewrite" and style == "answer")
         assert ("not used" in [line for line in lines if STAGE_LINE.match(line)][-1]) == unused, lines[-2:]
+
+
+def _context(tmp_path, model: str):
+    from mathlora.config import load_config
+    from mathlora.layout import RunLayout
+    from mathlora.runtime import Runtime
+    from mathlora.stages import Context
+
+    return Context(load_config(None, {"model": model}), RunLayout(tmp_path / "run"), Runtime.resolve(), None)
+
+
+def test_a_base_model_replaced_at_the_same_path_changes_every_model_stage_fingerprint(tmp_path):
+    import os
+
+    from mathlora.stages import MERGE, TOKENIZE, eval_stages
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "llama"}\n')
+    weights = base / "model.safetensors"
+    weights.write_bytes(b"a" * 64)
+    ctx = _context(tmp_path, str(base))
+    model_stages = (TOKENIZE, MERGE, *eval_stages("base"), *eval_stages("tuned"))
+    before = {s.name: s.settings(ctx) for s in model_stages}
+    assert {s.name: s.settings(ctx) for s in model_stages} == before  # stable while nothing changes
+    weights.write_bytes(b"b" * 64)  # same path, same size, other weights
+    os.utime(weights, (1, 1))
+    after = {s.name: s.settings(ctx) for s in model_stages}
+    assert [name for name in before if before[name] == after[name]] == []
+
+
+def test_the_tuned_evaluation_names_the_merged_model_relative_to_the_run_folder(tmp_path):
+    from mathlora.stages import eval_stages
+
+    settings = eval_stages("tuned")[0].settings(_context(tmp_path, "tiny-random-llama"))
+    assert settings["model"] == "merged" and str(tmp_path) not in str(settings)
+
+
+def test_the_merge_stage_never_replaces_a_merged_folder_the_user_made(tmp_path):
+    from tests.cli_helpers import tiny_adapter
+
+    from mathlora.errors import MathloraError
+    from mathlora.stages import MERGE
+
+    ctx = _context(tmp_path, "tiny-random-llama")
+    tiny_adapter(ctx.layout.train_adapter)
+    ctx.layout.merged.mkdir()
+    (ctx.layout.merged / "mine.bin").write_bytes(b"keep")
+    with pytest.raises(MathloraError, match="not empty"):
+        MERGE.run(ctx)
+    assert sorted(p.name for p in ctx.layout.merged.iterdir()) == ["mine.bin"]
+    assert (ctx.layout.merged / "mine.bin").read_bytes() == b"keep"

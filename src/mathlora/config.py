@@ -57,7 +57,7 @@ def yaml_load(text: str):
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    seed: int = Field(0, description="global seed for every random choice")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="global seed for every random choice (0..2^32-1)")
     run_dir: str = Field("runs/demo", description="folder that receives every artifact of a run")
     model: str = Field("smollm2-135m-instruct",
                        description="base model: HF folder, .gguf file, smollm2-135m-instruct, tiny-random-llama")

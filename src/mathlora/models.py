@@ -138,6 +138,16 @@ def model_source(spec: str, what: str = "model") -> ModelSource:
                         f"{', '.join(PACKAGED)}, or {TINY}")
 
 
+def model_identity(spec: str) -> str:
+    """What a model spec stands for, for fingerprints: the spec for the tiny random model (its weights are a
+    function of it), else the content of its file or folder (``content_identity``: config, tokenizer and
+    weights), so a model replaced at the same path makes every stage that uses it run again."""
+    from mathlora.run_dir.hashing import content_identity
+
+    source = model_source(spec)
+    return f"tiny:{spec}" if source.path is None else f"{source.kind}:{content_identity(source.path)}"
+
+
 def resolve_model_dir(spec: str) -> Path | None:
     """Return the HF folder for a spec (converting GGUF once), or None for the tiny random model."""
     source = model_source(spec)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from mathlora.errors import MathloraError
 from mathlora.same_result import NOT_RESULT
 
 RETRY_AFTER_CAP = 600.0
+MAX_REPLY_BYTES = 16 << 20  # a reply (after decompression) larger than this is refused, not read on
 
 
 @dataclass(frozen=True)
@@ -104,25 +106,80 @@ def check_base_url(base_url: str, setting: str = "base_url") -> str:
 
 
 def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` (an API key) replaced by ``***``."""
-    if secret and len(secret) >= 4 and secret != "EMPTY":
-        text = text.replace(secret, "***")
+    """``text`` with every occurrence of ``secret`` (an API key) replaced by ``***``: as given, stripped of
+    whitespace, and in the escaped forms that Python, JSON and HTTP libraries print (``sk-1\\r``)."""
+    if not secret or secret == "EMPTY":
+        return text
+    import json
+
+    forms = set()
+    for key in {secret, secret.strip()}:
+        if len(key) >= 4:
+            forms |= {key, repr(key)[1:-1], json.dumps(key)[1:-1], key.encode("unicode_escape").decode("ascii"),
+                      repr(key.encode("utf-8", "replace"))[2:-1]}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
     return text
 
 
-async def post_json(client, url: str, body: dict, headers: dict, timeout: float):
-    """POST ``body``; returns the response for status 200 and other 4xx (the caller decides); raises
-    ``RetryableError`` for a timeout, a connection error, 429 or 5xx."""
+def checked_api_key(value: str | None, variable: str) -> str:
+    """The key in ``$variable`` ready for an HTTP header: surrounding whitespace (a key file with CRLF) is
+    stripped with a warning; a non-ASCII character or whitespace inside is one error line (never shown)."""
+    import sys
+
+    if not value or not value.strip():
+        return "EMPTY"
+    key = value.strip()
+    if key != value:
+        print(f"warning: ${variable} ends or starts with whitespace (a key file with CRLF?); using it stripped",
+              file=sys.stderr)
+    bad = next((i for i, c in enumerate(key) if not (33 <= ord(c) < 127)), None)
+    if bad is not None:
+        what = "a non-ASCII character" if ord(key[bad]) >= 127 else "whitespace or a control character"
+        raise MathloraError(f"${variable} holds {what} at position {bad + 1}, which an HTTP header cannot carry; "
+                            "check the key")
+    return key
+
+
+class Reply:
+    """A read reply: status, headers and the body (at most ``MAX_REPLY_BYTES``)."""
+
+    def __init__(self, status_code: int, headers, content: bytes):
+        self.status_code, self.headers, self.content = status_code, headers, content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+async def _read_reply(client, url: str, body: dict, headers: dict, max_bytes: int) -> Reply:
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():  # decompressed: a gzip bomb stops at the cap too
+            size += len(chunk)
+            if size > max_bytes:
+                raise FatalRequestError(f"reply larger than {max_bytes} bytes (after decompression); refused")
+            chunks.append(chunk)
+        return Reply(response.status_code, response.headers, b"".join(chunks))
+
+
+async def post_json(client, url: str, body: dict, headers: dict, timeout: float, *,
+                    max_bytes: int = MAX_REPLY_BYTES) -> Reply:
+    """POST ``body``; returns the reply for status 200 and other 4xx (the caller decides); raises
+    ``RetryableError`` for a timeout, a connection error, 429 or 5xx, ``FatalRequestError`` for a reply over
+    ``max_bytes``."""
     import httpx
 
     try:  # the deadline covers the whole request (a server dripping bytes cannot stretch it)
-        response = await asyncio.wait_for(client.post(url, json=body, headers=headers), timeout)
+        response = await asyncio.wait_for(_read_reply(client, url, body, headers, max_bytes), timeout)
     except (httpx.TimeoutException, asyncio.TimeoutError):
         raise RetryableError(f"timeout: no complete reply within {timeout:g}s") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
         raise FatalRequestError(f"bad URL {url}: {e}") from None
     except httpx.TransportError as e:
         raise RetryableError(f"connection error: {type(e).__name__}: {e}") from None
+    except httpx.DecodingError as e:
+        raise RetryableError(f"reply could not be decompressed: {e}") from None
     status = response.status_code
     if status == 429:
         raise RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("retry-after")))
@@ -131,14 +188,35 @@ async def post_json(client, url: str, body: dict, headers: dict, timeout: float)
     return response
 
 
+def _replace_surrogates(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return _LONE_SURROGATE.sub("\ufffd", obj)
+    if isinstance(obj, list):
+        return [_replace_surrogates(v) for v in obj]
+    if isinstance(obj, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in obj.items()}
+    return obj
+
+
 def json_payload(response) -> Any:
-    """The JSON body of a 200 reply (``FatalRequestError`` for other statuses, retryable if not JSON)."""
+    """The JSON body of a 200 reply (``FatalRequestError`` for other statuses, retryable if not JSON or nested
+    deeper than Python can read). A lone surrogate (``\\ud800``, not a character) becomes U+FFFD here, so
+    it can never fail a later write."""
+    import json
+
     if response.status_code != 200:
         raise FatalRequestError(f"HTTP {response.status_code}: {response.text[:160]}")
     try:
-        return response.json()
+        obj = json.loads(response.content)
+        return _replace_surrogates(obj) if _SURROGATE_ESCAPE.search(response.content) else obj
+    except RecursionError:
+        raise RetryableError("malformed response: JSON nested too deeply") from None
     except ValueError:
         raise RetryableError("malformed response: body is not JSON") from None
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 async def with_retries(call: Callable[[], Awaitable[Any]], policy: RetryPolicy, rng: random.Random):
@@ -155,7 +233,9 @@ async def with_retries(call: Callable[[], Awaitable[Any]], policy: RetryPolicy, 
         except RetryableError as e:
             if attempt > policy.max_retries:
                 raise GaveUp(str(e), attempt) from None
-            await asyncio.sleep(e.retry_after if e.retry_after is not None else policy.delay(attempt, rng))
+            # a server's Retry-After is honoured up to the policy's longest delay, never beyond
+            wait = min(e.retry_after, policy.max_delay) if e.retry_after is not None else policy.delay(attempt, rng)
+            await asyncio.sleep(wait)
 
 
 async def run_pool(items: Sequence, concurrency: int, timeout: float,
@@ -223,10 +303,10 @@ class EndpointConfig(BaseModel):
         return RetryPolicy(self.max_retries, self.retry_base_delay, self.retry_max_delay)
 
     def api_key(self) -> str:
-        """The key from the environment (``EMPTY`` for servers that need none)."""
+        """The key from the environment (``EMPTY`` for servers that need none), checked (``checked_api_key``)."""
         import os
 
-        return os.environ.get(self.api_key_env) or "EMPTY"
+        return checked_api_key(os.environ.get(self.api_key_env), self.api_key_env)
 
 
 FLAT_ENDPOINT_KEYS = tuple(EndpointConfig.model_fields)  # where they were before ``endpoint``: label.*, eval.*

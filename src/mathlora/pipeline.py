@@ -68,7 +68,8 @@ class Pipeline:
         if not stage.enabled(self.cfg):
             print(f"{prefix}: not used ({stage.unused_because})", flush=True)
             return {}
-        fp = stage.fingerprint(ctx) if stage.fingerprint else fingerprint(stage.inputs(ctx), stage.settings(ctx))
+        settings = stage.settings(ctx)
+        fp = stage.fingerprint(ctx) if stage.fingerprint else fingerprint(stage.inputs(ctx), settings)
         if stage.before is not None:
             stage.before(ctx, fp)
         outputs = stage.outputs(ctx)
@@ -82,7 +83,8 @@ class Pipeline:
         start = time.perf_counter()
         counts = stage.run(ctx) or {}
         seconds = time.perf_counter() - start
-        self.manifest.record(name, fp=fp, outputs=outputs, seconds=seconds, counts=_jsonable(counts))
+        self.manifest.record(name, fp=fp, outputs=outputs, seconds=seconds, counts=_jsonable(counts),
+                             settings=_jsonable(settings))
         print(f"{prefix}: done in {seconds:.1f}s {_brief(counts)}", flush=True)
         return counts
 
@@ -118,7 +120,8 @@ class Pipeline:
 
             self.summary["publish"] = publish_run(self.layout.root, cfg.publish.to,
                                                   endpoint_url=cfg.publish.endpoint_url,
-                                                  verify_all=cfg.publish.verify_all)
+                                                  verify_all=cfg.publish.verify_all,
+                                                  replace=cfg.publish.replace)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return self.summary
 

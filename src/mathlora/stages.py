@@ -117,6 +117,7 @@ def _label_settings(ctx: Context) -> dict:
     settings = result_settings(ctx.cfg.label)
     if ctx.cfg.label.judge == "local":
         settings["runtime"] = ctx.runtime.fingerprint()
+        settings["model_identity"] = _model_identity(ctx, ctx.cfg.label.model or ctx.cfg.model)  # the judge's
     if ctx.cfg.label.judge == "heuristic":  # new rules (a new version) label again
         settings["source"] = judge_source(ctx.cfg.label, ctx.cfg.model)
     return {"label": settings, "model": ctx.cfg.model}
@@ -193,8 +194,8 @@ CONVERT = Stage("convert", inputs=lambda ctx: {"input": ctx.solutions()},
                 settings=lambda ctx: {"template": ctx.cfg.template, **ctx.cfg.convert.model_dump()}, run=_convert)
 TOKENIZE = Stage("tokenize", inputs=lambda ctx: {"input": ctx.layout.conversations},
                  outputs=lambda ctx: [ctx.layout.tokens_parquet, ctx.layout.tokens_stats],
-                 settings=lambda ctx: {"model": ctx.cfg.model, "template": ctx.cfg.template,
-                                       **ctx.cfg.tokenize.model_dump()},
+                 settings=lambda ctx: {"model": ctx.cfg.model, "model_identity": _model_identity(ctx),
+                                       "template": ctx.cfg.template, **ctx.cfg.tokenize.model_dump()},
                  run=_tokenize)
 
 
@@ -204,11 +205,19 @@ def _eval_model(ctx: Context, which: str) -> str:
     return ctx.cfg.model if which == "base" else str(ctx.layout.merged)
 
 
+def _model_identity(ctx: Context, model: str | None = None) -> str:
+    """The content identity of ``model`` (default: the base model): a model replaced in place is noticed."""
+    from mathlora.models import model_identity
+
+    return model_identity(model or ctx.cfg.model)
+
+
 def _eval_settings(ctx: Context, which: str) -> dict:
     cfg = ctx.cfg
+    # the tuned model by its place in the run folder (a moved folder stays fresh) and the base it was merged on
     return {"eval": result_settings(cfg.eval), "template": cfg.template,
-            "model": _eval_model(ctx, which), "solution_style": cfg.solution_style,
-            "runtime": ctx.runtime.fingerprint()}
+            "model": cfg.model if which == "base" else "merged", "model_identity": _model_identity(ctx),
+            "solution_style": cfg.solution_style, "runtime": ctx.runtime.fingerprint()}
 
 
 def _tuned_inputs(ctx: Context, which: str) -> dict[str, Path]:
@@ -279,12 +288,30 @@ def _train_fingerprint(ctx: Context) -> str:
     return training_fingerprint(cfg.train, ctx.runtime, ctx.layout.tokens, lora=cfg.lora, seed=cfg.seed)
 
 
+def _train_settings(ctx: Context) -> dict:
+    from mathlora.train.fingerprint import training_settings
+
+    cfg = ctx.cfg  # recorded in the manifest: a later run names what changed
+    return training_settings(cfg.train, ctx.runtime, ctx.layout.tokens, lora=cfg.lora, seed=cfg.seed)
+
+
 def _start_over_when_changed(ctx: Context, fp: str) -> None:
+    """``--force``: train again from step 0. A finished training of other settings is never deleted without it:
+    one line names the changed settings and the choices."""
+    from mathlora.train.fingerprint import changed_settings
     from mathlora.train.outputs import discard_training
 
     rec = ctx.manifest.stage_record("train")
-    if ctx.layout.train.exists() and (ctx.force or (rec and rec.get("fingerprint") != fp)):
-        discard_training(ctx.layout.train, ctx.layout.tokens_parquet)  # a fresh run, not a resume of the old one
+    if not ctx.layout.train.exists() or not (ctx.force or (rec and rec.get("fingerprint") != fp)):
+        return
+    if not ctx.force:
+        old = rec.get("settings")
+        changed = changed_settings(old, _train_settings(ctx)) if isinstance(old, dict) else []
+        what = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "") if changed else \
+            "settings or tokens (recorded by an older mathlora)"
+        raise MathloraError(f"{ctx.layout.train} holds a finished training made with other settings (changed: "
+                            f"{what}); run with --force to retrain in place, or give a new --output")
+    discard_training(ctx.layout.train, ctx.layout.tokens_parquet)  # a fresh run, not a resume of the old one
 
 
 def _train(ctx: Context) -> dict:
@@ -299,15 +326,17 @@ def _merge(ctx: Context) -> dict:
     from mathlora.train.merge import merge_adapter
 
     lay = ctx.layout
-    return {"merged": str(merge_adapter(ctx.runtime, ctx.cfg.model, lay.train_adapter, lay.merged, overwrite=True))}
+    # replaces only an earlier merge (its marker): a folder of the user's is refused, never deleted
+    return {"merged": str(merge_adapter(ctx.runtime, ctx.cfg.model, lay.train_adapter, lay.merged))}
 
 
 TRAIN = Stage("train", inputs=lambda ctx: {"tokens": ctx.layout.tokens_parquet},
-              outputs=lambda ctx: [ctx.layout.train_summary, ctx.layout.train_adapter], settings=lambda ctx: {},
+              outputs=lambda ctx: [ctx.layout.train_summary, ctx.layout.train_adapter], settings=_train_settings,
               run=_train, fingerprint=_train_fingerprint, before=_start_over_when_changed)
 MERGE = Stage("merge", inputs=lambda ctx: {"adapter": ctx.layout.train_adapter},
               outputs=lambda ctx: [ctx.layout.merged_config, ctx.layout.merged],
-              settings=lambda ctx: {"model": ctx.cfg.model, "runtime": ctx.runtime.fingerprint()}, run=_merge)
+              settings=lambda ctx: {"model": ctx.cfg.model, "model_identity": _model_identity(ctx),
+                                    "runtime": ctx.runtime.fingerprint()}, run=_merge)
 
 
 # -- report ---------------------------------------------------------------------------------------------------

@@ -99,3 +99,21 @@ def test_rejects_may_not_be_the_output(tmp_path, capsys):
     rc, _, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "o.jsonl", "--rejects", src)
     assert_one_error(rc, err, "--rejects", "input")
     assert src.read_text().endswith("not json\n")
+
+
+def test_records_made_only_of_invisible_characters_are_rejected(tmp_path):
+    src = tmp_path / "in.jsonl"
+    rows = [{"problem": "\u200b\u200d\ufeff", "solution": "1"}, {"problem": "1+1", "solution": "\u2060 \u200b"},
+            {"problem": "1+\u200b1", "solution": "2"}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    counts = ingest_file(IngestConfig(), src, tmp_path / "out.jsonl", rejects_path=tmp_path / "rejects.jsonl")
+    assert counts["kept"] == 1 and counts["reject_reasons"] == {"empty problem": 1, "empty solution": 1}
+
+
+def test_a_compressed_input_gets_a_hint(tmp_path, capsys):
+    import gzip
+
+    src = tmp_path / "train.jsonl.gz"
+    src.write_bytes(gzip.compress(b'{"problem": "1+1", "solution": "2"}\n'))
+    rc, _, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "records.jsonl")
+    assert_one_error(rc, err, "gzip-compressed", "gunzip")

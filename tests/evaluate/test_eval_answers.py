@@ -193,3 +193,18 @@ def test_huge_exponents_are_unparsable_in_bounded_time():
     assert time.perf_counter() - start < 1.0
     assert item.status == "unparsable" and line["answer"] == "1e10000000"
     assert summarize([item])["unparsable_too_large"] == 1
+
+
+@pytest.mark.parametrize("text, value", [
+    ("2 1/2", Fraction(5, 2)), ("答案：3 3/4 米", Fraction(15, 4)), ("= -2 1/2", Fraction(-5, 2)),
+    ("1 000 000", Fraction(10**6)), ("x = 1_000", Fraction(1000)), ("12 345.5", Fraction("12345.5")),
+    ("1,234,567", Fraction(1234567)), ("1\u202f000", Fraction(1000)),
+])
+def test_mixed_numbers_and_grouped_digits_are_read_whole(text, value):
+    assert extract_gold_answer(text).value == value
+    assert extract_prediction_answer(text).value == value
+
+
+def test_an_improper_mixed_number_is_unparsable_not_a_wrong_number():
+    answer = extract_gold_answer("2 3/2")
+    assert answer is None or answer.value is None

@@ -179,7 +179,7 @@ def test_squad_end_to_end_on_a_generated_fixture(tmp_path, tiny):
     again = evaluate_squad(cfg, None, None, None, tmp_path / "squad.json", tmp_path / "again.json",
                            predictions_in=tmp_path / "base.predictions.jsonl", baseline_path=tmp_path / "base.json")
     assert (again["f1"], again["em"]) == (r["f1"], r["em"])
-    assert again["retention"]["passed"]
+    assert again["retention"]["passed"] is (True if r["f1"] > 0 else None)  # None: a base F1 of 0 is not measurable
 
 
 def test_parameter_report_counts_lora_parameters(adapter_dir):

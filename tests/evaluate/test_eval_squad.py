@@ -158,3 +158,8 @@ def test_baseline_on_other_samples_is_refused(tmp_path):
     with pytest.raises(MathloraError, match="other samples"):
         evaluate_squad(EvalConfig(), None, None, None, data, tmp_path / "r.json",
                        predictions_in=tmp_path / "pred.jsonl", baseline_path=base)
+
+
+def test_retention_from_a_base_of_zero_is_not_measurable():
+    v = retention_verdict({"f1": 0.0, "em": 0.0}, {"f1": 0.0, "em": 0.0}, 0.9)
+    assert v["passed"] is None and v["measurable"] is False

@@ -280,5 +280,50 @@ def test_run_config_publish_section_and_pipeline_hook(tmp_path, monkeypatch):
     monkeypatch.setattr("mathlora.export.publish.publish_run",
                         lambda root, to, **kw: calls.append((Path(root), to, kw)) or {"uploaded": 0})
     result = p.run()
-    assert calls == [(tmp_path / "r", "s3://b/p", {"endpoint_url": "http://127.0.0.1:1", "verify_all": False})]
+    assert calls == [(tmp_path / "r", "s3://b/p", {"endpoint_url": "http://127.0.0.1:1", "verify_all": False,
+                                                    "replace": False})]
     assert result["publish"] == {"uploaded": 0}
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_destination_of_another_run_is_refused_unless_replace(tmp_path, capsys):
+    from .conftest import make_run
+
+    dest = tmp_path / "dest"
+    run_a = make_run(tmp_path / "a", steps=(2, 4, 6))
+    run_b = make_run(tmp_path / "b", steps=(2,), merged_step=None)
+    publish_run(run_a, str(dest), log=lambda line: None)
+    before = _files(dest)
+    with pytest.raises(MathloraError, match="another run's publication.*--replace"):
+        publish_run(run_b, f"file://{dest}", log=lambda line: None)
+    assert _files(dest) == before  # nothing touched
+    publish_run(run_b, f"file://{dest}", replace=True, log=lambda line: None)
+    manifest = json.loads((dest / MANIFEST_NAME).read_text())
+    listed = {f["path"] for f in manifest["files"]}
+    assert manifest["complete"] and set(_files(dest)) == listed | {MANIFEST_NAME}  # none of A's files remain
+    assert "train/checkpoints/step-6/adapter_config.json" not in listed
+
+
+def test_a_destination_of_user_files_is_refused_and_partials_are_cleaned(run_dir, tmp_path):
+    dest = tmp_path / "dest"
+    (dest / "merged").mkdir(parents=True)
+    (dest / "merged" / "config.json").write_text("the user's")
+    with pytest.raises(MathloraError, match="did not publish"):
+        publish_run(run_dir, str(dest), log=lambda line: None)
+    assert (dest / "merged" / "config.json").read_text() == "the user's"
+    other = tmp_path / "other"
+    publish_run(run_dir, str(other), log=lambda line: None)
+    leftover = other / "report.html.partial-4242"  # a killed upload's temporary file
+    leftover.write_bytes(b"half")
+    (other / "report.html").write_bytes(b"changed")
+    publish_run(run_dir, str(other), log=lambda line: None)
+    assert not leftover.exists()
+
+
+def test_a_file_url_with_a_host_is_refused(run_dir, tmp_path):
+    with pytest.raises(MathloraError, match="with a host"):
+        publish_run(run_dir, f"file://fileserver{tmp_path}/x", log=lambda line: None)
+    assert not (tmp_path / "x").exists()

@@ -35,3 +35,17 @@ def test_cache_path_errors_are_one_line(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(MathloraError, match="not a usable SQLite file"):
         LabelCache(bad, "x")
+
+
+def test_a_full_disk_is_not_called_damage_and_keeps_the_stored_labels(tmp_path):
+    path = tmp_path / "c.sqlite"
+    with LabelCache(path, "openai:m") as cache:
+        cache.put([Judgement("first", difficulty=2)])
+        pages = cache.db.execute("PRAGMA page_count").fetchone()[0]
+        cache.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+        with pytest.raises(MathloraError) as err:
+            cache.put([Judgement(f"r{i}", difficulty=1, error=None, probs=[0.2] * 6) for i in range(2000)])
+    message = str(err.value)
+    assert "disk is full" in message and "damaged" not in message and "move it away" not in message
+    with LabelCache(path, "openai:m") as cache:
+        assert cache.labels() == {"first": (2, None)}

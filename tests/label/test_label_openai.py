@@ -74,10 +74,10 @@ def test_retry_failed_asks_only_the_failed_again(tmp_path):
 def test_retry_after_is_honoured(tmp_path):
     with ChatStub(fault_rate=1.0, faults=("429",), retry_after="0.4") as stub:
         start = time.perf_counter()
-        summary = _label(tmp_path, stub, stub_records(1), max_retries=2)
+        summary = _label(tmp_path, stub, stub_records(1), max_retries=2, retry_max_delay=1.0)
     elapsed = time.perf_counter() - start
     assert stub.counts["r0000"] == 3 and summary["failed"] == 1
-    assert elapsed >= 0.8  # two waits of 0.4 s, although the backoff alone is a few ms
+    assert elapsed >= 0.8  # two waits of 0.4 s (within retry_max_delay), although the backoff alone is a few ms
     assert "429" in next(read_jsonl(tmp_path / "label_failures.jsonl"))["error"]
 
 

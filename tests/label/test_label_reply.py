@@ -39,3 +39,11 @@ def test_probs_from_logprobs_reads_the_digit_position_and_renormalises():
 def test_probs_from_logprobs_without_a_digit_token_is_none():
     assert probs_from_logprobs(None) is None
     assert probs_from_logprobs([{"token": "hello", "top_logprobs": [{"token": "3", "logprob": -1}]}]) is None
+
+
+@pytest.mark.parametrize("text, level", [
+    ("Difficulty (0-5): 4", 4), ("Difficulty [0 to 5]: 2", 2), ("On a scale of 0-5, this is a 3.", 3),
+    ("Rating (0–5) = 1", 1), ("3/5", 3), ("Difficulty: 5/5", 5), ("Level (0..5): 0", 0),
+])
+def test_a_restated_scale_is_not_read_as_the_verdict(text, level):
+    assert parse_difficulty(text) == (level, None)

@@ -48,3 +48,11 @@ def test_a_damaged_score_file_is_a_one_line_error_or_absent_when_not_strict(tmp_
     with pytest.raises(MathloraError, match="math.json"):
         RunScores.read(tmp_path)
     assert RunScores.read(tmp_path, strict=False).tuned_math is None
+
+
+def test_headline_says_not_measurable_for_a_base_of_zero(tmp_path):
+    lay = RunLayout(tmp_path)
+    zero = {"passed": None, "measurable": False, "keep": 0.9, "f1": 0.0, "em": 0.0, "base_f1": 0.0, "base_em": 0.0}
+    write(lay.eval("tuned").squad, {"f1": 0.0, "em": 0.0, "retention": zero})
+    line = headline(tmp_path)
+    assert "retention not measurable" in line and "PASSED" not in line and "FAILED" not in line

@@ -31,3 +31,24 @@ def test_json_never_holds_nan_or_infinity(tmp_path):
     write_json_atomic(tmp_path / "r.json", {"loss": float("nan"), "ok": 1})
     assert (tmp_path / "r.json").read_text().endswith("\n")
     assert json.loads((tmp_path / "r.json").read_text()) == {"loss": None, "ok": 1}
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EFBIG"])
+def test_a_full_disk_is_one_line_naming_the_path_and_the_old_file_stays(tmp_path, code):
+    import errno
+    import os
+
+    from mathlora.errors import MathloraError
+
+    target = tmp_path / "a.txt"
+    write_text_atomic(target, "old")
+    with pytest.raises(MathloraError) as err:
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+    message = str(err.value)
+    assert str(target) in message and "free" in message and "\n" not in message
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+    with pytest.raises(MathloraError, match="disk is full"):  # as a library words it (safetensors, torch)
+        with atomic_path(tmp_path / "b", directory=True):
+            raise RuntimeError("failed to write: No space left on device (os error 28)")

@@ -87,3 +87,76 @@ def test_leftover_temp_files_are_cleaned_on_the_next_run(tmp_path, capsys):
     assert cli(capsys, "run", "--no-progress", "-o", run, "--stop-after", "synth", *SMALL)[0] == 0
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == [".mathlora.lock"]
     assert stat.S_IMODE((run / "raw").stat().st_mode) == UMASK_MODE
+
+
+def _tree_hashes(root) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def test_temp_cleanup_removes_only_mathlora_temp_names_inside_the_run_folder(tmp_path):
+    from mathlora.run_dir.guards import clean_temp_files
+
+    outside = tmp_path / ".notes.tmp"  # above the run folder: never looked at
+    outside.write_text("mine")
+    run = tmp_path / "run"
+    (run / "src").mkdir(parents=True)
+    users = [run / ".editor.swp.tmp", run / ".cache.old.7", run / "src" / ".records.jsonl.abcd1234.tmp",
+             run / "src" / ".build.old.3"]
+    for p in users:
+        p.write_text("user file")
+    ours = [run / ".records.jsonl.abcd1234.tmp", run / "tokens" / ".tokens.parquet.k2j4_x9q.tmp",
+            run / "train" / "checkpoints" / ".step-4.zz99aa11.tmp", run / ".train.old.123"]
+    for p in ours:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.mkdir() if p.name.endswith(".123") else p.write_text("partial")
+    before = _tree_hashes(tmp_path)
+    assert clean_temp_files(run) == len(ours)
+    after = _tree_hashes(tmp_path)
+    assert not any(p.exists() for p in ours)
+    assert {k: v for k, v in before.items() if not any(k == str(p.relative_to(tmp_path)) for p in ours)} == after
+
+
+def test_the_filesystem_root_is_never_a_run_folder():
+    from mathlora.errors import MathloraError
+    from mathlora.run_dir.guards import make_run_folder
+
+    # called directly, never through `mathlora run -o /`: a mathlora without this check would write to /
+    with pytest.raises(MathloraError, match="the filesystem root"):
+        make_run_folder("/")
+
+
+@pytest.mark.parametrize("where", ["home", "repo"])
+def test_a_run_folder_on_home_or_a_repository_is_refused(tmp_path, capsys, monkeypatch, where):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "untracked.txt").write_text("keep")
+    (repo / ".build.abc.tmp").write_text("keep")  # a mathlora that cleaned here would remove it
+    target = {"home": str(home), "repo": str(repo)}[where]
+    before = _tree_hashes(tmp_path)
+    rc, _, err = cli(capsys, "run", "--no-progress", "-o", target, "--stop-after", "synth", *SMALL)
+    assert_one_error(rc, err, "give a folder of its own")
+    assert _tree_hashes(tmp_path) == before
+
+
+def test_run_into_a_users_folder_changes_nothing_the_user_made(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    (folder / "merged").mkdir(parents=True)
+    (folder / "merged" / "weights.bin").write_bytes(b"precious")
+    (folder / "notes.txt").write_text("keep")
+    before = _tree_hashes(tmp_path)
+    rc, _, err = cli(capsys, "run", "--no-progress", "-o", folder, "--stop-after", "synth", *SMALL)
+    assert_one_error(rc, err, "not a mathlora run folder", "'merged'")
+    assert _tree_hashes(tmp_path) == before
+    # user files with names a run does not use stay as they are through a run
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    (other / ".notes.txt.old.1").write_text("keep")
+    assert cli(capsys, "run", "--no-progress", "-o", other, "--stop-after", "synth", *SMALL)[0] == 0
+    assert (other / "notes.txt").read_text() == "keep" and (other / ".notes.txt.old.1").read_text() == "keep"

@@ -36,3 +36,34 @@ def test_fingerprint_follows_inputs_and_settings(tmp_path):
     assert fingerprint({"input": f}, {"k": 1}) == base
     assert fingerprint({"input": f}, {"k": 2}) != base
     assert fingerprint({"input": tmp_path / "missing"}, {"k": 1}) != base
+
+
+def test_content_identity_sees_replaced_weights_without_reading_them_whole(tmp_path, monkeypatch):
+    import json
+    import struct
+
+    from mathlora.run_dir import hashing
+
+    monkeypatch.setattr(hashing, "IDENTITY_HASHED", 1024)  # files over 1 KB count as large here
+    monkeypatch.setattr(hashing, "IDENTITY_SAMPLE", 64)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"hidden": 64}')
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1024], "data_offsets": [0, 4096]}}).encode()
+    weights = folder / "model.safetensors"
+
+    def write(fill: bytes) -> str:
+        weights.write_bytes(struct.pack("<Q", len(header)) + header + fill * 4096)
+        os.utime(weights, (1, 1))  # the same time stamp every write: the content alone decides
+        return hashing.content_identity(folder)
+
+    first = write(b"\x01")
+    assert write(b"\x01") == first
+    assert write(b"\x02") != first  # replaced weights: head and tail differ
+    (folder / "config.json").write_text('{"hidden": 65}')
+    os.utime(folder / "config.json", (2, 2))
+    assert write(b"\x01") != first
+    (folder / ".cache").write_text("ignored")  # hidden files are not the model
+    (folder / "config.json").write_text('{"hidden": 64}')
+    os.utime(folder / "config.json", (3, 3))
+    assert write(b"\x01") == first

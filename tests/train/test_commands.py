@@ -23,3 +23,33 @@ def test_train_command_user_errors_exit_2(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: tokens folder not found")
     assert main(["train", "train.distributed=zero"]) == 2
     assert "train.distributed" in capsys.readouterr().err
+
+
+def _tree(root):
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def test_train_never_clears_an_output_folder_it_did_not_make(tmp_path, tokens_dir, capsys):
+    mine = tmp_path / "mine"
+    (mine / "adapter").mkdir(parents=True)
+    (mine / "adapter" / "adapter_model.safetensors").write_bytes(b"my adapter")
+    (mine / "checkpoints" / "step-9").mkdir(parents=True)
+    (mine / "checkpoints" / "step-9" / "weights.bin").write_bytes(b"my checkpoint")
+    (mine / "metrics.jsonl").write_text('{"step": 1}\n')
+    before = _tree(tmp_path)
+    args = ["train", "model=tiny-random-llama", "train.global_batch_size=8", "train.gradient_checkpointing=false",
+            "--tokens", str(tokens_dir), "--output", str(mine), "--max-steps", "1", "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: output folder") and "holds 'adapter' and is not a mathlora training folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert _tree(tmp_path) == before
+    # the folder it made is its own: a rerun with --no-resume starts over there
+    out = tmp_path / "out"
+    assert main([*args[:-4], str(out), "--max-steps", "1", "--no-progress"]) == 0
+    assert (out / ".mathlora-artifact").is_file()
+    assert main([*args[:-4], str(out), "--max-steps", "2", "--no-resume", "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["steps"] == 2

@@ -180,3 +180,8 @@ def test_the_model_comes_from_the_tokens_stats(tmp_path, tokens_dir):
     (tokens_dir / "stats.json").unlink()
     with pytest.raises(MathloraError, match="stats.json not found"):
         train(tiny_config(), tokens_dir, tmp_path / "out", progress=False)
+
+
+def test_max_steps_that_overrides_epochs_says_so(tmp_path, tokens_dir, capsys):
+    train(tiny_config(max_steps=1), tokens_dir, tmp_path / "out", progress=False)
+    assert "note: train.max_steps=1 sets the length; train.epochs=2 would be" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mathlora.errors import MathloraError
 
 LEVELS = range(6)  # difficulty levels 0..5
+MAX_TOTAL = 1e12  # sample counts are apportioned as count * weight / sum: weights must leave room for that
 
 
 class _Section(BaseModel):
@@ -47,13 +49,16 @@ def parse_ratios(text: str) -> dict[int, float]:
         if level in ratios:
             raise MathloraError(f"ratios: level {level} is named twice in {text!r}")
         ratios[level] = weight
+    if not math.isfinite(sum(ratios.values()) * MAX_TOTAL):
+        raise MathloraError(f"ratios: the weights in {text!r} are too large to apportion; use small numbers "
+                            "like 1:4,2:3 (only their proportions matter)")
     return ratios
 
 
 class SampleConfig(_Section):
     total: int = Field(100000, ge=1)
     ratios: str = Field("1:4,2:3,3:2,4:1", description="level:weight pairs")
-    seed: int | None = Field(None, description="none = the global seed")
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="none = the global seed (0..2^32-1)")
     shortfall: Literal["redistribute", "error"] = "redistribute"
     balance_by: str | None = Field(None, description="spread each level's quota evenly over this field, e.g. type")
 

@@ -20,6 +20,8 @@ from mathlora.records import (JsonProblem, dumps_line, first_byte, iter_lines, p
 from mathlora.run_dir.atomic import atomic_path
 
 _WS = re.compile(r"\s+")
+# characters that show nothing: zero-width space/joiners, direction marks, word joiner, BOM, soft hyphen
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060-\u2064\ufeff]")
 TEXT_FIELDS = ("problem", "solution")
 
 
@@ -45,11 +47,21 @@ def check_record(obj: object) -> str | None:
             return f"{field} is not a string (got {type(value).__name__})"
         if not value.strip():
             return f"empty {field}"
+        if not _INVISIBLE.sub("", value).strip():
+            return f"empty {field} (only invisible characters such as zero-width spaces)"
     return None
 
 
 def _iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
     """Yield (line_number, parsed value or None, reject reason or None, raw text) for each entry."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    for head, kind, tool in ((b"\x1f\x8b", "gzip", "gunzip"), (b"PK\x03\x04", "zip", "unzip"),
+                             (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"), (b"BZh", "bzip2", "bunzip2"),
+                             (b"\xfd7zX", "xz", "unxz")):
+        if magic.startswith(head):
+            raise MathloraError(f"{path} is {kind}-compressed; decompress it first ({tool} {path.name}) and give "
+                                "the JSON lines or JSON array file")
     if first_byte(path) == b"[":
         data = read_json_document(path)
         if not isinstance(data, list):

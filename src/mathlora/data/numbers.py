@@ -8,6 +8,8 @@
   ``2.77E+34``); a percent sign or CJK text next to a number does not stop the match (no ``\\b``,
   which treats CJK characters as word characters).
 * Only ASCII digits form numbers: Arabic-Indic, fullwidth and other digits stay as written.
+* Numbers with digit grouping (``1,050.125``, ``1 000.125``, ``1_000.125``) and dotted sequences (IP addresses
+  ``192.168.100.200``, versions ``1.10.125``) are not plain decimals: they stay as written.
 * A number too long to round (more than ``MAX_DIGITS`` digits) is kept as written and counted.
 """
 
@@ -18,8 +20,20 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, DecimalException, localc
 from fractions import Fraction
 
 # An ASCII digit run, a dot, a digit run; optional exponent. Not preceded by a digit or dot (so "1.2.3"
-# does not re-match its tail), not followed by a digit.
-NUMBER = re.compile(r"(?<![\d.])([0-9]+)\.([0-9]+)((?:[eE][+-]?[0-9]+)?)(?![\d])")
+# does not re-match its tail); not followed by a digit, nor by a dot and a digit (``192.168.100.200``,
+# ``1.2.3``: dotted sequences are not numbers). A match that is the last group of a grouped number
+# (``1,050.125``: three digits after a separator after a digit) is left as written by ``cut_decimals``.
+NUMBER = re.compile(r"(?<![\d.])([0-9]+)\.([0-9]+)((?:[eE][+-]?[0-9]+)?)(?![\d])(?!\.[0-9])")
+GROUP_SEPARATORS = ",_ '\u00a0\u2009\u202f"
+
+
+def _last_group(text: str, m: re.Match) -> bool:
+    """Whether ``m`` is the last digit group of a grouped number such as ``1,050.125`` or ``1 000.125``."""
+    at = m.start()
+    return (len(m.group(1)) == 3 and at >= 2 and text[at - 1] in GROUP_SEPARATORS
+            and text[at - 2] in "0123456789")
+
+
 MAX_DIGITS = 1000
 
 
@@ -33,7 +47,7 @@ def cut_decimals(text: str, decimals: int = 2, mode: str = "round") -> tuple[str
 
     def repl(m: re.Match) -> str:
         whole, frac, exp = m.group(1), m.group(2), m.group(3)
-        if len(frac) <= decimals:
+        if len(frac) <= decimals or _last_group(text, m):
             return m.group(0)
         if len(whole) + len(frac) > MAX_DIGITS:
             counts[1] += 1

@@ -62,12 +62,22 @@ class Answer:
 
 
 _SIGN = r"(?P<sign>(?<![0-9A-Za-z)\]}])[-−+])?"
-_MANTISSA = r"(?P<mant>(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)"
+# a mixed number's whole part (``2 1/2``): digits, a space, then a fraction
+_WHOLE = r"(?:(?P<whole>\d+)[ \u00a0](?=\d+\s*/\s*\d))?"
+# digits grouped by one separator throughout: ``1,234,567``, ``1 000 000``, ``1_000`` (thin and no-break spaces too)
+_GROUPED = r"\d{1,3}(?P<sep>[,_ \u00a0\u2009\u202f])\d{3}(?:(?P=sep)\d{3})*(?!\d)"
+_MANTISSA = r"(?P<mant>(?:" + _GROUPED + r"|\d+)(?:\.\d+)?|\.\d+)"
 _SUFFIX = (r"(?:(?P<den>\s*/\s*\d+(?!\d|\.\d|,\d{3}))"
            r"|[eE](?P<exp>[-+−]?\d+)"
            r"|\s*(?:×|\\times|\\cdot|\*)\s*10\s*\^\s*\{?\s*(?P<exp2>[-+−]?\d+)\s*\}?)?")
 _PERCENT = r"(?P<pct>\s*(?:%|\\%|％))?"
-NUMBER_RE = re.compile(_SIGN + _MANTISSA + _SUFFIX + _PERCENT)
+NUMBER_RE = re.compile(_SIGN + _WHOLE + _MANTISSA + _SUFFIX + _PERCENT)
+_GROUP_CHARS = ",_ \u00a0\u2009\u202f"
+
+
+def _digits(text: str) -> str:
+    """A mantissa without its group separators."""
+    return text.translate({ord(c): None for c in _GROUP_CHARS})
 
 _SEPARATOR_RE = re.compile(r"=|＝|≈|：|:(?=\s|$)")
 _FRAC_RE = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]*?)\s*\}\s*\{\s*([^{}]*?)\s*\}")
@@ -96,7 +106,7 @@ MAX_EXPONENT = 1000   # |exponent| of scientific notation
 
 
 def _to_fraction(text: str) -> Fraction | None:
-    digits = text.replace(",", "")
+    digits = _digits(text)
     if sum(c.isdigit() for c in digits) > MAX_DIGITS:
         return None
     try:
@@ -129,7 +139,6 @@ def parse_number_match(m: re.Match) -> Answer | None:
     value = _to_fraction(mant)
     if value is None:
         return None
-    value *= sign
     kind: Kind = "decimal" if "." in mant else "integer"
     exponent = None
     if m.group("den") is not None:
@@ -138,7 +147,12 @@ def parse_number_match(m: re.Match) -> Answer | None:
             return None
         value /= den
         kind = "fraction" if "." not in mant else "decimal"
-        lowest = kind != "fraction" or math.gcd(int(mant.replace(",", "")), den) == 1
+        lowest = kind != "fraction" or math.gcd(int(_digits(mant)), den) == 1
+        if m.group("whole") is not None:  # 2 1/2 = 5/2; "2 3/2" is no mixed number: not read as one
+            if kind != "fraction" or value >= 1 or len(m.group("whole")) > MAX_DIGITS:
+                return Answer(text=m.group(0).strip(), value=None)
+            value += int(m.group("whole"))
+    value *= sign
     exp = m.group("exp") or m.group("exp2")
     if exp is not None:
         exponent = int(exp.replace("−", "-"))

@@ -185,9 +185,10 @@ def cmd_eval_squad(args) -> int:
     if verdict:
         print(f"retention (keep {verdict['keep']}): F1 {verdict['f1']:.2f} vs base {verdict['base_f1']:.2f}, "
               f"EM {verdict['em']:.2f} vs base {verdict['base_em']:.2f}: "
-              + ("PASS" if verdict["passed"] else "FAIL"))
+              + ("not measurable (base F1 is 0)" if verdict["passed"] is None else
+                 "PASS" if verdict["passed"] else "FAIL"))
     print(f"result -> {args.output}; predictions -> {r['predictions']}")
-    return 0 if not verdict or verdict["passed"] else 1
+    return 0 if not verdict or verdict["passed"] is not False else 1
 
 
 def cmd_eval_params(args) -> int:

@@ -177,7 +177,8 @@ def _score(result: dict, name: str, key: str) -> float:
 
 
 def retention_verdict(base: dict, tuned: dict, keep: float) -> dict:
-    """Does the fine-tuned model keep at least ``keep`` of the base's F1 and EM?"""
+    """Does the fine-tuned model keep at least ``keep`` of the base's F1 and EM? (``passed`` None: the base
+    F1 is 0, so retention is not measurable.)"""
     verdict: dict = {"keep": keep}
     for key in ("f1", "em"):
         b, t = _score(base, "baseline", key), _score(tuned, "fine-tuned", key)
@@ -185,7 +186,9 @@ def retention_verdict(base: dict, tuned: dict, keep: float) -> dict:
         verdict[key] = t
         verdict[f"{key}_ratio"] = round(t / b, 4) if b > 0 else None
         verdict[f"{key}_ok"] = t >= keep * b
-    verdict["passed"] = verdict["f1_ok"] and verdict["em_ok"]
+    # a base F1 of 0 cannot show retention (anything keeps 90% of nothing): not measurable, neither verdict
+    verdict["measurable"] = verdict["base_f1"] > 0
+    verdict["passed"] = (verdict["f1_ok"] and verdict["em_ok"]) if verdict["measurable"] else None
     return verdict
 
 

@@ -67,6 +67,8 @@ def register(subparsers) -> None:
            help="S3-compatible endpoint, e.g. https://obs.cn-north-4.myhuaweicloud.com or http://minio:9000")
     option(pb, "--verify-all", field="publish.verify_all", action="store_true",
            help="also re-read the content of files already on the store")
+    option(pb, "--replace", field="publish.replace", action="store_true",
+           help="replace another run's publication at the destination (removes its files)")
     pb.add_argument("--dry-run", action="store_true", help="list what would go; touch nothing")
     add_config_args(pb)
     pb.set_defaults(func=cmd_publish)
@@ -126,5 +128,5 @@ def cmd_publish(args: argparse.Namespace) -> int:
     if not (run / "config.yaml").is_file():
         raise MathloraError(f"{run} is not a mathlora run folder (no config.yaml); give --run")
     publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
-                verify_all=cfg.publish.verify_all)
+                verify_all=cfg.publish.verify_all, replace=cfg.publish.replace)
     return 0

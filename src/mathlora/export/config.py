@@ -13,3 +13,5 @@ class PublishConfig(BaseModel):
     endpoint_url: str | None = Field(None, description="S3-compatible endpoint (Huawei OBS, MinIO, Ceph); "
                                                        "none = AWS")
     verify_all: bool = Field(False, description="also re-read files already on the store (not just the uploaded)")
+    replace: bool = Field(False, description="replace another run's publication at the destination (its files "
+                                             "are removed); without it such a destination is refused")

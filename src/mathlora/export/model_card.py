@@ -10,7 +10,7 @@ from mathlora import __version__
 from mathlora.errors import MathloraError
 from mathlora.export.recipe import RunRecipe
 from mathlora.records import read_json_document
-from mathlora.report.scores import RunScores
+from mathlora.report.scores import RunScores, retention_word
 
 HF_BASE_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 
@@ -76,7 +76,7 @@ def model_card(root: Path, cfg: RunRecipe, adapter: Path, step: int | None) -> s
                              f"{_num(scores.get(f'squad_{key}_tuned'))} |")
         if "retention_passed" in scores:
             lines += ["", f"Retention (fine-tuned >= {scores.get('keep', 0.9):.0%} of base on SQuAD F1 and EM): "
-                          f"{'PASSED' if scores['retention_passed'] else 'FAILED'}."]
+                          f"{retention_word({'passed': scores['retention_passed']})}."]
     else:
         lines.append("No evaluation results in the run folder.")
     lines += ["", "## Use", "", "```python", "from peft import PeftModel",

@@ -36,26 +36,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-from urllib.parse import urlsplit
+from typing import Callable
 
 from mathlora import __version__
 from mathlora.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
 from mathlora.export.model_card import model_card
 from mathlora.export.recipe import RunRecipe
-from mathlora.records import JsonProblem, parse_json
+from mathlora.export.store import Remote, scrub
 from mathlora.run_dir.hashing import file_sha256
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
-CHUNK = 8 << 20
-S3_HINT = "pip install 'mathlora[s3]'"
 
 
 @dataclass
@@ -70,26 +65,6 @@ class Item:
 
     def entry(self) -> dict:
         return {"path": self.path, "size": self.size, "sha256": self.sha256}
-
-
-# -- credentials never leave the process ---------------------------------------------------------------------
-_SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|ACCESS_KEY|API_KEY|CREDENTIAL)", re.I)
-_USERINFO = re.compile(r"(?<=://)[^@\s]*@")
-_SIGNED = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.I)
-
-
-def _secret_values() -> list[str]:
-    values = {v for k, v in os.environ.items() if _SECRET_ENV.search(k) and v and len(v) >= 6}
-    return sorted(values, key=len, reverse=True)
-
-
-def scrub(text: str) -> str:
-    """``text`` without credential values (environment secrets, URL user info, signed-request fields)."""
-    text = str(text)
-    for value in _secret_values():
-        text = text.replace(value, "***")
-    text = _USERINFO.sub("***@", text)
-    return _SIGNED.sub(r"\1***", text)
 
 
 # -- what goes -------------------------------------------------------------------------------------------------
@@ -142,113 +117,6 @@ def plan(run_dir) -> list[Item]:
     return items
 
 
-class Remote:
-    """A destination folder on an fsspec filesystem."""
-
-    def __init__(self, url: str, endpoint_url: str | None = None):
-        parts = urlsplit(url)
-        if parts.username or parts.password or ("@" in url and parts.scheme.lower() in ("s3", "s3a")) \
-                or ":" in (parts.netloc if parts.scheme.lower() in ("s3", "s3a") else ""):
-            raise MathloraError("the publish URL must not carry credentials; use the store's standard "
-                                "environment variables or profile")
-        scheme = parts.scheme.lower()
-        self.url = url
-        if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):
-            import fsspec
-
-            if endpoint_url:
-                raise MathloraError("--endpoint-url is for s3:// destinations")
-            local = parts.path if scheme == "file" else url
-            self.fs = fsspec.filesystem("file")
-            self.root = str(Path(local).expanduser().resolve())
-            self.s3 = False
-        elif scheme in ("s3", "s3a"):
-            try:
-                import s3fs
-            except ImportError:
-                raise MathloraError(f"publishing to s3:// needs s3fs, which is not installed: {S3_HINT}") from None
-            if not parts.netloc:
-                raise MathloraError(f"{url}: no bucket (expected s3://bucket/prefix)")
-            options: dict[str, Any] = {"skip_instance_cache": True, "use_listings_cache": False}
-            if endpoint_url:
-                options["endpoint_url"] = endpoint_url
-            self.fs = s3fs.S3FileSystem(**options)
-            self.root = f"{parts.netloc}/{parts.path.strip('/')}".rstrip("/")
-            self.s3 = True
-        else:
-            import fsspec
-
-            if endpoint_url:
-                raise MathloraError("--endpoint-url is for s3:// destinations")
-            try:
-                self.fs, self.root = fsspec.core.url_to_fs(url)
-            except (ImportError, ValueError) as e:
-                raise MathloraError(f"cannot publish to {scrub(url)}: {scrub(e)}") from None
-            self.root = self.root.rstrip("/")
-            self.s3 = False
-
-    def full(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if self.root else rel
-
-    def size(self, rel: str) -> int | None:
-        try:
-            info = self.fs.info(self.full(rel))
-        except FileNotFoundError:
-            return None
-        return int(info["size"]) if info.get("type", "file") == "file" else None
-
-    def recorded_sha256(self, rel: str) -> str | None:
-        if not self.s3:
-            return None
-        meta = self.fs.metadata(self.full(rel))
-        return {k.lower(): v for k, v in meta.items()}.get("sha256")
-
-    def content(self, rel: str) -> tuple[int, str]:
-        h = hashlib.sha256()
-        n = 0
-        with self.fs.open(self.full(rel), "rb") as fh:
-            while block := fh.read(CHUNK):
-                h.update(block)
-                n += len(block)
-        return n, h.hexdigest()
-
-    def put(self, item: Item) -> None:
-        target = self.full(item.path)
-        if self.s3:  # one PUT (or one completed multipart upload): content and its sha256 tag together
-            kwargs = {"Metadata": {"sha256": item.sha256}}
-            if item.data is not None:
-                self.fs.pipe_file(target, item.data, **kwargs)
-            else:
-                self.fs.put_file(str(item.source), target, **kwargs)
-            return
-        parent = target.rsplit("/", 1)[0]
-        if parent:
-            self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{target}.partial-{os.getpid()}"
-        try:
-            if item.data is not None:
-                self.fs.pipe_file(tmp, item.data)
-            else:
-                self.fs.put_file(str(item.source), tmp)
-            self.fs.mv(tmp, target)
-        except BaseException:
-            try:
-                if self.fs.exists(tmp):
-                    self.fs.rm(tmp)
-            except Exception:  # best effort: the original error matters
-                pass
-            raise
-
-    def read_json(self, rel: str) -> dict | None:
-        try:
-            with self.fs.open(self.full(rel), "rb") as fh:
-                return parse_json(fh.read())
-        except FileNotFoundError:
-            return None
-        except (JsonProblem, UnicodeDecodeError):
-            return None
-
-
 # -- publishing -----------------------------------------------------------------------------------------------
 def _manifest(run_dir: Path, url: str, items: list[Item], *, complete: bool, started: str,
               extra: dict | None = None) -> dict:
@@ -256,6 +124,7 @@ def _manifest(run_dir: Path, url: str, items: list[Item], *, complete: bool, sta
         "format": MANIFEST_FORMAT,
         "complete": complete,
         "run": run_dir.name,
+        "source": str(run_dir.resolve()),  # which run folder published here (another is refused)
         "destination": scrub(url),
         "mathlora_version": __version__,
         "checksum": "sha256",
@@ -271,9 +140,33 @@ def _manifest_item(obj: dict) -> Item:
     return _bytes_item(MANIFEST_NAME, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
 
 
+def _previous_files(remote: Remote, root: Path, items: list[Item], replace: bool) -> list[str]:
+    """The files of the publication already at the destination that this one leaves out (removed once this
+    one is verified). A destination holding another run's publication, or files without a publish manifest
+    at this run's paths, is refused unless ``replace`` (nothing is touched)."""
+    old = remote.read_json(MANIFEST_NAME)
+    if old is None and remote.size(MANIFEST_NAME) is None:
+        taken = next((i.path for i in items if remote.size(i.path) is not None), None)
+        if taken and not replace:
+            raise MathloraError(f"{scrub(remote.url)} already holds {taken} and no {MANIFEST_NAME}: files mathlora "
+                                "did not publish; give another destination, or --replace to overwrite them")
+        return []
+    old = old if isinstance(old, dict) else {}
+    source = old.get("source")
+    other = source != str(root.resolve()) if source else old.get("run") != root.name
+    if other and not replace:
+        raise MathloraError(f"{scrub(remote.url)} holds another run's publication ({old.get('run')!r}"
+                            f"{f' from {source}' if source else ''}); give another destination, or --replace "
+                            "to replace it (its files are removed)")
+    ours = {i.path for i in items} | {MANIFEST_NAME}
+    listed = [f.get("path") for f in old.get("files", []) if isinstance(f, dict)]
+    return [rel for rel in listed if isinstance(rel, str) and rel not in ours and ".." not in rel.split("/")]
+
+
 def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: bool = False,
-                verify_all: bool = False, log: Callable[[str], None] | None = None) -> dict:
-    """Publish a run folder to ``url``; returns counts. Raises MathloraError (scrubbed) on any failure."""
+                verify_all: bool = False, replace: bool = False, log: Callable[[str], None] | None = None) -> dict:
+    """Publish a run folder to ``url``; returns counts. Raises MathloraError (scrubbed) on any failure.
+    ``replace``: take over a destination that holds another run's publication (its files are removed)."""
     log = log or (lambda line: print(line, flush=True))
     root = Path(run_dir)
     items = plan(root)
@@ -291,10 +184,12 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
     counts = {"files": len(items), "bytes": total, "uploaded": 0, "skipped": 0, "replaced": 0,
               "uploaded_bytes": 0}
     try:
+        stale = _previous_files(remote, root, items, replace)
         remote.put(_manifest_item(_manifest(root, url, items, complete=False, started=started)))
         uploaded: list[Item] = []
         for item in items:
             current = item.path
+            remote.remove_partials(item.path)
             state = _remote_state(remote, item, verify_all)
             if state == "same":
                 counts["skipped"] += 1
@@ -317,6 +212,11 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
         if bad:
             raise MathloraError(f"verification failed after upload to {dest}: {len(bad)} file(s) differ, e.g. "
                                 f"{bad[0]}; the remote manifest stays \"complete\": false, rerun to repair")
+        for rel in stale:  # the previous publication's files this one does not have
+            current = rel
+            remote.remove(rel)
+            remote.remove_partials(rel)
+        counts["removed"] = len(stale)
         current = "the manifest"
         final = _manifest_item(_manifest(root, url, items, complete=True, started=started,
                                          extra={"verified": "read back" if not verify_all else "read back (all)"}))

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mathlora.errors import MathloraError
 
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_NOTADB = 11, 13, 26  # SQLite's primary result codes
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS labels (
     fingerprint TEXT NOT NULL,
@@ -68,10 +70,20 @@ class LabelCache:
 
     @contextlib.contextmanager
     def _guard(self):
-        """A damaged database file is one error line (what to do about it), never a traceback."""
+        """A database error is one line, never a traceback: a full disk (free space; the stored labels are
+        good), a damaged file (move it away), or another error (said as it is)."""
         try:
             yield
-        except (sqlite3.DatabaseError, ValueError) as e:
+        except sqlite3.DatabaseError as e:
+            code = (getattr(e, "sqlite_errorcode", 0) or 0) & 0xFF
+            if code == SQLITE_FULL or "disk is full" in str(e) or "No space left" in str(e):
+                raise MathloraError(f"cache {self.path}: the disk is full ({e}); free space and run again (the "
+                                    "labels stored so far are intact and are not asked again)") from None
+            if code in (SQLITE_CORRUPT, SQLITE_NOTADB) or "malformed" in str(e) or "not a database" in str(e):
+                raise MathloraError(f"cache {self.path} is damaged ({e}); move it away to start over "
+                                    "(its verdicts will be asked again)") from None
+            raise MathloraError(f"cache {self.path}: {e}") from None
+        except ValueError as e:  # a stored value that does not read back: damage
             raise MathloraError(f"cache {self.path} is damaged ({e}); move it away to start over "
                                 "(its verdicts will be asked again)") from None
 

@@ -11,7 +11,9 @@ LEVELS = range(6)
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.S)
 _KEYED = re.compile(r"(?:difficulty|level|rating|score|难度)\**(?:\s*(?:level|is|of|:|=|：|\*))*\s*(-?\d+(?:\.\d+)?)",
                     re.I)
-_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?(?![\d.])")
+_NUMBER = re.compile(r"(?<![\d.])-?\d+(?:\.\d+)?(?!\d|\.\d)")  # "a 3." ends a sentence
+# the scale restated around the verdict: "(0-5)", "[0 to 5]", "0–5", "out of 5", "/5"
+_SCALE = re.compile(r"[(\[]?\s*\b0\s*(?:-|–|—|~|to|\.\.)\s*5\b\s*[)\]]?|(?:/|out\s+of)\s*5\b", re.I)
 
 
 def _as_level(value) -> int | None:
@@ -32,11 +34,13 @@ def parse_difficulty(text: str | None) -> tuple[int | None, str | None]:
     """(level, None) for a usable reply, or (None, reason).
 
     Accepts a bare digit, ``Difficulty: 3``, JSON ``{"difficulty": 3}`` (fenced or not), and digits
-    inside prose (the first number). A number outside 0..5 is out of range, not a level.
+    inside prose (the first number). A restated scale (``Difficulty (0-5): 4``, ``3/5``, ``3 out of 5``) is
+    not the verdict. A number outside 0..5 is out of range, not a level.
     """
     if text is None or not text.strip():
         return None, "empty reply"
     stripped = text.strip()
+    without_scale = _SCALE.sub(" ", stripped).strip()
     for blob in _JSON_OBJECT.findall(stripped):
         try:
             obj = json.loads(blob)
@@ -47,10 +51,10 @@ def parse_difficulty(text: str | None) -> tuple[int | None, str | None]:
                 if key in obj:
                     level = _as_level(obj[key])
                     return (level, None) if level is not None else (None, f"out of range: {obj[key]!r}")
-    keyed = _KEYED.search(stripped)
+    keyed = _KEYED.search(without_scale)
     match = keyed.group(1) if keyed else None
     if match is None:
-        first = _NUMBER.search(stripped)
+        first = _NUMBER.search(without_scale)
         match = first.group(0) if first else None
     if match is None:
         return None, f"no digit in reply: {stripped[:60]!r}"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mathlora.layout import RunLayout
 from mathlora.records import read_json_document, read_jsonl
-from mathlora.report.scores import RunScores
+from mathlora.report.scores import RunScores, retention_word
 from mathlora.run_dir.manifest import Manifest
 from mathlora.run_dir.atomic import atomic_path, write_text_atomic
 
@@ -49,7 +49,7 @@ class Doc:
         self.md.append("| " + " | ".join(header) + " |")
         self.md.append("|" + "---|" * len(header))
         for r in rows:
-            self.md.append("| " + " | ".join(str(c) for c in r) + " |")
+            self.md.append("| " + " | ".join(md_cell(c) for c in r) + " |")
         self.md.append("")
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
@@ -58,6 +58,12 @@ class Doc:
     def img(self, rel: str, alt: str) -> None:
         self.md.append(f"![{alt}]({rel})\n")
         self.html.append(f'<img src="{html.escape(rel)}" alt="{html.escape(alt)}">')
+
+
+def md_cell(value) -> str:
+    """``value`` as one Markdown table cell: a model's text cannot end the row, open a new one or inject HTML."""
+    text = " ".join(str(value).split())
+    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
 
 
 def _save(fig, path: Path) -> None:
@@ -163,7 +169,7 @@ def build_report(run_dir: str | os.PathLike) -> dict:
     retention = tuned_squad.get("retention")
     if base_math and tuned_math:
         verdict = ("n/a" if not retention else
-                   f"{'PASSED' if retention['passed'] else 'FAILED'} (keep >= {retention['keep']:.0%} of base F1 and EM)")
+                   f"{retention_word(retention)} (keep >= {retention['keep']:.0%} of base F1 and EM)")
         plain = (f" With the calculator; without it {_pct(data['base_math_nocalc']['accuracy'])} -> "
                  f"{_pct(data['tuned_math_nocalc']['accuracy'])}."
                  if data["base_math_nocalc"] and data["tuned_math_nocalc"] else "")

@@ -25,6 +25,12 @@ def _read(path: Path, strict: bool) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def retention_word(verdict: dict) -> str:
+    """PASSED, FAILED, or "not measurable" (a base F1 of 0: nothing to retain) for a retention verdict."""
+    passed = verdict.get("passed")
+    return "not measurable (base F1 is 0)" if passed is None else "PASSED" if passed else "FAILED"
+
+
 @dataclass(frozen=True)
 class RunScores:
     base_math: dict | None = None
@@ -69,7 +75,7 @@ class RunScores:
             acc += (f" with the calculator ({100 * base_plain.get('accuracy', 0):.1f}% -> "
                     f"{100 * tuned_plain.get('accuracy', 0):.1f}% without)")
         ret = self.retention
-        verdict = ("retention PASSED" if ret and ret.get("passed") else "retention FAILED" if ret else "retention: n/a")
+        verdict = f"retention {retention_word(ret)}" if ret else "retention: n/a"
         if ret:
             verdict += (f" (F1 {ret['base_f1']:.1f} -> {ret['f1']:.1f}, EM {ret['base_em']:.1f} -> {ret['em']:.1f}, "
                         f"keep {ret['keep']:.0%})")
@@ -86,7 +92,8 @@ class RunScores:
                 if self.squad(which, key) is not None:
                     out[f"squad_{key}_{which}"] = self.squad(which, key)
         if self.retention is not None:
-            out["retention_passed"] = bool(self.retention.get("passed"))
+            passed = self.retention.get("passed")
+            out["retention_passed"] = None if passed is None else bool(passed)
             out["keep"] = self.retention.get("keep", 0.9)
         return out
 

@@ -5,6 +5,7 @@ JSON (NaN/Infinity become null)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -53,13 +54,50 @@ def atomic_path(path: str | os.PathLike, *, directory: bool = False) -> Iterator
             if path.is_dir():
                 raise MathloraError(f"{path} is a directory; expected a file path")
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        written = _size_of(tmp)
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        full = no_space_message(e, path, written)
+        if full:
+            raise MathloraError(full) from None
         raise
+
+
+_NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EFBIG: "the file is larger than this file system allows",
+             errno.EDQUOT: "the disk quota is used up"}
+
+
+def no_space_message(error: BaseException, path: Path, written: int | None = None) -> str | None:
+    """One line for a write that ran out of room (ENOSPC, EFBIG, EDQUOT; also as libraries word them), naming
+    the path, what was written and the space left; None for any other error."""
+    code = getattr(error, "errno", None)
+    text = str(error)
+    if code not in _NO_SPACE:
+        code = next((c for c, words in ((errno.ENOSPC, "No space left"), (errno.EFBIG, "File too large"),
+                                        (errno.EDQUOT, "quota exceeded")) if words in text), None)
+    if code is None:
+        return None
+    try:
+        free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    except OSError:
+        free = None
+    need = f"{written / 1e6:.1f} MB were written before it stopped" if written else "nothing was written"
+    left = f", {free / 1e6:.1f} MB free there" if free is not None else ""
+    return (f"cannot write {path}: {_NO_SPACE[code]} ({need}{left}); free space and run again "
+            "(the previous file, if any, is kept)")
+
+
+def _size_of(p: Path) -> int:
+    try:
+        if p.is_dir():
+            return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        return p.stat().st_size
+    except OSError:
+        return 0
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

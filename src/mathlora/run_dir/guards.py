@@ -139,28 +139,61 @@ def lock_for_output(path: str | os.PathLike | None) -> contextlib.AbstractContex
     return RunLock(root) if root is not None else contextlib.nullcontext()
 
 
-_TEMP_NAME = re.compile(r"^\..+\.tmp$|^\..+\.old\.\d+$")
+# the names atomic writes make: ``.<name>.<random>.tmp`` (tempfile's) and ``.<name>.old.<pid>``
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]+\.tmp|old\.\d+)$")
+
+
+def _artifact_folders(layout: RunLayout) -> list[Path]:
+    """The run folder and the folders of its own artifacts: the only places atomic writes leave temp names."""
+    lay = layout
+    return [lay.root, lay.raw, lay.tokens, lay.train, lay.train_checkpoints, lay.root / "eval",
+            lay.eval("base").root, lay.eval("tuned").root, lay.plots]
 
 
 def clean_temp_files(root: str | os.PathLike) -> int:
-    """Remove leftovers of interrupted atomic writes (``.<name>.*.tmp``, ``.<name>.old.<pid>``) under
-    ``root``; call only while holding the run lock. Symbolic links are not followed. Returns the count."""
+    """Remove leftovers of interrupted atomic writes under the run folder ``root``; call only while holding
+    the run lock. Only names an atomic write makes (``.<name>.<random>.tmp``, ``.<name>.old.<pid>``), only in
+    the run folder's own artifact folders (never below them, never above ``root``), never through a symbolic
+    link. Returns the count."""
     removed = 0
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        for name in [d for d in dirs if _TEMP_NAME.match(d)]:
-            dirs.remove(name)
-            p = Path(folder, name)
-            if p.is_symlink():
-                p.unlink()
-            else:
-                shutil.rmtree(p, ignore_errors=True)
-            removed += 1
-        for name in files:
-            if _TEMP_NAME.match(name):
-                with contextlib.suppress(OSError):
-                    Path(folder, name).unlink()
-                    removed += 1
+    layout = RunLayout(Path(root))
+    top = _top_level_artifacts(layout)
+    for folder in _artifact_folders(layout):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        for entry in os.scandir(folder):
+            m = _TEMP_NAME.match(entry.name)
+            if not m or (folder == layout.root and m.group("name") not in top):  # in the run folder: ours only
+                continue
+            p = Path(entry.path)
+            with contextlib.suppress(OSError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+                removed += 1
     return removed
+
+
+def refuse_unsafe_run_folder(root: str | os.PathLike) -> None:
+    """One error line when ``root`` is the filesystem root, the home folder or a repository's top folder:
+    a run writes and cleans up there, and those folders hold other people's files."""
+    resolved = Path(root).resolve()
+    if resolved.parent == resolved or resolved == Path.home().resolve():
+        what = "the filesystem root" if resolved.parent == resolved else "your home folder"
+        raise MathloraError(f"run folder {root} is {what}; give a folder of its own, e.g. --output runs/demo")
+    if (resolved / ".git").exists():
+        raise MathloraError(f"run folder {root} is the top of a git repository; give a folder of its own, "
+                            "e.g. --output runs/demo")
+
+
+def _top_level_artifacts(layout: RunLayout) -> set[str]:
+    names = set()
+    for attr in dir(RunLayout):
+        value = getattr(layout, attr) if isinstance(getattr(RunLayout, attr), property) else None
+        if isinstance(value, Path) and value.parent == layout.root:
+            names.add(value.name)
+    return (names | {"eval"}) - {layout.lock.name}
 
 
 def links_out_of(root: str | os.PathLike, names: list[str]) -> list[tuple[Path, Path]]:
@@ -177,9 +210,19 @@ def links_out_of(root: str | os.PathLike, names: list[str]) -> list[tuple[Path, 
 
 
 def make_run_folder(root: str | os.PathLike) -> Path:
-    """``root`` as a run folder: created when missing, refused when it is a file."""
+    """``root`` as a run folder: created when missing; refused when it is a file, an unsafe folder
+    (``refuse_unsafe_run_folder``) or an existing folder that is not a run folder (no ``manifest.json``) and
+    holds a file or folder named like one of a run's artifacts (the run would replace it). Symbolic links
+    are left to the run's own check (``links_out_of``)."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise MathloraError(f"run folder {root} exists and is not a directory")
+    refuse_unsafe_run_folder(root)
+    layout = RunLayout(root)
+    if root.is_dir() and not layout.manifest.exists():
+        clash = sorted(_top_level_artifacts(layout) & {e.name for e in root.iterdir() if not e.is_symlink()})
+        if clash:
+            raise MathloraError(f"{root} is not a mathlora run folder but holds {clash[0]!r}, which a run would "
+                                "replace; give a new folder (nothing was changed)")
     root.mkdir(parents=True, exist_ok=True)
     return root

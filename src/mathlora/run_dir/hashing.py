@@ -46,3 +46,36 @@ def fingerprint(inputs: dict[str, str | os.PathLike], settings: Any) -> str:
         h.update(file_sha256(p).encode() if p.exists() else b"<missing>")
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return h.hexdigest()
+
+
+IDENTITY_HASHED = 64 << 20  # files up to this size are hashed whole by ``content_identity``
+IDENTITY_SAMPLE = 1 << 20   # of a larger file: its size, header and this many bytes at its start and end
+
+
+def _sampled_sha256(path: Path, size: int) -> str:
+    """SHA-256 of a large file's size, its head (a safetensors header whole: names, dtypes, shapes) and tail."""
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        n = int.from_bytes(head, "little") if path.suffix == ".safetensors" and len(head) == 8 else 0
+        h.update(head + fh.read(min(n, 100 << 20) + IDENTITY_SAMPLE))
+        fh.seek(max(0, size - IDENTITY_SAMPLE))
+        h.update(fh.read(IDENTITY_SAMPLE))
+    return h.hexdigest()
+
+
+def content_identity(path: str | os.PathLike) -> str:
+    """A digest that changes when a file's or folder's content is replaced, cheap for multi-GB weights.
+
+    Every file (in a folder: every non-hidden file, with its relative name) counts with its size and its
+    SHA-256; files over ``IDENTITY_HASHED`` bytes with their size and a hash of their head (a safetensors
+    header whole) and tail, so a replaced model is noticed without reading 16 GB on every run."""
+    p = Path(path)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file()
+                                         and not any(part.startswith(".") for part in f.relative_to(p).parts))
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        digest = file_sha256(f) if size <= IDENTITY_HASHED else _sampled_sha256(f, size)
+        h.update(f"{f.relative_to(p) if f != p else f.name}\0{size}\0{digest}\n".encode())
+    return h.hexdigest()

@@ -94,7 +94,8 @@ class Manifest:
                 return f"{self._key(o)} is damaged ({problem})"
         return None
 
-    def record(self, stage: str, *, fp: str, outputs: list[Path], seconds: float, counts: dict | None = None) -> None:
+    def record(self, stage: str, *, fp: str, outputs: list[Path], seconds: float, counts: dict | None = None,
+               settings: dict | None = None) -> None:
         data = self.read()
         data["stages"][stage] = {
             "fingerprint": fp,
@@ -103,6 +104,7 @@ class Manifest:
             "seconds": round(seconds, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "counts": counts or {},
+            "settings": settings or {},  # what made the fingerprint, so a later run can name what changed
         }
         write_json_atomic(self.path, data)
 

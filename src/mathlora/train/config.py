@@ -15,7 +15,8 @@ class LoraConfig(BaseModel):
     r: int = Field(8, ge=1)
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: list[str] = ["q_proj", "v_proj"]
+    target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
+        ["q_proj", "v_proj"], min_length=1, description="module names LoRA adapts (at least one)")
 
 
 class TrainConfig(BaseModel):
@@ -32,7 +33,8 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-5, gt=0)
     lr_end: float = Field(0.0, ge=0)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = Field(
+        (0.9, 0.95), description="AdamW betas, each in [0, 1)")
     eps: float = Field(1e-8, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float | None = Field(1.0, gt=0)

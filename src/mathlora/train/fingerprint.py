@@ -1,6 +1,7 @@
 """What makes two trainings the same run, for the trainer (resume, a finished run) and ``mathlora run`` (keep
 or start over ``train/``) alike: model, seed, LoRA, the ``train`` settings that can change the result
-(``mathlora.same_result``), the sequence length, the precision (not the device), and the tokens' hash."""
+(``mathlora.same_result``), the sequence length, the precision (not the device), the tokens' hash and the
+base model's identity (``mathlora.models.model_identity``: a model replaced at the same path is noticed)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,35 @@ from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.job import TrainJob, tokens_file
 
 
+def run_settings(job: TrainJob, tokens: Path) -> dict:
+    """What ``run_fingerprint`` hashes, readable: the manifest keeps it to name what changed."""
+    from mathlora.models import model_identity
+
+    return {"model": job.model, "model_identity": model_identity(job.model), "seed": job.seed,
+            "lora": job.lora.model_dump(mode="json"), "train": result_settings(job.train),
+            "seq_length": job.seq_length, **job.runtime.fingerprint(), "tokens": file_sha256(tokens)}
+
+
 def run_fingerprint(job: TrainJob, tokens: Path) -> str:
-    settings = {"model": job.model, "seed": job.seed, "lora": job.lora.model_dump(mode="json"),
-                "train": result_settings(job.train), "seq_length": job.seq_length, **job.runtime.fingerprint(),
-                "tokens": file_sha256(tokens)}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(run_settings(job, tokens), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def training_settings(train: TrainConfig, runtime: Runtime, tokens_dir: str | os.PathLike, *, lora: LoraConfig,
+                      seed: int) -> dict:
+    """``run_settings`` of the run ``train(train, runtime, tokens_dir, ...)`` would make."""
+    return run_settings(TrainJob.from_tokens(train, lora, seed, runtime, tokens_dir), tokens_file(tokens_dir))
+
+
+def changed_settings(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two ``run_settings`` (``train.lr``, ``tokens``)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_settings(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def training_fingerprint(train: TrainConfig, runtime: Runtime, tokens_dir: str | os.PathLike, *, lora: LoraConfig,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.records import dumps_line, read_jsonl
-from mathlora.run_dir.atomic import write_text_atomic
+from mathlora.records import JsonProblem, dumps_line, parse_json
+from mathlora.run_dir.atomic import no_space_message, write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
 
@@ -24,8 +25,7 @@ class MetricsLog:
         self.writer = None
         if not enabled:
             return
-        kept = [r for r in read_jsonl(self.path, "metrics")] if self.path.is_file() else []
-        kept = [r for r in kept if r.get("step", 0) <= start_step]
+        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= start_step]
         write_text_atomic(self.path, "".join(dumps_line(r) + "\n" for r in kept))
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -37,8 +37,14 @@ class MetricsLog:
     def write(self, row: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(dumps_line(row) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(dumps_line(row) + "\n")
+        except OSError as e:  # disk full: one line (the torn row is dropped on resume)
+            full = no_space_message(e, self.path)
+            if full:
+                raise MathloraError(full) from None
+            raise
         if self.writer is not None:
             for key in SCALARS:
                 self.writer.add_scalar(f"train/{key}", row[key], row["step"])
@@ -46,6 +52,30 @@ class MetricsLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl`` (none when missing). A torn last line (a process killed while appending)
+    is dropped with a note; a bad line before the last is an error (the file is not a metrics log)."""
+    if not path.is_file():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    rows = []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            row = parse_json(raw)
+        except (JsonProblem, UnicodeDecodeError):
+            if any(x.strip() for x in lines[i + 1:]):
+                raise MathloraError(f"{path}:{i + 1}: not valid JSON; move the file away to resume") from None
+            print(f"note: dropped the torn last line of {path} (line {i + 1}, from an interrupted run)",
+                  file=sys.stderr)
+            break
+        if not isinstance(row, dict):
+            raise MathloraError(f"{path}:{i + 1}: expected a JSON object per line; move the file away to resume")
+        rows.append(row)
+    return rows
 
 
 def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak) -> dict:

@@ -18,11 +18,41 @@ SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
 
 
+def _older_training_folder(out: Path) -> bool:
+    """A training folder written before the marker existed: its summary or a checkpoint's checksum says so."""
+    try:
+        summary = read_json_document(out / SUMMARY, "training summary") if (out / SUMMARY).is_file() else None
+    except MathloraError:
+        summary = None
+    if isinstance(summary, dict) and "fingerprint" in summary and "ratio_line" in summary:
+        return True
+    return any((c / "checksum.json").is_file() and (c / "trainer_state.json").is_file()
+               for c in (out / "checkpoints").glob("step-*"))
+
+
+OWN_NAMES = ("checkpoints", "adapter", "tensorboard", METRICS, SUMMARY)  # what a training writes (and clears)
+
+
+def claim_training_folder(out: Path) -> None:
+    """Make ``out`` a training folder (its marker). A folder without the ``train`` marker (and not an older
+    mathlora training) that holds any name a training writes is refused: those are never cleared or replaced
+    unless mathlora made them. Other files beside them are never touched."""
+    from mathlora.run_dir.guards import artifact_kind, write_artifact_marker
+
+    taken = sorted(n for n in OWN_NAMES if (out / n).exists() or (out / n).is_symlink()) if out.is_dir() else []
+    if taken and artifact_kind(out) != "train" and not _older_training_folder(out):
+        raise MathloraError(f"output folder {out} holds {taken[0]!r} and is not a mathlora training folder; give a "
+                            "new folder (nothing was changed)")
+    out.mkdir(parents=True, exist_ok=True)
+    if artifact_kind(out) != "train":
+        write_artifact_marker(out, "train")
+
+
 def clear_outputs(out: Path) -> None:
     """Remove what a training wrote into ``out`` (and nothing else)."""
-    for name in ("checkpoints", "adapter", "tensorboard"):
+    for name in OWN_NAMES[:3]:
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in (METRICS, SUMMARY):
+    for name in OWN_NAMES[3:]:
         (out / name).unlink(missing_ok=True)
 
 
@@ -50,6 +80,7 @@ def discard_training(out: Path, tokens_parquet: Path) -> None:
     is kept and the call fails with one line. The folder leaves view at once; a crash leaves a temp folder
     the next run cleans.
     """
+    claim_training_folder(out)  # refuses a folder that is not a training's
     problem = format_problem(tokens_parquet) if tokens_parquet.is_file() else "is missing"
     if problem:
         raise MathloraError(f"{tokens_parquet} {problem}; the finished training in {out} is kept. "

@@ -68,7 +68,7 @@ from mathlora.train.job import TrainJob, tokens_file
 from mathlora.train.lora import build_model
 from mathlora.train.loss import LearnableTokenLoss, clip_gradients, run_micro_batches
 from mathlora.train.metrics import MetricsLog, metrics_row
-from mathlora.train.outputs import SUMMARY, clear_outputs, finished_summary
+from mathlora.train.outputs import SUMMARY, claim_training_folder, clear_outputs, finished_summary
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
 from mathlora.train.state import Interval, StepResult, TrainState
 from mathlora.train.summary import finish
@@ -89,6 +89,9 @@ def train(cfg: TrainConfig, runtime: Runtime, tokens_dir, output_dir, *, lora: L
         out = Path(output_dir)
         if out.exists() and not out.is_dir():
             raise MathloraError(f"output {out} exists and is a file; expected a folder")
+        if group.is_main:
+            claim_training_folder(out)  # never clears a folder of files mathlora did not write
+        group.barrier()
         data = load_token_records(tokens_dir)
         fingerprint = run_fingerprint(job, tokens_file(tokens_dir))
         done = finished_run(out, fingerprint, group, resume)
@@ -145,6 +148,10 @@ def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenR
                              recompute=False)
     parameters = count_parameters(peft_model)
     n_total = total_steps(len(records), tc.global_batch_size, tc.epochs, tc.max_steps)
+    by_epochs = total_steps(len(records), tc.global_batch_size, tc.epochs, None)
+    if tc.max_steps is not None and tc.max_steps != by_epochs and group.is_main:
+        print(f"note: train.max_steps={tc.max_steps} sets the length; train.epochs={tc.epochs:g} would be "
+              f"{by_epochs} steps", file=sys.stderr)
     pack_length = tc.pack_length or job.seq_length
     # recompute and micro-batch: as configured, or the memory plan's (auto)
     plan, row_tokens = speed.plan_for_records(tc, peft_model, records, world=group.world, device=group.device,
