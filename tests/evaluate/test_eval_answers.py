@@ -208,3 +208,14 @@ def test_mixed_numbers_and_grouped_digits_are_read_whole(text, value):
 def test_an_improper_mixed_number_is_unparsable_not_a_wrong_number():
     answer = extract_gold_answer("2 3/2")
     assert answer is None or answer.value is None
+
+
+@pytest.mark.parametrize("text", ["\\boxed{1 " * 12_000, "Answer: " * 12_000, "答案是 " * 20_000],
+                         ids=["unclosed-boxes", "answer-markers", "cjk-markers"])
+def test_extraction_is_linear_in_hostile_completions(text):
+    import time
+
+    start = time.perf_counter()
+    for scope in ("first_line", "full", "final"):
+        extract_prediction_answer(text, scope)
+    assert time.perf_counter() - start < 5  # quadratic before: minutes for 100 KB

@@ -84,6 +84,7 @@ _FRAC_RE = re.compile(r"\\[dt]?frac\s*\{\s*([^{}]*?)\s*\}\s*\{\s*([^{}]*?)\s*\}"
 _FRAC_SHORT_RE = re.compile(r"\\[dt]?frac\s*(\d)\s*(\d)")
 _TEXT_RE = re.compile(r"\\(?:text|mbox|mathrm|textbf|mathbf)\s*\{([^{}]*)\}")
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_RE = re.compile(r"[{}]")
 _LATEX_NOISE = [
     (re.compile(r"\\left|\\right|\\!|\\;|\\:|\\ |\$"), ""),
     (re.compile(r"\\,"), ""),
@@ -200,15 +201,19 @@ def final_number(text: str) -> Answer | None:
 
 def boxed_contents(text: str) -> list[str]:
     """Contents of every ``\\boxed{...}`` (balanced braces), in order."""
-    out = []
-    for m in _BOXED_RE.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            i += 1
-        if depth == 0:
-            out.append(text[m.end():i - 1])
-    return out
+    # one pass over the braces (a text of unclosed \\boxed{ is linear, not quadratic)
+    opens = {m.end() - 1 for m in _BOXED_RE.finditer(text)}
+    if not opens:
+        return []
+    found, stack = [], []
+    for m in _BRACE_RE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            start = stack.pop()
+            if start in opens:
+                found.append((start, text[start + 1:m.start()]))
+    return [content for _, content in sorted(found)]
 
 
 def parse_boxed(content: str) -> Answer:
@@ -266,11 +271,12 @@ def final_marked_answer(text: str) -> Answer | None:
     boxed_at = [m.start() for m in _BOXED_RE.finditer(text)]
     if boxed_at and (not markers or boxed_at[-1] > markers[-1].start()):
         return parse_boxed(boxed_contents(text)[-1]) if boxed_contents(text) else None
-    for m in reversed(markers):
-        tail = latex_to_plain(text[m.end():])
-        found = numbers_in(tail)
+    end = len(text)
+    for m in reversed(markers):  # each marker's own stretch, up to the next one: linear in the text
+        found = numbers_in(latex_to_plain(text[m.end():end]))
         if found:
             return found[0]
+        end = m.start()
     return None
 
 
