@@ -9,6 +9,7 @@ weights are never merged or scored).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +91,36 @@ def attach_adapter(base, adapter: str | os.PathLike, *, model_name: str, trainab
     except Exception as e:  # shape mismatch, missing weights, bad JSON
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MathloraError(f"could not load adapter {path} onto {model_name}: {first}") from None
+
+
+# -- what an exported adapter says about its base model ---------------------------------------------------------
+
+HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # packaged model -> its Hub repo
+HUB_LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0"}
+_HUB_CACHE = re.compile(r"(?:^|/)(models|datasets)--([^/]+?)--([^/]+)/snapshots/[^/]+")
+
+
+def hub_id(spec: str, kind: str = "models") -> str | None:
+    """The Hugging Face Hub repo a model spec (or, ``kind="datasets"``, a data path) stands for: the packaged
+    model's repo, or the repo of a folder inside a Hugging Face cache (``.../models--org--name/snapshots/<rev>``);
+    None for anything else (a local folder, a .gguf file, the tiny random model)."""
+    if kind == "models" and spec in HUB_IDS:
+        return HUB_IDS[spec]
+    match = _HUB_CACHE.search(str(spec).replace("\\", "/"))
+    if match and match.group(1) == kind:
+        return f"{match.group(2)}/{match.group(3)}"
+    return None
+
+
+def base_model_name(spec: str) -> str:
+    """What an exported adapter names as its base (``base_model_name_or_path``): the Hub id when the spec
+    stands for one (``hub_id``), else the spec as the user gave it (a path, ``tiny-random-llama``), never the
+    folder this machine converted a GGUF file into."""
+    return hub_id(spec) or spec
+
+
+def name_base_model(peft_model, spec: str) -> None:
+    """Make ``peft_model``'s adapter configs name the base by ``base_model_name(spec)`` (peft records the
+    folder the base was loaded from: for a packaged or GGUF model, this machine's cache)."""
+    for config in getattr(peft_model, "peft_config", {}).values():
+        config.base_model_name_or_path = base_model_name(spec)

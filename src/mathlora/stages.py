@@ -339,6 +339,32 @@ MERGE = Stage("merge", inputs=lambda ctx: {"adapter": ctx.layout.train_adapter},
                                     "runtime": ctx.runtime.fingerprint()}, run=_merge)
 
 
+# -- model cards ----------------------------------------------------------------------------------------------
+
+def _cards(ctx: Context) -> dict:
+    from mathlora.export.model_card import write_cards
+
+    return write_cards(ctx.layout.root)
+
+
+def _card_outputs(ctx: Context) -> list[Path]:
+    from mathlora.export.model_card import card_paths
+
+    return card_paths(ctx.layout.root)
+
+
+def _card_inputs(ctx: Context) -> dict[str, Path]:
+    lay = ctx.layout  # a card reads the recipe, the summary and the scores; merged/config.json stands for merged/
+    base, tuned = lay.eval("base"), lay.eval("tuned")
+    return {str(p.relative_to(lay.root)): p for p in (
+        lay.config, lay.train_summary, lay.train_adapter, lay.merged_config, base.math, tuned.math, base.math_nocalc,
+        tuned.math_nocalc, base.squad, tuned.squad)}
+
+
+CARDS = Stage("cards", inputs=_card_inputs, outputs=_card_outputs, settings=lambda ctx: {"version": __version__},
+              run=_cards)
+
+
 # -- report ---------------------------------------------------------------------------------------------------
 
 def _report_inputs(ctx: Context) -> dict[str, Path]:
@@ -359,6 +385,6 @@ REPORT = Stage("report", inputs=_report_inputs, outputs=lambda ctx: [ctx.layout.
                settings=lambda ctx: {"version": __version__}, run=_report)
 
 STAGE_LIST: tuple[Stage, ...] = (SYNTH, INGEST, INGEST_TEST, LABEL, SAMPLE, NORMALIZE, REWRITE, CONVERT, TOKENIZE,
-                                 *eval_stages("base"), TRAIN, MERGE, *eval_stages("tuned"), REPORT)
+                                 *eval_stages("base"), TRAIN, MERGE, *eval_stages("tuned"), CARDS, REPORT)
 STAGES = [s.name for s in STAGE_LIST]
 

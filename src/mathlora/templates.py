@@ -2,6 +2,15 @@
 
 ``alpaca`` is the competition's inference prompt (mission item 8), the default. ``vicuna_v1.1`` is the
 MindFormers/fastchat conversation wrapping, for parity with Ascend runs. ``plain`` is the bare problem.
+
+Every tokenizer mathlora exports (``train/adapter/``, ``merged/``, a checkpoint's ``merged/``) carries the run's
+template as its Jinja ``chat_template`` (``chat_template``, ``exported_tokenizer``), so
+``tokenizer.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True)`` (what
+vLLM's ``/v1/chat/completions`` does) gives the training prompt: the same text, and tokenized the same ids the
+tokenize stage trained on. The tokenize stage encodes a prompt with ``add_special_tokens=True`` while
+``apply_chat_template`` (and vLLM's chat endpoint) encode the rendered text with ``add_special_tokens=False``,
+so the special tokens the tokenizer adds around a text (a BOS for Llama-style tokenizers, nothing for
+SmolLM2's) are written into the template itself.
 """
 
 from __future__ import annotations
@@ -43,3 +52,99 @@ def get_template(name: str) -> Template:
 
 def render_prompt(name: str, problem: str) -> str:
     return get_template(name).render(problem)
+
+
+# -- the template as a tokenizer's chat template ----------------------------------------------------------------
+
+def _literal(text: str) -> str:
+    """``text`` as a Jinja string literal (Jinja unescapes literals like Python's unicode-escape)."""
+    return "'" + text.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+
+
+def added_special_tokens(tokenizer) -> tuple[list[str], list[str]]:
+    """The special tokens ``tokenizer(text)`` puts before and after a text (its ``add_special_tokens=True``):
+    ``(["<s>"], [])`` for a Llama-style tokenizer, ``([], [])`` for SmolLM2's."""
+    probe = "x"
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    plain = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start:start + len(plain)] == plain:
+            before, after = full[:start], full[start + len(plain):]
+            return tokenizer.convert_ids_to_tokens(before), tokenizer.convert_ids_to_tokens(after)
+    raise MathloraError("the tokenizer's special tokens change the text's own tokens; "
+                        "its chat template cannot reproduce the training prompt")
+
+
+def chat_template(name: str, tokenizer=None) -> str:
+    """The Jinja chat template that renders the training prompt of template ``name``.
+
+    A user turn renders the whole prompt with the turn's text as the problem (the prompt ends with its own
+    response cue, so ``add_generation_prompt`` adds nothing); an assistant turn renders its text and the EOS
+    token, as training saw the response; the turns must alternate, starting with the user. A system message
+    is refused (``raise_exception``): the model was never trained with one. A turn's content may be a string or
+    OpenAI-style parts (the text parts, joined by newlines). ``tokenizer``: whose added special tokens
+    (``added_special_tokens``) open and close the first user turn, as in the tokenized training prompt.
+    """
+    tpl = get_template(name)
+    prefix, _, suffix = tpl.prompt.partition("{problem}")
+    before, after = added_special_tokens(tokenizer) if tokenizer is not None else ([], [])
+    bos = getattr(tokenizer, "bos_token", None) if tokenizer is not None else None
+    opening = "{{ bos_token }}" if before and before == [bos] else "".join(
+        "{{ " + _literal(t) + " }}" for t in before)
+    closing = "".join("{{ " + _literal(t) + " }}" for t in after)
+    content = ("{%- if message['content'] is string -%}{{ message['content'] }}"
+               "{%- else -%}{{ message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text')"
+               " | join('\\n') }}{%- endif -%}")
+    refuse = "{{ raise_exception(" + _literal(
+        f"this model was fine-tuned on the {name!r} prompt: the messages must alternate user/assistant, "
+        "starting with the user, with no system message") + ") }}"
+    return (
+        f"{{#- mathlora: the {name!r} training prompt -#}}"
+        "{%- for message in messages -%}"
+        "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) or message['role'] not in ['user', 'assistant'] -%}"
+        f"{refuse}"
+        "{%- endif -%}"
+        "{%- if message['role'] == 'user' -%}"
+        f"{{%- if loop.first -%}}{opening}{{%- endif -%}}"
+        f"{{{{ {_literal(prefix)} }}}}{content}{{{{ {_literal(suffix)} }}}}"
+        f"{{%- if loop.first -%}}{closing}{{%- endif -%}}"
+        "{%- else -%}"
+        f"{content}{{{{ eos_token }}}}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+    )
+
+
+def pad_token_for(tokenizer) -> str | None:
+    """A pad token that is not EOS: the tokenizer's own when it differs from EOS, else its unknown token, else
+    another special token of its vocabulary that is neither BOS nor EOS; None when it has none (then EOS it
+    stays: a new token would change the vocabulary the model was trained with).
+
+    Padding with EOS is what makes a collator that masks padding mask every EOS too (the model then never
+    learns to stop); mathlora's own trainer masks by labels, but a user fine-tuning the exported model
+    further with another tool should not inherit that trap."""
+    eos, bos = tokenizer.eos_token, tokenizer.bos_token
+    if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
+        return tokenizer.pad_token
+    if tokenizer.unk_token is not None and tokenizer.unk_token not in (eos, bos):
+        return tokenizer.unk_token
+    for token in sorted(tokenizer.all_special_tokens + [str(t) for t in tokenizer.added_tokens_decoder.values()]):
+        if token not in (eos, bos):
+            return token
+    return None
+
+
+def exported_tokenizer(model: str, template: str):
+    """``model``'s tokenizer as mathlora exports it: the template ``template`` as its chat template and a pad
+    token that is not EOS where the vocabulary has one (``pad_token_for``)."""
+    import copy
+
+    from mathlora.models import load_tokenizer
+
+    get_template(template)
+    tok = copy.deepcopy(load_tokenizer(model))  # the tiny model's tokenizer is shared (cached): never change it
+    pad = pad_token_for(tok)
+    if pad is not None:
+        tok.pad_token = pad
+    tok.chat_template = chat_template(template, tok)
+    return tok

