@@ -34,12 +34,13 @@ test-gpu: setup
 	$(PY) -m pytest -q -m gpu -rs $(PYTEST_ARGS)
 
 # The lowest pinned transformers/peft (pyproject.toml), installed beside .venv's and put first on the path
+# (with datasets 4.8.5: datasets 5 needs huggingface-hub 1.31 or newer)
 # (about 10 s to install, then one run of the non-slow tests; .ci/run runs it after make test). A separate
 # model cache: a GGUF conversion saved by transformers 5 is not readable by 4.x.
 LOWEST := $(VENV)/lowest
 test-lowest: setup
 	$(PY) -m pip install -q --no-deps --upgrade --target $(LOWEST) "transformers==4.56.2" "peft==0.17.0" \
-		"tokenizers==0.22.1" "huggingface-hub==0.36.0"
+		"tokenizers==0.22.1" "huggingface-hub==0.36.0" "datasets==4.8.5"
 	MATHLORA_CACHE=$(abspath $(LOWEST))/cache PYTHONPATH=$(abspath $(LOWEST))$${PYTHONPATH:+:$$PYTHONPATH} \
 		$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
