@@ -14,7 +14,7 @@ SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=160", 
 
 def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     run = tmp_path / "run"
-    assert main(["run", "--no-progress", "-o", str(run), *SMALL]) == 0
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     assert last.startswith(f"report: {run / 'report.html'} | math accuracy ") and "retention" in last
@@ -53,7 +53,7 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     assert "retention" in squad
 
     stamps = {k: v["finished_at"] for k, v in manifest["stages"].items()}
-    assert main(["run", "--no-progress", "-o", str(run), *SMALL]) == 0
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL]) == 0
     out = capsys.readouterr().out
     assert out.count("fresh, skipped") == len(stamps)
     assert {k: v["finished_at"] for k, v in json.loads((run / "manifest.json").read_text())["stages"].items()} == stamps
@@ -61,39 +61,39 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     # a changed setting reruns only what depends on it; settings that cannot change the trained numbers
     # (logging, checkpoint cadence, micro-batching) keep train/ (the trainer's own "same run" rule)
     adapter = (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns
-    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.log_every=3",
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.log_every=3",
                  "train.save_steps=3", "train.micro_batch_size=2"]) == 0
     out = capsys.readouterr().out
     assert "tokenize: fresh, skipped" in out and "train: fresh, skipped" in out and "merge: fresh, skipped" in out
     assert "eval_base_math: done" in out
     assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
     # a result-changing one never deletes the finished training: one line names what changed and the choices
-    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5",
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5",
                  "train.warmup_ratio=0.2", "--stop-after", "train"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "changed: train.lr, train.warmup_ratio" in err
-    assert "--force" in err and "--output" in err
+    assert "--force" in err and "--run" in err
     assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
     # --force retrains in place
-    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5", "--force",
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5", "--force",
                  "--stop-after", "train"]) == 0
     assert "train: done" in capsys.readouterr().out
 
 
 def test_run_reports_bad_config_cleanly(tmp_path, capsys):
-    assert main(["run", "-o", str(tmp_path / "r"), "train.lr=abc"]) == 2
+    assert main(["run", "--run", str(tmp_path / "r"), "train.lr=abc"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: config error") and "train.lr" in err
-    assert main(["run", "-o", str(tmp_path / "r"), "train.nope=1"]) == 2
+    assert main(["run", "--run", str(tmp_path / "r"), "train.nope=1"]) == 2
     assert "unknown key" in capsys.readouterr().err
-    assert main(["run", "-o", str(tmp_path / "r"), "data.train=/does/not/exist.json"]) == 2
+    assert main(["run", "--run", str(tmp_path / "r"), "data.train=/does/not/exist.json"]) == 2
     assert "data.train file not found" in capsys.readouterr().err
 
 
 def test_run_grades_with_the_configured_answer_scope_and_wrong_samples(tmp_path):
     """eval.answer_scope and eval.wrong_samples reach the grading in `mathlora run`, not only its fingerprint."""
     run = tmp_path / "run"
-    args = ["run", "--no-progress", "-o", str(run), "--stop-after", "eval_base_math", *SMALL,
+    args = ["run", "--no-progress", "--run", str(run), "--stop-after", "eval_base_math", *SMALL,
             "eval.answer_scope=full", "eval.wrong_samples=1"]
     assert main(args) == 0
     report = json.loads((run / "eval/base/math.json").read_text())
@@ -123,6 +123,6 @@ def test_damaged_sqlite_cache_bad_port_and_symlinked_train(tmp_path, capsys):
     elsewhere.mkdir()
     (elsewhere / "precious.bin").write_bytes(b"1")
     (run / "train").symlink_to(elsewhere)
-    rc, _, err = cli(capsys, "run", "--no-progress", "-o", run, "--stop-after", "synth", *SMALL)
+    rc, _, err = cli(capsys, "run", "--no-progress", "--run", run, "--stop-after", "synth", *SMALL)
     assert_one_error(rc, err, "symbolic link")
     assert (elsewhere / "precious.bin").read_bytes() == b"1"

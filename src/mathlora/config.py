@@ -1,7 +1,13 @@
-"""Typed configuration: YAML files validated by pydantic models, dotted command-line overrides.
+"""Typed configuration: YAML files validated by pydantic models, layered with ``base:``, dotted command-line
+overrides.
 
 Each stage owns its section model (in its package's ``config.py``); this module composes them into
 the root ``Config``. Unknown keys and bad values fail with the field's dotted name and what is allowed.
+
+Layers: a YAML names ``base: demo`` (a shipped config) or ``base: ../team.yaml`` (a path relative to it) and
+holds only what differs; mappings merge key by key, lists and values replace. A YAML without ``base:`` starts
+from the library defaults (``Config()``, the shipped name ``defaults``). A command given no ``--config`` runs
+the demo config (``DEFAULT_CONFIG``).
 """
 
 from __future__ import annotations
@@ -91,7 +97,8 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
             msg = "unknown key"
             section = _section_model(e["loc"][:-1])
             if section is not None:
-                msg += f" (allowed: {', '.join(section.model_fields)})"
+                allowed = [*section.model_fields, *(["base"] if section is Config else [])]
+                msg += f" (allowed: {', '.join(allowed)})"
         elif "input" in e and not isinstance(e["input"], (dict, list)):
             msg += f" (got {e['input']!r})"
         parts.append(f"{loc}: {msg}")
@@ -143,43 +150,189 @@ def apply_overrides(data: dict, overrides: list[str] | dict[str, Any]) -> dict:
     return data
 
 
-def resolve_config_path(path: str | os.PathLike) -> Path:
-    """A config file path, or the name of a shipped config (``demo``, ``llama3_8b_lora``)."""
+# What a command given no --config runs: the demo config (the one `mathlora run` and `make run` use).
+DEFAULT_CONFIG = "demo"
+# The reserved config name of the library's own defaults (Config() with no file): where a YAML without
+# `base:` starts, what `mathlora config show --config defaults` prints.
+LIBRARY_DEFAULTS = "defaults"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The shipped configs by name (``demo`` -> .../configs/demo.yaml), sorted."""
+    return {p.stem: p for p in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def _config_names() -> str:
+    return ", ".join([*shipped_configs(), LIBRARY_DEFAULTS])
+
+
+def shipped_name(ref: str | os.PathLike) -> str | None:
+    """``demo`` / ``demo.yaml`` -> ``demo`` when that is a shipped config (or ``defaults``), else None."""
+    p = Path(ref)
+    if p.parent != Path(".") or p.suffix not in ("", ".yaml"):
+        return None
+    if p.stem == LIBRARY_DEFAULTS and p.suffix == "":
+        return LIBRARY_DEFAULTS
+    return p.stem if p.stem in shipped_configs() else None
+
+
+def resolve_config_path(path: str | os.PathLike, *, relative_to: Path | None = None) -> Path | None:
+    """A config file path, or the name of a shipped config (``demo``, ``llama3_8b_lora``); None for
+    ``defaults`` (the library defaults, no file). A file of that name wins over a shipped name. With
+    ``relative_to`` (a ``base:`` of a YAML) a relative path is taken from that folder."""
     p = Path(path)
-    if p.exists():
-        if p.is_dir():
-            raise MathloraError(f"config {p} is a directory; expected a YAML file")
-        return p
-    shipped = CONFIG_DIR / f"{p.stem}.yaml"
-    if p.suffix in ("", ".yaml") and p.parent == Path(".") and shipped.exists():
-        return shipped
-    raise MathloraError(f"config file not found: {p} (shipped configs: "
-                        f"{', '.join(sorted(x.stem for x in CONFIG_DIR.glob('*.yaml')))})")
+    candidate = relative_to / p if relative_to is not None and not p.is_absolute() else p
+    if candidate.exists():
+        if candidate.is_dir():
+            raise MathloraError(f"config {candidate} is a directory; expected a YAML file")
+        return candidate
+    name = shipped_name(p)
+    if name == LIBRARY_DEFAULTS:
+        return None
+    if name is not None:
+        return shipped_configs()[name]
+    raise MathloraError(f"config file not found: {candidate} (shipped configs: {_config_names()}; "
+                        "`mathlora config list` describes them)")
 
 
-def load_config(path: str | os.PathLike | None = None,
-                overrides: list[str] | dict[str, Any] | None = None) -> Config:
-    """Load a YAML config (default: the embedded demo config), apply overrides, validate."""
+def _base_exists(ref: str | os.PathLike, relative_to: Path | None) -> bool:
+    p = Path(ref)
+    return (relative_to / p if relative_to is not None and not p.is_absolute() else p).exists() or \
+        shipped_name(p) is not None
+
+
+def _label(path: Path | None) -> str:
+    """How a layer is named in messages: a shipped config by its name, a user's file by its path."""
     if path is None:
-        path = CONFIG_DIR / "demo.yaml"
-    p = resolve_config_path(path)
-    source = str(p)
+        return LIBRARY_DEFAULTS
+    shipped = {p.resolve(): name for name, p in shipped_configs().items()}
+    return shipped.get(path.resolve(), str(path))
+
+
+def _read_mapping(p: Path) -> dict:
     try:
         loaded = yaml_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise MathloraError(f"config {p} is not valid YAML: {e}") from None
     except UnicodeDecodeError:
         raise MathloraError(f"config {p} is not UTF-8 text") from None
+    except OSError as e:
+        raise MathloraError(f"cannot read config {p}: {e.strerror or e}") from None
     if not isinstance(loaded, dict):
         raise MathloraError(f"config {p} must be a mapping of sections, got {type(loaded).__name__}")
-    data: dict = loaded
+    return loaded
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, anything else (lists included) replaces."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_layers(path: str | os.PathLike) -> tuple[dict, list[str]]:
+    """The merged mapping of a config and its ``base:`` chain, and the chain's names (the given file first,
+    ``defaults`` never named: a chain ends on the library defaults). ``base:`` is a shipped config name or a
+    path relative to the file that names it; a cycle or a missing base is one error line."""
+    layers: list[tuple[Path | None, dict]] = []
+    seen: list[Path] = []
+    ref: str | os.PathLike | None = path
+    relative_to: Path | None = None
+    while ref is not None:
+        if layers and not _base_exists(ref, relative_to):
+            raise MathloraError(f"config {_label(layers[-1][0])}: base {str(ref)!r} not found (a shipped config: "
+                                f"{_config_names()}; or a path relative to {relative_to})")
+        p = resolve_config_path(ref, relative_to=relative_to)
+        if p is None:
+            break
+        if p.resolve() in seen:
+            names = " -> ".join(_label(x) for x in [*(layer for layer, _ in layers), p])
+            raise MathloraError(f"config base cycle: {names}")
+        seen.append(p.resolve())
+        mapping = _read_mapping(p)
+        base = mapping.pop("base", None)
+        if base is not None and (not isinstance(base, str) or not base.strip()):
+            raise MathloraError(f"config {_label(p)}: base must be a config name or path (got {base!r})")
+        layers.append((p, mapping))
+        ref, relative_to = (base.strip() if base else None), p.parent
+    merged: dict = {}
+    for _, mapping in reversed(layers):
+        merged = deep_merge(merged, mapping)
+    return merged, [_label(p) for p, _ in layers] or [LIBRARY_DEFAULTS]
+
+
+def describe_layers(chain: list[str], overrides) -> str:
+    """``my.yaml <- demo + overrides``: what a loaded config was made of."""
+    return " <- ".join(chain) + (" + overrides" if overrides else "")
+
+
+def load_config_layers(path: str | os.PathLike | None = None,
+                       overrides: list[str] | dict[str, Any] | None = None) -> tuple[Config, list[str]]:
+    """``load_config`` and the names of the layers it read (the given file first)."""
+    data, chain = read_layers(DEFAULT_CONFIG if path is None else path)
     if overrides:
+        keys = overrides.keys() if isinstance(overrides, dict) else [".".join(parse_override(x)[0])
+                                                                     for x in overrides]
+        if "base" in keys:
+            raise MathloraError("base is not an override: name the config with --config NAME (or `base:` in "
+                                "your YAML)")
         data = apply_overrides(data, overrides)
-        source += " + overrides"
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data), chain
     except ValidationError as e:
-        raise MathloraError(_format_validation_error(e, source)) from None
+        raise MathloraError(_format_validation_error(e, describe_layers(chain, overrides))) from None
+
+
+def load_config(path: str | os.PathLike | None = None,
+                overrides: list[str] | dict[str, Any] | None = None) -> Config:
+    """Load a config, apply overrides, validate. ``path`` is a YAML file or a shipped config's name; None
+    means the demo config (what a command given no --config runs). A YAML may name ``base: NAME_OR_PATH``:
+    it is read on top of that config (mappings merge, lists and values replace); with no ``base:`` it is read
+    on top of the library defaults (``Config()``)."""
+    return load_config_layers(path, overrides)[0]
+
+
+def shipped_description(path: Path, width: int = 110) -> str:
+    """The first sentence of a shipped config's leading comment, cut to ``width`` at a comma or a word."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(lines)
+    sentence = text.split(". ", 1)[0].rstrip(".")
+    if len(sentence) <= width:
+        return sentence
+    cut = sentence[:width]
+    at = cut.rfind(", ") if cut.rfind(", ") > width // 2 else cut.rfind(" ")
+    return cut[:at].rstrip(",") + ", ..."
+
+
+def copy_config(name: str, dest: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write shipped config ``name`` (its text, comments included) to ``dest`` (a file, or a folder that
+    receives NAME.yaml); ``defaults`` writes the library defaults in full. Never replaces a file unless
+    ``force``."""
+    from mathlora.run_dir import write_text_atomic
+
+    shipped = shipped_name(name)
+    if shipped is None:
+        raise MathloraError(f"no shipped config named {name!r} (shipped configs: {_config_names()})")
+    target = Path(dest)
+    if target.is_dir():
+        target = target / f"{shipped}.yaml"
+    if target.exists() and not force:
+        raise MathloraError(f"{target} exists; --force replaces it")
+    if shipped == LIBRARY_DEFAULTS:
+        text = "# The library defaults (what a YAML without base: starts from), written by mathlora config copy.\n" + \
+            dump_config(Config())
+    else:
+        text = shipped_configs()[shipped].read_text(encoding="utf-8")
+    write_text_atomic(target, text)
+    return target
 
 
 def dump_config(cfg: Config) -> str:

@@ -310,7 +310,7 @@ def _start_over_when_changed(ctx: Context, fp: str) -> None:
         what = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "") if changed else \
             "settings or tokens (recorded by an older mathlora)"
         raise MathloraError(f"{ctx.layout.train} holds a finished training made with other settings (changed: "
-                            f"{what}); run with --force to retrain in place, or give a new --output")
+                            f"{what}); run with --force to retrain in place, or give a new --run folder")
     discard_training(ctx.layout.train, ctx.layout.tokens_parquet)  # a fresh run, not a resume of the old one
 
 

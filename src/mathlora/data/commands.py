@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, config_from_args, flag, option,
+                              show_progress)
 from mathlora.run_dir.guards import lock_for_output
 
 
-def _io(p: argparse.ArgumentParser, output_help: str = "output file") -> None:
-    p.add_argument("--input", "-i", required=True, help="input file")
-    p.add_argument("--output", "-o", required=True, help=output_help)
+def _io(p: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
+    add_input(p, input_help)
+    add_output(p, output_help)
 
 
 def _print_counts(title: str, counts: dict) -> None:
@@ -73,7 +74,7 @@ def cmd_tokenize(args) -> int:
     cfg = config_from_args(args)
     with lock_for_output(args.output):
         counts = tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model, template=cfg.template,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, progress=show_progress(args))
     _print_counts("tokenize", counts)
     return 0
 
@@ -100,8 +101,11 @@ def cmd_sample(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ingest", help="validate, id and deduplicate a raw train.json")
-    _io(p)
+    p = sub.add_parser("ingest", help="validate, id and deduplicate a raw train.json",
+                       description="Read a raw {problem, solution} file (JSON lines or a JSON array), give each "
+                                   "record a stable id, drop exact duplicates and write the rest; every rejected "
+                                   "line goes to the rejects file with its line number and reason.")
+    _io(p, "raw records (JSON lines or a JSON array)", "records (JSON lines)")
     p.add_argument("--rejects", default=None, help="rejects file (default: rejects.jsonl beside the output)")
     option(p, "--keep-duplicates", field="ingest.keep_duplicates", action="store_true",
            help="keep exact duplicates (after whitespace normalisation)")
@@ -111,8 +115,7 @@ def register(sub) -> None:
     s = sub.add_parser("sample", help="stratified sample by difficulty (recipe: 100000 at 1:4,2:3,3:2,4:1)",
                        description="Draw --total records from the named difficulty levels in ratio, "
                                    "without replacement; same input and seed give the same output.")
-    s.add_argument("--input", required=True, help="labeled records (JSON lines)")
-    s.add_argument("--output", required=True, help="sampled records (JSON lines); sample_table.json beside it")
+    _io(s, "labeled records (JSON lines)", "sampled records (JSON lines); sample_table.json beside it")
     option(s, "--total", field="sample.total", type=int, help="records to draw")
     option(s, "--ratios", field="sample.ratios", help="level:weight pairs, e.g. 1:4,2:3,3:2,4:1")
     option(s, "--seed", field="sample.seed", type=int, help="sampling seed (default: the global seed)")
@@ -122,39 +125,51 @@ def register(sub) -> None:
     add_config_args(s)
     s.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("normalize", help="cut numbers with more than N decimals to N (default 2)")
-    _io(p)
+    p = sub.add_parser("normalize", help="cut numbers with more than N decimals to N (default 2)",
+                       description="Round (half-up, exact) or truncate every number with more than --decimals "
+                                   "fractional digits in problems and solutions; shorter numbers, integers, "
+                                   "fractions and non-numbers stay byte for byte.")
+    _io(p, "records (JSON lines)", "normalized records (JSON lines)")
     option(p, "--decimals", field="normalize.decimals", type=int, help="decimals to keep (default 2)")
     option(p, "--mode", field="normalize.mode", choices=["round", "truncate"], help="round half-up or truncate")
     add_config_args(p)
     p.set_defaults(func=cmd_normalize)
 
-    p = sub.add_parser("rewrite", help="answer-only solutions -> rule-based worked solutions (steps/calculator)")
-    _io(p)
+    p = sub.add_parser("rewrite", help="answer-only solutions -> rule-based worked solutions (steps/calculator)",
+                       description="Recognise each contest family from the problem's wording and rebuild its "
+                                   "solution by rule from the problem's numbers, as worked steps or with "
+                                   "<<expr=value>> calculator annotations; a record keeps its solution when the "
+                                   "family is unknown or the rebuilt answer disagrees (counted in the report).")
+    _io(p, "normalized records (JSON lines)", "rewritten records (JSON lines)")
     option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
            help="steps: computations with results; calculator: computations as <<expr=value>>")
     p.add_argument("--report", default=None, help="report JSON (default: rewrite_report.json beside the output)")
     add_config_args(p)
     p.set_defaults(func=cmd_rewrite)
 
-    p = sub.add_parser("convert", help="records -> conversation JSON (the recipe's format)")
-    _io(p)
+    p = sub.add_parser("convert", help="records -> conversation JSON (the recipe's format)",
+                       description="Turn each record into a conversation (the prompt template's instruction "
+                                   "and the solution), as ShareGPT conversations or OpenAI-style messages.")
+    _io(p, "records (JSON lines): rewritten.jsonl, or normalized.jsonl for solution_style answer",
+        "conversations (JSON)")
     option(p, "--template", field="template", help="prompt template name (default alpaca)")
     option(p, "--format", field="convert.format", choices=["sharegpt", "messages"],
            help="sharegpt conversations (default) or OpenAI-style messages")
     add_config_args(p)
     p.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("tokenize", help="conversations -> masked token records (Parquet / MindRecord)")
-    _io(p, "output folder")
-    option(p, "--model", "-m", field="model", help="model spec whose tokenizer to use")
+    p = sub.add_parser("tokenize", help="conversations -> masked token records (Parquet / MindRecord)",
+                       description="Tokenize each conversation with the model's tokenizer, the prompt masked out "
+                                   "of the loss (labels from token spans), into tokens.parquet and stats.json; "
+                                   "records over --seq-length are cut or dropped (tokens/rejects.jsonl).")
+    _io(p, "conversations (JSON)", "output folder")
+    add_model(p, help="model spec whose tokenizer to use")
     option(p, "--seq-length", field="tokenize.seq_length", type=int, help="maximum tokens per record (256)")
     option(p, "--overflow", field="tokenize.overflow", choices=["truncate", "drop"],
            help="what to do with longer records")
     option(p, "--template", field="template", help="template the conversations were made with (alpaca)")
     option(p, "--format", field="tokenize.format", choices=["parquet", "mindrecord"],
            help="parquet (always written) or also mindrecord")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output folder even if it is not an earlier tokens folder")
+    flag(p, "--overwrite", help="replace an existing output folder even if it is not an earlier tokens folder")
     add_config_args(p)
     p.set_defaults(func=cmd_tokenize)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args, option, runtime_from
+from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
+                              deprecated, on_off, option, runtime_from, show_progress)
 from mathlora.errors import MathloraError
 
 
@@ -14,31 +15,44 @@ def _int_or_auto(value: str):
 
 
 def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
-    option(p, "--model", field="model", help="base model: HF folder, .gguf, smollm2-135m-instruct, tiny-random-llama")
+    add_model(p)
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
     if generation:
         option(p, "--batch-size", field="eval.batch_size", type=_int_or_auto,
                 help="prompts per batch, or auto (as many as fit on the GPU)")
         add_runtime_args(p)
-        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         option(p, "--backend", field="eval.backend", choices=["local", "openai"],
                help="local (this process) or openai (an OpenAI-compatible completions server, e.g. vLLM)")
         option(p, "--base-url", field="eval.endpoint.base_url", help="openai backend: server URL (default http://127.0.0.1:8000/v1)")
-        option(p, "--server-model", field="eval.model", help="openai backend: served model or LoRA name")
+        add_served_model(p)
         option(p, "--concurrency", field="eval.endpoint.concurrency", type=int, help="openai backend: requests in flight")
+
+
+def add_served_model(p: argparse.ArgumentParser) -> None:
+    """``--served-model NAME``: the name an OpenAI-compatible server serves the model (or LoRA) under."""
+    option(p, "--served-model", field="eval.model", metavar="NAME",
+           help="openai backend: the name the server serves the model or LoRA under (vLLM's --served-model-name "
+                "or --lora-modules NAME=DIR; default: --model)")
+    deprecated(p, "--server-model", new="--served-model", dest="cfg:eval.model")
+
+
+def _scope(p: argparse.ArgumentParser) -> None:
+    option(p, "--scope", field="eval.answer_scope", choices=["auto", "first_line", "full", "final"],
+           help="where a completion's answer is read (auto: final for worked solutions, else first_line)")
 
 
 def _decoding_args(p: argparse.ArgumentParser) -> None:
     """The math test set and what shapes a completion: template, lengths, the calculator, the trained style."""
-    p.add_argument("--input", required=True, help="JSON lines {id, problem, solution?, type?}")
+    add_input(p, "JSON lines {id, problem, solution?, type?} (e.g. test_records.jsonl from ingest)")
     option(p, "--template", field="template", help="prompt template (default: the config's, alpaca)")
     option(p, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
     option(p, "--max-length", field="eval.max_length", type=int, help="prompt + completion tokens at most")
     option(p, "--calculator", field="eval.calculator", action="store_true",
            help="calculator-assisted decoding: force the result of every <<expr= the model opens (eval model: "
-                "scored with and without it)")
+                "scored with and without it); the demo config turns it on, --no-calculator off")
     option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
            help="the style the model was trained on (picks where the answer is read when --scope is auto)")
+    _scope(p)
     add_config_args(p)
 
 
@@ -48,40 +62,48 @@ def register(subparsers) -> None:
                                           "type, gold} lines.")
     _model_args(p)
     _decoding_args(p)
-    p.add_argument("--output", required=True, help="prediction JSON lines to write")
+    add_output(p, "prediction JSON lines to write")
     p.set_defaults(func=cmd_predict)
 
-    ev = subparsers.add_parser("eval", help="score predictions: math accuracy, SQuAD retention, parameter ratio")
+    ev = subparsers.add_parser("eval", help="score predictions: math accuracy, SQuAD retention, parameter ratio",
+                               description="Evaluate: math accuracy of prediction lines (math) or of a model on a "
+                                           "test set (model), SQuAD v1.1 retention (squad), the LoRA parameter "
+                                           "ratio (params).")
     sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
     ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
 
-    m = sub.add_parser("math", help="math accuracy from prediction lines (numeric comparison)")
+    m = sub.add_parser("math", help="math accuracy from prediction lines (numeric comparison)",
+                       description="Grade prediction lines against their gold answers (numeric, with --atol and "
+                                   "--rtol), overall and per problem type; with --baseline, before -> after.")
     m.add_argument("--predictions", required=True, help="prediction lines written by 'mathlora predict'")
     m.add_argument("--gold", default=None, help="gold lines {id, solution, type?} (default: each line's 'gold')")
     m.add_argument("--baseline", default=None, help="predictions of another model on the same problems")
-    m.add_argument("--output", default=None, help="report JSON (default: <predictions stem>.math.json)")
+    add_output(m, "report JSON (default: <predictions stem>.math.json)", required=False)
     option(m, "--atol", field="eval.atol", type=float, help="absolute tolerance (default 1e-2)")
     option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance, added to --atol (default 1e-12; 1e-5 grades like numpy.isclose)")
-    option(m, "--scope", field="eval.answer_scope", choices=["auto", "first_line", "full", "final"],
-           help="where a completion's answer is read (default auto: final for worked solutions, else first_line)")
+    _scope(m)
     option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
            help="the style the model was trained on (resolves --scope auto)")
     add_config_args(m)
     m.set_defaults(func=cmd_eval_math)
 
     mm = sub.add_parser("model", help="predict and grade a math test set into one folder (with and without the "
-                                      "calculator when eval.calculator), as `mathlora run` does")
+                                      "calculator when eval.calculator), as `mathlora run` does",
+                        description="Predict a math test set with the model (and --adapter) and grade it into one "
+                                    "folder: math_predictions.jsonl and math.json, plus math_nocalc_* without the "
+                                    "calculator when it is on.")
     _model_args(mm)
     _decoding_args(mm)
-    mm.add_argument("--output", "-o", required=True, help="folder for math_predictions.jsonl and math.json "
-                                                         "(+ math_nocalc_*)")
+    add_output(mm, "folder for math_predictions.jsonl and math.json (+ math_nocalc_*)")
     mm.add_argument("--baseline", default=None, help="another model's folder of the same kind: adds the comparison")
     mm.set_defaults(func=cmd_eval_model)
 
-    s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)")
+    s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)",
+                       description="Score a model (or --predictions made elsewhere) on SQuAD v1.1: official F1/EM; "
+                                   "with --baseline, the retention verdict (keep * base).")
     _model_args(s)
     s.add_argument("--data", default=None, help="SQuAD v1.1 JSON (default: the config's data.squad)")
-    s.add_argument("--output", default=None, help="result JSON to write (needed unless --dump-samples)")
+    add_output(s, "result JSON to write (needed unless --dump-samples)", required=False)
     option(s, "--limit", field="eval.squad_limit", type=int, help="score the first N samples only")
     option(s, "--all-questions", field="eval.squad_all_questions", action="store_true",
            help="every question with all its answers (default: first question and answer per paragraph)")
@@ -96,11 +118,21 @@ def register(subparsers) -> None:
     add_config_args(s)
     s.set_defaults(func=cmd_eval_squad)
 
-    pr = sub.add_parser("params", help="trainable/total parameter ratio of an adapter")
+    pr = sub.add_parser("params", help="trainable/total parameter ratio of an adapter",
+                        description="Count an adapter's trainable parameters against the base model's, as the "
+                                    "contest counts them (trainable / base) and as peft does; on the meta device.")
     _model_args(pr, generation=False)
-    pr.add_argument("--output", default=None, help="also write the report JSON here")
+    add_output(pr, "also write the report JSON here", required=False)
     add_config_args(pr)
     pr.set_defaults(func=cmd_eval_params)
+
+
+def print_settings(command: str, args, cfg) -> None:
+    """The settings a reader of the results must know, before the work starts (the calculator above all: the
+    demo config turns it on)."""
+    where = "local" if cfg.eval.backend == "local" else f"openai {cfg.eval.endpoint.base_url}"
+    print(f"{command}: calculator {on_off(cfg.eval.calculator)}, solution_style {cfg.solution_style}, template "
+          f"{cfg.template}, backend {where} (config: {args.config_layers})", flush=True)
 
 
 def cmd_predict(args) -> int:
@@ -109,9 +141,10 @@ def cmd_predict(args) -> int:
     cfg = config_from_args(args)
     from mathlora.run_dir.guards import lock_for_output
 
+    print_settings("predict", args, cfg)
     with lock_for_output(args.output):
         summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                               template=cfg.template, progress=not args.no_progress,
+                               template=cfg.template, progress=show_progress(args),
                                solution_style=cfg.solution_style)
     calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
             if summary["calculator"] else "")
@@ -150,10 +183,11 @@ def cmd_eval_model(args) -> int:
     from mathlora.run_dir.guards import lock_for_output
 
     cfg = config_from_args(args)
+    print_settings("eval model", args, cfg)
     with lock_for_output(Path(args.output) / "math.json"):
         counts = evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
                                baseline_dir=args.baseline, template=cfg.template,
-                               solution_style=cfg.solution_style, progress=not args.no_progress)
+                               solution_style=cfg.solution_style, progress=show_progress(args))
     without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts else "")
     print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> {args.output}")
     return 0
@@ -178,7 +212,7 @@ def cmd_eval_squad(args) -> int:
     runtime = None if args.predictions else runtime_from(cfg)
     with lock_for_output(args.output):
         r = evaluate_squad(cfg.eval, runtime, None if args.predictions else cfg.model, args.adapter, data,
-                           args.output, predictions_out=args.save_predictions, progress=not args.no_progress,
+                           args.output, predictions_out=args.save_predictions, progress=show_progress(args),
                            baseline_path=args.baseline, predictions_in=args.predictions)
     print(f"squad: F1 {r['f1']:.2f}  EM {r['em']:.2f}  over {r['count']} samples ({r['mode']})")
     verdict = r.get("retention")

@@ -37,7 +37,7 @@ from mathlora.openai_client import (
 def served_model(cfg: EvalConfig, fallback: str | None) -> str:
     name = cfg.model or fallback
     if not name:
-        raise MathloraError("eval.backend=openai needs the served model's name: --server-model NAME (eval.model)")
+        raise MathloraError("eval.backend=openai needs the served model's name: --served-model NAME (eval.model)")
     return name
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.cliargs import add_config_args, add_output, config_from_args, deprecated, flag, option
 from mathlora.errors import MathloraError
 
 
 def register(subparsers) -> None:
-    ex = subparsers.add_parser("export", help="Ascend: MindFormers finetune YAML + MindRecord; HF -> MindSpore ckpt")
+    ex = subparsers.add_parser("export", help="Ascend: MindFormers finetune YAML + MindRecord; HF -> MindSpore ckpt",
+                               description="Export for Ascend: a run's recipe and tokens for MindFormers "
+                                           "(mindformers), a HF model or adapter as a MindSpore checkpoint "
+                                           "(mindspore-ckpt).")
     sub = ex.add_subparsers(dest="export_command", metavar="WHAT")
     ex.set_defaults(func=lambda args: (ex.print_help(), 2)[1])
 
@@ -21,28 +24,30 @@ def register(subparsers) -> None:
                         description="Write finetune_mathlora.yaml (the run's recipe in MindFormers' keys) and "
                                     "tokens.mindrecord (the run's tokens, padded to seq_length + 1) into --output.")
     mf.add_argument("--run", required=True, help="run folder (config.yaml, tokens/)")
-    mf.add_argument("--output", required=True, help="output folder")
+    add_output(mf, "output folder")
     mf.add_argument("--devices", type=int, default=8,
                     help="NPUs (data_parallel); the global batch is split over them (default 8, one Atlas 800T A2)")
     mf.add_argument("--load-checkpoint", default="",
                     help="base model .ckpt for load_checkpoint (from `mathlora export mindspore-ckpt`)")
     mf.add_argument("--dataset-dir", default=None,
                     help="MindRecord path as the Ascend machine sees it (default: the written file's absolute path)")
-    mf.add_argument("--no-mindrecord", action="store_true",
-                    help="write the YAML only (the MindRecord needs MindSpore)")
+    flag(mf, "--mindrecord", default=True, help="also write tokens.mindrecord (needs MindSpore; --no-mindrecord: "
+                                                "the YAML only)")
     mf.set_defaults(func=cmd_export_mindformers)
 
     ck = sub.add_parser("mindspore-ckpt", help="a HF Llama model (and/or LoRA adapter) as a MindSpore .ckpt",
                         description="Convert a HF Llama-family model to a MindSpore checkpoint with MindFormers' "
                                     "parameter names (bit-exact; tied embeddings stored once); --adapter adds "
                                     "its LoRA tensors under MindFormers' pet names.")
-    ck.add_argument("--model", default=None,
+    ck.add_argument("--model", "-m", default=None,
                     help="HF folder, .gguf, smollm2-135m-instruct, tiny-random-llama, or a run folder (its merged/)")
     ck.add_argument("--adapter", default=None, help="peft LoRA adapter folder to include")
-    ck.add_argument("--output", required=True, help="output .ckpt file")
+    add_output(ck, "output .ckpt file")
     ck.set_defaults(func=cmd_export_ckpt)
 
-    im = subparsers.add_parser("import", help="Ascend: MindSpore ckpt -> HF folder (+ peft adapter)")
+    im = subparsers.add_parser("import", help="Ascend: MindSpore ckpt -> HF folder (+ peft adapter)",
+                               description="Import from Ascend: a MindFormers llama checkpoint as a HF folder and "
+                                           "a peft adapter (mindspore-ckpt).")
     isub = im.add_subparsers(dest="import_command", metavar="WHAT")
     im.set_defaults(func=lambda args: (im.print_help(), 2)[1])
     ick = isub.add_parser("mindspore-ckpt", help="a MindFormers llama .ckpt as a HF folder (+ peft adapter)",
@@ -50,8 +55,10 @@ def register(subparsers) -> None:
                                       "from --base). LoRA tensors become a peft adapter (OUTPUT/adapter, or "
                                       "--adapter-output); a LoRA-only checkpoint becomes the adapter at OUTPUT.")
     ick.add_argument("--ckpt", required=True, help="MindSpore .ckpt")
-    ick.add_argument("--base", required=True, help="base model spec: gives config.json and the tokenizer")
-    ick.add_argument("--output", required=True, help="output folder")
+    ick.add_argument("--model", "-m", dest="base", default=None,
+                     help="base model spec: gives config.json and the tokenizer (required)")
+    deprecated(ick, "--base", new="--model", dest="base")
+    add_output(ick, "output folder")
     ick.add_argument("--adapter-output", default=None, help="where the LoRA adapter goes (default OUTPUT/adapter)")
     ick.add_argument("--lora-alpha", type=float, default=None,
                      help="LoRA alpha (pet_config.lora_alpha) when the checkpoint does not record it")
@@ -61,7 +68,7 @@ def register(subparsers) -> None:
                                description="Publish a run folder to object storage or a file system through fsspec: "
                                            "resumable (skips files already there with the same sha256), verified "
                                            "by reading back, with publish_manifest.json and model cards.")
-    option(pb, "--run", field="run_dir", help="run folder (its config.yaml is the default --config)")
+    option(pb, "--run", field="run_dir", metavar="DIR", help="run folder (its config.yaml is the default --config)")
     option(pb, "--to", field="publish.to", help="s3://bucket/prefix, file:///path or a path")
     option(pb, "--endpoint-url", field="publish.endpoint_url",
            help="S3-compatible endpoint, e.g. https://obs.cn-north-4.myhuaweicloud.com or http://minio:9000")
@@ -69,7 +76,7 @@ def register(subparsers) -> None:
            help="also re-read the content of files already on the store")
     option(pb, "--replace", field="publish.replace", action="store_true",
            help="replace another run's publication at the destination (removes its files)")
-    pb.add_argument("--dry-run", action="store_true", help="list what would go; touch nothing")
+    flag(pb, "--dry-run", help="list what would go; touch nothing")
     add_config_args(pb)
     pb.set_defaults(func=cmd_publish)
 
@@ -78,7 +85,7 @@ def cmd_export_mindformers(args: argparse.Namespace) -> int:
     from mathlora.export.mindformers import export_mindformers
 
     summary = export_mindformers(args.run, args.output, devices=args.devices, load_checkpoint=args.load_checkpoint,
-                                 dataset_dir=args.dataset_dir, mindrecord=not args.no_mindrecord)
+                                 dataset_dir=args.dataset_dir, mindrecord=args.mindrecord)
     for note in summary["notes"]:
         print(f"note: {note}")
     if "mindrecord" in summary:
@@ -104,6 +111,8 @@ def cmd_export_ckpt(args: argparse.Namespace) -> int:
 def cmd_import_ckpt(args: argparse.Namespace) -> int:
     from mathlora.export.ms_ckpt import import_ckpt
 
+    if not args.base:
+        raise MathloraError("give --model BASE: the base model spec (its config.json and tokenizer)")
     summary = import_ckpt(args.ckpt, args.base, args.output, adapter_output=args.adapter_output,
                           lora_alpha=args.lora_alpha)
     if "model" in summary:

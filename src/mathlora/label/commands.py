@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args, option, runtime_from
+from mathlora.cliargs import (add_config_args, add_input, add_output, add_runtime_args, config_from_args,
+                              deprecated, option, runtime_from, show_progress)
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("label", help="give every record a difficulty 0-5 (openai, local or heuristic judge)",
                               description="Label records with a difficulty 0-5. Resumable: verdicts are cached "
                                           "in SQLite as they arrive; a rerun asks only what is missing.")
-    p.add_argument("--input", required=True, help="records from mathlora ingest (JSON lines)")
-    p.add_argument("--output", required=True, help="labeled records (JSON lines)")
+    add_input(p, "records from mathlora ingest (JSON lines)")
+    add_output(p, "labeled records (JSON lines)")
     option(p, "--judge", field="label.judge", choices=["openai", "local", "heuristic"], help="who rates difficulty")
     option(p, "--base-url", field="label.endpoint.base_url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    option(p, "--model", field="label.model", help="judge model name (openai) or model spec (local)")
+    option(p, "--judge-model", field="label.model", metavar="NAME",
+           help="the judge: the served model's name (openai, e.g. Qwen/Qwen2.5-72B-Instruct) or a model spec "
+                "(local; default: the base model)")
+    deprecated(p, "--model", new="--judge-model", dest="cfg:label.model")
     option(p, "--api-key-env", field="label.endpoint.api_key_env", help="environment variable holding the API key")
     option(p, "--concurrency", field="label.endpoint.concurrency", type=int, help="requests in flight (openai)")
     option(p, "--timeout", field="label.endpoint.timeout", type=float, help="request timeout in seconds (openai)")
@@ -26,7 +30,6 @@ def register(subparsers) -> None:
     option(p, "--cache", field="label.cache", help="SQLite cache (default: label_cache.sqlite next to --output)")
     option(p, "--retry-failed", field="label.retry_failed", action="store_true",
            help="ask again about records that failed before")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_args(p)
     p.set_defaults(func=run_label)
 
@@ -40,7 +43,7 @@ def run_label(args: argparse.Namespace) -> int:
 
     with lock_for_output(args.output):
         summary = label_file(cfg.label, runtime, args.input, args.output, base_model=cfg.model,
-                             progress=not args.quiet)
+                             progress=show_progress(args))
     dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
     print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
           f"({summary['source']}, {summary['seconds']:.1f}s)")

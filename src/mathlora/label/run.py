@@ -53,7 +53,7 @@ def judge_source(cfg: LabelConfig, base_model: str) -> str:
         return f"heuristic:{HEURISTIC_VERSION}"
     if cfg.judge == "openai":
         if not cfg.model:
-            raise MathloraError("the openai judge needs a model name: --model NAME (label.model)")
+            raise MathloraError("the openai judge needs a model name: --judge-model NAME (label.model)")
         return f"openai:{cfg.model}"
     return f"local:{cfg.model or base_model}"
 

@@ -10,8 +10,11 @@ from mathlora.run_dir.manifest import Manifest
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="(re)build report.html / report.md of a run folder")
-    p.add_argument("run_dir", help="run folder")
+    p = sub.add_parser("report", help="(re)build report.html / report.md of a run folder",
+                       description="Rebuild report.md, report.html and plots/ from a run folder's artifacts (the "
+                                   "run's own config.yaml and manifest, not a config file) and print the run's headline.")
+    p.add_argument("--run", dest="run", metavar="DIR", default=None, help="run folder (e.g. runs/demo)")
+    p.add_argument("run_dir", nargs="?", default=None, help=argparse.SUPPRESS)  # the old spelling
     p.set_defaults(func=cmd_report)
 
 
@@ -20,7 +23,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mathlora.report.scores import headline
     from mathlora.run_dir.guards import RunLock
 
-    root = Path(args.run_dir)
+    from mathlora.cliargs import warn_deprecated
+    from mathlora.errors import MathloraError
+
+    if args.run_dir is not None:
+        if args.run is not None:
+            raise MathloraError("give the run folder once: --run DIR")
+        warn_deprecated("mathlora report RUN_DIR", "mathlora report --run RUN_DIR")
+    run = args.run or args.run_dir
+    if run is None:
+        raise MathloraError("give the run folder: mathlora report --run DIR")
+    root = Path(run)
     Manifest(RunLayout(root)).require()
     with RunLock(root):
         build_report(root)

@@ -181,10 +181,10 @@ def refuse_unsafe_run_folder(root: str | os.PathLike) -> None:
     resolved = Path(root).resolve()
     if resolved.parent == resolved or resolved == Path.home().resolve():
         what = "the filesystem root" if resolved.parent == resolved else "your home folder"
-        raise MathloraError(f"run folder {root} is {what}; give a folder of its own, e.g. --output runs/demo")
+        raise MathloraError(f"run folder {root} is {what}; give a folder of its own, e.g. --run runs/demo")
     if (resolved / ".git").exists():
         raise MathloraError(f"run folder {root} is the top of a git repository; give a folder of its own, "
-                            "e.g. --output runs/demo")
+                            "e.g. --run runs/demo")
 
 
 def _top_level_artifacts(layout: RunLayout) -> set[str]:

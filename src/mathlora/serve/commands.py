@@ -13,7 +13,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathlora.cliargs import add_runtime_args, option
+from mathlora.cliargs import add_config_args, add_runtime_args, flag, option
 from mathlora.config import Config
 from mathlora.errors import MathloraError
 
@@ -32,17 +32,14 @@ class Target:
 def add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", default=None, metavar="DIR", help="a finished run folder: its model, template, "
                                                               "solution style and train/adapter")
-    p.add_argument("--model", default=None, help="base model (default: the config's)")
+    p.add_argument("--model", "-m", default=None, help="base model (default: the run's or the config's)")
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone; "
                                                   "with --run: the run's train/adapter)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--calculator", dest="calculator", action="store_true", default=None,
-                       help="calculator-assisted decoding (default: on for calculator-style models)")
-    group.add_argument("--no-calculator", dest="calculator", action="store_false", help="decode plainly")
+    p.add_argument("--calculator", action=argparse.BooleanOptionalAction, default=None,
+                   help="calculator-assisted decoding (default: on for calculator-style models; --no-calculator: "
+                        "decode plainly)")
     p.add_argument("--template", default=None, help="prompt template (default: the run's or the config's)")
-    p.add_argument("--config", default=None, help="YAML config or shipped config name (ignored with --run)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="a config override, e.g. --set eval.max_new_tokens=200 (repeatable)")
+    add_config_args(p, positional=False)  # with --run, the run's config.yaml is the config
 
 
 def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None) -> Target:
@@ -84,20 +81,22 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
 
 
 def register(sub) -> None:
+    from mathlora.evaluate.commands import add_served_model
+
     a = sub.add_parser("ask", help="answer math problems from the shell (the base model, --adapter or --run)",
                        description="Prints the worked solution and the final answer of each problem: the "
                                    "arguments, the lines of --file, or the lines of standard input. The calculator "
                                    "is on by default for calculator-style models.")
     a.add_argument("problem", nargs="*", help="a problem, e.g. \"计算 1.5 + 2.25 等于多少？\"")
     a.add_argument("--file", default=None, help="problems, one a line (or JSON lines with \"problem\"); - = stdin")
-    a.add_argument("--json", action="store_true", help="one JSON object a problem instead of text")
+    flag(a, "--json", help="one JSON object a problem instead of text")
     add_target_args(a)
     add_runtime_args(a)
     option(a, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
     option(a, "--backend", field="eval.backend", choices=["local", "openai"],
            help="local (this process) or openai (a completions server that applies the adapter)")
     option(a, "--base-url", field="eval.endpoint.base_url", help="openai backend: server URL")
-    option(a, "--server-model", field="eval.model", help="openai backend: served model or LoRA name")
+    add_served_model(a)
     a.set_defaults(func=cmd_ask)
 
     s = sub.add_parser("serve", help="an OpenAI-compatible endpoint for the model (calculator included)",
@@ -162,9 +161,15 @@ def cmd_ask(args) -> int:
     from mathlora.evaluate.backend import generate
     from mathlora.templates import render_prompt
 
+    import sys
+
+    from mathlora.cliargs import on_off
+
     problems = read_problems(args)
     target = resolve_target(args)
     cfg = target.cfg
+    print(f"ask: calculator {on_off(target.calculator)}, template {target.template}, model {target.name} "
+          f"(config: {args.config_layers})", file=sys.stderr, flush=True)
     remote = cfg.eval.backend == "openai"
     out = generate(cfg.eval, None if remote else runtime_from(cfg), target.model, target.adapter,
                    [render_prompt(target.template, p) for p in problems], max_new_tokens=cfg.eval.max_new_tokens,

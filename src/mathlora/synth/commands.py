@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, config_from_args, option
+from mathlora.cliargs import add_config_args, add_output, config_from_args, option, show_progress
 from mathlora.errors import MathloraError
 
 
@@ -20,16 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "synth", help="generate contest-style math data or a SQuAD v1.1 reading-comprehension fixture",
         description="Generate competition-style math problems (JSON lines of problem/solution/type) "
                     "or a SQuAD v1.1 JSON fixture of templated English passages.")
-    p.add_argument("--output", "-o", required=True, help="file to write (JSON lines for math, JSON for squad)")
+    add_output(p, "file to write (JSON lines for math, JSON for squad)")
     p.add_argument("--kind", choices=("math", "squad"), default="math", help="what to generate (default: math)")
     option(p, "--count", field="synth.count", type=int, help="math records to generate")
     option(p, "--types", field="synth.types", type=parse_type_list,
            help="comma-separated problem families (default: all)")
     option(p, "--mix", field="synth.mix", choices=["contest", "equal"],
-           help="family shares: the contest's train.json mix (default) or the same count per family")
+           help="family shares: the contest's train.json mix (the library default) or the same count per family "
+                "(the demo config's)")
     option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
-           help="solution format: the competition's answers (default), worked steps, or steps with "
-                "<<expr=value>> calculator annotations")
+           help="solution format: the competition's answers (the library default), worked steps, or steps with "
+                "<<expr=value>> calculator annotations (the demo config's, used when no --config is given)")
     option(p, "--paragraphs", field="synth.squad_paragraphs", type=int, help="squad paragraphs to generate")
     option(p, "--seed", field="seed", type=int, help="random seed (same seed, same output)")
     add_config_args(p)
@@ -56,7 +57,7 @@ def run_synth_command(args: argparse.Namespace) -> int:
     from mathlora.records import write_jsonl
     from mathlora.synth.competition import generate
 
-    records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=True, style=cfg.solution_style,
+    records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=show_progress(args), style=cfg.solution_style,
                        mix=cfg.synth.mix)
     written = write_jsonl(output, records)
     per_type = Counter(r["type"] for r in records)

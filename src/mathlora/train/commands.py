@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, add_runtime_args, config_from_args, option, runtime_from
+from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args,
+                              flag, option, runtime_from, show_progress)
 from mathlora.layout import RunLayout
 
 
@@ -21,29 +22,28 @@ def register(subparsers) -> None:
                               description="Train a LoRA adapter on the model whose tokenizer made the tokens "
                                           "(tokens/stats.json). Under torchrun, runs data-parallel.")
     add_config_args(p)
-    p.add_argument("--tokens", default=None, help="tokenize stage output folder (default: <run_dir>/tokens)")
-    p.add_argument("--output", default=None, help="training output folder (default: <run_dir>/train)")
-    p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
-                   help="continue from the newest complete checkpoint (default: yes)")
+    add_run(p, help="run folder whose tokens/ to read and train/ to write (default: the config's run_dir)")
+    p.add_argument("--tokens", default=None, help="tokenize stage output folder (default: <run>/tokens)")
+    add_output(p, "training output folder (default: <run>/train)", required=False)
+    flag(p, "--resume", default=True, help="continue from the newest complete checkpoint (default: on)")
     add_runtime_args(p)
     option(p, "--epochs", field="train.epochs", type=float, help="epochs")
     option(p, "--max-steps", field="train.max_steps", type=int, help="stop after this many optimizer steps")
     option(p, "--lr", field="train.lr", type=float, help="peak learning rate")
     option(p, "--global-batch-size", field="train.global_batch_size", type=int, help="records per step")
     option(p, "--micro-batch-size", field="train.micro_batch_size", type=int, help="rows per forward pass")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
     m = subparsers.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)",
                               description="Merge an adapter into the base model and save a plain "
                                           "transformers folder (safetensors + tokenizer).")
-    m.add_argument("--model", required=True, help="base model spec (HF folder, .gguf, smollm2-135m-instruct, ...)")
+    m.add_argument("--model", "-m", required=True,
+                   help="base model spec (HF folder, .gguf, smollm2-135m-instruct, ...)")
     m.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json + adapter_model.safetensors)")
-    m.add_argument("--output", required=True, help="output folder")
+    add_output(m, "output folder")
     m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="dtype of the merged weights (default: the base model's stored dtype)")
-    m.add_argument("--overwrite", action="store_true",
-                   help="replace an existing output folder even if it is not an earlier merge")
+    flag(m, "--overwrite", help="replace an existing output folder even if it is not an earlier merge")
     add_runtime_args(m)  # where the merge runs; --precision pins its arithmetic (default: fp32)
     add_config_args(m)
     m.set_defaults(func=run_merge)
@@ -61,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
     # one writer per run folder; under torchrun rank 0 holds the lock for all processes
     with lock_for_output(output / "x" if os.environ.get("RANK", "0") == "0" else None):
         summary = train(cfg.train, runtime_from(cfg), tokens, output, lora=cfg.lora, seed=cfg.seed,
-                        resume=args.resume, progress=not args.no_progress)
+                        resume=args.resume, progress=show_progress(args))
     if os.environ.get("RANK", "0") == "0":
         print(f"trained {summary['steps']} steps ({summary['epochs']} epochs) in {summary['seconds']:.1f} s: "
               f"{summary['tokens_per_s']:.1f} learnable tokens/s, final loss {summary['final_loss']:.4f}; "
