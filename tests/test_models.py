@@ -48,3 +48,120 @@ def test_model_identity_follows_the_content_not_the_path(tmp_path):
     (folder / "model.safetensors").write_bytes(b"a" * 32)
     folder.rename(moved)
     assert model_identity(str(moved)) == first
+
+
+# -- Hugging Face Hub ids, from a fake hub cache (the tests never reach the network) ---------------------------
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def fake_hub_cache(root, repo: str, folder, commit: str = COMMIT, ref: str = "main"):
+    """huggingface_hub's cache layout: models--org--name/refs/<ref> names the commit, snapshots/<commit>/ the files."""
+    import shutil
+
+    base = root / f"models--{repo.replace('/', '--')}"
+    shutil.copytree(folder, base / "snapshots" / commit)
+    (base / "refs").mkdir(parents=True, exist_ok=True)
+    (base / "refs" / ref).write_text(commit)
+    return base / "snapshots" / commit
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """tiny-random-llama saved as a transformers folder (config, safetensors, tokenizer)."""
+    from mathlora.models import load_model, load_tokenizer
+    from mathlora.runtime import Runtime
+
+    folder = tmp_path_factory.mktemp("tiny-hf")
+    load_model("tiny-random-llama", Runtime.resolve()).save_pretrained(folder, safe_serialization=True)
+    load_tokenizer("tiny-random-llama").save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch, tiny_folder):
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # HF_HUB_CACHE follows HF_HOME
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    fake_hub_cache(cache, "org/tiny", tiny_folder)
+    return cache
+
+
+def test_a_hub_id_resolves_from_the_cache(hub):
+    from mathlora.models import load_tokenizer, model_identity, resolve_model_dir
+
+    source = model_source("org/tiny")
+    assert (source.kind, source.repo_id, source.revision) == ("hub", "org/tiny", None)
+    assert source.path == hub / "models--org--tiny" / "snapshots" / COMMIT
+    assert resolve_model_dir("org/tiny") == source.path == resolve_model_dir(f"org/tiny@{COMMIT}")
+    assert model_identity("org/tiny") == f"hub:org/tiny@{COMMIT}" == model_identity(f"org/tiny@{COMMIT}")
+    assert load_tokenizer("org/tiny").encode("1+1", add_special_tokens=False) == \
+        load_tokenizer("tiny-random-llama").encode("1+1", add_special_tokens=False)
+
+
+def test_a_hub_model_loads_with_the_same_weights_and_names_its_base_by_the_hub_id(hub):
+    import torch
+
+    from mathlora.models import load_model
+    from mathlora.runtime import Runtime
+
+    runtime = Runtime.resolve()
+    model, reference = load_model("org/tiny", runtime), load_model("tiny-random-llama", runtime)
+    assert model.config._name_or_path == "org/tiny"  # what peft writes as base_model_name_or_path
+    ids = torch.tensor([[1, 2, 3]])
+    assert torch.equal(model(ids).logits, reference(ids).logits)
+
+
+def test_offline_and_not_cached_is_one_line(hub):
+    with pytest.raises(MathloraError, match=r"model 'org/absent' is not in the Hugging Face cache .* and "
+                                            r"HF_HUB_OFFLINE is set; run once with network") as e:
+        model_source("org/absent")
+    assert "\n" not in str(e.value)
+    with pytest.raises(MathloraError, match=r"label.model 'org/tiny@v2' is not in the Hugging Face cache"):
+        model_source("org/tiny@v2", "label.model")  # a revision the cache does not hold
+
+
+def test_no_network_and_not_cached_is_one_line(tmp_path, monkeypatch):
+    """Not offline, but the Hub cannot be reached (a closed local port stands for it): the same one line."""
+    import huggingface_hub.constants as hub_constants
+
+    from mathlora.models import check_hub_model, resolve_model_dir
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    source = model_source("org/absent")
+    assert (source.kind, source.path) == ("hub", None)  # not asked yet: model_source reads only the cache
+    for call in (lambda: check_hub_model(source), lambda: resolve_model_dir("org/absent")):
+        with pytest.raises(MathloraError, match=r"'org/absent' is not in the Hugging Face cache .* cannot be "
+                                                r"reached") as e:
+            call()
+        assert "\n" not in str(e.value) and "Traceback" not in str(e.value)
+
+
+def test_mathlora_run_trains_a_hub_model_from_the_cache(hub, tmp_path, capsys):
+    import json
+
+    from tests.cli_helpers import SMALL, cli
+
+    run = tmp_path / "run"
+    small = [x for x in SMALL if not x.startswith("model=")]
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *small, "model=org/tiny")
+    assert rc == 0, err
+    adapter = json.loads((run / "train/adapter/adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "org/tiny"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["tokenize"]["settings"]["model_identity"] == f"hub:org/tiny@{COMMIT}"
+    assert (run / "merged/config.json").exists() and (run / "report.html").exists()
+
+
+def test_a_missing_hub_model_stops_before_the_first_stage(hub, tmp_path, capsys):
+    from tests.cli_helpers import SMALL, assert_one_error, cli
+
+    small = [x for x in SMALL if not x.startswith("model=")]
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *small, "model=org/absent")
+    assert_one_error(rc, err, "org/absent", "HF_HUB_OFFLINE")
+    assert "[ 1/" not in out

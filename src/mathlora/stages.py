@@ -81,14 +81,15 @@ def _synth(ctx: Context) -> dict:
     from mathlora.synth.stage import synth_data
 
     cfg = ctx.cfg
-    user_train = ctx.source("train") if cfg.data.train is not None else None
+    # the problems of the user's training data, in its format (the test set is drawn disjoint from them)
+    user_train = _train_problems(ctx) if cfg.data.train is not None else None
     return synth_data(cfg.synth, seed=cfg.seed, user_train=user_train,
                       **{f"{k}_out": ctx.source(k) for k in ctx.missing_data()})
 
 
 SYNTH = Stage(
     "synth",
-    inputs=lambda ctx: {"train": ctx.source("train")} if ctx.cfg.data.train is not None else {},
+    inputs=lambda ctx: {"train": p for p in _ingest_inputs(ctx, "train").values()} if ctx.cfg.data.train else {},
     outputs=lambda ctx: [ctx.source(k) for k in ctx.missing_data()],
     settings=lambda ctx: {"synth": ctx.cfg.synth.model_dump(), "seed": ctx.cfg.seed, "missing": ctx.missing_data()},
     run=_synth,
@@ -96,11 +97,59 @@ SYNTH = Stage(
     unused_because="data.train, data.test and data.squad are given")
 
 
+def _data_given(ctx: Context, key: str) -> str | None:
+    return getattr(ctx.cfg.data, key)
+
+
+def _reading(ctx: Context, key: str):
+    """How ingest reads ``data.<key>``: the user's format, columns and split; synth's own file is plain."""
+    from mathlora.data.formats import ReadOptions
+
+    return ctx.cfg.data.reading(key) if _data_given(ctx, key) is not None else ReadOptions()
+
+
+def _ingest_source(ctx: Context, key: str):
+    """``data.<key>`` as a source (a file, a saved dataset folder, a Hub dataset), or synth's file."""
+    from mathlora.data.formats import Source, resolve_source
+
+    given = _data_given(ctx, key)
+    if given is None:
+        return Source("json", str(ctx.source(key)), ctx.source(key))
+    return resolve_source(given, f"data.{key}")
+
+
+def _ingest_inputs(ctx: Context, key: str) -> dict[str, Path]:
+    source = _ingest_source(ctx, key)  # a file is hashed; a folder or a Hub dataset is named in the settings
+    return {"input": source.path} if source.kind in ("json", "table") else {}
+
+
+def _ingest_settings(ctx: Context, key: str) -> dict:
+    from mathlora.data.formats import hub_dataset_revision
+    from mathlora.run_dir.hashing import content_identity
+
+    source, reading = _ingest_source(ctx, key), _reading(ctx, key)
+    settings: dict = {"reading": reading.settings(hub=source.kind in ("hub", "saved"))}
+    if key == "train":
+        settings.update(ctx.cfg.ingest.model_dump())
+    if source.kind == "saved":
+        settings["saved_dataset"] = content_identity(source.path)
+    elif source.kind == "hub":  # the commit when the Hub answers; else the revision as given names it
+        settings["hub_dataset"] = {"name": source.name, "commit": hub_dataset_revision(source.name, reading.revision)}
+    return settings
+
+
+def _train_problems(ctx: Context) -> set[str]:
+    from mathlora.data.formats import source_problems
+
+    return set(source_problems(_ingest_source(ctx, "train"), _reading(ctx, "train")))
+
+
 def _ingest(ctx: Context) -> dict:
     from mathlora.data.ingest import ingest_file
 
     lay = ctx.layout
-    return ingest_file(ctx.cfg.ingest, ctx.source("train"), lay.records, rejects_path=lay.rejects)
+    return ingest_file(ctx.cfg.ingest, _data_given(ctx, "train") or ctx.source("train"), lay.records,
+                       rejects_path=lay.rejects, reading=_reading(ctx, "train"), what="data.train")
 
 
 def _ingest_test(ctx: Context) -> dict:
@@ -108,7 +157,8 @@ def _ingest_test(ctx: Context) -> dict:
     from mathlora.data.ingest import ingest_file
 
     lay = ctx.layout
-    return ingest_file(IngestConfig(), ctx.source("test"), lay.test_records, rejects_path=lay.test_rejects)
+    return ingest_file(IngestConfig(), _data_given(ctx, "test") or ctx.source("test"), lay.test_records,
+                       rejects_path=lay.test_rejects, reading=_reading(ctx, "test"), what="data.test")
 
 
 def _label_settings(ctx: Context) -> dict:
@@ -173,11 +223,12 @@ def _tokenize(ctx: Context) -> dict:
                          template=cfg.template, progress=ctx.progress)
 
 
-INGEST = Stage("ingest", inputs=lambda ctx: {"input": ctx.source("train")},
+INGEST = Stage("ingest", inputs=lambda ctx: _ingest_inputs(ctx, "train"),
                outputs=lambda ctx: [ctx.layout.records, ctx.layout.rejects],
-               settings=lambda ctx: ctx.cfg.ingest.model_dump(), run=_ingest)
-INGEST_TEST = Stage("ingest_test", inputs=lambda ctx: {"input": ctx.source("test")},
-                    outputs=lambda ctx: [ctx.layout.test_records], settings=lambda ctx: {}, run=_ingest_test)
+               settings=lambda ctx: _ingest_settings(ctx, "train"), run=_ingest)
+INGEST_TEST = Stage("ingest_test", inputs=lambda ctx: _ingest_inputs(ctx, "test"),
+                    outputs=lambda ctx: [ctx.layout.test_records], settings=lambda ctx: _ingest_settings(ctx, "test"),
+                    run=_ingest_test)
 LABEL = Stage("label", inputs=lambda ctx: {"input": ctx.layout.records}, outputs=lambda ctx: [ctx.layout.labeled],
               settings=_label_settings, run=_label, before=_forget_failed_label)
 SAMPLE = Stage("sample", inputs=lambda ctx: {"input": ctx.layout.labeled}, outputs=lambda ctx: [ctx.layout.sampled],

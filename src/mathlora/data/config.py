@@ -18,10 +18,46 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    train: str | None = Field(None, description="raw training file (JSON lines or array of {problem, solution}); "
-                                                "none = generate competition-style data with synth")
-    test: str | None = Field(None, description="held-out math test file; none = generate one disjoint from train")
+    train: str | None = Field(None, description="raw training data: a JSON/JSON lines, CSV, Parquet or Arrow file, a "
+                                                "datasets save_to_disk folder, or a Hub dataset org/name; none = "
+                                                "generate competition-style data with synth")
+    test: str | None = Field(None, description="held-out math test data (the same kinds); none = generate one "
+                                               "disjoint from train")
     squad: str | None = Field(None, description="SQuAD v1.1 JSON for the retention check; none = generate a fixture")
+    format: Literal["auto", "problem_solution", "alpaca", "sharegpt", "messages"] = Field(
+        "auto", description="how a row of data.train / data.test becomes a problem and a solution; auto picks from "
+                            "the columns (problem/solution, instruction/output, conversations, messages, "
+                            "question/answer) and the ingest counts say which")
+    columns: dict[str, str] = Field(default_factory=dict,
+                                    description="the file's column for each role, e.g. {problem: question, solution: "
+                                                "answer}; roles: problem, solution (problem_solution), instruction, "
+                                                "input, output (alpaca), conversations (sharegpt), messages")
+    subset: str | None = Field(None, description="a Hub dataset's subset (datasets' config name), e.g. main")
+    train_split: str = Field("train", min_length=1, description="the split of a Hub dataset data.train reads")
+    test_split: str = Field("test", min_length=1, description="the split of a Hub dataset data.test reads")
+    revision: str | None = Field(None, description="a Hub dataset's branch, tag or commit (none: main)")
+
+    @field_validator("columns")
+    @classmethod
+    def _columns_of_one_format(cls, value: dict[str, str]) -> dict[str, str]:
+        from mathlora.data.formats import mapping_format
+
+        for key, column in value.items():
+            if not column.strip():
+                raise ValueError(f"the column for {key} is empty")
+        try:
+            mapping_format(value)
+        except MathloraError as e:
+            raise ValueError(str(e).removeprefix("data.columns: ")) from None
+        return value
+
+    def reading(self, key: str):
+        """How ``data.<key>`` (train or test) is read (``mathlora.data.formats.ReadOptions``): the format, the
+        columns, the Hub subset, split and revision."""
+        from mathlora.data.formats import ReadOptions
+
+        return ReadOptions(format=self.format, columns=dict(self.columns), subset=self.subset,
+                           split=self.train_split if key == "train" else self.test_split, revision=self.revision)
 
 
 class IngestConfig(_Section):

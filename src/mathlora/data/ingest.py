@@ -1,8 +1,11 @@
-"""Ingest: read a raw ``train.json`` (JSON lines or a JSON array), validate, give ids, drop duplicates.
+"""Ingest: read the raw training data, map it to ``{problem, solution}``, validate, give ids, drop duplicates.
 
-Every input line ends up either in the output (with a stable ``id``) or in ``rejects.jsonl`` with its
-line number and reason, or counted as a duplicate. Extra fields are kept; an ``id`` already present in
-the input is kept as ``source_id``.
+The data is a JSON lines / JSON array file, a CSV, Parquet or Arrow file, a folder saved by ``datasets``, or a
+Hub dataset name (``mathlora.data.formats``: sources, the alpaca/sharegpt/messages formats, column mapping).
+Every entry ends up either in the output (with a stable ``id``) or in ``rejects.jsonl`` with its line (or
+row) number and reason, or counted as a duplicate. Extra fields are kept; an ``id`` already present in the
+input is kept as ``source_id``. A source that yields no usable record at all is an error that names its
+columns and the mapping to set, at ingest, not stages later.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from itertools import chain
 from pathlib import Path
 from typing import Iterator
 
 from mathlora.data.config import IngestConfig
+from mathlora.data.formats import Format, ReadOptions, Source, choose_format, hint, iter_rows, peek, \
+    resolve_source, to_record
 from mathlora.errors import MathloraError
-from mathlora.records import (JsonProblem, dumps_line, first_byte, iter_lines, parse_json, read_json_document,
-                              require_file)
+from mathlora.records import (JsonProblem, dumps_line, first_byte, iter_lines, parse_json, read_json_document)
 from mathlora.run_dir.atomic import atomic_path
 
 _WS = re.compile(r"\s+")
@@ -52,7 +57,7 @@ def check_record(obj: object) -> str | None:
     return None
 
 
-def _iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
+def iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
     """Yield (line_number, parsed value or None, reject reason or None, raw text) for each entry."""
     with open(path, "rb") as fh:
         magic = fh.read(4)
@@ -85,47 +90,79 @@ def _iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
 
 
 def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                rejects_path: str | os.PathLike | None = None) -> dict:
-    """Validate and deduplicate ``input_path`` into JSON lines at ``output_path`` (rejected lines go to
-    ``rejects_path``, default ``rejects.jsonl`` beside the output); returns counts."""
+                rejects_path: str | os.PathLike | None = None, reading: ReadOptions | None = None,
+                what: str = "input") -> dict:
+    """Validate and deduplicate ``input_path`` (a file, a saved dataset folder or a Hub dataset name, read as
+    ``reading`` says: format, column mapping, split) into JSON lines at ``output_path``; rejected entries go to
+    ``rejects_path`` (default ``rejects.jsonl`` beside the output). Returns the counts and the format read.
+
+    A source with no usable record is an error naming the columns it has and the setting to change; its
+    rejects are written, the output is not."""
+    reading = reading or ReadOptions()
     keep_duplicates = cfg.keep_duplicates
-    src = require_file(input_path)
+    source = resolve_source(input_path, what)
     out = Path(output_path)
     rejects = Path(rejects_path) if rejects_path else out.with_name("rejects.jsonl")
     if rejects.resolve() == out.resolve():
         raise MathloraError(f"--rejects {rejects} is the output file; give the rejects their own file")
-    if rejects.resolve() == src.resolve():
+    if source.path is not None and rejects.resolve() == source.path.resolve():
         raise MathloraError(f"--rejects {rejects} is the input file; give the rejects their own file")
+    rows = iter_rows(source, reading)
+    head, columns = peek(rows)
+    fmt = choose_format(reading, columns)
     seen: dict[str, int] = {}
-    counts = {"read": 0, "kept": 0, "duplicates": 0, "rejected": 0}
+    counts: dict = {"read": 0, "kept": 0, "duplicates": 0, "rejected": 0,
+                    "format": fmt.name if fmt else "unknown", "detected": bool(fmt and fmt.detected),
+                    "columns": dict(fmt.columns) if fmt else {}, "multi_turn": 0}
     reasons: dict[str, int] = {}
-    with atomic_path(out) as tmp_out, atomic_path(rejects) as tmp_rej, \
-            open(tmp_out, "w", encoding="utf-8") as fo, open(tmp_rej, "w", encoding="utf-8") as fr:
-        for lineno, obj, reason, raw in _iter_raw(src):
-            counts["read"] += 1
-            reason = reason or check_record(obj)
-            if reason:
-                counts["rejected"] += 1
-                key = reason.split(" (")[0]
-                reasons[key] = reasons.get(key, 0) + 1
-                fr.write(dumps_line({"line": lineno, "reason": reason,
-                                     "raw": raw if raw else (obj if not isinstance(obj, dict) else obj)}))
-                fr.write("\n")
-                continue
-            rid = record_id(obj["problem"], obj["solution"])
-            n = seen.get(rid, 0)
-            seen[rid] = n + 1
-            if n:
-                if not keep_duplicates:
-                    counts["duplicates"] += 1
-                    continue
-                rid = f"{rid}-{n}"
-            rec = {"id": rid}
-            if "id" in obj:
-                rec["source_id"] = obj["id"]
-            rec.update((k, v) for k, v in obj.items() if k != "id")
-            fo.write(dumps_line(rec))
-            fo.write("\n")
-            counts["kept"] += 1
+    with atomic_path(rejects) as tmp_rej, open(tmp_rej, "w", encoding="utf-8") as fr:
+        try:
+            with atomic_path(out) as tmp_out, open(tmp_out, "w", encoding="utf-8") as fo:
+                for row in chain(head, rows):
+                    counts["read"] += 1
+                    rec, reason = (None, row.reason) if row.reason else to_record(row.obj, fmt)
+                    reason = reason or check_record(rec)
+                    if reason:
+                        counts["rejected"] += 1
+                        key = reason.split(" (")[0]
+                        reasons[key] = reasons.get(key, 0) + 1
+                        fr.write(dumps_line({row.where[0]: row.where[1], "reason": reason,
+                                             "raw": row.raw if row.raw else row.obj}))
+                        fr.write("\n")
+                        continue
+                    counts["multi_turn"] += bool(rec.pop("_later_turns", 0))
+                    rid = record_id(rec["problem"], rec["solution"])
+                    n = seen.get(rid, 0)
+                    seen[rid] = n + 1
+                    if n:
+                        if not keep_duplicates:
+                            counts["duplicates"] += 1
+                            continue
+                        rid = f"{rid}-{n}"
+                    out_rec = {"id": rid}
+                    if "id" in rec:
+                        out_rec["source_id"] = rec["id"]
+                    out_rec.update((k, v) for k, v in rec.items() if k != "id")
+                    fo.write(dumps_line(out_rec))
+                    fo.write("\n")
+                    counts["kept"] += 1
+                if not counts["kept"]:
+                    raise _NoRecord  # the rejects are written, the output is not
+        except _NoRecord:
+            pass
     counts["reject_reasons"] = reasons
+    if not counts["kept"]:
+        raise MathloraError(no_record_message(source, counts, fmt, columns, rejects))
     return counts
+
+
+class _NoRecord(Exception):
+    pass
+
+
+def no_record_message(source: Source, counts: dict, fmt: Format | None, columns: list[str], rejects: Path) -> str:
+    if not counts["read"]:
+        return f"{source.label}: no records (the {'file' if source.path else 'dataset'} is empty)"
+    top = max(counts["reject_reasons"].items(), key=lambda kv: kv[1])[0] if counts["reject_reasons"] else "?"
+    return (f"{source.label}: no usable record ({counts['read']} read, {counts['rejected']} rejected, "
+            f"most often: {top}); {hint(fmt, columns)}; every reason is in {rejects}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 from mathlora.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
@@ -18,7 +19,7 @@ from mathlora.synth.config import SynthConfig
 
 def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
                test_out: str | os.PathLike | None = None, squad_out: str | os.PathLike | None = None,
-               user_train: str | os.PathLike | None = None) -> dict:
+               user_train: str | os.PathLike | Iterable[str] | None = None) -> dict:
     """Write the requested outputs (each ``None`` = not wanted); returns their counts.
 
     The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
@@ -32,7 +33,9 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
         if user_train is None:
             train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix)
         else:
-            seen = {r.get("problem") for r in read_records(user_train)}
+            # a path (JSON lines / array of records) or the problems themselves (mathlora run reads any format)
+            seen = {r.get("problem") for r in read_records(user_train)} if isinstance(user_train, (str, os.PathLike)) \
+                else set(user_train)
             train, test = [], generate(cfg.test_count, seed + TEST_SEED_OFFSET, cfg.types, exclude=seen,
                                        mix=cfg.mix)
         if train_out is not None:

@@ -1,0 +1,261 @@
+"""Input formats: alpaca, sharegpt, messages and mapped columns, from JSON, CSV, Parquet, Arrow and saved datasets;
+a source with no usable record stops at ingest naming its columns; each format runs through `mathlora run`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from tests.cli_helpers import SMALL, assert_one_error, cli
+
+from mathlora.data.config import DataConfig, IngestConfig
+from mathlora.data.formats import (Format, ReadOptions, choose_format, detect_format, resolve_source,
+                                   source_problems, to_record)
+from mathlora.data.ingest import ingest_file, record_id
+from mathlora.errors import MathloraError
+
+
+def problems(n: int) -> list[tuple[str, str]]:
+    """Contest-style additions the heuristic judge and the rewrite recognise."""
+    return [(f"计算 {100 + 7 * i}.25 + {3 + i}.5 等于多少？", f"{100 + 7 * i}.25 + {3 + i}.5 = {103 + 8 * i}.75")
+            for i in range(n)]
+
+
+def alpaca_rows(n: int) -> list[dict]:
+    return [{"instruction": p, "input": "", "output": s, "system": "You are a calculator."} for p, s in problems(n)]
+
+
+def sharegpt_rows(n: int) -> list[dict]:
+    return [{"conversations": [{"from": "system", "value": "Be exact."}, {"from": "human", "value": p},
+                               {"from": "gpt", "value": s}]} for p, s in problems(n)]
+
+
+def read(path):
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+
+
+def ingest(tmp_path, src, **reading):
+    return ingest_file(IngestConfig(), src, tmp_path / "records.jsonl", reading=ReadOptions(**reading))
+
+
+# -- one row -------------------------------------------------------------------------------------------------
+
+def test_alpaca_instruction_and_input_make_the_problem():
+    fmt = choose_format(ReadOptions(format="alpaca"), ())
+    rec, reason = to_record({"instruction": "Add.", "input": "2 + 3", "output": "5", "id": 9}, fmt)
+    assert reason is None and rec == {"id": 9, "problem": "Add.\n2 + 3", "solution": "5"}
+    rec, _ = to_record({"instruction": "1 + 1?", "input": "  ", "output": "2"}, fmt)
+    assert rec["problem"] == "1 + 1?"  # an empty input adds nothing
+    assert to_record({"instruction": "x"}, fmt) == (None, "missing output")
+    assert to_record({"instruction": 3, "output": "x"}, fmt)[1].startswith("instruction is not a string")
+
+
+def test_sharegpt_and_messages_take_the_first_exchange_and_keep_the_system_turn():
+    share = Format("sharegpt", {"conversations": "conversations"})
+    rec, reason = to_record({"conversations": [
+        {"from": "system", "value": "Be exact."}, {"from": "human", "value": "1+1?"}, {"from": "gpt", "value": "2"},
+        {"from": "human", "value": "and 2+2?"}, {"from": "gpt", "value": "4"}]}, share)
+    assert reason is None and rec == {"problem": "1+1?", "solution": "2", "system": "Be exact.", "_later_turns": 2}
+    msgs = Format("messages", {"messages": "chat"})  # mapped column, OpenAI-style content parts
+    rec, _ = to_record({"chat": [{"role": "user", "content": [{"type": "text", "text": "3*3?"}]},
+                                 {"role": "assistant", "content": "9"}], "level": 2}, msgs)
+    assert rec == {"level": 2, "problem": "3*3?", "solution": "9", "_later_turns": 0}
+    for turns, needle in [([{"role": "user", "content": "q"}], "no assistant turn"),
+                          ([{"role": "assistant", "content": "a"}], "before the first user turn"),
+                          ([{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}], "not the assistant"),
+                          ("text", "not a list of turns"), ([{"content": "q"}], "no from/role")]:
+        rec, reason = to_record({"chat": turns}, msgs)
+        assert rec is None and needle in reason, reason
+
+
+@pytest.mark.parametrize("columns, picked", [
+    (["problem", "solution", "type"], ("problem_solution", {"problem": "problem", "solution": "solution"})),
+    (["instruction", "input", "output"], ("alpaca", {"instruction": "instruction", "input": "input",
+                                                     "output": "output"})),
+    (["conversations", "id"], ("sharegpt", {"conversations": "conversations"})),
+    (["messages"], ("messages", {"messages": "messages"})),
+    (["question", "answer"], ("problem_solution", {"problem": "question", "solution": "answer"})),
+    (["text", "label"], None)])
+def test_auto_detects_the_format_from_the_columns(columns, picked):
+    fmt = detect_format(columns)
+    assert (fmt.name, fmt.columns) == picked if picked else fmt is None
+    if fmt:
+        assert fmt.detected and fmt.describe().startswith(fmt.name)
+
+
+def test_columns_imply_the_format_and_bad_mappings_are_config_errors():
+    assert choose_format(ReadOptions(columns={"problem": "q", "solution": "a"}), ["q", "a"]).columns == \
+        {"problem": "q", "solution": "a"}
+    assert choose_format(ReadOptions(columns={"output": "response"}), []).name == "alpaca"
+    with pytest.raises(MathloraError, match="data.format is sharegpt"):
+        choose_format(ReadOptions(format="sharegpt", columns={"problem": "q"}), [])
+    with pytest.raises(ValueError, match="mixes the roles"):
+        DataConfig(columns={"problem": "q", "output": "a"})
+    with pytest.raises(ValueError, match="unknown key 'answer'"):
+        DataConfig(columns={"answer": "a"})
+    assert DataConfig(train="x", columns={"problem": "q"}).reading("test").split == "test"
+
+
+def test_sources_are_told_apart(tmp_path):
+    (tmp_path / "t.json").write_text("[]")
+    assert resolve_source(str(tmp_path / "t.json")).kind == "json"
+    assert resolve_source("openai/gsm8k").kind == "hub"
+    with pytest.raises(MathloraError, match="data.train file not found"):
+        resolve_source("data/missing.jsonl", "data.train")  # a data file's name is never a Hub dataset
+    with pytest.raises(MathloraError, match="is a directory"):
+        resolve_source(str(tmp_path), "data.train")
+
+
+# -- files ---------------------------------------------------------------------------------------------------
+
+def test_alpaca_json_array_ingests_and_says_which_format(tmp_path):
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps(alpaca_rows(5) + [{"instruction": "no answer"}], ensure_ascii=False), encoding="utf-8")
+    counts = ingest(tmp_path, src)
+    assert (counts["read"], counts["kept"], counts["rejected"]) == (6, 5, 1)
+    assert counts["format"] == "alpaca" and counts["detected"] is True
+    out = read(tmp_path / "records.jsonl")
+    p, s = problems(1)[0]
+    assert out[0] == {"id": record_id(p, s), "system": "You are a calculator.", "problem": p, "solution": s}
+    assert read(tmp_path / "rejects.jsonl") == [{"line": 6, "reason": "missing output",
+                                                "raw": {"instruction": "no answer"}}]
+
+
+def test_sharegpt_jsonl_counts_multi_turn_records(tmp_path):
+    rows = sharegpt_rows(3)
+    rows[1]["conversations"] += [{"from": "human", "value": "again?"}, {"from": "gpt", "value": "yes"}]
+    src = tmp_path / "share.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "not json\n", encoding="utf-8")
+    counts = ingest(tmp_path, src)
+    assert (counts["kept"], counts["multi_turn"], counts["format"]) == (3, 1, "sharegpt")
+    out = read(tmp_path / "records.jsonl")
+    assert [r["problem"] for r in out] == [p for p, _ in problems(3)] and out[0]["system"] == "Be exact."
+    assert "conversations" not in out[0] and "_later_turns" not in out[0]
+    assert read(tmp_path / "rejects.jsonl")[0]["line"] == 4  # the per-line report stays
+
+
+def test_parquet_csv_and_arrow_with_other_column_names(tmp_path):
+    import datasets
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = {"question": [p for p, _ in problems(4)] + [None], "answer": [s for _, s in problems(4)] + ["x"],
+            "level": [1, 2, 3, 4, 5]}
+    table = pa.table(rows)
+    mapping = {"problem": "question", "solution": "answer"}
+    pq.write_table(table, tmp_path / "train.data")  # found by its PAR1 magic under any name
+    counts = ingest(tmp_path, tmp_path / "train.data", columns=mapping)
+    assert (counts["kept"], counts["rejected"], counts["format"]) == (4, 1, "problem_solution")
+    out = read(tmp_path / "records.jsonl")
+    assert out[0] == {"id": record_id(*problems(1)[0]), "level": 1, "problem": problems(1)[0][0],
+                      "solution": problems(1)[0][1]}
+    assert read(tmp_path / "rejects.jsonl")[0]["row"] == 5
+    first = (tmp_path / "records.jsonl").read_bytes()
+
+    table.to_pandas().to_csv(tmp_path / "train.csv", index=False)
+    counts = ingest(tmp_path, tmp_path / "train.csv")  # auto: question/answer; CSV cells are text
+    assert counts["kept"] == 4 and counts["columns"] == mapping
+    assert [r["level"] for r in read(tmp_path / "records.jsonl")] == ["1", "2", "3", "4"]
+
+    ds = datasets.Dataset.from_dict(rows)
+    ds.save_to_disk(str(tmp_path / "saved"))
+    assert ingest(tmp_path, tmp_path / "saved", columns=mapping)["kept"] == 4
+    assert (tmp_path / "records.jsonl").read_bytes() == first  # same rows, same records, whatever the container
+    arrow = next((tmp_path / "saved").glob("*.arrow"))
+    assert resolve_source(str(arrow)).builder == "arrow"
+    assert ingest(tmp_path, arrow, columns=mapping)["kept"] == 4
+    assert (tmp_path / "records.jsonl").read_bytes() == first
+    assert set(source_problems(resolve_source(str(arrow)), ReadOptions(columns=mapping))) == \
+        {p for p, _ in problems(4)}
+
+
+def test_a_damaged_table_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "train.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    rc, _, err = cli(capsys, "ingest", "-i", bad, "-o", tmp_path / "records.jsonl")
+    assert_one_error(rc, err, "train.parquet", "parquet")
+
+
+def test_no_usable_record_stops_at_ingest_naming_the_columns(tmp_path, capsys):
+    src = tmp_path / "qa.jsonl"
+    src.write_text("".join(json.dumps({"q": p, "a": s}, ensure_ascii=False) + "\n" for p, s in problems(3)),
+                   encoding="utf-8")
+    rc, out, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "records.jsonl")
+    line = assert_one_error(rc, err, "no usable record", "3 read", "its columns are a, q", "data.columns",
+                            "data.format")
+    assert "rejects.jsonl" in line and len(read(tmp_path / "rejects.jsonl")) == 3  # the reasons are written
+    assert not (tmp_path / "records.jsonl").exists()  # the output is not
+    with pytest.raises(MathloraError, match=r"format alpaca \(prompt->instruction, a->output\) needs prompt: map them"):
+        ingest(tmp_path, src, columns={"instruction": "prompt", "output": "a"})
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(MathloraError, match="no records"):
+        ingest(tmp_path, tmp_path / "empty.jsonl")
+
+
+def test_hub_dataset_offline_is_one_line(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf" / "datasets", raising=False)
+    with pytest.raises(MathloraError, match=r"Hub dataset 'mathlora-tests/none', split 'test': not in the local "
+                                            r"cache and HF_HUB_OFFLINE is set") as e:
+        ingest(tmp_path, "mathlora-tests/none", split="test")
+    assert "\n" not in str(e.value)
+
+
+# -- mathlora run ----------------------------------------------------------------------------------------------
+
+def _run(capsys, tmp_path, data, *extra):
+    run = tmp_path / "run"
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *SMALL, f"data.train={data}", *extra)
+    assert rc == 0, err
+    manifest = json.loads((run / "manifest.json").read_text())
+    return run, out, manifest["stages"]
+
+
+def test_run_on_an_alpaca_json(tmp_path, capsys):
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps(alpaca_rows(40), ensure_ascii=False), encoding="utf-8")
+    run, out, stages = _run(capsys, tmp_path, src)
+    assert stages["ingest"]["counts"]["format"] == "alpaca" and stages["ingest"]["counts"]["kept"] == 40
+    assert "format=alpaca" in out
+    assert (run / "train/adapter/adapter_config.json").exists() and (run / "report.html").exists()
+    # the synthetic test set is disjoint from the user's problems, read in their format
+    test = {r["problem"] for r in read(run / "test_records.jsonl")}
+    assert not test & {p for p, _ in problems(40)}
+
+
+def test_run_on_a_sharegpt_json(tmp_path, capsys):
+    src = tmp_path / "sharegpt.json"
+    src.write_text(json.dumps(sharegpt_rows(40), ensure_ascii=False), encoding="utf-8")
+    run, _, stages = _run(capsys, tmp_path, src, "data.format=sharegpt")
+    assert stages["ingest"]["counts"]["format"] == "sharegpt" and stages["train"]["counts"]
+    answers = {s.rsplit(" = ", 1)[1] for _, s in problems(40)}  # the demo trains on calculator-style rewrites
+    conversations = json.loads((run / "conversations.json").read_text(encoding="utf-8"))
+    assert conversations and all(c["conversations"][1]["value"].rsplit("：", 1)[1] in answers for c in conversations)
+
+
+def test_run_on_a_parquet_with_other_column_names(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "train.parquet"
+    pq.write_table(pa.table({"q": [p for p, _ in problems(40)], "a": [s for _, s in problems(40)]}), src)
+    # a mapping the file lacks is caught before the first stage
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "refused", *SMALL, f"data.train={src}",
+                       "data.columns.problem=question", "data.columns.solution=a")
+    assert_one_error(rc, err, "data.train", "its columns are a, q", "needs question")
+    assert "[ 1/" not in out
+    run, out, stages = _run(capsys, tmp_path, src, "data.columns={problem: q, solution: a}")
+    assert stages["ingest"]["counts"]["kept"] == 40 and stages["ingest"]["counts"]["columns"] == \
+        {"problem": "q", "solution": "a"}
+    assert (run / "train/adapter/adapter_config.json").exists()
+    # the mapping is part of ingest's fingerprint: another mapping ingests again
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *SMALL, f"data.train={src}",
+                       "data.columns={problem: a, solution: q}", "--stop-after", "ingest")
+    assert rc == 0, err
+    assert "ingest: done" in out and read(run / "records.jsonl")[0]["problem"] == problems(1)[0][1]
