@@ -18,7 +18,8 @@ def test_the_marks_say_which_settings_cannot_change_a_result():
     assert not_result(TrainConfig) == {"save_steps", "merge_checkpoints", "log_every", "distributed",
                                        "gradient_checkpointing", "micro_batch_size", "memory_fraction", "liger",
                                        "compile", "attn_implementation"}
-    assert not_result(EvalConfig) == {"model", "endpoint"}  # the openai backend's server: never local generation
+    # the openai backend's server: never local generation; checkpoints: whether more is scored, never a score
+    assert not_result(EvalConfig) == {"model", "endpoint", "checkpoints"}
     assert not_result(LabelConfig) == {"max_consecutive_failures", "batch_size", "retry_failed"}
     # an endpoint's URL can change a judge's verdicts; how requests go cannot
     assert not_result(EndpointConfig) == {"api_key_env", "concurrency", "timeout", "max_retries", "retry_base_delay",

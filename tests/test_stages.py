@@ -31,7 +31,7 @@ def given_data(tmp_path_factory):
 def test_stop_after_stops_right_after_each_stage_in_every_configuration(tmp_path, capsys, request, data_given,
                                                                         style):
     run = tmp_path / "run"
-    args = [*TINY, f"solution_style={style}"]
+    args = [*TINY, f"solution_style={style}"] + (["eval.checkpoints=true"] if style == "calculator" else [])
     if data_given:
         folder = request.getfixturevalue("given_data")
         args += [f"data.train={folder / 'train.jsonl'}", f"data.test={folder / 'test.jsonl'}",
@@ -43,7 +43,8 @@ def test_stop_after_stops_right_after_each_stage_in_every_configuration(tmp_path
         names = [m.group(1) for line in lines if (m := STAGE_LINE.match(line))]
         assert names and names[-1] == stage, (stage, lines[-3:])
         assert lines[-1].startswith(f"stopped after {stage} as asked"), (stage, lines[-3:])
-        unused = (stage == "synth" and data_given) or (stage == "rewrite" and style == "answer")
+        unused = ((stage == "synth" and data_given) or (stage == "rewrite" and style == "answer")
+                  or (stage == "eval_checkpoints" and style != "calculator"))
         assert ("not used" in [line for line in lines if STAGE_LINE.match(line)][-1]) == unused, lines[-2:]
 
 
@@ -97,3 +98,53 @@ def test_the_merge_stage_never_replaces_a_merged_folder_the_user_made(tmp_path):
         MERGE.run(ctx)
     assert sorted(p.name for p in ctx.layout.merged.iterdir()) == ["mine.bin"]
     assert (ctx.layout.merged / "mine.bin").read_bytes() == b"keep"
+
+
+def _completions(path) -> list[str]:
+    from mathlora.records import read_jsonl
+
+    return [line["completion"] for line in read_jsonl(path)]
+
+
+def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path, capsys):
+    """With eval.checkpoints each checkpoint is scored: the last one's predictions are the tuned model's; a
+    checkpoint without merged/ is scored as base + adapter and gets the same completions; a damaged one is
+    skipped with its reason; the report tables and plots accuracy per step."""
+    import json
+
+    from mathlora.layout import RunLayout
+    from mathlora.stages import EVAL_CHECKPOINTS
+
+    run = tmp_path / "run"
+    args = [*TINY, "train.max_steps=2", "eval.checkpoints=true", "train.merge_checkpoints=true"]
+    assert main(["run", "--no-progress", "-o", str(run), *args]) == 0
+    assert "eval_checkpoints ..." in capsys.readouterr().out
+    lay = RunLayout(run)
+    scores = json.loads(lay.checkpoint_scores.read_text())
+    assert [(r["step"], r["model"]) for r in scores["checkpoints"]] == [(1, "merged"), (2, "merged")]
+    assert scores["calculator"] is True and "accuracy_nocalc" in scores["checkpoints"][0]
+    for tag in ("", "_nocalc"):
+        assert _completions(lay.eval_checkpoint(2).math_files(tag)[0]) == \
+            _completions(lay.eval("tuned").math_files(tag)[0])
+    assert "comparison" in json.loads(lay.eval_checkpoint(1).math.read_text())  # against the base model
+    report = lay.report_md.read_text(encoding="utf-8")
+    assert "## Accuracy per checkpoint" in report and (lay.plots / "checkpoints.png").is_file()
+    assert main(["run", "--no-progress", "-o", str(run), *args]) == 0
+    assert "eval_checkpoints: fresh, skipped" in capsys.readouterr().out
+
+    merged_step1 = _completions(lay.eval_checkpoint(1).math_predictions)
+    import shutil
+
+    shutil.rmtree(lay.train_checkpoints / "step-1" / "merged")
+    weights = lay.train_checkpoints / "step-2" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    ctx = _context(tmp_path, "tiny-random-llama")
+    ctx.cfg = ctx.cfg.model_copy(update={"eval": ctx.cfg.eval.model_copy(update={
+        "checkpoints": True, "max_new_tokens": 2, "batch_size": 8})})
+    counts = EVAL_CHECKPOINTS.run(ctx)
+    assert (counts["scored"], counts["skipped"]) == (1, 1)
+    scores = json.loads(lay.checkpoint_scores.read_text())
+    assert [(r["step"], r["model"]) for r in scores["checkpoints"]] == [(1, "adapter")]
+    assert scores["skipped"] == [{"step": 2, "reason": "adapter_model.safetensors does not match its checksum"}]
+    assert not lay.eval_checkpoint(2).root.exists()  # a checkpoint no longer scored leaves no stale scores
+    assert _completions(lay.eval_checkpoint(1).math_predictions) == merged_step1

@@ -198,6 +198,20 @@ class RunLayout:
             raise ValueError(f"eval layout: expected base or tuned, got {which!r}")
         return EvalLayout(self.root / "eval" / which)
 
+    @property
+    def eval_checkpoints(self) -> Path:
+        """``eval/checkpoints/``: a math evaluation per training checkpoint (``eval.checkpoints``)."""
+        return self.root / "eval" / "checkpoints"
+
+    def eval_checkpoint(self, step: int) -> EvalLayout:
+        """``eval/checkpoints/step-N/``: the math files of the checkpoint of step ``step``."""
+        return EvalLayout(self.eval_checkpoints / f"step-{step}")
+
+    @property
+    def checkpoint_scores(self) -> Path:
+        """``eval/checkpoints/scores.json``: accuracy per checkpoint step (what the report plots)."""
+        return self.eval_checkpoints / "scores.json"
+
     # -- report --------------------------------------------------------------------------------------------
     @property
     def report_html(self) -> Path:

@@ -390,6 +390,40 @@ MERGE = Stage("merge", inputs=lambda ctx: {"adapter": ctx.layout.train_adapter},
                                     "runtime": ctx.runtime.fingerprint()}, run=_merge)
 
 
+# -- checkpoints (eval.checkpoints): every training checkpoint scored like the tuned model ------------------
+
+def _checkpoint_inputs(ctx: Context) -> dict[str, Path]:
+    from mathlora.evaluate.math_eval import math_baselines
+    from mathlora.train.checkpoint import CHECKSUM_FILE, list_checkpoints
+
+    lay = ctx.layout
+    # a checkpoint's checksum.json stands for its files (its merged/ model is a function of base + adapter)
+    return {"test": lay.test_records,
+            **{f"baseline{tag}": p for tag, p in math_baselines(lay.eval("base").root, ctx.cfg.eval.calculator).items()},
+            **{f"step-{step}": folder / CHECKSUM_FILE for step, folder in list_checkpoints(lay.train_checkpoints)}}
+
+
+def _checkpoint_outputs(ctx: Context) -> list[Path]:
+    from mathlora.evaluate.math_eval import checkpoint_outputs
+
+    return checkpoint_outputs(ctx.layout.train_checkpoints, ctx.layout.eval_checkpoints, ctx.cfg.eval.calculator)
+
+
+def _run_checkpoints(ctx: Context) -> dict:
+    from mathlora.evaluate.math_eval import evaluate_checkpoints
+
+    cfg, lay = ctx.cfg, ctx.layout
+    return evaluate_checkpoints(cfg.eval, ctx.runtime, cfg.model, lay.train_checkpoints, lay.test_records,
+                                lay.eval_checkpoints, baseline_dir=lay.eval("base").root, template=cfg.template,
+                                solution_style=cfg.solution_style, progress=ctx.progress)
+
+
+EVAL_CHECKPOINTS = Stage("eval_checkpoints", inputs=_checkpoint_inputs, outputs=_checkpoint_outputs,
+                         settings=lambda ctx: {**_eval_settings(ctx, "tuned"), "model": "train/checkpoints"},
+                         run=_run_checkpoints, enabled=lambda cfg: cfg.eval.checkpoints,
+                         unused_because="eval.checkpoints is off")
+
+
 # -- model cards ----------------------------------------------------------------------------------------------
 
 def _cards(ctx: Context) -> dict:
@@ -421,9 +455,12 @@ CARDS = Stage("cards", inputs=_card_inputs, outputs=_card_outputs, settings=lamb
 def _report_inputs(ctx: Context) -> dict[str, Path]:
     lay = ctx.layout
     base, tuned = lay.eval("base"), lay.eval("tuned")
+    # the predictions too (re-graded per problem for the levels, the wrong answers and the examples), the
+    # held-out problems (their levels) and the checkpoints' scores
     return {str(p.relative_to(lay.root)): p for p in (
         base.math, tuned.math, base.math_nocalc, tuned.math_nocalc, base.squad, tuned.squad, lay.train_summary,
-        lay.sample_table, lay.tokens_stats)}
+        lay.sample_table, lay.tokens_stats, lay.test_records, lay.checkpoint_scores,
+        *[ev.math_files(tag)[0] for ev in (base, tuned) for tag in ("", "_nocalc")])}
 
 
 def _report(ctx: Context) -> dict:
@@ -436,6 +473,6 @@ REPORT = Stage("report", inputs=_report_inputs, outputs=lambda ctx: [ctx.layout.
                settings=lambda ctx: {"version": __version__}, run=_report)
 
 STAGE_LIST: tuple[Stage, ...] = (SYNTH, INGEST, INGEST_TEST, LABEL, SAMPLE, NORMALIZE, REWRITE, CONVERT, TOKENIZE,
-                                 *eval_stages("base"), TRAIN, MERGE, *eval_stages("tuned"), CARDS, REPORT)
+                                 *eval_stages("base"), TRAIN, MERGE, *eval_stages("tuned"), EVAL_CHECKPOINTS,
+                                 CARDS, REPORT)
 STAGES = [s.name for s in STAGE_LIST]
-

@@ -44,6 +44,11 @@ class EvalConfig(BaseModel):
     calculator: bool = Field(False, description="calculator-assisted decoding: when a completion opens "
                                                 "<<expr=, the calculator's result and >> are forced")
     wrong_samples: int = Field(20, ge=0, description="wrong answers listed in the math report")
+    checkpoints: bool = Field(False, description="mathlora run also scores every training checkpoint on the "
+                                                 "held-out math set (its merged/ model when "
+                                                 "train.merge_checkpoints wrote one, else base + adapter); the "
+                                                 "report plots accuracy over steps",
+                              json_schema_extra=NOT_RESULT)  # whether more is scored, never what a score is
     squad_limit: int | None = Field(None, ge=1)
     squad_max_new_tokens: int = Field(20, ge=1)
     squad_all_questions: bool = Field(False, description="score every question with all its answers "

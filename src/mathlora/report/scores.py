@@ -1,8 +1,10 @@
-"""A run's scores, read once from its evaluation artifacts (``eval/{base,tuned}/math*.json``, ``squad.json``):
-the run's last line (``headline``), the report and the published model card all read them from here."""
+"""A run's scores, read once from its evaluation artifacts (``eval/{base,tuned}/math*.json``, ``squad.json``,
+``eval/checkpoints/scores.json``): the run's last line (``headline``), the report and the published model card
+all read them from here. ``wilson_interval`` is the 95% interval every headline accuracy carries."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,21 @@ def _read(path: Path, strict: bool) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: a two-sided 95% interval
+
+
+def wilson_interval(correct: int, count: int, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval of ``correct`` successes in ``count`` trials (95% by default), as fractions
+    (None without trials). Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n:
+    0 of 10 gives (0, 0.278), 60 of 120 gives (0.412, 0.588)."""
+    if count <= 0:
+        return None
+    p, z2 = correct / count, z * z
+    centre = (p + z2 / (2 * count)) / (1 + z2 / count)
+    half = z * math.sqrt(p * (1 - p) / count + z2 / (4 * count * count)) / (1 + z2 / count)
+    return (0.0 if correct <= 0 else max(0.0, centre - half)), (1.0 if correct >= count else min(1.0, centre + half))
+
+
 def retention_word(verdict: dict) -> str:
     """PASSED, FAILED, or "not measurable" (a base F1 of 0: nothing to retain) for a retention verdict."""
     passed = verdict.get("passed")
@@ -39,6 +56,7 @@ class RunScores:
     tuned_math_nocalc: dict | None = None
     base_squad: dict | None = None
     tuned_squad: dict | None = None
+    checkpoints: dict | None = None  # eval/checkpoints/scores.json (eval.checkpoints): accuracy per step
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike, *, strict: bool = True) -> "RunScores":
@@ -47,12 +65,31 @@ class RunScores:
         lay = RunLayout(run_dir)
         base, tuned = lay.eval("base"), lay.eval("tuned")
         return cls(_read(base.math, strict), _read(tuned.math, strict), _read(base.math_nocalc, strict),
-                   _read(tuned.math_nocalc, strict), _read(base.squad, strict), _read(tuned.squad, strict))
+                   _read(tuned.math_nocalc, strict), _read(base.squad, strict), _read(tuned.squad, strict),
+                   _read(lay.checkpoint_scores, strict))
+
+    def math(self, which: str, *, calculator: bool = True) -> dict | None:
+        """The math report of the ``base`` or ``tuned`` model (``calculator=False``: the run without it)."""
+        return getattr(self, f"{which}_math" if calculator else f"{which}_math_nocalc")
 
     def accuracy(self, which: str, *, calculator: bool = True) -> float | None:
         """Math accuracy of the ``base`` or ``tuned`` model (``calculator=False``: the run without it)."""
-        report = getattr(self, f"{which}_math" if calculator else f"{which}_math_nocalc")
+        report = self.math(which, calculator=calculator)
         return report.get("accuracy") if report else None
+
+    def interval(self, which: str, *, calculator: bool = True) -> tuple[float, float] | None:
+        """The Wilson 95% interval of ``accuracy(which, calculator=...)`` (None when not recorded)."""
+        report = self.math(which, calculator=calculator) or {}
+        correct, count = report.get("correct"), report.get("count")
+        if not isinstance(correct, int) or not isinstance(count, int):
+            return None
+        return wilson_interval(correct, count)
+
+    def checkpoint_rows(self) -> list[dict]:
+        """The scored checkpoints, by step: ``step``, ``accuracy``, ``correct``, ``count`` (+ ``_nocalc``)."""
+        rows = (self.checkpoints or {}).get("checkpoints")
+        ok = [r for r in rows if isinstance(r, dict) and isinstance(r.get("step"), int)] if isinstance(rows, list) else []
+        return sorted(ok, key=lambda r: r["step"])
 
     def squad(self, which: str, key: str) -> float | None:
         """SQuAD ``f1`` or ``em`` of the ``base`` or ``tuned`` model."""
