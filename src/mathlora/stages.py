@@ -378,7 +378,8 @@ def _merge(ctx: Context) -> dict:
 
     lay = ctx.layout
     # replaces only an earlier merge (its marker): a folder of the user's is refused, never deleted
-    return {"merged": str(merge_adapter(ctx.runtime, ctx.cfg.model, lay.train_adapter, lay.merged))}
+    return {"merged": str(merge_adapter(ctx.runtime, ctx.cfg.model, lay.train_adapter, lay.merged,
+                                        template=ctx.cfg.template))}  # the training prompt as its chat template
 
 
 TRAIN = Stage("train", inputs=lambda ctx: {"tokens": ctx.layout.tokens_parquet},

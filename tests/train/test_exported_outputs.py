@@ -70,6 +70,7 @@ def test_a_moved_adapter_loads_in_plain_peft_with_another_cache(tmp_path, monkey
         auto = AutoPeftModelForCausalLM.from_pretrained(str(moved)).eval()  # the base from adapter_config.json
         assert torch.allclose(plain(input_ids=ids).logits, before, atol=1e-6)
         assert torch.allclose(auto(input_ids=ids).logits, before, atol=1e-6)
+    assert (moved / "chat_template.jinja").is_file()  # what `vllm serve --chat-template` takes
     tok = AutoTokenizer.from_pretrained(str(moved))
     assert tok.apply_chat_template([{"role": "user", "content": PROBLEM}], add_generation_prompt=True,
                                    tokenize=False) == render_prompt("alpaca", PROBLEM)
