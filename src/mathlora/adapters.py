@@ -102,14 +102,28 @@ _HUB_CACHE = re.compile(r"(?:^|/)(models|datasets)--([^/]+?)--([^/]+)/snapshots/
 
 def hub_id(spec: str, kind: str = "models") -> str | None:
     """The Hugging Face Hub repo a model spec (or, ``kind="datasets"``, a data path) stands for: the packaged
-    model's repo, or the repo of a folder inside a Hugging Face cache (``.../models--org--name/snapshots/<rev>``);
-    None for anything else (a local folder, a .gguf file, the tiny random model)."""
+    model's repo, a Hub id itself (``org/name[@revision]``: the repo), or the repo of a folder inside a Hugging
+    Face cache (``.../models--org--name/snapshots/<rev>``); None for anything else (a local folder, a .gguf
+    file, the tiny random model)."""
     if kind == "models" and spec in HUB_IDS:
         return HUB_IDS[spec]
+    if kind == "models" and (named := _hub_model(spec)):
+        return named[0]
     match = _HUB_CACHE.search(str(spec).replace("\\", "/"))
     if match and match.group(1) == kind:
         return f"{match.group(2)}/{match.group(3)}"
     return None
+
+
+def _hub_model(spec: str) -> tuple[str, str | None] | None:
+    """(repo id, revision) of a spec that is a Hub model id (``org/name[@revision]``, no such local path)."""
+    from pathlib import Path
+
+    try:
+        from mathlora.models import split_hub_id
+    except ImportError:  # a mathlora without Hub model specs
+        return None
+    return None if Path(spec).expanduser().exists() else split_hub_id(str(spec))
 
 
 def base_model_name(spec: str) -> str:
@@ -122,5 +136,8 @@ def base_model_name(spec: str) -> str:
 def name_base_model(peft_model, spec: str) -> None:
     """Make ``peft_model``'s adapter configs name the base by ``base_model_name(spec)`` (peft records the
     folder the base was loaded from: for a packaged or GGUF model, this machine's cache)."""
+    named = _hub_model(spec)
     for config in getattr(peft_model, "peft_config", {}).values():
         config.base_model_name_or_path = base_model_name(spec)
+        if named and named[1]:  # a pinned revision of a Hub model: peft's field for it
+            config.revision = named[1]

@@ -37,6 +37,20 @@ def test_the_base_model_is_named_by_the_users_spec():
     cached = "/root/.cache/huggingface/hub/models--meta-llama--Meta-Llama-3-8B/snapshots/62bd457b/"
     assert base_model_name(cached) == "meta-llama/Meta-Llama-3-8B"
     assert hub_id("/x/datasets--openai--gsm8k/snapshots/abc/main/train.jsonl", "datasets") == "openai/gsm8k"
+    assert base_model_name("Qwen/Qwen2.5-0.5B-Instruct@main") == "Qwen/Qwen2.5-0.5B-Instruct"  # a Hub id spec
+
+
+def test_a_pinned_hub_revision_is_recorded_as_peft_revision():
+    from peft import LoraConfig
+
+    from mathlora.adapters import name_base_model
+
+    class Wrapped:
+        peft_config = {"default": LoraConfig(target_modules=["q_proj"])}
+
+    name_base_model(Wrapped, "Qwen/Qwen2.5-0.5B-Instruct@" + "a" * 40)
+    config = Wrapped.peft_config["default"]
+    assert (config.base_model_name_or_path, config.revision) == ("Qwen/Qwen2.5-0.5B-Instruct", "a" * 40)
 
 
 def test_a_moved_adapter_loads_in_plain_peft_with_another_cache(tmp_path, monkeypatch):
