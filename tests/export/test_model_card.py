@@ -70,6 +70,11 @@ def test_the_adapter_card_has_valid_metadata_and_the_scores_per_family(tmp_path)
     assert "| fine-tuned | 50.0% | 37.5% |" in text and "| base | 25.0% | n/a |" in text
     assert "| arithmetic | 8 | 12.5% | 87.5% |" in text and "| fractions | 8 | 0.0% | 25.0% |" in text
     assert "| F1 | 40.0 | 39.0 |" in text and "PASSED" in text
+    tuned = root / "eval" / "tuned" / "math.json"
+    tuned.write_text(json.dumps({**json.loads(tuned.read_text()), "correct": 60, "count": 120, "accuracy": 0.5}))
+    with_ci = card_text(facts, "adapter", scores=RunScores.read(root, strict=False))
+    if hasattr(RunScores, "interval"):  # the Wilson interval the report shows too
+        assert "| fine-tuned | 50.0% (95% CI 41.2-58.8%) | 37.5% |" in with_ci
     assert "PeftModel.from_pretrained(base, 'path/to/this/folder')" in text
     assert "AutoModelForCausalLM.from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')" in text
     assert "--enable-lora --lora-modules math=" in text and "More Information Needed" not in text

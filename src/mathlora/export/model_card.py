@@ -181,6 +181,15 @@ def _num(v) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
 
+def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
+    """An accuracy with its Wilson 95% interval where the report records correct and count."""
+    text = _pct(scores.accuracy(which, calculator=calculator))
+    interval = scores.interval(which, calculator=calculator) if hasattr(scores, "interval") else None
+    if interval and scores.accuracy(which, calculator=calculator) is not None:
+        text += f" (95% CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}%)"
+    return text
+
+
 def _eval_results(scores: RunScores):
     from huggingface_hub import EvalResult
 
@@ -244,14 +253,18 @@ def _score_lines(scores: RunScores | None, kind: str) -> list[str]:
     plain = bool(scores.tuned_math_nocalc or scores.base_math_nocalc)
     lines.append("|---|---|" + ("---|" if plain else ""))
     for which, label in (("base", "base"), ("tuned", "fine-tuned")):
-        row = f"| {label} | {_pct(scores.accuracy(which))}"
+        row = f"| {label} | {_with_interval(scores, which, True)}"
         if plain:
-            row += f" | {_pct(scores.accuracy(which, calculator=False))}"
+            row += f" | {_with_interval(scores, which, False)}"
         lines.append(row + " |")
     count = (scores.tuned_math or scores.base_math or {}).get("count")
     if count:
         lines[0] = f"Held-out math test set ({count} problems, greedy decoding, graded numerically):"
     lines += _family_rows(scores)
+    rows = scores.checkpoint_rows() if hasattr(scores, "checkpoint_rows") else []
+    if rows:
+        lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
+        lines += [f"| {r['step']} | {_pct(r.get('accuracy'))} |" for r in rows]
     if scores.base_squad or scores.tuned_squad:
         lines += ["", "Reading comprehension kept (SQuAD v1.1):", "", "| metric | base | fine-tuned |", "|---|---|---|",
                   f"| F1 | {_num(scores.squad('base', 'f1'))} | {_num(scores.squad('tuned', 'f1'))} |",
