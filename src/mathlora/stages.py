@@ -444,7 +444,7 @@ def _card_inputs(ctx: Context) -> dict[str, Path]:
     base, tuned = lay.eval("base"), lay.eval("tuned")
     return {str(p.relative_to(lay.root)): p for p in (
         lay.config, lay.train_summary, lay.train_adapter, lay.merged_config, base.math, tuned.math, base.math_nocalc,
-        tuned.math_nocalc, base.squad, tuned.squad)}
+        tuned.math_nocalc, base.squad, tuned.squad, lay.checkpoint_scores)}
 
 
 CARDS = Stage("cards", inputs=_card_inputs, outputs=_card_outputs, settings=lambda ctx: {"version": __version__},
