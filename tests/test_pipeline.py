@@ -126,3 +126,113 @@ def test_damaged_sqlite_cache_bad_port_and_symlinked_train(tmp_path, capsys):
     rc, _, err = cli(capsys, "run", "--no-progress", "--run", run, "--stop-after", "synth", *SMALL)
     assert_one_error(rc, err, "symbolic link")
     assert (elsewhere / "precious.bin").read_bytes() == b"1"
+
+
+# -- tracking: run.log, the manifest's environment, the scores in the trackers ---------------------------------
+
+def test_run_log_gets_every_stage_line_per_invocation_and_the_manifest_the_environment(tmp_path, capsys):
+    import re
+
+    import peft
+    import torch
+    import transformers
+
+    run = tmp_path / "run"
+    assert main(["run", "--no-progress", "--run", str(run), "--stop-after", "ingest", *SMALL]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    log = (run / "run.log").read_text(encoding="utf-8").splitlines()
+    assert re.fullmatch(r"=== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ mathlora run --stop-after ingest \(.+\): .+ \(pid \d+\) ===",
+                        log[0])
+    # what run printed, in order (stderr's lines too, none here), then how it ended
+    assert log[1:] == printed[:-1] + ["stopped after ingest as asked"], capsys.readouterr().err
+    assert any(line.startswith("[ 1/") and "synth: done in" in line for line in log)
+    manifest = json.loads((run / "manifest.json").read_text())
+    versions = manifest["versions"]
+    assert (versions["torch"], versions["transformers"], versions["peft"]) == (
+        torch.__version__, transformers.__version__, peft.__version__)
+    assert versions["mathlora"] == manifest["mathlora_version"] and versions["python"] == manifest["python"]
+    assert manifest["runtime"] == {"device": "cpu", "precision": "fp32", "precision_auto": False,
+                                   "deterministic": False}
+
+    # a rerun appends (its stages fresh: the environment is outside every fingerprint), an error ends its entry
+    assert main(["run", "--no-progress", "--run", str(run), "--stop-after", "ingest", *SMALL]) == 0
+    assert capsys.readouterr().out.count("fresh, skipped") == 2
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "data.test=/does/not/exist.json"]) == 2
+    capsys.readouterr()
+    log = (run / "run.log").read_text(encoding="utf-8").splitlines()
+    assert [line for line in log if line.startswith("=== ")] == [log[0], log[len(printed) + 2], log[-2]]
+    assert log[1:len(printed) + 2] == printed[:-1] + ["stopped after ingest as asked", ""]
+    assert "synth: fresh, skipped" in log[len(printed) + 4]
+    assert log[-1].startswith("error: data.test file not found")  # the config check, before any stage
+
+
+def test_scores_go_to_the_trackers_once_at_the_last_training_step(tmp_path):
+    from tests.test_tracking import tensorboard_scalars
+
+    from mathlora.config import load_config
+    from mathlora.pipeline import Pipeline
+
+    run = tmp_path / "run"
+    pipeline = Pipeline(load_config(None, {"run_dir": str(run), "train.report_to": ["tensorboard"]}))
+    assert pipeline.track_scores() == []  # no training folder yet: nothing to log into
+    lay = RunLayout(run)
+    lay.train.mkdir()
+    (lay.train / "summary.json").write_text(json.dumps({"steps": 60}))
+    for which, acc, nocalc, f1 in (("base", 0.25, 0.125, 12.5), ("tuned", 0.75, 0.375, 20.0)):
+        ev = lay.eval(which)
+        ev.root.mkdir(parents=True)
+        ev.math.write_text(json.dumps({"accuracy": acc, "count": 8, "correct": int(8 * acc),
+                                       "per_type": {"mass": {"accuracy": acc, "count": 8, "correct": int(8 * acc)}}}))
+        ev.math_nocalc.write_text(json.dumps({"accuracy": nocalc, "count": 8, "per_type": {}}))
+        retention = {"retention": {"passed": True, "keep": 0.9, "base_f1": 12.5, "f1": 20.0, "base_em": 0.0,
+                                   "em": 0.0}} if which == "tuned" else {}
+        ev.squad.write_text(json.dumps({"f1": f1, "em": 0.0, "count": 4, **retention}))
+    assert pipeline.track_scores() == ["tensorboard"]
+    assert pipeline.track_scores() == []  # a rerun with the same scores logs nothing
+    scalars = tensorboard_scalars(lay.train_tensorboard)
+    assert scalars == {
+        "eval/base/math/accuracy": [(60, 0.25)], "eval/base/math_by_type/mass": [(60, 0.25)],
+        "eval/base/math_nocalc/accuracy": [(60, 0.125)], "eval/base/squad/f1": [(60, 12.5)],
+        "eval/base/squad/em": [(60, 0.0)], "eval/tuned/math/accuracy": [(60, 0.75)],
+        "eval/tuned/math_by_type/mass": [(60, 0.75)], "eval/tuned/math_nocalc/accuracy": [(60, 0.375)],
+        "eval/tuned/squad/f1": [(60, 20.0)], "eval/tuned/squad/em": [(60, 0.0)], "eval/retention/passed": [(60, 1.0)]}
+
+
+def test_a_run_logs_its_scores_to_mlflow_and_a_fresh_rerun_logs_nothing(tmp_path, capsys, monkeypatch):
+    """The whole run with report_to [tensorboard, mlflow]: the training's scalars and, after the evaluations, the
+    scores in the same MLflow run; the rerun skips every stage and adds nothing to either tracker."""
+    import pytest
+    from tests.cli_helpers import SMALL as FAST
+    from tests.test_tracking import tensorboard_scalars
+
+    from mathlora.stages import STAGES
+
+    MlflowClient = pytest.importorskip("mlflow.tracking").MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "run"
+    args = ["run", "--no-progress", "--run", str(run), *FAST, "train.report_to=[tensorboard,mlflow]"]
+    assert main(args) == 0
+    capsys.readouterr()
+    lay = RunLayout(run)
+    state = json.loads((lay.train / "tracking.json").read_text())
+    client = MlflowClient(tracking_uri=state["mlflow"]["tracking_uri"])
+    assert state["mlflow"]["tracking_uri"] == (lay.train / "mlruns").resolve().as_uri()
+    run_id = state["mlflow"]["run_id"]
+    tuned = json.loads(lay.eval("tuned").math.read_text())
+    history = client.get_metric_history(run_id, "eval/tuned/math/accuracy")
+    assert [(m.step, m.value) for m in history] == [(2, tuned["accuracy"])]  # at the training's last step (2)
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [1, 2]
+    squad = json.loads(lay.eval("base").squad.read_text())
+    assert [m.value for m in client.get_metric_history(run_id, "eval/base/squad/f1")] == [squad["f1"]]
+    tb = tensorboard_scalars(lay.train_tensorboard)
+    assert tb["eval/tuned/math/accuracy"] == [(2, round(tuned["accuracy"], 6))]
+    events = sorted(p.name for p in lay.train_tensorboard.iterdir())
+
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "eval_tuned_squad: fresh, skipped" in out and "report: fresh, skipped" in out
+    assert out.count("fresh, skipped") + out.count("not used") == len(STAGES)
+    assert sorted(p.name for p in lay.train_tensorboard.iterdir()) == events
+    assert len(client.get_metric_history(run_id, "eval/tuned/math/accuracy")) == 1
+    assert "mathlora run" in (run / "run.log").read_text() and "report: " in (run / "run.log").read_text()

@@ -17,7 +17,7 @@ def not_result(section) -> set[str]:
 def test_the_marks_say_which_settings_cannot_change_a_result():
     assert not_result(TrainConfig) == {"save_steps", "merge_checkpoints", "log_every", "distributed",
                                        "gradient_checkpointing", "micro_batch_size", "memory_fraction", "liger",
-                                       "compile", "attn_implementation"}
+                                       "compile", "attn_implementation", "report_to"}
     # the openai backend's server: never local generation; checkpoints: whether more is scored, never a score
     assert not_result(EvalConfig) == {"model", "endpoint", "checkpoints"}
     assert not_result(LabelConfig) == {"max_consecutive_failures", "batch_size", "retry_failed"}

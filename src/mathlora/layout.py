@@ -70,6 +70,11 @@ class RunLayout:
         """The run folder's OS lock file (``mathlora.run_dir.guards.RunLock``)."""
         return self.root / ".mathlora.lock"
 
+    @property
+    def run_log(self) -> Path:
+        """What each ``mathlora run`` printed, appended per invocation (``mathlora.tracking.RunLog``)."""
+        return self.root / "run.log"
+
     # -- synth: generated data when data.* are not given ---------------------------------------------------
     @property
     def raw(self) -> Path:

@@ -18,12 +18,19 @@ config before the first stage, and removes leftovers of interrupted writes. "Fre
 output's recorded size and hash (or format footer) must still match, so a damaged artifact is redone by its
 producer, never trusted, and never the reason a finished training is deleted. A label stage with failed
 records is not done: the run stops with their count and first error, and the next run asks them again.
+
+Tracking (``mathlora.tracking``): every line a run prints (not its progress bars) is appended to ``run.log`` under
+a timestamped header, with the error that stopped it; the backends of ``train.report_to`` are checked before the
+first stage; after the last evaluation the run's scores go to the same trackers as the training's scalars
+(``eval/...`` at the training's last step), once per set of scores. The manifest records the library versions
+and the runtime of each invocation (``versions``, ``runtime``), outside every stage's fingerprint.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 
 from mathlora import __version__
@@ -33,11 +40,14 @@ from mathlora.layout import RunLayout
 from mathlora.run_dir.atomic import json_text, write_text_atomic
 from mathlora.run_dir.guards import RunLock, clean_temp_files, links_out_of, make_run_folder
 from mathlora.run_dir.hashing import fingerprint
-from mathlora.run_dir.manifest import Manifest
+from mathlora.run_dir.manifest import Manifest, library_versions
 from mathlora.runtime import Runtime
 from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
+from mathlora.tracking import RunLog, check_backends, log_once
 
 __all__ = ["Pipeline", "StopAfter", "STAGES"]
+
+LAST_EVAL = [s.name for s in STAGE_LIST if s.name.startswith("eval_")][-1]  # then the scores go to the trackers
 
 
 class StopAfter(Exception):
@@ -93,8 +103,7 @@ class Pipeline:
         from mathlora.preflight import check_config
 
         with RunLock(self.layout.root):
-            check_config(self.cfg)
-            lay = self.layout
+            lay = self.layout  # run.log is opened only once no name of the folder leads out of it
             links = links_out_of(self.layout.root, sorted(p.name for p in self.layout.root.iterdir()) + [
                 str(lay.eval(x).root.relative_to(lay.root)) for x in ("base", "tuned")])
             if links:
@@ -102,17 +111,41 @@ class Pipeline:
                 raise MathloraError(f"{link} is a symbolic link to {target}, outside the run folder; mathlora "
                                     "does not write or delete through it (remove the link or use another run_dir)")
             clean_temp_files(self.layout.root)
-            return self._run_stages()
+            with RunLog(lay.run_log, self._title(), expected=(StopAfter,)) as log:
+                try:
+                    check_config(self.cfg)
+                    check_backends(self.cfg.train.report_to)
+                    summary = self._run_stages()
+                except StopAfter as stop:
+                    log.note(f"stopped after {stop} as asked")
+                    raise
+                log.note(self._headline())
+                return summary
+
+    def _title(self) -> str:
+        flags = (" --force" if self.force else "") + (f" --stop-after {self.stop_after}" if self.stop_after else "")
+        return f"mathlora run{flags} ({__version__}): {self.layout.root}"
+
+    def _headline(self) -> str:
+        from mathlora.report.scores import headline
+
+        try:
+            return headline(self.layout.root)
+        except MathloraError as e:
+            return f"report: {self.layout.report_html} | scores unreadable ({e})"
 
     def _run_stages(self) -> dict:
         cfg = self.cfg
         start = time.perf_counter()
         self.manifest.set_meta(mathlora_version=__version__, python=platform.python_version(),
-                         config=cfg.model_dump(mode="json"))
+                               versions=library_versions(), runtime=self._runtime_meta(),
+                               config=cfg.model_dump(mode="json"))
         write_text_atomic(self.layout.config, dump_config(cfg))
         print(f"runtime: {self.runtime.describe()}", flush=True)
         for index, stage in enumerate(self.stages, 1):
             self.summary[stage.name] = self.run_stage(index, stage)
+            if stage.name == LAST_EVAL:
+                self.track_scores()
             if stage.name == self.stop_after:
                 raise StopAfter(stage.name)
         if cfg.publish.to:  # last: not fingerprinted, publish itself skips what the store already holds
@@ -124,6 +157,86 @@ class Pipeline:
                                                   replace=cfg.publish.replace)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return self.summary
+
+    def _runtime_meta(self) -> dict:
+        rt = self.runtime
+        meta = {"device": rt.device, "precision": rt.precision, "precision_auto": rt.precision_auto,
+                "deterministic": rt.deterministic}
+        if rt.is_cuda:
+            import torch
+
+            meta["device_name"] = torch.cuda.get_device_name(rt.device)
+        return meta
+
+    def track_scores(self) -> list[str]:
+        """The run's scores to the trackers of ``train.report_to`` (in the training folder, at its last step), unless
+        these very scores were logged before; a tracker that fails is a warning (the next run tries again).
+        Returns the backends that logged."""
+        from mathlora.report.scores import RunScores
+
+        lay, names = self.layout, self.cfg.train.report_to
+        if not names or not lay.train.is_dir():
+            return []
+        scores = RunScores.read(lay.root, strict=False)
+        points = score_points(scores, _final_step(lay.train_summary))
+        cfg = self.cfg
+        params = {"model": cfg.model, "seed": cfg.seed, "lora": cfg.lora.model_dump(mode="json"),
+                  "train": cfg.train.model_dump(mode="json")}
+        try:
+            return log_once(names, lay.train, "eval", points, params=params)
+        except MathloraError as e:
+            print(f"warning: the scores were not logged to {', '.join(names)} ({e}); the next run tries again",
+                  file=sys.stderr, flush=True)
+            return []
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def score_points(scores, final_step: int) -> list[tuple[int, dict[str, float]]]:
+    """The run's scores as tracker scalars: at ``final_step``, ``eval/{base,tuned}/math/accuracy`` (as configured:
+    with the calculator when ``eval.calculator``), ``eval/{base,tuned}/math_nocalc/accuracy`` (without it), each
+    with ``..._by_type/<family>``, ``eval/{base,tuned}/squad/{f1,em}`` and ``eval/retention/passed`` (1 or 0);
+    and at each scored checkpoint's step (``eval.checkpoints``) ``eval/checkpoints/math/accuracy`` (and
+    ``math_nocalc``)."""
+    scalars: dict[str, float] = {}
+    for which in ("base", "tuned"):
+        for tag in ("math", "math_nocalc"):
+            report = getattr(scores, f"{which}_{tag}", None) or {}
+            if _number(report.get("accuracy")):
+                scalars[f"eval/{which}/{tag}/accuracy"] = float(report["accuracy"])
+            per_type = report.get("per_type") if isinstance(report.get("per_type"), dict) else {}
+            for family, row in sorted(per_type.items()):
+                if isinstance(row, dict) and _number(row.get("accuracy")):
+                    scalars[f"eval/{which}/{tag}_by_type/{family}"] = float(row["accuracy"])
+        squad = getattr(scores, f"{which}_squad", None) or {}
+        for key in ("f1", "em"):
+            if _number(squad.get(key)):
+                scalars[f"eval/{which}/squad/{key}"] = float(squad[key])
+    retention = scores.retention
+    if retention and isinstance(retention.get("passed"), bool):
+        scalars["eval/retention/passed"] = float(retention["passed"])
+    points = [(final_step, scalars)] if scalars else []
+    rows = scores.checkpoint_rows() if hasattr(scores, "checkpoint_rows") else []
+    for row in rows:
+        point = {f"eval/checkpoints/{tag}/accuracy": float(row[key]) for tag, key in
+                 (("math", "accuracy"), ("math_nocalc", "accuracy_nocalc")) if _number(row.get(key))}
+        if point:
+            points.append((int(row["step"]), point))
+    return points
+
+
+def _final_step(summary_path) -> int:
+    """The training's last step (``train/summary.json``), 0 when it is not there."""
+    from mathlora.records import read_json_document
+
+    try:
+        summary = read_json_document(summary_path, "training summary") if summary_path.is_file() else {}
+    except MathloraError:
+        summary = {}
+    steps = summary.get("steps") if isinstance(summary, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else 0
 
 
 def _jsonable(obj):

@@ -4,13 +4,20 @@ verifies them), counts and timings, plus the run's metadata. ``Manifest`` is its
 A stage is *fresh* when its recorded fingerprint equals the current one and its outputs still verify
 (``mathlora.run_dir.artifacts``). A damaged manifest is read as empty by the pipeline (every stage is checked
 again, with one warning) and refused by the commands that only read it (``require``).
+
+The run's metadata (``set_meta``, top-level keys beside ``stages``) describes the last invocation: the config,
+the library versions (``versions``: ``library_versions``) and the ``runtime`` (device, precision). Freshness reads
+only ``stages``, so a new library version or another device never makes a stage stale by itself (the stages
+whose result they can change carry them in their own fingerprints: the precision, the base model's identity).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,30 @@ from mathlora.layout import RunLayout
 from mathlora.records import read_json_document
 from mathlora.run_dir.artifacts import artifact_problem, artifact_record, format_problem
 from mathlora.run_dir.atomic import write_json_atomic
+
+
+# the libraries whose versions can change a run's numbers (import name, distribution name)
+LIBRARIES = (("torch", "torch"), ("transformers", "transformers"), ("peft", "peft"), ("accelerate", "accelerate"),
+             ("safetensors", "safetensors"), ("tokenizers", "tokenizers"), ("datasets", "datasets"),
+             ("huggingface_hub", "huggingface-hub"))
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of python, mathlora and each of ``LIBRARIES`` that is installed: the imported module's own
+    ``__version__`` when it is loaded (what really ran, also under a ``PYTHONPATH`` override), else the installed
+    distribution's. Nothing is imported here."""
+    from mathlora import __version__
+
+    out = {"python": platform.python_version(), "mathlora": __version__}
+    for module, dist in LIBRARIES:
+        version = getattr(sys.modules.get(module), "__version__", None)
+        if not isinstance(version, str):
+            try:
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        out[module] = version
+    return out
 
 
 def _valid(data: Any) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mathlora.same_result import NOT_RESULT
 
@@ -63,3 +63,17 @@ class TrainConfig(BaseModel):
                                                  json_schema_extra=NOT_RESULT)
     log_every: int = Field(1, ge=1, description="write metrics every N steps",
                           json_schema_extra=NOT_RESULT)
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.tracking): "
+                                     "tensorboard, wandb, mlflow, each used when installed; [] or none: metrics.jsonl "
+                                     "only", json_schema_extra=NOT_RESULT)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to_list(cls, value):
+        """One name or a comma-separated list (``train.report_to=wandb,mlflow``), ``none`` for none; each once."""
+        if isinstance(value, str):
+            value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = list(dict.fromkeys(value))
+        return value

@@ -1,11 +1,12 @@
-"""``metrics.jsonl`` (a row per log step, appended) and TensorBoard, written by rank 0 only."""
+"""``metrics.jsonl`` (a row per log step, appended) and the trackers of ``train.report_to`` (TensorBoard, W&B,
+MLflow: ``mathlora.tracking``), written by rank 0 only."""
 
 from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
 from mathlora.records import JsonProblem, dumps_line, parse_json
@@ -13,26 +14,43 @@ from mathlora.run_dir.atomic import no_space_message, write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
 
-SCALARS = ("loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s")
+if TYPE_CHECKING:
+    from mathlora.tracking import Trackers
+    from mathlora.train.job import TrainJob
+
+SCALARS = ("loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s", "epoch", "mfu")  # train/<name>
+
+
+def run_params(job: "TrainJob") -> dict:
+    """The settings a new W&B / MLflow run records (its config / params)."""
+    return {"model": job.model, "seq_length": job.seq_length, "seed": job.seed, "lora": job.lora.model_dump(mode="json"),
+            "train": job.train.model_dump(mode="json"), "precision": job.runtime.precision,
+            "device": job.runtime.device}
 
 
 class MetricsLog:
-    """Rows after ``start_step`` (a resume) are dropped from the file, and TensorBoard purges them too."""
+    """Rows after ``start_step`` (a resume) are dropped from the file, and TensorBoard purges them too; W&B and
+    MLflow continue the runs of a resumed training (``tracking.json``) and start new ones at step 0.
 
-    def __init__(self, out: Path, start_step: int, enabled: bool):
+    ``job`` gives ``train.report_to`` and the settings to record (without it: TensorBoard only)."""
+
+    def __init__(self, out: Path, start_step: int, enabled: bool, job: "TrainJob | None" = None):
         self.enabled = enabled
         self.path = out / METRICS
-        self.writer = None
+        self.trackers: Trackers | None = None
         if not enabled:
             return
-        kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= start_step]
-        write_text_atomic(self.path, "".join(dumps_line(r) + "\n" for r in kept))
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        from mathlora.tracking import Trackers
 
-            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1)
-        except ImportError:
-            warnings.warn("tensorboard is not installed; metrics go to metrics.jsonl only")
+        names = job.train.report_to if job is not None else ["tensorboard"]
+        self.trackers = Trackers.open(names, out, new_runs=start_step == 0, purge_step=start_step + 1,
+                                      params=run_params(job) if job is not None else None)  # checked first
+        try:
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= start_step]
+            write_text_atomic(self.path, "".join(dumps_line(r) + "\n" for r in kept))
+        except BaseException:
+            self.close()
+            raise
 
     def write(self, row: dict) -> None:
         if not self.enabled:
@@ -45,13 +63,13 @@ class MetricsLog:
             if full:
                 raise MathloraError(full) from None
             raise
-        if self.writer is not None:
-            for key in SCALARS:
-                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+        if self.trackers is not None:
+            self.trackers.log({f"train/{k}": row[k] for k in SCALARS if row.get(k) is not None}, row["step"])
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.trackers is not None:
+            self.trackers.close()
+            self.trackers = None
 
 
 def read_metrics(path: Path) -> list[dict]:

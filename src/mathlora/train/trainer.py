@@ -218,7 +218,7 @@ def train_loop(state: TrainState, *, progress: bool = True) -> dict:
     from mathlora.train.flops import count_matmul_params, peak_tflops
 
     group, tc = state.group, state.job.train
-    metrics = MetricsLog(state.out, state.step, group.is_main)
+    metrics = MetricsLog(state.out, state.step, group.is_main, job=state.job)  # train.report_to's trackers
     bar = tqdm(total=state.n_total, initial=state.step, desc="train", unit="step", file=sys.stderr,
                dynamic_ncols=True, disable=not (progress and group.is_main))
     matmul = count_matmul_params(state.peft_model)
