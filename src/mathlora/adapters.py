@@ -85,9 +85,12 @@ def attach_adapter(base, adapter: str | os.PathLike, *, model_name: str, trainab
     """Wrap ``base`` in a peft model with the adapter folder loaded (one-line error on a mismatch)."""
     from peft import PeftModel
 
+    from mathlora.compat import quiet_peft
+
     path = require_adapter_dir(adapter)
     try:
-        return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
+        with quiet_peft():  # transformers 5's FutureWarning about peft's is_gradient_checkpointing
+            return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
     except Exception as e:  # shape mismatch, missing weights, bad JSON
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MathloraError(f"could not load adapter {path} onto {model_name}: {first}") from None
