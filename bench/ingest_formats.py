@@ -11,8 +11,15 @@ time and peak memory) on the same generated 100k-line file of ``{problem, soluti
 * ``parquet``: ``ingest_file`` on the same records as a Parquet file (the ``datasets`` path mathlora uses for
   tables), for scale.
 
-Then one bad line (``NaN``) is put in the middle of the file: ours rejects that line and keeps the rest, the
-``datasets`` loader's outcome is printed as it comes.
+Then one bad line is put in the middle of the file, a ``NaN`` and a line that is not JSON: ours rejects that
+line and keeps the rest; the ``datasets`` loader's outcome is printed as it comes.
+
+Measured twice (2 busy cores, python 3.11, datasets 5.2.0, 100,000 lines, 11.6 MB): ours 6.3 / 5.4 s for the
+whole ingest (44 MB peak); ``datasets`` 7.7 / 7.9 s only to load and iterate (250 MB), streamed 11.6 / 13.9 s
+(385 MB); the same records as Parquet 11.5 / 11.2 s (about 5.5 s of it is importing ``datasets`` and its first
+``load_dataset``; rows are read in batches of 1000, 15x faster than ``datasets``' row by row). With the bad
+line, ``datasets`` keeps the NaN (written back it is invalid JSON) and fails the whole file on the non-JSON
+line (``DatasetGenerationError``). So plain JSON / JSON lines stay on mathlora's reader.
 
     python bench/ingest_formats.py                  # 100,000 lines
     python bench/ingest_formats.py --count 20000    # a quick look
@@ -107,14 +114,16 @@ def main() -> int:
             print(f"{kind:<20} {r.get('seconds', '-'):>8} {r.get('rows', '-'):>8} {r.get('peak_rss_mb', '-'):>8}"
                   + (f"  {r['error']}" if "error" in r else ""))
         lines = data.read_text(encoding="utf-8").splitlines()
-        lines[len(lines) // 2] = '{"problem": "p", "solution": "s", "x": NaN}'
-        bad = work / "bad.jsonl"
-        bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        print("one NaN line in the middle:")
-        for kind in ("ours", "datasets"):
-            r = in_subprocess(kind, bad, work / f"bad-{kind}")
-            print(f"  {kind:<18} rows {r.get('rows', '-')}" + (f", rejected {r['rejected']}" if "rejected" in r else "")
-                  + (f"  {r['error']}" if "error" in r else ""))
+        for what, line in (("a NaN", '{"problem": "p", "solution": "s", "x": NaN}'), ("a non-JSON", "not json")):
+            bad = work / "bad.jsonl"
+            bad.write_text("\n".join(lines[:len(lines) // 2] + [line] + lines[len(lines) // 2 + 1:]) + "\n",
+                           encoding="utf-8")
+            print(f"{what} line in the middle:")
+            for kind in ("ours", "datasets"):
+                r = in_subprocess(kind, bad, work / f"bad-{kind}-{len(what)}")
+                print(f"  {kind:<18} rows {r.get('rows', '-')}" +
+                      (f", rejected {r['rejected']}" if "rejected" in r else "") +
+                      (f"  {r['error']}" if "error" in r else ""))
     return 0
 
 
