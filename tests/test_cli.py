@@ -224,3 +224,22 @@ def test_config_list_show_copy(capsys, tmp_path):
     cycle = tmp_path / "c.yaml"
     cycle.write_text("base: c.yaml\n", encoding="utf-8")
     assert_one_error(*cli(capsys, "config", "show", "--config", cycle)[::2], "config base cycle")
+
+
+def test_ingest_reads_the_formats_and_columns_its_flags_name(capsys, tmp_path):
+    import json
+
+    alpaca = tmp_path / "alpaca.json"
+    alpaca.write_text(json.dumps([{"instruction": "计算 1.5 + 2.25 等于多少？", "input": "", "output": "3.75"},
+                                  {"instruction": "Add", "input": "2 + 2", "output": "4"}]), encoding="utf-8")
+    rc, out, err = cli(capsys, "ingest", "-i", alpaca, "-o", tmp_path / "a.jsonl", "--format", "alpaca")
+    assert rc == 0, err
+    rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["problem"], r["solution"]) for r in rows] == [("计算 1.5 + 2.25 等于多少？", "3.75"), ("Add\n2 + 2", "4")]
+    qa = write_lines(tmp_path / "qa.jsonl", [{"question": "1 + 1 = ?", "answer": "2"}])
+    rc, out, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "q.jsonl", "--columns",
+                       "{problem: question, solution: answer}")
+    assert rc == 0, err
+    assert json.loads((tmp_path / "q.jsonl").read_text(encoding="utf-8"))["solution"] == "2"
+    rc, _, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "x.jsonl", "--columns", "question")
+    assert rc == 2 and "is not a mapping of roles to columns" in err

@@ -14,6 +14,22 @@ def _io(p: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
     add_output(p, output_help)
 
 
+def column_mapping(text: str) -> dict[str, str]:
+    """``--columns '{problem: question, solution: answer}'`` -> the mapping (YAML flow or JSON)."""
+    import yaml
+
+    from mathlora.config import yaml_load
+
+    try:
+        value = yaml_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a mapping of roles to columns, e.g. "
+                                         "'{problem: question, solution: answer}'")
+    return {str(k): v for k, v in value.items()}
+
+
 def _print_counts(title: str, counts: dict) -> None:
     flat = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, (dict, list)))
     print(f"{title}: {flat}")
@@ -24,7 +40,8 @@ def cmd_ingest(args) -> int:
 
     cfg = config_from_args(args)
     with lock_for_output(args.output):
-        counts = ingest_file(cfg.ingest, args.input, args.output, rejects_path=args.rejects)
+        counts = ingest_file(cfg.ingest, args.input, args.output, rejects_path=args.rejects,
+                             reading=cfg.data.reading("train"))
     _print_counts("ingest", counts)
     for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
         print(f"  rejected {n}: {reason}")
@@ -102,11 +119,17 @@ def cmd_sample(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("ingest", help="validate, id and deduplicate a raw train.json",
-                       description="Read a raw {problem, solution} file (JSON lines or a JSON array), give each "
-                                   "record a stable id, drop exact duplicates and write the rest; every rejected "
-                                   "line goes to the rejects file with its line number and reason.")
-    _io(p, "raw records (JSON lines or a JSON array)", "records (JSON lines)")
+                       description="Read raw records ({problem, solution}, Alpaca, ShareGPT or messages rows, as "
+                                   "data.format and data.columns say), give each record a stable id, drop exact "
+                                   "duplicates and write the rest; every rejected line goes to the rejects file "
+                                   "with its line number and reason.")
+    _io(p, "raw records: JSON, JSON lines, CSV, Parquet or Arrow file, a datasets folder or a Hub dataset",
+        "records (JSON lines)")
     p.add_argument("--rejects", default=None, help="rejects file (default: rejects.jsonl beside the output)")
+    option(p, "--format", field="data.format", choices=["auto", "problem_solution", "alpaca", "sharegpt", "messages"],
+           help="how a row becomes a problem and a solution (auto: from the columns)")
+    option(p, "--columns", field="data.columns", type=column_mapping, metavar="MAPPING",
+           help="the file's column for each role, e.g. '{problem: question, solution: answer}'")
     option(p, "--keep-duplicates", field="ingest.keep_duplicates", action="store_true",
            help="keep exact duplicates (after whitespace normalisation)")
     add_config_args(p)
