@@ -259,3 +259,30 @@ def test_run_on_a_parquet_with_other_column_names(tmp_path, capsys):
                        "data.columns={problem: a, solution: q}", "--stop-after", "ingest")
     assert rc == 0, err
     assert "ingest: done" in out and read(run / "records.jsonl")[0]["problem"] == problems(1)[0][1]
+
+
+def test_run_stops_at_ingest_when_no_record_is_usable(tmp_path, capsys):
+    src = tmp_path / "qa.json"  # a JSON array: its columns are not read before the run (not cheap), ingest says
+    src.write_text(json.dumps([{"q": p, "a": s} for p, s in problems(30)], ensure_ascii=False), encoding="utf-8")
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL, f"data.train={src}")
+    assert_one_error(rc, err, "no usable record", "30 read", "its columns are a, q", "data.columns")
+    assert "ingest ..." in out and "label" not in out  # not stages later, in sample
+    assert len(read(tmp_path / "run" / "rejects.jsonl")) == 30
+
+
+def test_preflight_reads_a_csv_header_and_a_saved_dataset_split(tmp_path, capsys):
+    import datasets
+
+    (tmp_path / "train.tsv").write_text("text\tlabel\n1+1\t2\n", encoding="utf-8")
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL,
+                       f"data.train={tmp_path / 'train.tsv'}")
+    assert_one_error(rc, err, "data.train", "its columns are label, text", "data.format")
+    assert "[ 1/" not in out
+    assert ingest(tmp_path, tmp_path / "train.tsv", columns={"problem": "text", "solution": "label"})["kept"] == 1
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"problem": ["1+1"], "solution": ["2"]}),
+                          "dev": datasets.Dataset.from_dict({"problem": ["2+2"], "solution": ["4"]})}
+                         ).save_to_disk(str(tmp_path / "saved"))
+    assert ingest(tmp_path, tmp_path / "saved", split="dev")["kept"] == 1
+    assert read(tmp_path / "records.jsonl")[0]["problem"] == "2+2"
+    with pytest.raises(MathloraError, match=r"holds the splits train, dev, not 'test'; set data.train_split"):
+        ingest(tmp_path, tmp_path / "saved", split="test")
