@@ -286,3 +286,25 @@ def test_preflight_reads_a_csv_header_and_a_saved_dataset_split(tmp_path, capsys
     assert read(tmp_path / "records.jsonl")[0]["problem"] == "2+2"
     with pytest.raises(MathloraError, match=r"holds the splits train, dev, not 'test'; set data.train_split"):
         ingest(tmp_path, tmp_path / "saved", split="test")
+
+
+def test_a_hub_dataset_is_loaded_with_its_subset_split_and_revision(tmp_path, monkeypatch):
+    """The Hub path up to ``datasets.load_dataset`` (which needs the network): the name, subset, split and revision
+    reach it as configured, and its rows ingest like a file's (GSM8K's question/answer, detected)."""
+    import datasets
+
+    calls = []
+
+    def load_dataset(path, name=None, **kwargs):
+        calls.append((path, name, kwargs))
+        return datasets.Dataset.from_dict({"question": [p for p, _ in problems(3)],
+                                           "answer": [s for _, s in problems(3)]})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    reading = DataConfig(test="openai/gsm8k", subset="main", revision="v1", test_split="test[:3]").reading("test")
+    counts = ingest_file(IngestConfig(), "openai/gsm8k", tmp_path / "records.jsonl", reading=reading)
+    assert calls == [("openai/gsm8k", "main", {"split": "test[:3]", "revision": "v1"})]
+    assert (counts["kept"], counts["format"], counts["columns"]) == (3, "problem_solution",
+                                                                     {"problem": "question", "solution": "answer"})
+    assert reading.settings(hub=True) == {"format": "auto", "columns": {}, "subset": "main", "split": "test[:3]",
+                                          "revision": "v1"}
