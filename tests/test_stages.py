@@ -147,4 +147,5 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     assert [(r["step"], r["model"]) for r in scores["checkpoints"]] == [(1, "adapter")]
     assert scores["skipped"] == [{"step": 2, "reason": "adapter_model.safetensors does not match its checksum"}]
     assert not lay.eval_checkpoint(2).root.exists()  # a checkpoint no longer scored leaves no stale scores
+    assert all(p.exists() for p in EVAL_CHECKPOINTS.outputs(ctx))  # so a rerun finds the stage fresh
     assert _completions(lay.eval_checkpoint(1).math_predictions) == merged_step1

@@ -89,11 +89,19 @@ def checkpoint_model(base_model: str, checkpoint: Path) -> tuple[str, Path | Non
 
 
 def checkpoint_outputs(checkpoints_dir: str | os.PathLike, out_dir: str | os.PathLike, calculator: bool) -> list[Path]:
-    """Every file ``evaluate_checkpoints`` writes: each checkpoint's math files, then ``scores.json``."""
+    """Every file ``evaluate_checkpoints`` writes: each checkpoint's math files (but those of the checkpoints its
+    ``scores.json`` says it skipped as damaged), then ``scores.json``."""
     from mathlora.train.checkpoint import list_checkpoints
 
     out = Path(out_dir)
-    return [p for step, _ in list_checkpoints(checkpoints_dir)
+    skipped: set = set()
+    if (out / SCORES_FILE).is_file():
+        try:
+            recorded = read_json_document(out / SCORES_FILE, SCORES_FILE)
+            skipped = {s.get("step") for s in recorded.get("skipped") or [] if isinstance(s, dict)}
+        except (MathloraError, AttributeError):
+            skipped = set()  # damaged: the stage runs again and rewrites it
+    return [p for step, _ in list_checkpoints(checkpoints_dir) if step not in skipped
             for p in math_outputs(out / f"step-{step}", calculator)] + [out / SCORES_FILE]
 
 
