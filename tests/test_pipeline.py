@@ -209,7 +209,9 @@ def test_a_run_logs_its_scores_to_mlflow_and_a_fresh_rerun_logs_nothing(tmp_path
 
     MlflowClient = pytest.importorskip("mlflow.tracking").MlflowClient
 
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_ALLOW_FILE_STORE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)  # as a user without MLflow settings; what the run sets is undone afterwards
     run = tmp_path / "run"
     args = ["run", "--no-progress", "--run", str(run), *FAST, "train.report_to=[tensorboard,mlflow]"]
     assert main(args) == 0

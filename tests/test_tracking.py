@@ -41,8 +41,10 @@ def offline_wandb(monkeypatch, tmp_path):
 
 @pytest.fixture
 def local_mlflow(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    """MLflow as a user without settings has it; what mathlora sets in the environment is undone afterwards."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_ALLOW_FILE_STORE"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 # -- which backends ---------------------------------------------------------------------------------------------

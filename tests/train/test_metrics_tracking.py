@@ -104,3 +104,27 @@ def test_training_logs_to_wandb_offline_under_the_training_folder(tmp_path, toke
     history = wandb_history(run_dir)
     assert [(h["train/step"], h["train/loss"]) for h in history] == [(r["step"], r["loss"]) for r in expected]
     assert not (out / "tensorboard").exists()  # only what report_to names
+
+
+@needs_mlflow
+def test_under_torchrun_only_rank_0_logs(tmp_path, tokens_dir, local_mlflow, monkeypatch):
+    """Two processes, one MLflow run and one TensorBoard writer: every step logged once."""
+    from mlflow.tracking import MlflowClient
+
+    from .conftest import torchrun_train
+
+    out = tmp_path / "ddp"
+    torchrun_train(tiny_config(max_steps=3, micro_batch_size=1, report_to=["tensorboard", "mlflow"]), tokens_dir,
+                   out, timeout=240)
+    expected = rows(out)
+    assert [r["step"] for r in expected] == [1, 2, 3]
+    assert len(list((out / "tensorboard").glob("events.*"))) == 1
+    assert [s for s, _ in tensorboard_scalars(out / "tensorboard")["train/loss"]] == [1, 2, 3]
+    state = json.loads((out / "tracking.json").read_text())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a reader of a file store needs it too (MLflow 3)
+    client = MlflowClient(tracking_uri=state["mlflow"]["tracking_uri"])
+    (experiment,) = [e for e in client.search_experiments() if e.name == "mathlora"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_id == state["mlflow"]["run_id"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "train/loss")] == \
+        [(r["step"], r["loss"]) for r in expected]
