@@ -187,6 +187,10 @@ def test_scores_go_to_the_trackers_once_at_the_last_training_step(tmp_path):
         retention = {"retention": {"passed": True, "keep": 0.9, "base_f1": 12.5, "f1": 20.0, "base_em": 0.0,
                                    "em": 0.0}} if which == "tuned" else {}
         ev.squad.write_text(json.dumps({"f1": f1, "em": 0.0, "count": 4, **retention}))
+    lay.checkpoint_scores.parent.mkdir(parents=True)  # eval.checkpoints: each checkpoint at its own step
+    lay.checkpoint_scores.write_text(json.dumps({"checkpoints": [
+        {"step": 40, "accuracy": 0.5, "correct": 4, "count": 8, "accuracy_nocalc": 0.25},
+        {"step": 20, "accuracy": 0.375, "correct": 3, "count": 8}]}))
     assert pipeline.track_scores() == ["tensorboard"]
     assert pipeline.track_scores() == []  # a rerun with the same scores logs nothing
     scalars = tensorboard_scalars(lay.train_tensorboard)
@@ -195,7 +199,8 @@ def test_scores_go_to_the_trackers_once_at_the_last_training_step(tmp_path):
         "eval/base/math_nocalc/accuracy": [(60, 0.125)], "eval/base/squad/f1": [(60, 12.5)],
         "eval/base/squad/em": [(60, 0.0)], "eval/tuned/math/accuracy": [(60, 0.75)],
         "eval/tuned/math_by_type/mass": [(60, 0.75)], "eval/tuned/math_nocalc/accuracy": [(60, 0.375)],
-        "eval/tuned/squad/f1": [(60, 20.0)], "eval/tuned/squad/em": [(60, 0.0)], "eval/retention/passed": [(60, 1.0)]}
+        "eval/tuned/squad/f1": [(60, 20.0)], "eval/tuned/squad/em": [(60, 0.0)], "eval/retention/passed": [(60, 1.0)],
+        "eval/checkpoints/math/accuracy": [(20, 0.375), (40, 0.5)], "eval/checkpoints/math_nocalc/accuracy": [(40, 0.25)]}
 
 
 def test_a_run_logs_its_scores_to_mlflow_and_a_fresh_rerun_logs_nothing(tmp_path, capsys, monkeypatch):
