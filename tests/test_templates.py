@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -72,6 +73,55 @@ def test_the_exported_chat_template_is_the_training_prompt_on_smollm2(tmp_path):
     _check_exported(tmp_path, "smollm2-135m-instruct")
     tok = exported_tokenizer("smollm2-135m-instruct", "alpaca")
     assert tok.pad_token != tok.eos_token and "<|im_start|>" not in tok.chat_template  # not SmolLM2's ChatML
+
+
+LOWEST = Path(__file__).resolve().parents[1] / ".venv" / "lowest"  # make test-lowest's transformers 4.x
+
+
+def _other_transformers_env() -> dict | None:
+    """The environment of a python whose transformers major differs from this one's (None: not installed)."""
+    import os
+
+    import transformers
+
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != LOWEST.resolve()]
+    if transformers.__version__.startswith("4."):
+        env["PYTHONPATH"] = os.pathsep.join(path)  # .venv's own (newer) transformers
+        return env
+    if not (LOWEST / "transformers").is_dir():
+        return None
+    env["PYTHONPATH"] = os.pathsep.join([str(LOWEST), *path])
+    return env
+
+
+def test_an_exported_tokenizer_loads_in_transformers_4_and_5(tmp_path):
+    """transformers 5 saves a fast tokenizer as TokenizersBackend, unknown to 4.x (vLLM pins either)."""
+    import subprocess
+    import sys
+
+    from mathlora.templates import save_tokenizer
+
+    env = _other_transformers_env()
+    if env is None:
+        pytest.skip("no second transformers installed (make test-lowest installs 4.x beside .venv's)")
+    save_tokenizer(exported_tokenizer("tiny-random-llama", "alpaca"), tmp_path / "tok")
+    code = ("import sys, transformers; from transformers import AutoTokenizer; "
+            "t = AutoTokenizer.from_pretrained(sys.argv[1]); "
+            "print(transformers.__version__.split('.')[0], repr(t.apply_chat_template("
+            "[{'role': 'user', 'content': 'x'}], add_generation_prompt=True, tokenize=False)), t.pad_token); "
+            "print(','.join(sorted(t.apply_chat_template([{'role': 'user', 'content': 'x'}], "
+            "add_generation_prompt=True, return_dict=True))))")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "tok")], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import transformers
+
+    first, keys = done.stdout.strip().splitlines()
+    major, text, pad = first.split()[0], " ".join(first.split()[1:-1]), first.split()[-1]
+    assert major != transformers.__version__.split(".")[0]
+    assert text == repr(render_prompt("alpaca", "x")) and pad == "<pad>"
+    assert keys == "attention_mask,input_ids"  # no token_type_ids (transformers 4's generate refuses them)
 
 
 def _bos_tokenizer():

@@ -147,4 +147,30 @@ def exported_tokenizer(model: str, template: str):
     if pad is not None:
         tok.pad_token = pad
     tok.chat_template = chat_template(template, tok)
+    # a causal LM takes no token_type_ids (transformers 4's generate refuses them): saved in tokenizer_config.json
+    tok.model_input_names = [n for n in tok.model_input_names if n != "token_type_ids"]
+    tok.init_kwargs["model_input_names"] = list(tok.model_input_names)
     return tok
+
+
+# transformers 5 saves a fast tokenizer as ``TokenizersBackend``, a class transformers 4 does not know; both
+# load ``PreTrainedTokenizerFast`` from the same tokenizer.json
+_PORTABLE_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+
+
+def save_tokenizer(tokenizer, folder) -> None:
+    """``tokenizer.save_pretrained(folder)``, loadable by transformers 4 and 5 alike (vLLM pins either): the
+    tokenizer class is written as one both know."""
+    import json
+    from pathlib import Path
+
+    tokenizer.save_pretrained(str(folder))
+    path = Path(folder) / "tokenizer_config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    portable = _PORTABLE_CLASSES.get(config.get("tokenizer_class"))
+    if portable:
+        config["tokenizer_class"] = portable
+        path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

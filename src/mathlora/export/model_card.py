@@ -282,9 +282,10 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     base = base_model_name(facts.model)
     here = "path/to/this/folder"
     chat = ('messages = [{"role": "user", "content": "计算 4204.22 + -2369.17 等于多少？"}]',
-            "ids = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\")",
-            "out = model.generate(ids, max_new_tokens=256, do_sample=False)",
-            "print(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))")
+            "inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+            "return_dict=True)",
+            "out = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
+            "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
     lines = ["## Use", "",
              f"The tokenizer's chat template is the training prompt (`{facts.template}`): "
              "`apply_chat_template(messages, add_generation_prompt=True)` renders exactly the prompt the model "

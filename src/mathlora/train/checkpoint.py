@@ -243,7 +243,7 @@ def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int,
         card = tokenizer = None
         if job is not None:
             from mathlora.export.model_card import card_text, training_facts
-            from mathlora.templates import exported_tokenizer
+            from mathlora.templates import exported_tokenizer, save_tokenizer
 
             template = run_template(job)
             tokenizer = exported_tokenizer(job.model, template)
@@ -251,7 +251,7 @@ def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int,
         with atomic_path(folder, directory=True) as tmp:
             save_adapter(peft_model, weights, tmp, base=job.model if job is not None else None, card=card)
             if tokenizer is not None:
-                tokenizer.save_pretrained(str(tmp))
+                save_tokenizer(tokenizer, tmp)
 
 
 def restore_checkpoint(folder: Path, fingerprint: str, peft_model) -> tuple[dict, dict]:

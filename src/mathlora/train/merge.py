@@ -72,7 +72,7 @@ def merge_adapter(runtime: Runtime, model: str, adapter_dir, output_dir, *, dtyp
     from mathlora.compat import quiet_peft
     from mathlora.export.model_card import card_text, write_card
     from mathlora.models import load_model, load_tokenizer
-    from mathlora.templates import TEMPLATES, exported_tokenizer
+    from mathlora.templates import TEMPLATES, exported_tokenizer, save_tokenizer
     from mathlora.run_dir.atomic import atomic_path
     from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 
@@ -104,7 +104,7 @@ def merge_adapter(runtime: Runtime, model: str, adapter_dir, output_dir, *, dtyp
             merged.generation_config.pad_token_id = tokenizer.pad_token_id
     with torch.no_grad(), atomic_path(out, directory=True) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        save_tokenizer(tokenizer, tmp)
         write_card(tmp, card_text(facts, "merged"))
         write_artifact_marker(tmp, "merged")
     return out
