@@ -243,3 +243,14 @@ def test_a_run_logs_its_scores_to_mlflow_and_a_fresh_rerun_logs_nothing(tmp_path
     assert sorted(p.name for p in lay.train_tensorboard.iterdir()) == events
     assert len(client.get_metric_history(run_id, "eval/tuned/math/accuracy")) == 1
     assert "mathlora run" in (run / "run.log").read_text() and "report: " in (run / "run.log").read_text()
+
+
+def test_a_run_stopped_before_its_first_stage_leaves_a_folder_the_next_run_takes(tmp_path, capsys):
+    """run.log is written before the manifest exists (like the lock): it never makes the folder look foreign."""
+    run = tmp_path / "run"
+    assert main(["run", "--no-progress", "-o", str(run), *SMALL, "data.test=/does/not/exist.json"]) == 2
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == ["run.log"]
+    assert main(["run", "--no-progress", "-o", str(run), "--stop-after", "synth", *SMALL]) == 0
+    capsys.readouterr()
+    log = (run / "run.log").read_text(encoding="utf-8")
+    assert log.count("=== ") == 2 and "error: data.test file not found" in log and "stopped after synth" in log

@@ -90,10 +90,10 @@ def _check_wandb_login(where: str) -> None:
 
 
 def _wandb_login() -> bool:
-    """W&B's own check for a key (never prompts for an anonymous run, no request to the server)."""
+    """W&B's own check for a key (``verify=False``: no request to the server; without a terminal it raises)."""
     import wandb
 
-    return bool(wandb.login(anonymous="never", verify=False))
+    return bool(wandb.login(verify=False))
 
 
 # -- the backends -----------------------------------------------------------------------------------------------

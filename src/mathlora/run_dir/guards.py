@@ -193,7 +193,7 @@ def _top_level_artifacts(layout: RunLayout) -> set[str]:
         value = getattr(layout, attr) if isinstance(getattr(RunLayout, attr), property) else None
         if isinstance(value, Path) and value.parent == layout.root:
             names.add(value.name)
-    return (names | {"eval"}) - {layout.lock.name}
+    return (names | {"eval"}) - {layout.lock.name, layout.run_log.name}  # both made before the manifest exists
 
 
 def links_out_of(root: str | os.PathLike, names: list[str]) -> list[tuple[Path, Path]]:
