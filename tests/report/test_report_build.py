@@ -146,6 +146,34 @@ def test_font_stack_is_dejavu_then_the_installed_cjk_fonts():
     assert stack[1:] == [name for name in CJK_FONTS if name in installed]
 
 
+def test_the_cjk_fonts_of_the_stack_have_chinese_glyphs():
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    cjk = font_stack()[1:]
+    if not cjk:
+        pytest.skip("no CJK font installed (apt-get install fonts-wqy-zenhei or fonts-noto-cjk)")
+    for name in cjk:
+        font = FT2Font(findfont(FontProperties(family=name), fallback_to_default=False))
+        assert all(font.get_char_index(ord(c)) for c in "分数化简解方程"), name
+
+
+def test_chinese_labels_render_with_the_cjk_font_where_one_is_installed():
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    if not font_stack()[1:]:
+        pytest.skip("no CJK font installed (apt-get install fonts-wqy-zenhei or fonts-noto-cjk)")
+    with plot_style(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig, ax = plt.subplots()
+        ax.set_title("分数化简 fraction_simplify")
+        fig.canvas.draw()
+        plt.close(fig)
+    assert not [w for w in caught if "missing from" in str(w.message)]  # every glyph found along the stack
+
+
 def test_accuracy_figure_labels_every_bar_and_keeps_the_legend_off_the_bars():
     with plot_style():
         fig, ax = accuracy_figure(["ALL", "addition", "分数"], [

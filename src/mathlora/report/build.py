@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import importlib.metadata
+import logging
 import math
 import os
 import re
@@ -206,13 +207,28 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han
              "Hiragino Sans GB", "Heiti SC", "AR PL UMing CN", "Droid Sans Fallback", "Arial Unicode MS")
 
 
+_CJK_FILES = re.compile(r"(?i)notosanscjk|notoserifcjk|sourcehan|wqy|wenquanyi|droidsansfallback|uming|ukai|"
+                        r"msyh|simhei|pingfang|hiragino")
+
+
 def font_stack() -> list[str]:
     """Matplotlib's sans-serif list for the plots: DejaVu Sans (Latin, always there), then every installed CJK
-    family of ``CJK_FONTS`` (matplotlib falls back glyph by glyph along the list)."""
+    family of ``CJK_FONTS`` (matplotlib falls back glyph by glyph along the list). A CJK font installed after
+    matplotlib built its font cache is found among the system's font files and added."""
     from matplotlib import font_manager
 
-    installed = {f.name for f in font_manager.fontManager.ttflist}
-    return ["DejaVu Sans", *[name for name in CJK_FONTS if name in installed]]
+    def installed() -> set[str]:
+        return {f.name for f in font_manager.fontManager.ttflist}
+
+    if not installed() & set(CJK_FONTS):
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILES.search(Path(path).name):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue  # a font file matplotlib cannot read: the next one
+    found = installed()
+    return ["DejaVu Sans", *[name for name in CJK_FONTS if name in found]]
 
 
 @contextmanager
@@ -222,10 +238,16 @@ def plot_style():
     import matplotlib
 
     matplotlib.use("Agg")
-    with warnings.catch_warnings(), matplotlib.rc_context({"font.family": "sans-serif",
-                                                           "font.sans-serif": font_stack()}):
-        warnings.filterwarnings("ignore", message=r"(?s).*[Gg]lyph.*missing from")
-        yield
+    stack = font_stack()  # named in font.family itself: matplotlib falls back glyph by glyph only along that list
+    fonts_log = logging.getLogger("matplotlib.font_manager")  # "Failed to find font weight ..." of a CJK family
+    level = fonts_log.level
+    fonts_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), matplotlib.rc_context({"font.family": stack, "font.sans-serif": stack}):
+            warnings.filterwarnings("ignore", message=r"(?s).*[Gg]lyph.*missing from")
+            yield
+    finally:
+        fonts_log.setLevel(level)
 
 
 COLORS = {"base": "#9ecae1", "base + calculator": "#3182bd", "fine-tuned": "#fdae6b",
