@@ -308,3 +308,14 @@ def test_a_hub_dataset_is_loaded_with_its_subset_split_and_revision(tmp_path, mo
                                                                      {"problem": "question", "solution": "answer"})
     assert reading.settings(hub=True) == {"format": "auto", "columns": {}, "subset": "main", "split": "test[:3]",
                                           "revision": "v1"}
+
+
+def test_the_test_file_is_read_with_the_same_format_and_columns(tmp_path, capsys):
+    rows = [{"q": p, "a": s} for p, s in problems(40)]
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:30]), encoding="utf-8")
+    test.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[30:]), encoding="utf-8")
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL, f"data.train={train}",
+                       f"data.test={test}", "data.columns={problem: q, solution: a}", "--stop-after", "ingest_test")
+    assert rc == 0, err
+    assert [r["problem"] for r in read(tmp_path / "run" / "test_records.jsonl")] == [p for p, _ in problems(40)[30:]]
