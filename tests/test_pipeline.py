@@ -71,7 +71,9 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5",
                  "train.warmup_ratio=0.2", "--stop-after", "train"]) == 2
     err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1 and "changed: train.lr, train.warmup_ratio" in err
+    config_line, *rest = err.strip().splitlines()  # run says which config first, then one line says why it stops
+    assert config_line.startswith("config: demo + overrides;") and len(rest) == 1
+    assert "changed: train.lr, train.warmup_ratio" in rest[0]
     assert "--force" in err and "--run" in err
     assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
     # --force retrains in place
