@@ -113,7 +113,7 @@ def test_alpaca_json_array_ingests_and_says_which_format(tmp_path):
     src.write_text(json.dumps(alpaca_rows(5) + [{"instruction": "no answer"}], ensure_ascii=False), encoding="utf-8")
     counts = ingest(tmp_path, src)
     assert (counts["read"], counts["kept"], counts["rejected"]) == (6, 5, 1)
-    assert counts["format"] == "alpaca" and counts["detected"] is True
+    assert counts["format"] == "alpaca (detected)"
     out = read(tmp_path / "records.jsonl")
     p, s = problems(1)[0]
     assert out[0] == {"id": record_id(p, s), "system": "You are a calculator.", "problem": p, "solution": s}
@@ -127,7 +127,7 @@ def test_sharegpt_jsonl_counts_multi_turn_records(tmp_path):
     src = tmp_path / "share.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows) + "not json\n", encoding="utf-8")
     counts = ingest(tmp_path, src)
-    assert (counts["kept"], counts["multi_turn"], counts["format"]) == (3, 1, "sharegpt")
+    assert (counts["kept"], counts["multi_turn"], counts["format"]) == (3, 1, "sharegpt (detected)")
     out = read(tmp_path / "records.jsonl")
     assert [r["problem"] for r in out] == [p for p, _ in problems(3)] and out[0]["system"] == "Be exact."
     assert "conversations" not in out[0] and "_later_turns" not in out[0]
@@ -145,7 +145,8 @@ def test_parquet_csv_and_arrow_with_other_column_names(tmp_path):
     mapping = {"problem": "question", "solution": "answer"}
     pq.write_table(table, tmp_path / "train.data")  # found by its PAR1 magic under any name
     counts = ingest(tmp_path, tmp_path / "train.data", columns=mapping)
-    assert (counts["kept"], counts["rejected"], counts["format"]) == (4, 1, "problem_solution")
+    assert (counts["kept"], counts["rejected"], counts["format"]) == (4, 1, "problem_solution (question->problem, "
+                                                                 "answer->solution)")
     out = read(tmp_path / "records.jsonl")
     assert out[0] == {"id": record_id(*problems(1)[0]), "level": 1, "problem": problems(1)[0][0],
                       "solution": problems(1)[0][1]}
@@ -221,8 +222,8 @@ def test_run_on_an_alpaca_json(tmp_path, capsys):
     src = tmp_path / "alpaca.json"
     src.write_text(json.dumps(alpaca_rows(40), ensure_ascii=False), encoding="utf-8")
     run, out, stages = _run(capsys, tmp_path, src)
-    assert stages["ingest"]["counts"]["format"] == "alpaca" and stages["ingest"]["counts"]["kept"] == 40
-    assert "format=alpaca" in out
+    assert stages["ingest"]["counts"]["format"] == "alpaca (detected)" and stages["ingest"]["counts"]["kept"] == 40
+    assert "format=alpaca (detected)" in out
     assert (run / "train/adapter/adapter_config.json").exists() and (run / "report.html").exists()
     # the synthetic test set is disjoint from the user's problems, read in their format
     test = {r["problem"] for r in read(run / "test_records.jsonl")}
@@ -233,7 +234,7 @@ def test_run_on_a_sharegpt_json(tmp_path, capsys):
     src = tmp_path / "sharegpt.json"
     src.write_text(json.dumps(sharegpt_rows(40), ensure_ascii=False), encoding="utf-8")
     run, _, stages = _run(capsys, tmp_path, src, "data.format=sharegpt")
-    assert stages["ingest"]["counts"]["format"] == "sharegpt" and stages["train"]["counts"]
+    assert stages["ingest"]["counts"]["format"] == "sharegpt" and stages["train"]["counts"]  # as set
     answers = {s.rsplit(" = ", 1)[1] for _, s in problems(40)}  # the demo trains on calculator-style rewrites
     conversations = json.loads((run / "conversations.json").read_text(encoding="utf-8"))
     assert conversations and all(c["conversations"][1]["value"].rsplit("：", 1)[1] in answers for c in conversations)
@@ -304,8 +305,9 @@ def test_a_hub_dataset_is_loaded_with_its_subset_split_and_revision(tmp_path, mo
     reading = DataConfig(test="openai/gsm8k", subset="main", revision="v1", test_split="test[:3]").reading("test")
     counts = ingest_file(IngestConfig(), "openai/gsm8k", tmp_path / "records.jsonl", reading=reading)
     assert calls == [("openai/gsm8k", "main", {"split": "test[:3]", "revision": "v1"})]
-    assert (counts["kept"], counts["format"], counts["columns"]) == (3, "problem_solution",
-                                                                     {"problem": "question", "solution": "answer"})
+    assert (counts["kept"], counts["format"], counts["columns"]) == (
+        3, "problem_solution (question->problem, answer->solution; detected)",
+        {"problem": "question", "solution": "answer"})
     assert reading.settings(hub=True) == {"format": "auto", "columns": {}, "subset": "main", "split": "test[:3]",
                                           "revision": "v1"}
 

@@ -357,8 +357,10 @@ class Format:
         return hash((self.name, tuple(self.columns.items()), self.detected))
 
     def describe(self) -> str:
-        mapped = [f"{col}->{role}" for role, col in self.columns.items() if col != role]
-        return self.name + (f" ({', '.join(mapped)})" if mapped else "") + (", detected" if self.detected else "")
+        """``alpaca (detected)``, ``problem_solution (question->problem, answer->solution; detected)``."""
+        mapped = ", ".join(f"{col}->{role}" for role, col in self.columns.items() if col != role)
+        notes = "; ".join(x for x in (mapped, "detected" if self.detected else "") if x)
+        return self.name + (f" ({notes})" if notes else "")
 
 
 def detect_format(columns: Iterable[str]) -> Format | None:
@@ -405,9 +407,8 @@ def hint(fmt: Format | None, columns: Iterable[str] | None) -> str:
     cols = sorted(columns or ())
     found = f"its columns are {', '.join(cols)}" if cols else "it has no columns (no JSON object)"
     if fmt is None:
-        return (f"{found}; set data.format (alpaca, sharegpt, messages) or map the columns, e.g. "
-                f"data.columns='{{problem: {cols[0] if cols else 'COLUMN'}, solution: "
-                f"{cols[1] if len(cols) > 1 else 'COLUMN'}}}'")
+        return (f"{found}; set data.format (alpaca, sharegpt, messages) or map the columns: "
+                "data.columns='{problem: <column>, solution: <column>}'")
     missing = missing_columns(fmt, cols) if cols else []
     if missing:
         return (f"{found}; format {fmt.describe()} needs {', '.join(missing)}: map them with data.columns "

@@ -111,9 +111,10 @@ def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: s
     head, columns = peek(rows)
     fmt = choose_format(reading, columns)
     seen: dict[str, int] = {}
+    conversational = fmt is not None and fmt.name in ("sharegpt", "messages")
     counts: dict = {"read": 0, "kept": 0, "duplicates": 0, "rejected": 0,
-                    "format": fmt.name if fmt else "unknown", "detected": bool(fmt and fmt.detected),
-                    "columns": dict(fmt.columns) if fmt else {}, "multi_turn": 0}
+                    "format": fmt.describe() if fmt else "unknown", "columns": dict(fmt.columns) if fmt else {},
+                    **({"multi_turn": 0} if conversational else {})}
     reasons: dict[str, int] = {}
     with atomic_path(rejects) as tmp_rej, open(tmp_rej, "w", encoding="utf-8") as fr:
         try:
@@ -130,7 +131,8 @@ def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: s
                                              "raw": row.raw if row.raw else row.obj}))
                         fr.write("\n")
                         continue
-                    counts["multi_turn"] += bool(rec.pop("_later_turns", 0))
+                    if rec.pop("_later_turns", 0):
+                        counts["multi_turn"] += 1
                     rid = record_id(rec["problem"], rec["solution"])
                     n = seen.get(rid, 0)
                     seen[rid] = n + 1
