@@ -82,7 +82,7 @@ def run(args) -> dict:
                               tmp / "single.jsonl", template=args.template, progress=not args.quiet)
         b_lines = {x["id"]: x["completion"] for x in read_jsonl(tmp / "batched.jsonl")}
         identical = sum(b_lines[x["id"]] == x["completion"] for x in read_jsonl(tmp / "single.jsonl"))
-    keep = ("count", "generated_tokens", "seconds", "tokens_per_s", "stopped_at_eos", "batch_size", "device", "dtype")
+    keep = ("count", "generated_tokens", "seconds", "tokens_per_s", "stopped", "batch_size", "device", "dtype")
     return {
         "bench": "eval_throughput", "model": args.model, "template": args.template,
         "max_new_tokens": args.max_new_tokens,

@@ -84,7 +84,7 @@ def run_predict(row: dict) -> dict:
     summary = predict_file(cfg, runtime, row["model"], None, row["prompts"], out, template="alpaca", progress=False)
     return {"side": "mathlora-predict", "prompts": summary["count"], "batch_size": summary["batch_size"],
             "generated_tokens": summary["generated_tokens"], "seconds": summary["seconds"],
-            "tokens_per_s": summary["tokens_per_s"], "stopped_at_eos": summary["stopped_at_eos"],
+            "tokens_per_s": summary["tokens_per_s"], "stopped": summary["stopped"],
             "peak_memory_gib": gc.peak_memory_gib(), "device": gc.device_info()[1]}
 
 

@@ -25,6 +25,9 @@ class Template:
     name: str
     prompt: str  # with a {problem} placeholder
     description: str
+    # where a response ends when the model writes on: the template's next section (generation stops there and
+    # the completion is cut before it; ``eval.stop`` overrides)
+    stop: tuple[str, ...] = ()
 
     def render(self, problem: str) -> str:
         return self.prompt.replace("{problem}", problem)
@@ -34,11 +37,11 @@ TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template("alpaca",
              "Below is an instruction that describes a task. Write a response that appropriately completes "
              "the request.\n\n### Instruction:\n{problem}\n\n### Response: ",
-             "the competition's instruction prompt (training and inference)"),
+             "the competition's instruction prompt (training and inference)", stop=("\n### ",)),
     Template("vicuna_v1.1",
              "A chat between a curious user and an artificial intelligence assistant. The assistant gives "
              "helpful, detailed, and polite answers to the user's questions. USER: {problem} ASSISTANT:",
-             "fastchat/MindFormers conversation wrapping"),
+             "fastchat/MindFormers conversation wrapping", stop=("USER:",)),
     Template("plain", "{problem}\n", "the problem alone"),
 ]}
 

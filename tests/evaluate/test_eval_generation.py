@@ -7,7 +7,7 @@ from tests.cli_helpers import records, strict_json_lines, write_lines
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
-from mathlora.evaluate.generation import (generate_greedy, load_inference_model,
+from mathlora.evaluate.generation import (cut_at_stop, generate_greedy, load_inference_model,
                                           token_budget)
 from mathlora.evaluate.params import parameter_report
 from mathlora.evaluate.predict import predict_file
@@ -82,6 +82,48 @@ def test_each_row_stops_at_its_own_eos(tiny):
     for g, f in zip(batched, free):  # rows never producing the token run to their budget
         if stop_token not in f.token_ids:
             assert g.token_ids == f.token_ids and not g.stopped
+
+
+def test_a_stop_string_ends_a_row_like_generating_on_and_cutting(tiny):
+    model, tok = tiny
+    free = _run(model, tok, PROMPTS, batch_size=1, max_new_tokens=24)
+    text = free[1].completion
+    # two characters the 2nd prompt writes after its first (whole characters: no U+FFFD of a split byte)
+    stop = next(text[i:i + 2] for i in range(1, len(text) - 1) if "\ufffd" not in text[i:i + 2])
+    assert text.find(stop) > 0
+    batched = _run(model, tok, PROMPTS, batch_size=6, max_new_tokens=24, stop=(stop,))
+    single = _run(model, tok, PROMPTS, batch_size=1, max_new_tokens=24, stop=(stop,))
+    assert [g.completion for g in batched] == [g.completion for g in single]
+    for g, f in zip(batched, free):
+        assert g.completion == cut_at_stop(f.completion, (stop,))[0]
+        assert g.token_ids == f.token_ids[:len(g.token_ids)]  # a prefix: the row stopped, it did not diverge
+        if stop in f.completion:
+            assert g.stopped and len(g.token_ids) < len(f.token_ids) and g.generated_tokens == len(g.token_ids)
+        else:
+            assert g.token_ids == f.token_ids and g.stopped == f.stopped
+    assert batched[1].completion == text[:text.find(stop)]
+
+
+def test_predict_stops_at_the_templates_next_section(tmp_path, tiny, monkeypatch):
+    from mathlora.evaluate import predict as predict_module
+    from mathlora.templates import get_template
+
+    assert get_template("alpaca").stop == ("\n### ",) and get_template("plain").stop == ()
+    seen, generate = [], predict_module.generate
+
+    def recording_generate(*args, **kw):
+        seen.append(kw["stop"])
+        return generate(*args, **kw)
+
+    monkeypatch.setattr(predict_module, "generate", recording_generate)
+    write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "problem": "1 + 1", "solution": "2"}])
+    for cfg, expected in ((EvalConfig(max_new_tokens=4), ("\n### ",)), (EvalConfig(max_new_tokens=4, stop=[]), ()),
+                          (EvalConfig(max_new_tokens=4, stop=["Q:"]), ("Q:",))):
+        summary = predict_file(cfg, Runtime.resolve(), TINY, None, tmp_path / "t.jsonl", tmp_path / "p.jsonl",
+                               template="alpaca", progress=False)
+        assert seen[-1] == expected and summary["stop"] == list(expected)
+    with pytest.raises(ValueError):
+        EvalConfig(stop=["a", "b", "c", "d", "e"])
 
 
 def test_min_new_tokens_forbids_an_immediate_eos(tiny):

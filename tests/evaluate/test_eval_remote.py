@@ -46,13 +46,14 @@ def test_predict_through_a_flaky_server_then_grade(tmp_path, monkeypatch):
                                tmp_path / "test.jsonl", tmp_path / "pred.jsonl", template="alpaca", progress=False)
     assert set(stub.faults_served) == {"500", "429"}
     assert all(b["model"] == "tuned" and b["temperature"] == 0 and b["max_tokens"] == 16 and "min_tokens" not in b
-               for b in stub.bodies)
+               and b["stop"] == ["\n### "] for b in stub.bodies)  # the template's next section ends a completion
     assert stub.auth_headers == {"Bearer sk-eval-1"}
     lines = list(read_jsonl(tmp_path / "pred.jsonl"))
     assert [x["id"] for x in lines] == list(GOLD)  # input order whatever the completion order
     assert all(x["server"] == stub.base_url and x["server_model"] == "tuned" and x["backend"] == "openai"
                for x in lines)
     assert all(x["answer"] == GOLD[x["id"]][2] and x["stopped"] for x in lines)
+    assert all(x["completion"] == GOLD[x["id"]][2] for x in lines)  # cut where the stub wrote on past the stop
     assert summary["server_model"] == "tuned" and summary["count"] == 30
     assert summary["generated_tokens"] == sum(x["generated_tokens"] for x in lines) > 0
     report = grade_file(EvalConfig(), tmp_path / "pred.jsonl", tmp_path / "math.json")
@@ -108,7 +109,7 @@ def test_predict_cli_backend_flags(tmp_path, capsys):
     with CompletionsStub(_math_answer) as stub:
         rc = main(["predict", "--input", str(tmp_path / "test.jsonl"), "--output", str(tmp_path / "p.jsonl"),
                    "--backend", "openai", "--base-url", stub.base_url, "--server-model", "tuned",
-                   "--concurrency", "4", "--no-progress"])
+                   "--concurrency", "4", "--no-progress", "eval.stop=[]"])
     captured = capsys.readouterr()
     assert rc == 0 and "openai" in captured.out
     assert {b["model"] for b in stub.bodies} == {"tuned"}
@@ -121,6 +122,14 @@ def test_predict_cli_backend_flags(tmp_path, capsys):
     pieces = [b for b in stub.bodies if "stop" in b]
     assert len(pieces) == 30 and all(b["stop"] == ["="] for b in pieces) and "calculator 0 calls" in captured.out
     assert sorted(b["max_tokens"] for b in stub.bodies if "stop" not in b) == [1] * 30
+    # with the template's stop string (the default), the first piece already wrote on into a '### ' section: the
+    # completion ends there, cut before it, and no request asks what that stop was
+    with CompletionsStub(_math_answer) as stub:
+        rc = main(["predict", "--input", str(tmp_path / "test.jsonl"), "--output", str(tmp_path / "p.jsonl"),
+                   "--backend", "openai", "--base-url", stub.base_url, "--server-model", "tuned", "--no-progress"])
+    lines = list(read_jsonl(tmp_path / "p.jsonl"))
+    assert rc == 0 and len(stub.bodies) == 30
+    assert all(x["requests"] == 1 and x["stopped"] and x["completion"] == GOLD[x["id"]][2] for x in lines)
 
 
 def test_mathlora_run_refuses_the_openai_backend_before_any_stage(tmp_path):

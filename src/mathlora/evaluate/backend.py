@@ -30,8 +30,9 @@ class Generated:
 
 def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapter, prompts: list[str], *,
              max_new_tokens: int, min_new_tokens: int = 0, calculator: bool = False, progress: bool = True,
-             desc: str = "generate") -> Generated:
-    """Greedy completions of ``prompts`` in input order, by ``cfg.backend`` (``runtime``: local only)."""
+             desc: str = "generate", stop: tuple[str, ...] | list[str] = ()) -> Generated:
+    """Greedy completions of ``prompts`` in input order, by ``cfg.backend`` (``runtime``: local only);
+    ``stop``: strings that end a completion (cut before the first)."""
     if cfg.backend == "openai":
         from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
 
@@ -39,7 +40,8 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
         info = server_info(cfg, model)
         start = time.perf_counter()
         gens = remote_generate(cfg, prompts, fallback_model=model, max_new_tokens=max_new_tokens,
-                               min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc)
+                               min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc,
+                               stop=stop)
         return Generated(gens, time.perf_counter() - start, source=info)
     from mathlora.evaluate.generation import generate_greedy, load_inference_model
     from mathlora.evaluate.memory import resolve_batch_size
@@ -51,7 +53,8 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
     batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(prompts))
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=max_new_tokens, max_length=cfg.max_length,
                            batch_size=batch_size, min_new_tokens=min_new_tokens, progress=progress, desc=desc,
-                           calculator=calculator, long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens)
+                           calculator=calculator, long_prompts=cfg.long_prompts, batch_tokens=cfg.batch_tokens,
+                           stop=stop)
     param = next(lm.parameters())
     return Generated(gens, time.perf_counter() - start, load_seconds,
                      {"batch_size": batch_size, "device": str(param.device),

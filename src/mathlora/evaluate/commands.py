@@ -150,7 +150,7 @@ def cmd_predict(args) -> int:
             if summary["calculator"] else "")
     print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
           f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
-          f"{summary['stopped_at_eos']} stopped at EOS{calc}) -> {summary['output']}")
+          f"{summary['stopped']} stopped at EOS or a stop string{calc}) -> {summary['output']}")
     return 0
 
 

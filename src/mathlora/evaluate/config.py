@@ -41,6 +41,11 @@ class EvalConfig(BaseModel):
                             "(steps/calculator styles), first_line for answers; first_line: the completion's "
                             "first line (a \\boxed{} before a template marker wins); full: the whole text; "
                             "final: after the last 答案：/Answer:/#### marker or the last \\boxed{}")
+    stop: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, max_length=4, description="strings that end a completion (cut before them; generation stops "
+                                        "there): none = the template's (alpaca: its next '### ' section, which "
+                                        "a base model writes on to), [] = only the model's EOS; at most 4, as "
+                                        "OpenAI-compatible servers take")
     calculator: bool = Field(False, description="calculator-assisted decoding: when a completion opens "
                                                 "<<expr=, the calculator's result and >> are forced")
     wrong_samples: int = Field(20, ge=0, description="wrong answers listed in the math report")

@@ -1,4 +1,4 @@
-"""Batched greedy generation: left padding, KV cache, batches grouped by prompt length, stop at EOS.
+"""Batched greedy generation: left padding, KV cache, batches grouped by prompt length, stop at EOS or a stop string.
 
 Prompts are tokenized one by one (as training does: ``add_special_tokens=True``), sorted by length
 (longest first) and cut into batches, so little compute goes to padding; results come back in input
@@ -7,7 +7,10 @@ order. Each prompt gets a budget of new tokens, ``min(max_new_tokens, max_length
 which under greedy decoding equals generating that row alone with its budget. A row stops at its first
 EOS (the model's EOS ids, from the tokenizer and the generation config) or at its budget, and is then
 dropped from the batch (its KV-cache rows too), so finished rows cost nothing. Padding is never detected
-by token id (SmolLM2 pads with its EOS): the attention mask and explicit position ids carry it.
+by token id (SmolLM2 pads with its EOS): the attention mask and explicit position ids carry it. A row also
+stops when its text comes to one of the ``stops`` strings (the template's next section, ``eval.stop``), and its
+completion is cut before it: the same text as generating on and cutting afterwards, without the tokens a base
+model spends writing on past its answer.
 
 Calculator-assisted decoding (``calculator=CalculatorHook(tokenizer)``): when a row's generated text ends
 inside an open ``<<expr=``, the calculator's result and ``>>`` are queued as that row's next tokens and fed
@@ -38,7 +41,7 @@ class Generation:
     completion: str
     token_ids: list[int]          # generated ids, EOS excluded
     generated_tokens: int         # tokens the model produced (EOS included when it stopped)
-    stopped: bool                 # hit EOS before its budget
+    stopped: bool                 # hit EOS (or a stop string) before its budget
     prompt_tokens: int
     calculator_calls: int = 0     # <<expr= annotations the calculator answered (result forced)
     calculator_refused: int = 0   # annotations the calculator refused (the model continued alone)
@@ -212,22 +215,42 @@ class Decoded:
     stopped: bool         # hit EOS
     calls: int = 0        # calculator results forced
     refused: int = 0      # calculator refusals
+    at_stop: bool = False  # came to a stop string (its tokens are in ids)
+
+
+def cut_at_stop(text: str, stops) -> tuple[str, bool]:
+    """``text`` up to the first of ``stops`` (and whether one was found)."""
+    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return (text[:min(cuts)], True) if cuts else (text, False)
+
+
+class StopStrings:
+    """Whether a row's text has come to one of ``stops``: only the tail a new token can complete is decoded."""
+
+    def __init__(self, tokenizer, stops):
+        self.tokenizer, self.stops = tokenizer, tuple(stops)
+        self.window = max(len(s) for s in self.stops) + 2  # a token carries at least one character
+
+    def reached(self, ids: list[int]) -> bool:
+        tail = self.tokenizer.decode(ids[-self.window:], skip_special_tokens=True)
+        return any(s in tail for s in self.stops)
 
 
 def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_tokens: int = 0,
-                 calculator: CalculatorHook | None = None) -> list[Decoded]:
+                 calculator: CalculatorHook | None = None, stops: StopStrings | None = None) -> list[Decoded]:
     """Greedy decoding of one left-padded batch with a KV cache, one :class:`Decoded` per row.
 
     Row ``r`` produces at most ``budgets[r]`` tokens; a row that hits EOS or its budget leaves the batch.
     EOS cannot be chosen before ``min_new_tokens`` tokens were generated (transformers' semantics), so a
     model that would stop at once still answers something. With ``calculator``, a row's queued forced
-    tokens replace its greedy choice, one per step (see the module docstring).
+    tokens replace its greedy choice, one per step (see the module docstring). With ``stops``, a row whose
+    text comes to a stop string leaves the batch (``at_stop``; its ids keep the stop string's tokens).
     """
     import torch
     from transformers import DynamicCache
 
     out: list[list[int]] = [[] for _ in budgets]
-    stopped = [False] * len(budgets)
+    stopped, at_stop = [False] * len(budgets), [False] * len(budgets)
     forced: list[deque[int]] = [deque() for _ in budgets]
     calls, refused = [0] * len(budgets), [0] * len(budgets)
     active = torch.arange(len(budgets), device=ids.device)
@@ -265,10 +288,13 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_to
                 stopped[row] = True
                 continue
             out[row].append(tok)
+            if stops is not None and not forced[row] and stops.reached(out[row]):
+                at_stop[row] = True
+                continue
             if len(out[row]) < budgets[row]:
                 keep.append(k)
         if not keep:
-            return [Decoded(*row) for row in zip(out, stopped, calls, refused)]
+            return [Decoded(*row) for row in zip(out, stopped, calls, refused, at_stop)]
         if len(keep) < len(active):
             idx = torch.tensor(keep, device=ids.device)
             next(iter(cache.values())).batch_select_indices(idx)
@@ -282,10 +308,11 @@ def decode_batch(model, ids, mask, budgets: list[int], eos: set[int], min_new_to
 def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int, max_length: int,
                     batch_size: int = 16, min_new_tokens: int = 0, progress: bool = True,
                     desc: str = "generate", calculator: bool = False, long_prompts: str = "skip",
-                    batch_tokens: int | None = None) -> list[Generation]:
+                    batch_tokens: int | None = None, stop: tuple[str, ...] | list[str] = ()) -> list[Generation]:
     """Greedy completions of ``prompts`` in input order (see the module docstring).
 
-    ``calculator``: calculator-assisted decoding of ``<<expr=value>>`` annotations.
+    ``calculator``: calculator-assisted decoding of ``<<expr=value>>`` annotations. ``stop``: strings that end a
+    completion (cut before the first).
     """
     import torch
     from tqdm import tqdm
@@ -301,6 +328,7 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     device = next(model.parameters()).device
     hook = CalculatorHook(tokenizer) if calculator else None
+    stops = StopStrings(tokenizer, stop) if stop else None
     results: list[Generation | None] = [None] * len(prompts)
     for i, reason in enumerate(skip_reasons):
         if reason:
@@ -321,12 +349,13 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
             ids, mask = _left_pad([encoded[i] for i in batch], pad_id, device)
             with torch.inference_mode():
                 decoded = decode_batch(model, ids, mask, [max(budgets[i], 1) for i in batch], eos_set,
-                                       min_new_tokens=min_new_tokens, calculator=hook)
+                                       min_new_tokens=min_new_tokens, calculator=hook, stops=stops)
             for i, d in zip(batch, decoded):
                 kept = d.ids[:budgets[i]]
-                stopped = d.stopped and budgets[i] > 0
-                text = tokenizer.decode(kept, skip_special_tokens=True)
-                results[i] = Generation(text, kept, len(kept) + stopped, stopped, len(encoded[i]),
+                text, cut = cut_at_stop(tokenizer.decode(kept, skip_special_tokens=True), stop)
+                at_eos = d.stopped and budgets[i] > 0  # the EOS is a token the model produced
+                results[i] = Generation(text, kept, len(kept) + at_eos, at_eos or (cut and budgets[i] > 0),
+                                        len(encoded[i]),
                                         calculator_calls=d.calls, calculator_refused=d.refused,
                                         prompt_truncated=truncated[i])
             bar.update(len(batch))

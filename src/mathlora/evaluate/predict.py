@@ -54,6 +54,11 @@ def prediction_line(rec: dict, prompt: str, completion: str, *, scope: str, gene
     return line
 
 
+def stop_strings(cfg: EvalConfig, template: str) -> tuple[str, ...]:
+    """The strings that end a completion: ``eval.stop``, or the template's own (its next section)."""
+    return get_template(template).stop if cfg.stop is None else tuple(cfg.stop)
+
+
 def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: str | None, input_path, output_path,
                  *, template: str, progress: bool = True, solution_style: str = "answer",
                  calculator: bool | None = None) -> dict:
@@ -65,11 +70,11 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
     """
     calculator = cfg.calculator if calculator is None else calculator
     scope = resolve_scope(cfg.answer_scope, solution_style)
-    get_template(template)
+    stop = stop_strings(cfg, template)
     records = read_problems(input_path)
     prompts = [render_prompt(template, r["problem"]) for r in records]
     out = generate(cfg, runtime, model, adapter, prompts, max_new_tokens=cfg.max_new_tokens, calculator=calculator,
-                   progress=progress, desc="predict")
+                   progress=progress, desc="predict", stop=stop)
     gens, server = out.generations, (out.source if out.remote else {})
     write_jsonl(output_path, ({**prediction_line(r, p, g.completion, scope=scope,
                                                  generated_tokens=g.generated_tokens, stopped=g.stopped,
@@ -82,7 +87,7 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
     summary = {
         "count": len(records), "generated_tokens": tokens, "seconds": round(out.seconds, 3),
         "tokens_per_s": round(tokens / out.seconds, 2) if out.seconds > 0 else 0.0,
-        "load_seconds": round(out.load_seconds, 3), "stopped_at_eos": sum(g.stopped for g in gens),
+        "load_seconds": round(out.load_seconds, 3), "stopped": sum(g.stopped for g in gens), "stop": list(stop),
         "skipped_prompt_too_long": sum(g.skipped is not None for g in gens),
         "prompts_truncated": sum(g.prompt_truncated for g in gens),
         "calculator": calculator,

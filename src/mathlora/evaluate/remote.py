@@ -27,7 +27,7 @@ import random
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
-from mathlora.evaluate.generation import Generation
+from mathlora.evaluate.generation import Generation, cut_at_stop
 from mathlora.openai_client import (
     AskAgain, GaveUp, RetryableError, RetryPolicy, auth_headers, check_base_url, endpoint_url, json_payload, post_json,
     run_pool, scrub, with_retries,
@@ -66,7 +66,7 @@ def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
 
 class CompletionsClient:
     def __init__(self, *, base_url: str, model: str, api_key: str, concurrency: int = 64, timeout: float = 120.0,
-                 policy: RetryPolicy = RetryPolicy()):
+                 policy: RetryPolicy = RetryPolicy(), stop: tuple[str, ...] | list[str] = ()):
         self.url = endpoint_url(check_base_url(base_url, "eval.endpoint.base_url"), "completions")
         self.model = model
         self._headers = auth_headers(api_key)
@@ -75,6 +75,7 @@ class CompletionsClient:
         self.timeout = timeout
         self.policy = policy
         self.min_tokens_supported = True
+        self.stop = tuple(stop)  # strings that end a completion: the server stops there, the text is cut before
         self._rng = random.Random()
 
     def body(self, prompt: str, max_tokens: int, min_tokens: int) -> dict:
@@ -102,9 +103,13 @@ class CompletionsClient:
         return result
 
     async def ask_once(self, client, prompt: str, max_tokens: int, min_tokens: int) -> Generation:
-        response = await self.post(client, self.body(prompt, max_tokens, min_tokens))
+        body = self.body(prompt, max_tokens, min_tokens)
+        if self.stop:
+            body["stop"] = list(self.stop)
+        response = await self.post(client, body)
         text, stopped, completion_tokens, prompt_tokens = read_choice(json_payload(response))
-        return Generation(text, [], completion_tokens if completion_tokens is not None else 0, stopped,
+        text, cut = cut_at_stop(text, self.stop)  # a server that returns the stop string too
+        return Generation(text, [], completion_tokens if completion_tokens is not None else 0, stopped or cut,
                           prompt_tokens or 0, requests=1)
 
     def completer(self, max_tokens: int, min_tokens: int = 0, calculator: bool = False):
@@ -150,16 +155,16 @@ class CompletionsClient:
             bar.close()
 
 
-def completions_client(cfg: EvalConfig, fallback_model: str | None) -> CompletionsClient:
+def completions_client(cfg: EvalConfig, fallback_model: str | None, stop=()) -> CompletionsClient:
     end = cfg.endpoint
     return CompletionsClient(base_url=end.base_url, model=served_model(cfg, fallback_model), api_key=end.api_key(),
-                             concurrency=end.concurrency, timeout=end.timeout, policy=end.policy())
+                             concurrency=end.concurrency, timeout=end.timeout, policy=end.policy(), stop=stop)
 
 
 def remote_generate(cfg: EvalConfig, prompts: list[str], *, fallback_model: str | None, max_new_tokens: int,
                     min_new_tokens: int = 0, calculator: bool = False, progress: bool = True,
-                    desc: str = "generate") -> list[Generation]:
-    return completions_client(cfg, fallback_model).generate(
+                    desc: str = "generate", stop=()) -> list[Generation]:
+    return completions_client(cfg, fallback_model, stop).generate(
         prompts, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, calculator=calculator,
         progress=progress, desc=desc)
 

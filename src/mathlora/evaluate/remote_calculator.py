@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from mathlora.evaluate.generation import Generation
+from mathlora.evaluate.generation import Generation, cut_at_stop
 from mathlora.openai_client import AskAgain, GaveUp, json_payload
 
 STOP = "="
@@ -152,6 +152,10 @@ class CalculatorLoop:
             added = piece.completion_tokens if piece.completion_tokens is not None else len(piece.text) + piece.eos
             used, pending, fallback = before + added, 0, None
             text += piece.text
+            text, cut = cut_at_stop(text, getattr(self.client, "stop", ()))
+            if cut:  # a stop string (the template's next section): the completion ends before it
+                stopped = True
+                break
             if piece.unsure:
                 requests += 1
                 if await self._stopped_at_equals(http, prompt, text):

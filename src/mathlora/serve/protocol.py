@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from mathlora.evaluate.generation import cut_at_stop
+
 
 class RequestError(Exception):
     def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None):
@@ -143,12 +145,6 @@ def chat_problem(req: ChatRequest, limits: Limits) -> str:
             raise RequestError(400, "messages: only text content is supported", "messages")
         content = "".join(part.text or "" for part in content)
     return check_prompt(content or "", limits, "messages")
-
-
-def cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    """``text`` up to the first of ``stops`` (and whether one was found)."""
-    cuts = [i for i in (text.find(s) for s in stops) if i >= 0]
-    return (text[:min(cuts)], True) if cuts else (text, False)
 
 
 def choice_fields(gen, stops: list[str], scope: str) -> dict:
