@@ -165,3 +165,47 @@ def test_a_missing_hub_model_stops_before_the_first_stage(hub, tmp_path, capsys)
     rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *small, "model=org/absent")
     assert_one_error(rc, err, "org/absent", "HF_HUB_OFFLINE")
     assert "[ 1/" not in out
+
+
+@pytest.fixture
+def hub_answering_404(tmp_path, monkeypatch):
+    """A local server standing in for the Hub, answering every request as the Hub does for a missing repo."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import huggingface_hub.constants as hub_constants
+
+    class NotFound(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b'{"error": "Repository Not Found"}'
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_HEAD = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub_constants, "ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    yield
+    server.shutdown()
+
+
+def test_a_model_the_hub_does_not_have_is_one_line(hub_answering_404):
+    from mathlora.models import check_hub_model, resolve_model_dir
+
+    for call in (lambda: check_hub_model(model_source("org/typo")), lambda: resolve_model_dir("org/typo")):
+        with pytest.raises(MathloraError, match=r"model 'org/typo' not found on the Hugging Face Hub \(a private or "
+                                                r"gated model needs `hf auth login` or HF_TOKEN\)") as e:
+            call()
+        assert "\n" not in str(e.value)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from tests.cli_helpers import SMALL, assert_one_error, cli
+from tests.test_models import hub_answering_404  # noqa: F401 (a fixture)
 
 from mathlora.data.config import DataConfig, IngestConfig
 from mathlora.data.formats import (Format, ReadOptions, choose_format, detect_format, resolve_source,
@@ -321,3 +322,14 @@ def test_the_test_file_is_read_with_the_same_format_and_columns(tmp_path, capsys
                        f"data.test={test}", "data.columns={problem: q, solution: a}", "--stop-after", "ingest_test")
     assert rc == 0, err
     assert [r["problem"] for r in read(tmp_path / "run" / "test_records.jsonl")] == [p for p, _ in problems(40)[30:]]
+
+
+def test_a_hub_dataset_the_hub_does_not_have_stops_before_the_run(hub_answering_404, tmp_path, capsys):
+    from mathlora.data.formats import check_source
+
+    with pytest.raises(MathloraError, match=r"data.train 'org/typo': no such local file, and no such dataset on the "
+                                            r"Hugging Face Hub"):
+        check_source("org/typo", ReadOptions(), "data.train")
+    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL, "data.train=org/typo")
+    assert_one_error(rc, err, "data.train 'org/typo'", "no such dataset")
+    assert "[ 1/" not in out

@@ -279,11 +279,30 @@ def table_columns(source: Source) -> list[str] | None:
     return None
 
 
+def check_hub_dataset(source: Source, options: ReadOptions, what: str) -> None:
+    """A Hub dataset that the Hub says does not exist (or not at that revision) is one line before the run;
+    offline or unreachable nothing is asked (the cache may hold it: the load says)."""
+    if hub_offline():
+        return
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().dataset_info(source.name, revision=options.revision, timeout=10)
+    except Exception as e:
+        kind = type(e).__name__
+        if kind in ("RepositoryNotFoundError", "GatedRepoError", "RevisionNotFoundError"):
+            at = f" at revision {options.revision!r}" if kind == "RevisionNotFoundError" else ""
+            raise MathloraError(f"{what} {source.name!r}: no such local file, and no such dataset{at} on the "
+                                "Hugging Face Hub (a private or gated one needs `hf auth login` or HF_TOKEN)") from None
+
+
 def check_source(spec: str, options: ReadOptions, what: str) -> Source:
     """Preflight of a data source: it exists (or names a Hub dataset), the format and mapping agree, and where
     its columns are cheap to read they hold what the format needs. One error line otherwise."""
     source = resolve_source(spec, what)
     choose_format(options, ())  # data.format against data.columns
+    if source.kind == "hub":
+        check_hub_dataset(source, options, what)
     columns = table_columns(source)
     if columns:
         fmt = choose_format(options, columns)
