@@ -212,6 +212,13 @@ def hub_api():
     return HfApi()
 
 
+def _discard_download(path: Path) -> None:
+    """Remove a file ``hf_hub_download`` fetched (its cache's link and the blob behind it)."""
+    real = path.resolve()
+    path.unlink(missing_ok=True)
+    real.unlink(missing_ok=True)
+
+
 class HubRemote:
     """A Hugging Face Hub model repository (``hf://user/repo[/folder]``) with the ``Remote`` interface.
 
@@ -308,7 +315,7 @@ class HubRemote:
             while block := fh.read(CHUNK):
                 h.update(block)
                 n += len(block)
-        path.unlink(missing_ok=True)  # no copy of the repository piles up on disk
+        _discard_download(path)  # no copy of the repository piles up on disk
         return n, h.hexdigest()
 
     def verified(self, rel: str, *, read_all: bool = False) -> tuple[int | None, str | None]:
@@ -341,10 +348,13 @@ class HubRemote:
     def read_json(self, rel: str) -> dict | None:
         if self.size(rel) is None:
             return None
+        path = self._download(rel)
         try:
-            data = parse_json(self._download(rel).read_bytes())
+            data = parse_json(path.read_bytes())
         except (JsonProblem, UnicodeDecodeError):
             return None
+        finally:
+            _discard_download(path)
         return data if isinstance(data, dict) else None
 
     def commit(self, message: str) -> None:
