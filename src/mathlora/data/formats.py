@@ -222,8 +222,9 @@ def _hub_error(source: Source, options: ReadOptions, e: BaseException) -> Mathlo
             f", split {options.split!r}"
     if hub_offline():
         return MathloraError(f"{where}: not in the local cache and HF_HUB_OFFLINE is set; run once with network "
-                             f"(or unset HF_HUB_OFFLINE), or give a local file ({_one_line(e)})")
-    return MathloraError(f"could not load {where}: {_one_line(e)}")
+                             f"(or unset HF_HUB_OFFLINE), or give a local file (there is none at {source.name}; "
+                             f"{_one_line(e)})")
+    return MathloraError(f"could not load {where} (there is no local file of that name): {_one_line(e)}")
 
 
 def _load_hub(source: Source, options: ReadOptions):
