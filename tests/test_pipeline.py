@@ -141,12 +141,16 @@ def test_run_log_gets_every_stage_line_per_invocation_and_the_manifest_the_envir
 
     run = tmp_path / "run"
     assert main(["run", "--no-progress", "--run", str(run), "--stop-after", "ingest", *SMALL]) == 0
-    printed = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    printed = captured.out.splitlines()
     log = (run / "run.log").read_text(encoding="utf-8").splitlines()
     assert re.fullmatch(r"=== \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ mathlora run --stop-after ingest \(.+\): .+ \(pid \d+\) ===",
                         log[0])
-    # what run printed, in order (stderr's lines too, none here), then how it ended
-    assert log[1:] == printed[:-1] + ["stopped after ingest as asked"], capsys.readouterr().err
+    # the config line (printed on stderr before the log opens), what run printed, in order (stderr's lines too,
+    # none here), then how it ended
+    config_line = captured.err.splitlines()[0]
+    assert config_line.startswith("config: ") and "calculator on" in config_line
+    assert log[1:] == [config_line] + printed[:-1] + ["stopped after ingest as asked"]
     assert any(line.startswith("[ 1/") and "synth: done in" in line for line in log)
     manifest = json.loads((run / "manifest.json").read_text())
     versions = manifest["versions"]
@@ -162,9 +166,10 @@ def test_run_log_gets_every_stage_line_per_invocation_and_the_manifest_the_envir
     assert main(["run", "--no-progress", "--run", str(run), *SMALL, "data.test=/does/not/exist.json"]) == 2
     capsys.readouterr()
     log = (run / "run.log").read_text(encoding="utf-8").splitlines()
-    assert [line for line in log if line.startswith("=== ")] == [log[0], log[len(printed) + 2], log[-2]]
-    assert log[1:len(printed) + 2] == printed[:-1] + ["stopped after ingest as asked", ""]
-    assert "synth: fresh, skipped" in log[len(printed) + 4]
+    assert [line for line in log if line.startswith("=== ")] == [log[0], log[len(printed) + 3], log[-3]]
+    assert log[1:len(printed) + 3] == [config_line] + printed[:-1] + ["stopped after ingest as asked", ""]
+    assert log[len(printed) + 4].startswith("config: ") and log[-2].startswith("config: ")
+    assert "synth: fresh, skipped" in log[len(printed) + 6]
     assert log[-1].startswith("error: data.test file not found")  # the config check, before any stage
 
 

@@ -57,10 +57,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mathlora.report.scores import headline
 
     cfg = config_from_args(args)
-    # which config, and the settings that decide what the scores mean (stderr: run.log holds the stages' lines)
-    print(f"config: {args.config_layers}; run folder {cfg.run_dir}; solution_style {cfg.solution_style}, "
-          f"calculator {on_off(cfg.eval.calculator)}, judge {cfg.label.judge}", file=sys.stderr, flush=True)
-    pipeline = Pipeline(cfg, force=args.force, progress=show_progress(args), stop_after=args.stop_after)
+    # which config, and the settings that decide what the scores mean (stderr; run.log's first line too)
+    line = (f"config: {args.config_layers}; run folder {cfg.run_dir}; solution_style {cfg.solution_style}, "
+            f"calculator {on_off(cfg.eval.calculator)}, judge {cfg.label.judge}")
+    print(line, file=sys.stderr, flush=True)
+    pipeline = Pipeline(cfg, force=args.force, progress=show_progress(args), stop_after=args.stop_after,
+                        config_line=line)
     try:
         pipeline.run()
     except StopAfter as stop:

@@ -66,7 +66,8 @@ class Config(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1, description="global seed for every random choice (0..2^32-1)")
     run_dir: str = Field("runs/demo", description="folder that receives every artifact of a run")
     model: str = Field("smollm2-135m-instruct",
-                       description="base model: HF folder, .gguf file, smollm2-135m-instruct, tiny-random-llama")
+                       description="base model: a Hugging Face Hub id (org/name, org/name@revision), an HF "
+                                   "folder, a .gguf file, smollm2-135m-instruct or tiny-random-llama")
     template: str = Field("alpaca", description="named prompt template used for training AND inference")
     runtime: RuntimeConfig = RuntimeConfig()
     solution_style: Literal["answer", "steps", "calculator"] = Field(

@@ -55,13 +55,15 @@ class StopAfter(Exception):
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True, stop_after: str | None = None):
+    def __init__(self, cfg: Config, *, force: bool = False, progress: bool = True, stop_after: str | None = None,
+                 config_line: str | None = None):
         if stop_after is not None and stop_after not in STAGES:
             raise MathloraError(f"--stop-after {stop_after!r}: unknown stage (allowed: {', '.join(STAGES)})")
         if cfg.eval.backend != "local":  # one served model name cannot stand for both the base and the tuned model
             raise MathloraError("mathlora run generates locally (eval.backend=local); use eval.backend=openai with "
                                 "`mathlora predict` / `mathlora eval squad` against a server")
         self.cfg = cfg
+        self.config_line = config_line  # which config and the settings that decide the scores: run.log's first line
         self.force = force
         self.stop_after = stop_after
         self.layout = RunLayout(make_run_folder(cfg.run_dir))
@@ -112,6 +114,8 @@ class Pipeline:
                                     "does not write or delete through it (remove the link or use another run_dir)")
             clean_temp_files(self.layout.root)
             with RunLog(lay.run_log, self._title(), expected=(StopAfter,)) as log:
+                if self.config_line:
+                    log.note(self.config_line)
                 try:
                     check_config(self.cfg)
                     check_backends(self.cfg.train.report_to)
@@ -154,7 +158,7 @@ class Pipeline:
             self.summary["publish"] = publish_run(self.layout.root, cfg.publish.to,
                                                   endpoint_url=cfg.publish.endpoint_url,
                                                   verify_all=cfg.publish.verify_all,
-                                                  replace=cfg.publish.replace)
+                                                  replace=cfg.publish.replace, private=cfg.publish.private)
         self.summary["seconds"] = round(time.perf_counter() - start, 1)
         return self.summary
 

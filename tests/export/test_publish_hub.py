@@ -147,6 +147,13 @@ def test_publish_to_the_hub_commits_verifies_and_reruns_without_a_commit(tmp_pat
                                                                           MANIFEST_NAME])
 
 
+def test_publish_cli_private_flag_reaches_create_repo(tmp_path, hub):
+    root = _run_with_cards(tmp_path / "run")
+    assert main(["publish", "--run", str(root), "--to", "hf://someone/private-one", "--private"]) == 0
+    assert main(["publish", "--run", str(root), "--to", "hf://someone/public-one"]) == 0
+    assert hub.private == {"someone/private-one": True, "someone/public-one": False}
+
+
 def test_a_damaged_upload_is_caught_and_the_manifest_stays_incomplete(tmp_path, hub):
     root = _run_with_cards(tmp_path / "run")
     hub.corrupt = {"merged/config.json"}  # a regular file: downloaded and hashed

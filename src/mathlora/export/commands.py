@@ -69,13 +69,15 @@ def register(subparsers) -> None:
                                            "resumable (skips files already there with the same sha256), verified "
                                            "by reading back, with publish_manifest.json and model cards.")
     option(pb, "--run", field="run_dir", metavar="DIR", help="run folder (its config.yaml is the default --config)")
-    option(pb, "--to", field="publish.to", help="s3://bucket/prefix, file:///path or a path")
+    option(pb, "--to", field="publish.to", help="s3://bucket/prefix, hf://user/repo, file:///path or a path")
     option(pb, "--endpoint-url", field="publish.endpoint_url",
            help="S3-compatible endpoint, e.g. https://obs.cn-north-4.myhuaweicloud.com or http://minio:9000")
     option(pb, "--verify-all", field="publish.verify_all", action="store_true",
            help="also re-read the content of files already on the store")
     option(pb, "--replace", field="publish.replace", action="store_true",
            help="replace another run's publication at the destination (removes its files)")
+    option(pb, "--private", field="publish.private", action="store_true",
+           help="hf:// only: create the Hub repository private")
     flag(pb, "--dry-run", help="list what would go; touch nothing")
     add_config_args(pb)
     pb.set_defaults(func=cmd_publish)
@@ -132,10 +134,11 @@ def cmd_publish(args: argparse.Namespace) -> int:
         args.config = str(Path(run_arg) / "config.yaml")  # the run's own config: its publish section applies
     cfg = config_from_args(args)
     if not cfg.publish.to:
-        raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, file:///path or a path")
+        raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, hf://user/repo, "
+                            "file:///path or a path")
     run = Path(cfg.run_dir)
     if not (run / "config.yaml").is_file():
         raise MathloraError(f"{run} is not a mathlora run folder (no config.yaml); give --run")
     publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
-                verify_all=cfg.publish.verify_all, replace=cfg.publish.replace)
+                verify_all=cfg.publish.verify_all, replace=cfg.publish.replace, private=cfg.publish.private)
     return 0
