@@ -249,21 +249,15 @@ class HubRemote:
         self.revision: str | None = None  # the commit reads refer to (None: the main branch)
         self._tree: dict | None = None
         self._ops: list = []
-        self._staged: dict[str, Item] = {}
-        self._download_dir: str | None = None
+        self._downloads = None  # a TemporaryDirectory for hf_hub_download's cache, removed with this object
 
     def _token(self) -> str | None:
         token = getattr(self.api, "token", None)
         if token:
             return str(token)
-        try:
-            from huggingface_hub import get_token
+        from huggingface_hub import get_token
 
-            return get_token()
-        except ImportError:  # very old huggingface_hub
-            from huggingface_hub import HfFolder
-
-            return HfFolder.get_token()
+        return get_token()
 
     def full(self, rel: str) -> str:
         return f"{self.prefix}/{rel}" if self.prefix else rel
@@ -271,10 +265,7 @@ class HubRemote:
     def _files(self) -> dict:
         """path in the repository -> RepoFile, for the current revision (listed once per revision)."""
         if self._tree is None:
-            try:
-                from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
-            except ImportError:  # huggingface_hub before 0.24
-                from huggingface_hub.utils import EntryNotFoundError, RepositoryNotFoundError
+            from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
 
             tree: dict = {}
             try:
@@ -301,13 +292,13 @@ class HubRemote:
     def _download(self, rel: str) -> Path:
         import tempfile
 
-        if self._download_dir is None:
-            self._download_dir = tempfile.mkdtemp(prefix="mathlora-hub-")
+        if self._downloads is None:  # the cache's folders (refs, locks) go with it, not only the files
+            self._downloads = tempfile.TemporaryDirectory(prefix="mathlora-hub-")
         return Path(self.api.hf_hub_download(self.repo_id, self.full(rel), repo_type="model",
-                                             revision=self.revision, cache_dir=self._download_dir))
+                                             revision=self.revision, cache_dir=self._downloads.name))
 
     def content(self, rel: str) -> tuple[int, str]:
-        """(size, sha256) read back: downloaded and hashed (a large LFS file: see ``content_recorded``)."""
+        """(size, sha256) read back: downloaded and hashed (an LFS file by its recorded sha256: ``verified``)."""
         path = self._download(rel)
         h = hashlib.sha256()
         n = 0
@@ -334,7 +325,6 @@ class HubRemote:
         source = item.data if item.data is not None else str(item.source)
         self._ops = [op for op in self._ops if getattr(op, "path_in_repo", None) != self.full(item.path)]
         self._ops.append(CommitOperationAdd(path_in_repo=self.full(item.path), path_or_fileobj=source))
-        self._staged[item.path] = item
 
     def remove(self, rel: str) -> None:
         from huggingface_hub import CommitOperationDelete
@@ -362,5 +352,5 @@ class HubRemote:
         if not self._ops:
             return
         info = self.api.create_commit(self.repo_id, operations=self._ops, commit_message=message, repo_type="model")
-        self._ops, self._staged, self._tree = [], {}, None
+        self._ops, self._tree = [], None
         self.revision = getattr(info, "oid", None) or None
