@@ -120,12 +120,8 @@ def hub_id(spec: str, kind: str = "models") -> str | None:
 
 def _hub_model(spec: str) -> tuple[str, str | None] | None:
     """(repo id, revision) of a spec that is a Hub model id (``org/name[@revision]``, no such local path)."""
-    from pathlib import Path
+    from mathlora.models import split_hub_id
 
-    try:
-        from mathlora.models import split_hub_id
-    except ImportError:  # a mathlora without Hub model specs
-        return None
     return None if Path(spec).expanduser().exists() else split_hub_id(str(spec))
 
 

@@ -73,8 +73,7 @@ def test_the_adapter_card_has_valid_metadata_and_the_scores_per_family(tmp_path)
     tuned = root / "eval" / "tuned" / "math.json"
     tuned.write_text(json.dumps({**json.loads(tuned.read_text()), "correct": 60, "count": 120, "accuracy": 0.5}))
     with_ci = card_text(facts, "adapter", scores=RunScores.read(root, strict=False))
-    if hasattr(RunScores, "interval"):  # the Wilson interval the report shows too
-        assert "| fine-tuned | 50.0% (95% CI 41.2-58.8%) | 37.5% |" in with_ci
+    assert "| fine-tuned | 50.0% (95% CI 41.2-58.8%) | 37.5% |" in with_ci  # the Wilson interval, as in the report
     assert "PeftModel.from_pretrained(base, 'path/to/this/folder')" in text
     assert "AutoModelForCausalLM.from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')" in text
     assert "--enable-lora --lora-modules math=" in text and "More Information Needed" not in text
@@ -94,6 +93,10 @@ def test_a_local_base_is_left_out_of_the_metadata_and_merged_says_transformers(t
     assert "model-index" not in _validated(text)
     step = build_card(facts, "checkpoint", step=2)
     assert "checkpoint at step 2" in step.text and "model-index" not in step.data.to_dict()
+    # a checkpoint has no tokenizer: the base's chat template would not be the training prompt, so it is spelled out
+    assert "apply_chat_template" not in step.text
+    assert "prompt = 'Below is an instruction" in step.text
+    assert "+ problem + '\\n\\n### Response: '" in step.text
 
 
 def test_cards_are_written_once_and_never_make_train_or_merge_stale(tmp_path):
@@ -128,7 +131,6 @@ def test_cards_of_every_kind_parse(tmp_path, kind):
 
 
 def test_the_training_data_is_named_when_it_is_a_hub_dataset(tmp_path):
-    pytest.importorskip("mathlora.data.formats")
     hub = make_run(tmp_path / "hub", extra_overrides={"data.train": "openai/gsm8k"})
     assert _validated(card_text(CardFacts.from_run(hub), "adapter"))["datasets"] == ["openai/gsm8k"]
     local = tmp_path / "train.jsonl"

@@ -33,6 +33,7 @@ from mathlora.errors import MathloraError
 from mathlora.records import read_json_document
 from mathlora.report.scores import RunScores, retention_word
 from mathlora.run_dir.hashing import CARD
+from mathlora.templates import TEMPLATES
 
 TAGS = ["mathlora", "lora", "math", "text-generation"]
 KINDS = ("adapter", "merged", "checkpoint")
@@ -132,14 +133,9 @@ class CardFacts:
 def _hub_dataset(spec: str) -> str | None:
     """The Hub dataset a ``data.train`` names: ``org/name`` itself (read from the Hub by ingest), or the repo of
     a file in a Hugging Face cache; None for a local file."""
-    found = hub_id(spec, "datasets")
-    if found:
-        return found
-    try:
-        from mathlora.data.formats import is_hub_dataset
-    except ImportError:  # a mathlora without Hub datasets as input
-        return None
-    return spec if is_hub_dataset(spec) else None
+    from mathlora.data.formats import is_hub_dataset
+
+    return hub_id(spec, "datasets") or (spec if is_hub_dataset(spec) else None)
 
 
 def training_facts(job, *, template: str, steps: int | None = None, ratio_line: str | None = None) -> CardFacts:
@@ -184,7 +180,7 @@ def _num(v) -> str:
 def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
     """An accuracy with its Wilson 95% interval where the report records correct and count."""
     text = _pct(scores.accuracy(which, calculator=calculator))
-    interval = scores.interval(which, calculator=calculator) if hasattr(scores, "interval") else None
+    interval = scores.interval(which, calculator=calculator)
     if interval and scores.accuracy(which, calculator=calculator) is not None:
         text += f" (95% CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}%)"
     return text
@@ -261,7 +257,7 @@ def _score_lines(scores: RunScores | None, kind: str) -> list[str]:
     if count:
         lines[0] = f"Held-out math test set ({count} problems, greedy decoding, graded numerically):"
     lines += _family_rows(scores)
-    rows = scores.checkpoint_rows() if hasattr(scores, "checkpoint_rows") else []
+    rows = scores.checkpoint_rows()
     if rows:
         lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
         lines += [f"| {r['step']} | {_pct(r.get('accuracy'))} |" for r in rows]
@@ -281,16 +277,26 @@ def _score_lines(scores: RunScores | None, kind: str) -> list[str]:
 def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     base = base_model_name(facts.model)
     here = "path/to/this/folder"
-    chat = ('messages = [{"role": "user", "content": "计算 4204.22 + -2369.17 等于多少？"}]',
-            "inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
-            "return_dict=True)",
-            "out = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
-            "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
-    lines = ["## Use", "",
-             f"The tokenizer's chat template is the training prompt (`{facts.template}`): "
-             "`apply_chat_template(messages, add_generation_prompt=True)` renders exactly the prompt the model "
-             "was trained on, so a chat client gets the format it learned. Give one user message, the problem; "
-             "no system message.", ""]
+    problem = "计算 4204.22 + -2369.17 等于多少？"
+    generate = ("out = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
+                "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
+    if kind == "checkpoint":  # no tokenizer of its own: the base's, whose chat template is not the training prompt
+        template = TEMPLATES.get(facts.template)
+        prefix, _, suffix = (template.prompt if template else "{problem}").partition("{problem}")
+        chat = (f"problem = {problem!r}", f"prompt = {prefix!r} + problem + {suffix!r}  # the training prompt",
+                'inputs = tok(prompt, return_tensors="pt")', *generate)
+        intro = (f"A checkpoint has no tokenizer of its own: use the base model's with the training prompt "
+                 f"(`{facts.template}`) written out, as below, not the base's chat template (the final adapter's "
+                 "and the merged model's tokenizers carry the training prompt as their chat template).")
+    else:
+        chat = (f'messages = [{{"role": "user", "content": "{problem}"}}]',
+                "inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors=\"pt\", "
+                "return_dict=True)", *generate)
+        intro = (f"The tokenizer's chat template is the training prompt (`{facts.template}`): "
+                 "`apply_chat_template(messages, add_generation_prompt=True)` renders exactly the prompt the model "
+                 "was trained on, so a chat client gets the format it learned. Give one user message, the problem; "
+                 "no system message.")
+    lines = ["## Use", "", intro, ""]
     if kind == "merged":
         lines += ["transformers:", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
                   f"model = AutoModelForCausalLM.from_pretrained({here!r})  # or the Hub repo it was published to",
@@ -306,7 +312,7 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
                   f"base = AutoModelForCausalLM.from_pretrained({base!r})",
                   f"model = PeftModel.from_pretrained(base, {here!r})  # or the Hub repo it was published to",
                   f"tok = AutoTokenizer.from_pretrained({here!r})" if kind == "adapter" else
-                  f"tok = AutoTokenizer.from_pretrained({base!r})  # the final adapter's tokenizer has the chat template",
+                  f"tok = AutoTokenizer.from_pretrained({base!r})",
                   *chat, "```"]
         if kind == "adapter":
             lines += ["", "vLLM (the adapter on its base, the training prompt as the chat template):", "", "```bash",
