@@ -149,7 +149,7 @@ def test_mathlora_run_trains_a_hub_model_from_the_cache(hub, tmp_path, capsys):
 
     run = tmp_path / "run"
     small = [x for x in SMALL if not x.startswith("model=")]
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *small, "model=org/tiny")
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", run, *small, "model=org/tiny")
     assert rc == 0, err
     adapter = json.loads((run / "train/adapter/adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "org/tiny"
@@ -162,7 +162,7 @@ def test_a_missing_hub_model_stops_before_the_first_stage(hub, tmp_path, capsys)
     from tests.cli_helpers import SMALL, assert_one_error, cli
 
     small = [x for x in SMALL if not x.startswith("model=")]
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *small, "model=org/absent")
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *small, "model=org/absent")
     assert_one_error(rc, err, "org/absent", "HF_HUB_OFFLINE")
     assert "[ 1/" not in out
 
@@ -209,3 +209,14 @@ def test_a_model_the_hub_does_not_have_is_one_line(hub_answering_404):
                                                 r"gated model needs `hf auth login` or HF_TOKEN\)") as e:
             call()
         assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", ["org/name-", "org/-name", "org/name.git", "org/" + "n" * 97])
+def test_a_name_the_hub_would_refuse_is_no_hub_id(spec):
+    """org/name in shape but not by the Hub's rules: the spec's own one line, never huggingface_hub's
+    validation error as a traceback."""
+    from mathlora.models import split_hub_id
+
+    assert split_hub_id(spec) is None
+    with pytest.raises(MathloraError, match=r"not found: give a HF model folder, a Hub id \(org/name\[@revision\]\)"):
+        model_source(spec)

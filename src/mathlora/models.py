@@ -54,9 +54,10 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
-def hub_offline() -> bool:
-    """``HF_HUB_OFFLINE`` is set (read now: huggingface_hub reads it once, at import)."""
-    return os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE
+def hub_offline(*also: str) -> bool:
+    """``HF_HUB_OFFLINE`` (or one of the variables ``also`` names) is set, read now: huggingface_hub reads it
+    once, at import."""
+    return any(os.environ.get(k, "").upper() in _TRUE for k in ("HF_HUB_OFFLINE", *also))
 
 
 def hub_cache() -> Path:
@@ -73,6 +74,12 @@ def split_hub_id(spec: str) -> tuple[str, str | None] | None:
     """(repo id, revision or None) for a spec that names a Hub model, else None."""
     m = HUB_MODEL.match(spec)
     if not m or ".." in spec or "--" in m["repo"] or m["repo"].endswith((".gguf", ".")):
+        return None
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:  # the Hub's own rules (no leading or trailing '-', 96 characters at most, ...)
+        validate_repo_id(m["repo"])
+    except HFValidationError:
         return None
     return m["repo"], m["rev"]
 
