@@ -30,17 +30,6 @@ def test_headline_names_the_report_accuracy_and_retention(tmp_path):
     assert "25.0% -> 50.0% with the calculator (10.0% -> 20.0% without)" in headline(tmp_path)
 
 
-def test_card_scores_hold_only_what_was_recorded(tmp_path):
-    lay = RunLayout(tmp_path)
-    assert RunScores.read(tmp_path).card() == {}
-    write(lay.eval("tuned").math, {"accuracy": 0.5})
-    write(lay.eval("base").squad, {"f1": 52.0, "em": 41.0})
-    write(lay.eval("tuned").squad, {"f1": 50.0, "em": 40.0, "retention": RETENTION})
-    assert RunScores.read(tmp_path).card() == {"math_tuned": 0.5, "squad_f1_base": 52.0, "squad_em_base": 41.0,
-                                               "squad_f1_tuned": 50.0, "squad_em_tuned": 40.0,
-                                               "retention_passed": True, "keep": 0.9}
-
-
 def test_a_damaged_score_file_is_a_one_line_error_or_absent_when_not_strict(tmp_path):
     path = RunLayout(tmp_path).eval("tuned").math
     path.parent.mkdir(parents=True)

@@ -8,7 +8,6 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mathlora.errors import MathloraError
 from mathlora.layout import RunLayout
@@ -117,22 +116,6 @@ class RunScores:
             verdict += (f" (F1 {ret['base_f1']:.1f} -> {ret['f1']:.1f}, EM {ret['base_em']:.1f} -> {ret['em']:.1f}, "
                         f"keep {ret['keep']:.0%})")
         return f"report: {report_html} | {acc} | {verdict}"
-
-    def card(self) -> dict[str, Any]:
-        """The scores a model card shows: ``math_{base,tuned}``, ``squad_{f1,em}_{base,tuned}``,
-        ``retention_passed`` and ``keep`` (each only when recorded)."""
-        out: dict[str, Any] = {}
-        for which in ("base", "tuned"):
-            if self.accuracy(which) is not None:
-                out[f"math_{which}"] = self.accuracy(which)
-            for key in ("f1", "em"):
-                if self.squad(which, key) is not None:
-                    out[f"squad_{key}_{which}"] = self.squad(which, key)
-        if self.retention is not None:
-            passed = self.retention.get("passed")
-            out["retention_passed"] = None if passed is None else bool(passed)
-            out["keep"] = self.retention.get("keep", 0.9)
-        return out
 
 
 def headline(run_dir: str | os.PathLike) -> str:
