@@ -559,6 +559,8 @@ def _artifacts(lay: RunLayout) -> list[list[str]]:
 
 def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     """"How to use these artifacts": the commands and the Python that load them."""
+    from mathlora.adapters import hub_id
+    from mathlora.models import split_hub_id
     from mathlora.templates import TEMPLATES
 
     run = lay.root.as_posix()
@@ -594,14 +596,18 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
         doc.p(f"The merged model in plain transformers ({_relative(lay, lay.merged)}/ needs no peft):")
         doc.code("\n".join(lines), "python")
     model = str(cfg.get("model"))
-    hub_id = re.fullmatch(r"[\w.\-]+/[\w.\-]+", model) and not Path(model).exists()  # peft loads it by name
-    base = model if Path(model).is_dir() or hub_id else "BASE_MODEL_FOLDER"
-    note = ("" if base == model else
-            f"# BASE_MODEL_FOLDER: {model} as a transformers folder; a .gguf or packaged model is converted once:\n"
+    # the base as adapter_config.json names it (adapters.hub_id: the packaged model's repo, a Hub id, a cached
+    # snapshot's repo), else the folder given; a pinned Hub revision is passed on
+    repo = hub_id(model)
+    pinned = split_hub_id(model) if repo and not Path(model).expanduser().exists() else None
+    base = repo or (model if Path(model).is_dir() else "BASE_MODEL_FOLDER")
+    revision = f', revision="{pinned[1]}"' if pinned and pinned[1] else ""
+    note = ("" if base != "BASE_MODEL_FOLDER" else
+            f"# BASE_MODEL_FOLDER: {model} as a transformers folder; a .gguf model is converted once:\n"
             f"#   python -c \"from mathlora.models import resolve_model_dir; print(resolve_model_dir('{model}'))\"\n")
     doc.p("The adapter with peft, on the base model:")
     doc.code("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n\n" + note +
-             f'base = AutoModelForCausalLM.from_pretrained("{base}")\n'
+             f'base = AutoModelForCausalLM.from_pretrained("{base}"{revision})\n'
              f'model = PeftModel.from_pretrained(base, "{run}/{_relative(lay, lay.train_adapter)}")', "python")
     doc.p("On vLLM: serve the merged folder (or the base with the adapter as a LoRA module)"
           + (", and put mathlora serve in front of it for the calculator:" if calculator else ":"))
