@@ -47,7 +47,7 @@ def math_baselines(baseline_dir: str | os.PathLike | None, calculator: bool) -> 
 
 def evaluate_math(cfg: EvalConfig, runtime: Runtime, model: str, adapter: str | os.PathLike | None,
                   test_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                  baseline_dir: str | os.PathLike | None = None, template: str = "default",
+                  baseline_dir: str | os.PathLike | None = None, template: str = "alpaca",
                   solution_style: str = "answer", progress: bool = True) -> dict:
     """Predict and grade ``test_path`` into ``out_dir`` (see the module docstring); returns the counts."""
     out = EvalLayout(Path(out_dir))
@@ -107,7 +107,7 @@ def checkpoint_outputs(checkpoints_dir: str | os.PathLike, out_dir: str | os.Pat
 
 def evaluate_checkpoints(cfg: EvalConfig, runtime: Runtime, model: str, checkpoints_dir: str | os.PathLike,
                          test_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                         baseline_dir: str | os.PathLike | None = None, template: str = "default",
+                         baseline_dir: str | os.PathLike | None = None, template: str = "alpaca",
                          solution_style: str = "answer", progress: bool = True) -> dict:
     """Score every training checkpoint under ``checkpoints_dir`` (``step-N/``) on ``test_path``.
 
