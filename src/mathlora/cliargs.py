@@ -90,7 +90,8 @@ def add_output(parser: argparse.ArgumentParser, help: str, *, required: bool = T
 def add_model(parser: argparse.ArgumentParser, help: str | None = None, **kwargs: Any) -> None:
     """``--model``/``-m``: always the base model (the config's ``model``)."""
     option(parser, "--model", "-m", field="model",
-           help=help or "base model: HF folder, .gguf file, smollm2-135m-instruct, tiny-random-llama", **kwargs)
+           help=help or "base model: a Hub id (org/name[@revision]), HF folder, .gguf file, smollm2-135m-instruct, "
+                        "tiny-random-llama", **kwargs)
 
 
 def add_run(parser: argparse.ArgumentParser, help: str = "run folder", **kwargs: Any) -> None:

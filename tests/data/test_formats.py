@@ -213,7 +213,7 @@ def test_hub_dataset_offline_is_one_line(tmp_path, monkeypatch):
 
 def _run(capsys, tmp_path, data, *extra):
     run = tmp_path / "run"
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *SMALL, f"data.train={data}", *extra)
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", run, *SMALL, f"data.train={data}", *extra)
     assert rc == 0, err
     manifest = json.loads((run / "manifest.json").read_text())
     return run, out, manifest["stages"]
@@ -248,7 +248,7 @@ def test_run_on_a_parquet_with_other_column_names(tmp_path, capsys):
     src = tmp_path / "train.parquet"
     pq.write_table(pa.table({"q": [p for p, _ in problems(40)], "a": [s for _, s in problems(40)]}), src)
     # a mapping the file lacks is caught before the first stage
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "refused", *SMALL, f"data.train={src}",
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "refused", *SMALL, f"data.train={src}",
                        "data.columns.problem=question", "data.columns.solution=a")
     assert_one_error(rc, err, "data.train", "its columns are a, q", "needs question")
     assert "[ 1/" not in out
@@ -257,7 +257,7 @@ def test_run_on_a_parquet_with_other_column_names(tmp_path, capsys):
         {"problem": "q", "solution": "a"}
     assert (run / "train/adapter/adapter_config.json").exists()
     # the mapping is part of ingest's fingerprint: another mapping ingests again
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", run, *SMALL, f"data.train={src}",
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", run, *SMALL, f"data.train={src}",
                        "data.columns={problem: a, solution: q}", "--stop-after", "ingest")
     assert rc == 0, err
     assert "ingest: done" in out and read(run / "records.jsonl")[0]["problem"] == problems(1)[0][1]
@@ -266,7 +266,7 @@ def test_run_on_a_parquet_with_other_column_names(tmp_path, capsys):
 def test_run_stops_at_ingest_when_no_record_is_usable(tmp_path, capsys):
     src = tmp_path / "qa.json"  # a JSON array: its columns are not read before the run (not cheap), ingest says
     src.write_text(json.dumps([{"q": p, "a": s} for p, s in problems(30)], ensure_ascii=False), encoding="utf-8")
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL, f"data.train={src}")
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL, f"data.train={src}")
     assert_one_error(rc, err, "no usable record", "30 read", "its columns are a, q", "data.columns")
     assert "ingest ..." in out and "label" not in out  # not stages later, in sample
     assert len(read(tmp_path / "run" / "rejects.jsonl")) == 30
@@ -276,7 +276,7 @@ def test_preflight_reads_a_csv_header_and_a_saved_dataset_split(tmp_path, capsys
     import datasets
 
     (tmp_path / "train.tsv").write_text("text\tlabel\n1+1\t2\n", encoding="utf-8")
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL,
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL,
                        f"data.train={tmp_path / 'train.tsv'}")
     assert_one_error(rc, err, "data.train", "its columns are label, text", "data.format")
     assert "[ 1/" not in out
@@ -318,7 +318,7 @@ def test_the_test_file_is_read_with_the_same_format_and_columns(tmp_path, capsys
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     train.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[:30]), encoding="utf-8")
     test.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[30:]), encoding="utf-8")
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL, f"data.train={train}",
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL, f"data.train={train}",
                        f"data.test={test}", "data.columns={problem: q, solution: a}", "--stop-after", "ingest_test")
     assert rc == 0, err
     assert [r["problem"] for r in read(tmp_path / "run" / "test_records.jsonl")] == [p for p, _ in problems(40)[30:]]
@@ -330,6 +330,6 @@ def test_a_hub_dataset_the_hub_does_not_have_stops_before_the_run(hub_answering_
     with pytest.raises(MathloraError, match=r"data.train 'org/typo': no such local file, and no such dataset on the "
                                             r"Hugging Face Hub"):
         check_source("org/typo", ReadOptions(), "data.train")
-    rc, out, err = cli(capsys, "run", "--no-progress", "-o", tmp_path / "run", *SMALL, "data.train=org/typo")
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL, "data.train=org/typo")
     assert_one_error(rc, err, "data.train 'org/typo'", "no such dataset")
     assert "[ 1/" not in out

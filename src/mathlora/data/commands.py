@@ -6,6 +6,7 @@ import argparse
 
 from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, config_from_args, flag, option,
                               show_progress)
+from mathlora.data.formats import FORMATS
 from mathlora.run_dir.guards import lock_for_output
 
 
@@ -126,7 +127,7 @@ def register(sub) -> None:
     _io(p, "raw records: JSON, JSON lines, CSV, Parquet or Arrow file, a datasets folder or a Hub dataset",
         "records (JSON lines)")
     p.add_argument("--rejects", default=None, help="rejects file (default: rejects.jsonl beside the output)")
-    option(p, "--format", field="data.format", choices=["auto", "problem_solution", "alpaca", "sharegpt", "messages"],
+    option(p, "--format", field="data.format", choices=["auto", *FORMATS],
            help="how a row becomes a problem and a solution (auto: from the columns)")
     option(p, "--columns", field="data.columns", type=column_mapping, metavar="MAPPING",
            help="the file's column for each role, e.g. '{problem: question, solution: answer}'")

@@ -60,12 +60,13 @@ SYSTEM_ROLES = {"system"}
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
 JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
 HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``) is set, read now (the libraries read it at import)."""
-    return any(os.environ.get(k, "").upper() in _TRUE for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    from mathlora.models import hub_offline as offline
+
+    return offline("HF_DATASETS_OFFLINE")
 
 
 def role_of(column_or_format: str) -> str | None:
@@ -327,7 +328,7 @@ def _plain(value: Any) -> Any:
         return str(value)
     if isinstance(value, (bytes, bytearray)):
         return f"<{len(value)} bytes>"
-    if value is None or isinstance(value, (str, int, float, bool)):
+    if isinstance(value, (str, int, float, bool)):  # their subclasses (numpy.float64, an IntEnum)
         return value
     return str(value)
 
