@@ -137,6 +137,14 @@ def test_label_model_is_the_judge_for_one_more_release(capsys, tmp_path):
     assert rc == 0 and "(local:tiny-random-llama" in out and "deprecated" not in err
 
 
+def test_ask_run_refuses_a_config_it_would_not_read(capsys, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: tiny-random-llama\n", encoding="utf-8")
+    assert_one_error(*cli(capsys, "ask", "--run", run, "--config", "demo", "1 + 1 = ?")[::2],
+                     "--run reads the run's own config", "not --config demo", "--set KEY=VALUE")
+
+
 @pytest.fixture
 def calculator_model(monkeypatch):
     """The calculator-style stub model in place of whatever model predict loads."""

@@ -3,8 +3,9 @@ endpoint). Heavy imports happen inside the commands.
 
 Which model a user means: the base model of the config, an ``--adapter``, or a finished run folder
 (``--run DIR``: its ``config.yaml`` gives the model, the prompt template and the solution style,
-``train/adapter`` the adapter). The calculator is on by default for a ``calculator``-style model (the run's,
-or the config's ``solution_style``), off otherwise; ``--calculator`` / ``--no-calculator`` decide instead.
+``train/adapter`` the adapter; ``--config`` beside it is refused, ``--set`` applies). The calculator is on by
+default for a ``calculator``-style model (the run's, or the config's ``solution_style``), off otherwise;
+``--calculator`` / ``--no-calculator`` decide instead.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
         layout = RunLayout(root)
         if not layout.config.is_file():
             raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
+        if args.config is not None and Path(args.config).resolve() != layout.config.resolve():  # never dropped silently
+            raise MathloraError(f"--run reads the run's own config ({layout.config}), not --config {args.config}; "
+                                "leave one out (a setting: --set KEY=VALUE)")
         args.config = str(layout.config)
     cfg = config_from_args(args)
     if args.model is not None:
