@@ -186,3 +186,22 @@ def test_the_pad_token_is_not_eos_where_the_vocabulary_has_another():
     shared = load_tokenizer("tiny-random-llama")
     exported = exported_tokenizer("tiny-random-llama", "plain")
     assert exported.chat_template and shared.chat_template is None  # the cached tokenizer is left alone
+
+
+def test_the_pad_token_prefers_one_made_for_padding_then_unk_then_a_reserved_one():
+    """Llama 3's vocabulary has no pad or unk token: a reserved token pads, never one with a role in its chat
+    format (<|end_header_id|> sorts first); Llama 3.1's <|finetune_right_pad_id|> is made for it."""
+    from types import SimpleNamespace
+
+    def vocab(*specials, unk=None):
+        bos, eos = "<|begin_of_text|>", "<|end_of_text|>"
+        return SimpleNamespace(eos_token=eos, bos_token=bos, pad_token=None, unk_token=unk,
+                               all_special_tokens=[bos, eos],
+                               added_tokens_decoder=dict(enumerate([bos, eos, *specials])))
+
+    llama3 = ["<|end_header_id|>", "<|eot_id|>", "<|reserved_special_token_0|>", "<|start_header_id|>"]
+    assert pad_token_for(vocab(*llama3)) == "<|reserved_special_token_0|>"
+    assert pad_token_for(vocab(*llama3, "<|finetune_right_pad_id|>")) == "<|finetune_right_pad_id|>"
+    assert pad_token_for(vocab(*llama3, unk="<unk>")) == "<unk>"
+    assert pad_token_for(vocab("<|eot_id|>")) == "<|eot_id|>"
+    assert pad_token_for(vocab()) is None  # EOS it stays: no token is added to the vocabulary
