@@ -178,6 +178,26 @@ def test_a_damaged_table_is_one_line(tmp_path, capsys):
     assert_one_error(rc, err, "train.parquet", "parquet")
 
 
+def test_a_csv_that_is_not_utf8_is_one_line_and_nothing_else(tmp_path, capsys):
+    """A GBK export (Excel's default for Chinese): our one line says what to do; datasets' own log line of the
+    same failure is held back."""
+    import logging
+
+    bad = tmp_path / "gbk.csv"
+    bad.write_bytes("problem,solution\n".encode() + "计算 1 + 1 等于多少？,2\n".encode("gbk"))
+    seen: list = []
+    handler = logging.Handler()
+    handler.emit = seen.append
+    logger = logging.getLogger("datasets.packaged_modules.csv.csv")
+    logger.addHandler(handler)
+    try:
+        rc, _, err = cli(capsys, "ingest", "-i", bad, "-o", tmp_path / "records.jsonl")
+    finally:
+        logger.removeHandler(handler)
+    assert_one_error(rc, err, "gbk.csv: could not read it from its first rows", "not UTF-8 text: save it as UTF-8")
+    assert seen == []
+
+
 def test_no_usable_record_stops_at_ingest_naming_the_columns(tmp_path, capsys):
     src = tmp_path / "qa.jsonl"
     src.write_text("".join(json.dumps({"q": p, "a": s}, ensure_ascii=False) + "\n" for p, s in problems(3)),

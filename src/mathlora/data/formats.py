@@ -30,9 +30,11 @@ Columns a format consumes are not copied into the record; every other column is 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import decimal
+import logging
 import os
 import re
 import tempfile
@@ -350,7 +352,8 @@ def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
         for lineno, obj, reason, raw in iter_raw(source.path):
             yield Row(("line", lineno), obj, reason, raw)
         return
-    with tempfile.TemporaryDirectory(prefix="mathlora-datasets-") as scratch:  # a local file leaves nothing behind
+    with (tempfile.TemporaryDirectory(prefix="mathlora-datasets-") as scratch,  # a local file leaves nothing behind
+          _builder_errors_unlogged(source.kind == "table")):
         ds = _load_hub(source, options) if source.kind == "hub" else _load_table(source, options, scratch)
         n = 0
         try:
@@ -361,8 +364,26 @@ def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
                     yield Row(("row", n), _plain({k: batch[k][i] for k in keys}))
         except MathloraError:
             raise
-        except Exception as e:  # a damaged file found while streaming it
-            raise MathloraError(f"{source.label}: could not read row {n + 1} ({_one_line(e)})") from None
+        except Exception as e:  # a damaged file found while streaming it (read in chunks: the row is not known)
+            at = f"after row {n}" if n else "from its first rows"
+            utf8 = "; it is not UTF-8 text: save it as UTF-8" if isinstance(e, UnicodeDecodeError) else ""
+            raise MathloraError(f"{source.label}: could not read it {at} ({_one_line(e)}){utf8}") from None
+
+
+@contextlib.contextmanager
+def _builder_errors_unlogged(active: bool) -> Iterator[None]:
+    """``datasets``' table builders log a file they cannot read (``Failed to read file ...``) before raising;
+    the raise becomes our one error line, so the log line is held back while a local table is read."""
+    if not active:
+        yield
+        return
+    logger = logging.getLogger("datasets.packaged_modules")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # -- formats ----------------------------------------------------------------------------------------------------
