@@ -64,6 +64,8 @@ def build_run(root) -> dict:
     lay.train_metrics.write_text("".join(json.dumps({"step": s, "loss": 2.0 / s, "lr": 1e-3}) + "\n"
                                          for s in range(1, 5)), encoding="utf-8")
     write(lay.merged_config, {"model_type": "llama"})  # merge's folder: the report says how to load it
+    lay.run_log.write_text("=== 2026-12-01T23:49:20Z mathlora run ===\n", encoding="utf-8")
+    (lay.train / "mlruns").mkdir()  # train.report_to: mlflow
     write(lay.checkpoint_scores, {"calculator": True, "checkpoints": [
         {"step": 20, "model": "adapter", "accuracy": 0.666667, "correct": 4, "count": 6, "accuracy_nocalc": 0.166667,
          "correct_nocalc": 1},

@@ -130,6 +130,7 @@ def test_artifacts_usage_and_versions(run):
     assert versions["torch"][2] == "installed when the report was built"
     paths = [r[0] for r in table_rows(section(run["md"], "Where the artifacts are"))]
     assert "eval/tuned/" in paths and "manifest.json" in paths
+    assert "run.log" in paths and "train/mlruns/" in paths and "train/wandb/" not in paths  # only what exists
 
 
 def test_html_loads_its_plots_and_names_cjk_fonts(run):

@@ -39,6 +39,7 @@ from mathlora.records import read_json_document, read_jsonl
 from mathlora.report.scores import RunScores, retention_word, wilson_interval
 from mathlora.run_dir.atomic import atomic_path, write_text_atomic
 from mathlora.run_dir.manifest import Manifest
+from mathlora.tracking import MLFLOW_DIR, WANDB_DIR
 
 # -- reading ----------------------------------------------------------------------------------------------------
 
@@ -550,9 +551,12 @@ def _artifacts(lay: RunLayout) -> list[list[str]]:
         (lay.eval_checkpoints, "each checkpoint's predictions and scores"),
         (lay.train_metrics, "training metrics, one JSON line per logged step"),
         (lay.train_tensorboard, "TensorBoard logs (tensorboard --logdir)"),
+        (lay.train / MLFLOW_DIR, "the MLflow file store (train.report_to: mlflow)"),
+        (lay.train / WANDB_DIR, "the W&B run folder (train.report_to: wandb; offline: wandb sync uploads it)"),
         (lay.tokens, "the training tokens (Parquet) and their statistics"),
         (lay.config, "the resolved config: `mathlora run --config` reruns it"),
-        (lay.manifest, "per stage: fingerprint, outputs, counts, seconds"),
+        (lay.manifest, "per stage: fingerprint, outputs, counts, seconds; library versions, device"),
+        (lay.run_log, "what each mathlora run printed"),
     ]
     return [[_relative(lay, p) + ("/" if p.is_dir() else ""), what] for p, what in found if p.exists()]
 
