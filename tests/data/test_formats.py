@@ -4,6 +4,7 @@ a source with no usable record stops at ingest naming its columns; each format r
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tests.cli_helpers import SMALL, assert_one_error, cli
@@ -212,6 +213,15 @@ def test_no_usable_record_stops_at_ingest_naming_the_columns(tmp_path, capsys):
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(MathloraError, match="no records"):
         ingest(tmp_path, tmp_path / "empty.jsonl")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"problem": pa.array([], pa.string())}), tmp_path / "empty.parquet")
+    (tmp_path / "header.csv").write_text("problem,solution\n", encoding="utf-8")
+    for name in ("empty.parquet", "header.csv"):  # datasets cannot stream a Parquet file of no rows: not its error
+        with pytest.raises(MathloraError, match=rf"^{re.escape(str(tmp_path / name))}: no records \(the table has no "
+                                                r"rows\)$"):
+            ingest(tmp_path, tmp_path / name)
 
 
 def test_hub_dataset_offline_is_one_line(tmp_path, monkeypatch):

@@ -352,6 +352,8 @@ def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
         for lineno, obj, reason, raw in iter_raw(source.path):
             yield Row(("line", lineno), obj, reason, raw)
         return
+    if source.kind == "table" and source.builder == "parquet" and _parquet_rows(source.path) == 0:
+        return  # datasets cannot stream a Parquet file without rows ("BatchSize must be greater than 0")
     with (tempfile.TemporaryDirectory(prefix="mathlora-datasets-") as scratch,  # a local file leaves nothing behind
           _builder_errors_unlogged(source.kind == "table")):
         ds = _load_hub(source, options) if source.kind == "hub" else _load_table(source, options, scratch)
@@ -368,6 +370,16 @@ def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
             at = f"after row {n}" if n else "from its first rows"
             utf8 = "; it is not UTF-8 text: save it as UTF-8" if isinstance(e, UnicodeDecodeError) else ""
             raise MathloraError(f"{source.label}: could not read it {at} ({_one_line(e)}){utf8}") from None
+
+
+def _parquet_rows(path: Path) -> int | None:
+    """A Parquet file's row count from its footer (None when it cannot be read: the load says why)."""
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(path).num_rows
+    except Exception:
+        return None
 
 
 @contextlib.contextmanager

@@ -164,8 +164,9 @@ class _NoRecord(Exception):
 
 def no_record_message(source: Source, counts: dict, fmt: Format | None, columns: list[str], rejects: Path) -> str:
     if not counts["read"]:
-        return f"{source.label}: no records (" + ("the file is empty or holds only blank lines)" if source.path
-                                                 else "the dataset is empty)")
+        why = ("the file is empty or holds only blank lines" if source.kind == "json" else
+               "the table has no rows" if source.kind == "table" else "the dataset is empty")
+        return f"{source.label}: no records ({why})"
     top = max(counts["reject_reasons"].items(), key=lambda kv: kv[1])[0] if counts["reject_reasons"] else "?"
     return (f"{source.label}: no usable record ({counts['read']} read, {counts['rejected']} rejected, "
             f"most often: {top}); {hint(fmt, columns)}; every reason is in {rejects}")
