@@ -97,6 +97,9 @@ def test_a_local_base_is_left_out_of_the_metadata_and_merged_says_transformers(t
     assert "apply_chat_template" not in step.text
     assert "prompt = 'Below is an instruction" in step.text
     assert "+ problem + '\\n\\n### Response: '" in step.text
+    # merging an adapter mathlora did not write (no card, no template given): the card does not claim a template
+    foreign = card_text(CardFacts(str(base), "unknown", {"target modules": "q_proj"}), "merged")
+    assert "training prompt is not known" in foreign and "chat template is the training prompt" not in foreign
 
 
 def test_cards_are_written_once_and_never_make_train_or_merge_stale(tmp_path):

@@ -295,7 +295,9 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
         intro = (f"The tokenizer's chat template is the training prompt (`{facts.template}`): "
                  "`apply_chat_template(messages, add_generation_prompt=True)` renders exactly the prompt the model "
                  "was trained on, so a chat client gets the format it learned. Give one user message, the problem; "
-                 "no system message.")
+                 "no system message." if facts.template in TEMPLATES else
+                 "The training prompt is not known (the adapter had no mathlora card and no template was given to "
+                 "the merge): the tokenizer is the base model's, with the base's own chat template if it has one.")
     lines = ["## Use", "", intro, ""]
     if kind == "merged":
         lines += ["transformers:", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
