@@ -256,7 +256,7 @@ def test_an_overlong_prompt_never_enters_a_batch(tmp_path, monkeypatch):
 
     shapes = []
 
-    def spy(model, ids, mask, budgets, eos, min_new_tokens=0, calculator=None):
+    def spy(model, ids, mask, budgets, eos, min_new_tokens=0, calculator=None, stops=None):
         shapes.append(tuple(ids.shape))  # never run the model on a huge batch, even before the fix
         return [generation.Decoded([], False) for _ in budgets]
 

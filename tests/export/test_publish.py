@@ -282,7 +282,7 @@ def test_run_config_publish_section_and_pipeline_hook(tmp_path, monkeypatch):
                         lambda root, to, **kw: calls.append((Path(root), to, kw)) or {"uploaded": 0})
     result = p.run()
     assert calls == [(tmp_path / "r", "s3://b/p", {"endpoint_url": "http://127.0.0.1:1", "verify_all": False,
-                                                    "replace": False})]
+                                                    "replace": False, "private": False})]
     assert result["publish"] == {"uploaded": 0}
 
 
