@@ -65,7 +65,9 @@ def test_sharegpt_and_messages_take_the_first_exchange_and_keep_the_system_turn(
     for turns, needle in [([{"role": "user", "content": "q"}], "no assistant turn"),
                           ([{"role": "assistant", "content": "a"}], "before the first user turn"),
                           ([{"role": "user", "content": "q"}, {"role": "user", "content": "q2"}], "not the assistant"),
-                          ("text", "not a list of turns"), ([{"content": "q"}], "no from/role")]:
+                          ("text", "not a list of turns"), ([{"content": "q"}], "no from/role"),
+                          ([{"role": "user", "content": None}, {"role": "assistant", "content": "a"}],
+                           "chat[0], the first user turn, has no text")]:
         rec, reason = to_record({"chat": turns}, msgs)
         assert rec is None and needle in reason, reason
 

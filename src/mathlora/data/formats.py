@@ -505,14 +505,14 @@ def _first_exchange(turns: Any, column: str) -> tuple[dict | None, str | None]:
         if role not in USER_ROLES:
             return None, f"{column}[{i}] is a {role} turn before the first user turn"
         if text is None:
-            return None, f"{column}[{i}] (the first user turn) has no text"
+            return None, f"{column}[{i}], the first user turn, has no text"
         if i + 1 >= len(turns):
             return None, f"{column}: no assistant turn after the first user turn"
         answer_role, answer = _turn(turns[i + 1])
         if answer_role not in ASSISTANT_ROLES:
             return None, f"{column}[{i + 1}] is a {answer_role} turn, not the assistant's answer to the first user turn"
         if answer is None:
-            return None, f"{column}[{i + 1}] (the assistant turn) has no text"
+            return None, f"{column}[{i + 1}], the assistant turn, has no text"
         rec = {"problem": text, "solution": answer}
         if system:
             rec["system"] = "\n\n".join(system)
