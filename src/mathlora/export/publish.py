@@ -203,11 +203,12 @@ def _previous_files(remote: Remote, root: Path, items: list[Item], replace: bool
 
 
 def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: bool = False,
-                verify_all: bool = False, replace: bool = False, private: bool | None = None,
+                verify_all: bool = False, replace: bool = False, private: bool = False,
                 log: Callable[[str], None] | None = None) -> dict:
     """Publish a run folder to ``url``; returns counts. Raises MathloraError (scrubbed) on any failure.
     ``replace``: take over a destination that holds another run's publication (its files are removed).
-    ``private``: an ``hf://`` repository is created private (None: the run config's ``publish.private``)."""
+    ``private``: an ``hf://`` repository is created private (``publish.private``; an existing one keeps its
+    visibility)."""
     log = log or (lambda line: print(line, flush=True))
     root = Path(run_dir)
     hub = url.lower().startswith("hf://")
@@ -225,8 +226,6 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
     counts = {"files": len(items), "bytes": total, "uploaded": 0, "skipped": 0, "replaced": 0,
               "uploaded_bytes": 0}
     try:
-        if private is None:
-            private = _configured_private(root)
         remote = destination(url, endpoint_url, private=private)
         current = "the manifest"
         old = remote.read_json(MANIFEST_NAME) if remote.batched else None
@@ -288,18 +287,6 @@ def publish_run(run_dir, url: str, *, endpoint_url: str | None = None, dry_run: 
     log(f"published {len(items)} files ({_human(total)}) to {dest}: {counts['uploaded']} uploaded, "
         f"{counts['skipped']} already there, {counts['replaced']} replaced; verified; {MANIFEST_NAME} complete")
     return counts
-
-
-def _configured_private(root: Path) -> bool:
-    """The run config's ``publish.private`` (False when the config has none)."""
-    import yaml
-
-    try:
-        data = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return False
-    section = data.get("publish") if isinstance(data, dict) else None
-    return bool(section.get("private")) if isinstance(section, dict) else False
 
 
 def _complete_with(old: dict | None, items: list[Item]) -> bool:
