@@ -186,8 +186,9 @@ def test_a_csv_that_is_not_utf8_is_one_line_and_nothing_else(tmp_path, capsys):
     same failure is held back."""
     import logging
 
-    bad = tmp_path / "gbk.csv"
-    bad.write_bytes("problem,solution\n".encode() + "计算 1 + 1 等于多少？,2\n".encode("gbk"))
+    bad = tmp_path / "gbk.csv"  # past the header's read: the bad line is found by datasets, while streaming
+    bad.write_bytes("problem,solution\n".encode() + "".join(f"{i} + 1,{i + 1}\n" for i in range(2000)).encode()
+                    + "计算 1 + 1 等于多少？,2\n".encode("gbk"))
     seen: list = []
     handler = logging.Handler()
     handler.emit = seen.append
@@ -197,8 +198,12 @@ def test_a_csv_that_is_not_utf8_is_one_line_and_nothing_else(tmp_path, capsys):
         rc, _, err = cli(capsys, "ingest", "-i", bad, "-o", tmp_path / "records.jsonl")
     finally:
         logger.removeHandler(handler)
-    assert_one_error(rc, err, "gbk.csv: could not read it from its first rows", "not UTF-8 text: save it as UTF-8")
+    assert_one_error(rc, err, "gbk.csv: could not read it from its first rows (", "not UTF-8 text: save it as UTF-8")
     assert seen == []
+    (tmp_path / "gbk_header.csv").write_bytes("题目,答案\n1+1,2\n".encode("gbk"))  # preflight reads no names of U+FFFD
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL,
+                       f"data.train={tmp_path / 'gbk_header.csv'}", "data.columns={problem: 题目, solution: 答案}")
+    assert_one_error(rc, err, "gbk_header.csv: could not read it as csv", "not UTF-8 text: save it as UTF-8")
 
 
 def test_no_usable_record_stops_at_ingest_naming_the_columns(tmp_path, capsys):

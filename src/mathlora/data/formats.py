@@ -171,8 +171,13 @@ def resolve_source(spec: str | os.PathLike, what: str = "input") -> Source:
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+    """The header line's names (UnicodeDecodeError for a file that is not UTF-8: never names made of U+FFFD)."""
+    with open(path, encoding="utf-8-sig", newline="") as fh:
         return next(csv.reader(fh, delimiter=sep), [])
+
+
+def _not_utf8(e: BaseException) -> str:
+    return "; it is not UTF-8 text: save it as UTF-8" if isinstance(e, UnicodeDecodeError) else ""
 
 
 def _one_line(e: BaseException) -> str:
@@ -217,7 +222,7 @@ def _load_table(source: Source, options: ReadOptions, cache_dir: str):
         raise
     except Exception as e:  # datasets and pyarrow raise many kinds on a bad file
         raise MathloraError(f"{path}: could not read it as {source.builder or 'a saved dataset'} "
-                            f"({_one_line(e)})") from None
+                            f"({_one_line(e)}){_not_utf8(e)}") from None
 
 
 def _hub_error(source: Source, options: ReadOptions, e: BaseException) -> MathloraError:
@@ -368,8 +373,7 @@ def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
             raise
         except Exception as e:  # a damaged file found while streaming it (read in chunks: the row is not known)
             at = f"after row {n}" if n else "from its first rows"
-            utf8 = "; it is not UTF-8 text: save it as UTF-8" if isinstance(e, UnicodeDecodeError) else ""
-            raise MathloraError(f"{source.label}: could not read it {at} ({_one_line(e)}){utf8}") from None
+            raise MathloraError(f"{source.label}: could not read it {at} ({_one_line(e)}){_not_utf8(e)}") from None
 
 
 def _parquet_rows(path: Path) -> int | None:
