@@ -61,6 +61,29 @@ def test_an_unknown_or_missing_backend_is_one_line_naming_the_install(monkeypatc
     check_backends([])
 
 
+def test_the_wandb_key_check_reads_the_environment_and_netrc_and_never_prompts(monkeypatch, tmp_path):
+    import io
+    import sys
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    assert tracking._wandb_login() is False  # a terminal and no key: no prompt, just no key
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc123\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert tracking._wandb_login() is True  # what `wandb login` writes
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    assert tracking._wandb_login() is False  # that key is for another host
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert tracking._wandb_login() is True
+
+
 def test_online_wandb_without_a_key_is_refused_before_anything_runs(monkeypatch, tmp_path):
     """W&B online with no API key: one line at the check (the pipeline's preflight), not at the first step."""
     monkeypatch.setattr(tracking, "installed", lambda name: True)

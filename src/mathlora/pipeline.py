@@ -222,8 +222,7 @@ def score_points(scores, final_step: int) -> list[tuple[int, dict[str, float]]]:
     if retention and isinstance(retention.get("passed"), bool):
         scalars["eval/retention/passed"] = float(retention["passed"])
     points = [(final_step, scalars)] if scalars else []
-    rows = scores.checkpoint_rows() if hasattr(scores, "checkpoint_rows") else []
-    for row in rows:
+    for row in scores.checkpoint_rows():
         point = {f"eval/checkpoints/{tag}/accuracy": float(row[key]) for tag, key in
                  (("math", "accuracy"), ("math_nocalc", "accuracy_nocalc")) if _number(row.get(key))}
         if point:

@@ -90,7 +90,22 @@ def _check_wandb_login(where: str) -> None:
 
 
 def _wandb_login() -> bool:
-    """W&B's own check for a key (``verify=False``: no request to the server; without a terminal it raises)."""
+    """Whether W&B has an API key: ``WANDB_API_KEY``, or the ``~/.netrc`` entry ``wandb login`` writes; else,
+    without a terminal, W&B's own check (``verify=False``: no request; it raises). In a terminal that check
+    would prompt for a key and hold the run before its first stage, so there a missing key is simply no key."""
+    import netrc
+    from urllib.parse import urlparse
+
+    if os.environ.get("WANDB_API_KEY", "").strip():
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        if (netrc.netrc().authenticators(host) or (None, None, None))[2]:
+            return True
+    except (OSError, netrc.NetrcParseError):
+        pass
+    if sys.stdin is not None and sys.stdin.isatty():
+        return False
     import wandb
 
     return bool(wandb.login(verify=False))
