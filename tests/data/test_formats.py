@@ -204,6 +204,7 @@ def test_a_csv_that_is_not_utf8_is_one_line_and_nothing_else(tmp_path, capsys):
     rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL,
                        f"data.train={tmp_path / 'gbk_header.csv'}", "data.columns={problem: 题目, solution: 答案}")
     assert_one_error(rc, err, "gbk_header.csv: could not read it as csv", "not UTF-8 text: save it as UTF-8")
+    assert "[ 1/" not in out  # before the first stage
 
 
 def test_no_usable_record_stops_at_ingest_naming_the_columns(tmp_path, capsys):

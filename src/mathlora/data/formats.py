@@ -283,6 +283,8 @@ def table_columns(source: Source) -> list[str] | None:
                 return None
             _, keys = peek(iter_rows(source, ReadOptions()))  # the first lines, as ingest detects the format
             return keys
+    except UnicodeDecodeError as e:  # a CSV that is not UTF-8: no stage can read it
+        raise MathloraError(f"{source.label}: could not read it as csv ({_one_line(e)}){_not_utf8(e)}") from None
     except Exception:  # a damaged file: the read at ingest says so in one line, per line where it can
         return None
     return None
