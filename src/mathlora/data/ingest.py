@@ -168,5 +168,22 @@ def no_record_message(source: Source, counts: dict, fmt: Format | None, columns:
                "the table has no rows" if source.kind == "table" else "the dataset is empty")
         return f"{source.label}: no records ({why})"
     top = max(counts["reject_reasons"].items(), key=lambda kv: kv[1])[0] if counts["reject_reasons"] else "?"
+    document = _one_object(source) if top == "not JSON" else None
+    if document is not None:  # a pretty-printed {"data": [...]}: every line of it is "not JSON"
+        lists = [k for k, v in document.items() if isinstance(v, list)]
+        inside = f" (the rows may be its {lists[0]!r} list: jq '.{lists[0]}' {source.path.name})" if lists else ""
+        return (f"{source.label}: one JSON object with the keys {', '.join(map(str, document)) or '(none)'}, not "
+                f"rows; give a JSON array or JSON lines of records{inside}")
     return (f"{source.label}: no usable record ({counts['read']} read, {counts['rejected']} rejected, "
             f"most often: {top}); {hint(fmt, columns)}; every reason is in {rejects}")
+
+
+def _one_object(source: Source) -> dict | None:
+    """The file as one JSON object, when it is one (else None)."""
+    if source.kind != "json" or first_byte(source.path) != b"{":
+        return None
+    try:
+        document = read_json_document(source.path)
+    except MathloraError:
+        return None
+    return document if isinstance(document, dict) else None
