@@ -220,8 +220,9 @@ def test_no_usable_record_stops_at_ingest_naming_the_columns(tmp_path, capsys):
         ingest(tmp_path, src, columns={"instruction": "prompt", "output": "a"})
     (tmp_path / "squad_like.json").write_text(json.dumps({"version": 1, "data": [{"problem": "1", "solution": "2"}]},
                                                          indent=2), encoding="utf-8")
-    with pytest.raises(MathloraError, match=r"one JSON object with the keys version, data, not rows; give a JSON array "
-                                            r"or JSON lines of records \(the rows may be its 'data' list: jq '.data'"):
+    with pytest.raises(MathloraError, match=r"no usable record: the file is one JSON object with the keys version, "
+                                            r"data, not rows; give a JSON array or JSON lines of records \(the rows "
+                                            r"may be its 'data' list: jq '.data'"):
         ingest(tmp_path, tmp_path / "squad_like.json")
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(MathloraError, match="no records"):

@@ -172,8 +172,9 @@ def no_record_message(source: Source, counts: dict, fmt: Format | None, columns:
     if document is not None:  # a pretty-printed {"data": [...]}: every line of it is "not JSON"
         lists = [k for k, v in document.items() if isinstance(v, list)]
         inside = f" (the rows may be its {lists[0]!r} list: jq '.{lists[0]}' {source.path.name})" if lists else ""
-        return (f"{source.label}: one JSON object with the keys {', '.join(map(str, document)) or '(none)'}, not "
-                f"rows; give a JSON array or JSON lines of records{inside}")
+        return (f"{source.label}: no usable record: the file is one JSON object with the keys "
+                f"{', '.join(map(str, document)) or '(none)'}, not rows; give a JSON array or JSON lines of "
+                f"records{inside}")
     return (f"{source.label}: no usable record ({counts['read']} read, {counts['rejected']} rejected, "
             f"most often: {top}); {hint(fmt, columns)}; every reason is in {rejects}")
 
