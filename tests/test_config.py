@@ -58,6 +58,16 @@ def test_a_base_chain_merges_mappings_and_replaces_lists(tmp_path):
     assert cfg.train.warmup_ratio == 0.03 and cfg.train.global_batch_size == 32
 
 
+def test_a_layers_column_mapping_replaces_its_bases(tmp_path):
+    from mathlora.config import load_config_layers
+
+    _write(tmp_path / "team.yaml", "data: {format: alpaca, columns: {instruction: prompt, output: reply}}\n")
+    mine = _write(tmp_path / "mine.yaml", "base: team.yaml\n"
+                                          "data: {format: problem_solution, columns: {problem: q, solution: a}}\n")
+    cfg, _ = load_config_layers(mine)
+    assert (cfg.data.format, cfg.data.columns) == ("problem_solution", {"problem": "q", "solution": "a"})
+
+
 def test_base_demo_is_the_demo_with_only_what_differs(tmp_path):
     from mathlora.config import load_config
 

@@ -224,12 +224,18 @@ def _read_mapping(p: Path) -> dict:
     return loaded
 
 
-def deep_merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``: mappings merge key by key, anything else (lists included) replaces."""
+# mappings that are one value: a layer's data.columns replaces its base's (merged, two formats' roles would mix)
+WHOLE_MAPPINGS = {("data", "columns")}
+
+
+def deep_merge(base: dict, over: dict, _at: tuple = ()) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key (except ``WHOLE_MAPPINGS``), anything else (lists
+    included) replaces."""
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
+        at = (*_at, key)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and at not in WHOLE_MAPPINGS:
+            merged[key] = deep_merge(merged[key], value, at)
         else:
             merged[key] = value
     return merged

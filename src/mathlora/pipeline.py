@@ -248,5 +248,5 @@ def _jsonable(obj):
 
 
 def _brief(counts: dict) -> str:
-    items = [f"{k}={v}" for k, v in counts.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40]
+    items = [f"{k}={v}" for k, v in counts.items() if isinstance(v, (int, float, str)) and len(str(v)) < 80]
     return f"({', '.join(items[:6])})" if items else ""
