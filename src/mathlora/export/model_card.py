@@ -31,6 +31,7 @@ from mathlora import __version__
 from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
 from mathlora.records import read_json_document
+from mathlora.report.build import interval_text, pct
 from mathlora.report.scores import RunScores, retention_word
 from mathlora.run_dir.hashing import CARD
 from mathlora.templates import TEMPLATES
@@ -169,20 +170,16 @@ def base_license(spec: str) -> str | None:
 
 # -- scores ------------------------------------------------------------------------------------------------------
 
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
-
-
 def _num(v) -> str:
     return "n/a" if v is None else f"{v:.1f}"
 
 
 def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
     """An accuracy with its Wilson 95% interval where the report records correct and count."""
-    text = _pct(scores.accuracy(which, calculator=calculator))
+    text = pct(scores.accuracy(which, calculator=calculator))
     interval = scores.interval(which, calculator=calculator)
     if interval and scores.accuracy(which, calculator=calculator) is not None:
-        text += f" (95% CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}%)"
+        text += f" (95% CI {interval_text(interval)})"
     return text
 
 
@@ -219,7 +216,7 @@ def _family_rows(scores: RunScores) -> list[str]:
 
     def acc(table: dict, name: str) -> str:
         row = table.get(name)
-        return _pct(row.get("accuracy")) if isinstance(row, dict) else "n/a"
+        return pct(row.get("accuracy")) if isinstance(row, dict) else "n/a"
 
     head = "| family | problems | base | fine-tuned |" + (" base, no calculator | fine-tuned, no calculator |"
                                                          if plain else "")
@@ -260,7 +257,7 @@ def _score_lines(scores: RunScores | None, kind: str) -> list[str]:
     rows = scores.checkpoint_rows()
     if rows:
         lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
-        lines += [f"| {r['step']} | {_pct(r.get('accuracy'))} |" for r in rows]
+        lines += [f"| {r['step']} | {pct(r.get('accuracy'))} |" for r in rows]
     if scores.base_squad or scores.tuned_squad:
         lines += ["", "Reading comprehension kept (SQuAD v1.1):", "", "| metric | base | fine-tuned |", "|---|---|---|",
                   f"| F1 | {_num(scores.squad('base', 'f1'))} | {_num(scores.squad('tuned', 'f1'))} |",
