@@ -28,7 +28,7 @@ def test_recipe_yaml_has_mindformers_keys_and_round_trips():
     assert back["runner_config"] == {"epochs": 3, "batch_size": 4, "sink_mode": True, "sink_size": 1,
                                      "gradient_accumulation_steps": 1}
     opt = back["optimizer"]
-    assert opt["type"] == "FP32StateAdamWeightDecay"
+    assert opt["type"] == "AdamWeightDecay"  # MindFormers 1.5 to 1.9 (the default release, 1.9)
     assert (opt["beta1"], opt["beta2"], opt["eps"], opt["weight_decay"]) == (0.9, 0.95, 1e-8, 0.0)
     lr = back["lr_schedule"]
     assert lr == {"type": "CosineWithWarmUpLR", "learning_rate": 1e-5, "lr_end": 0.0, "warmup_ratio": 0.03,

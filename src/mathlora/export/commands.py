@@ -21,12 +21,21 @@ def register(subparsers) -> None:
     ex.set_defaults(func=lambda args: (ex.print_help(), 2)[1])
 
     mf = sub.add_parser("mindformers", help="a run's recipe as a MindFormers LoRA finetune YAML, tokens as MindRecord",
-                        description="Write finetune_mathlora.yaml (the run's recipe in MindFormers' keys) and "
-                                    "tokens.mindrecord (the run's tokens, padded to seq_length + 1) into --output.")
+                        description="Write finetune_mathlora.yaml (the run's recipe in MindFormers' keys), "
+                                    "tokens.mindrecord (the run's tokens, padded to seq_length + 1) and "
+                                    "run_finetune.py (the finetune with pip-installed MindFormers) into --output.")
     mf.add_argument("--run", required=True, help="run folder (config.yaml, tokens/)")
     add_output(mf, "output folder")
-    mf.add_argument("--devices", type=int, default=8,
-                    help="NPUs (data_parallel); the global batch is split over them (default 8, one Atlas 800T A2)")
+    mf.add_argument("--devices", type=int, default=None,
+                    help="NPUs (data_parallel); the global batch is split over them (default 8, one Atlas 800T A2; "
+                         "1 with --device-target cpu)")
+    mf.add_argument("--mindformers", default=None, metavar="RELEASE",
+                    help="the MindFormers release the YAML is for: 1.9 (default; MindSpore 2.9, the newest pair that "
+                         "installs from PyPI), 1.5 to 1.8 (the same YAML), or 1.3 (the contest's: "
+                         "FP32StateAdamWeightDecay, MindSpore 2.4)")
+    mf.add_argument("--device-target", default="ascend", choices=["ascend", "cpu"],
+                    help="ascend (default) or cpu: cpu writes float32, RoPE by slicing, no fused RMSNorm, flash "
+                         "attention or dataset sink (a CPU trial run of the same recipe)")
     mf.add_argument("--load-checkpoint", default="",
                     help="base model .ckpt for load_checkpoint (from `mathlora export mindspore-ckpt`)")
     mf.add_argument("--dataset-dir", default=None,
@@ -87,12 +96,14 @@ def cmd_export_mindformers(args: argparse.Namespace) -> int:
     from mathlora.export.mindformers import export_mindformers
 
     summary = export_mindformers(args.run, args.output, devices=args.devices, load_checkpoint=args.load_checkpoint,
-                                 dataset_dir=args.dataset_dir, mindrecord=args.mindrecord)
+                                 dataset_dir=args.dataset_dir, mindrecord=args.mindrecord,
+                                 mindformers=args.mindformers, device_target=args.device_target)
     for note in summary["notes"]:
         print(f"note: {note}")
     if "mindrecord" in summary:
         print(f"wrote {summary['mindrecord']} ({summary['mindrecord_rows']} rows)")
     print(f"wrote {summary['yaml']}")
+    print(f"wrote {summary['runner']} (runs the finetune where MindFormers is installed)")
     return 0
 
 

@@ -6,10 +6,17 @@ and the base model's HF config, and writes into the output folder::
     finetune_mathlora.yaml   run_mode finetune, LlamaForCausalLM with pet_config (LoRA), the recipe's optimizer,
                              schedule, batch, epochs, seed, checkpointing and recompute
     tokens.mindrecord(.db)   input_ids/labels padded to seq_length + 1 (MindFormers drops the last position)
+    run_finetune.py          the finetune with pip-installed MindFormers (``mf_runner``; no MindFormers checkout)
+
+Two targets choose what is written: the MindFormers release (``--mindformers``: 1.9 by default, the newest that
+installs from PyPI, with MindSpore 2.9; 1.5 to 1.8 read the same YAML; 1.3 is the contest's, whose optimizer was
+``FP32StateAdamWeightDecay``, gone since 1.5) and the device (``--device-target``: ascend by default; cpu writes the
+switches MindFormers needs off Ascend, see ``CPU_SWITCHES``). Checked against the real MindFormers 1.9.0 on CPU by
+``tests/export/test_mindformers_real.py`` (``make test-ascend``).
 
 Keys are spelled as MindFormers reads them (``configs/llama2/lora_llama2_7b.yaml``,
 ``research/llama3/llama3_8b/finetune_llama3_8b.yaml``, ``LlamaConfig``, ``pet_config.LoraConfig``,
-``FP32StateAdamWeightDecay``, ``CosineWithWarmUpLR``, ``MFTrainOneStepCell``, ``CheckpointMonitor``).
+``AdamWeightDecay`` (``FP32StateAdamWeightDecay`` for 1.3), ``CosineWithWarmUpLR``, ``MFTrainOneStepCell``, ``CheckpointMonitor``).
 
 Mapping notes (MindFormers has no exact counterpart for everything):
 
@@ -19,8 +26,8 @@ Mapping notes (MindFormers has no exact counterpart for everything):
   ``lr_schedule.total_steps`` (MindFormers still runs whole epochs; stop it there or lower epochs);
 * ``train.save_steps`` as a list becomes its greatest common divisor (a superset of the recipe's checkpoints),
   ``keep_checkpoint_max`` keeps all of them; no ``save_steps`` saves once, at the last step;
-* MindFormers pads, it does not pack: ``train.packing`` has no counterpart; it drops each epoch's last partial
-  batch (``drop_remainder``), where mathlora trains on it;
+* MindFormers pads, it does not pack: ``train.packing`` has no counterpart (a note says so); it drops each
+  epoch's last partial batch (``drop_remainder``), where mathlora trains on it;
 * data parallel only, optimizer not sharded: each rank's checkpoint is complete (``mathlora import`` reads one).
 """
 
@@ -34,7 +41,7 @@ from typing import Any
 import yaml
 
 from mathlora.errors import MathloraError
-from mathlora.export import ms_names
+from mathlora.export import mf_runner, ms_names
 from mathlora.export.recipe import RunRecipe
 from mathlora.layout import RunLayout
 from mathlora.records import read_json_document
@@ -42,7 +49,53 @@ from mathlora.tokens import IGNORE
 
 YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"
+RUNNER_NAME = "run_finetune.py"
 COMPUTE_DTYPE = {"bf16": "bfloat16", "auto": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+# The MindFormers releases the YAML is written for, and the MindSpore each pairs with (MindFormers' own
+# VERSION_MAP.json and its wheels' requirements). 1.4 was never released; 2.0 needs MindSpore 2.10 and
+# hyper-parallel, which is not on PyPI; 2.1 needs MindSpore 2.11, not published: neither installs.
+MINDSPORE_FOR = {"1.3": "2.4", "1.5": "2.6", "1.6": "2.7.0", "1.7": "2.7.1", "1.8": "2.7.2", "1.9": "2.9.0"}
+DEFAULT_MINDFORMERS = "1.9"
+DEVICE_TARGETS = ("ascend", "cpu")
+# Off Ascend, MindFormers' llama needs these (each found by running it on CPU): RoPE by slicing (the default's
+# batched matmul does not broadcast on CPU), no fused RMSNorm and no flash attention (Ascend kernels), float32
+# (no bfloat16 Gather on CPU), no dataset sink (the CPU has none: each sink epoch reran the data), one data worker
+# (MindSpore refuses more than the machine's cores); run_finetune.py replaces the loss-scale overflow check.
+CPU_SWITCHES = {"use_rope_slice": True, "fused_rms_norm": False, "use_flash_attention": False}
+
+
+def mindformers_release(value: str | None) -> str:
+    """``1.9`` from ``1.9``, ``1.9.0`` or ``v1.9``: a release the export covers, or a one-line error."""
+    text = str(value if value is not None else DEFAULT_MINDFORMERS).strip().lstrip("vV")
+    parts = text.split(".")
+    if len(parts) in (2, 3) and all(p.isdigit() for p in parts):
+        release = f"{int(parts[0])}.{int(parts[1])}"
+        if release in MINDSPORE_FOR:
+            return release
+        if int(parts[0]) >= 2:
+            raise MathloraError(f"mindformers {text} is not covered: 2.0 needs hyper-parallel (not on PyPI), 2.1 "
+                                f"MindSpore 2.11 (not published); give 1.9 (MindSpore 2.9, the newest that installs) "
+                                f"or 1.3 (the contest's)")
+    raise MathloraError(f"mindformers {value!r}: give a release 1.3 (the contest's) or 1.5 to 1.9 "
+                        f"(default {DEFAULT_MINDFORMERS})")
+
+
+def device_target_of(value: str | None) -> str:
+    target = str(value or "ascend").strip().lower()
+    if target not in DEVICE_TARGETS:
+        raise MathloraError(f"device target {value!r}: give ascend or cpu")
+    return target
+
+
+def check_devices(target: str, devices: int) -> None:
+    if target == "cpu" and devices != 1:
+        raise MathloraError(f"--device-target cpu runs one process; give --devices 1 (got {devices})")
+
+
+def optimizer_type(release: str) -> str:
+    """MindFormers' name of AdamW with float32 moments: its own class until 1.3, MindSpore's since 1.5."""
+    return "FP32StateAdamWeightDecay" if release == "1.3" else "AdamWeightDecay"
 
 
 class _NoAliasDumper(yaml.SafeDumper):
@@ -106,10 +159,15 @@ def checkpoint_interval(save_steps, total: int) -> int:
 
 def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices: int = 8,
                        load_checkpoint: str = "", pad_token_id: int | None = None,
-                       bos_token_id: int | None = None, eos_token_id: int | None = None) -> dict:
-    """The MindFormers finetune config (a dict) for a mathlora recipe ``cfg`` and base HF config ``hf``."""
+                       bos_token_id: int | None = None, eos_token_id: int | None = None,
+                       mindformers: str = DEFAULT_MINDFORMERS, device_target: str = "ascend") -> dict:
+    """The MindFormers finetune config (a dict) for a mathlora recipe ``cfg`` and base HF config ``hf``, for
+    MindFormers release ``mindformers`` on ``device_target`` (ascend or cpu)."""
     from mathlora.train.schedule import total_steps
 
+    release, target = mindformers_release(mindformers), device_target_of(device_target)
+    cpu = target == "cpu"
+    check_devices(target, devices)
     if hf.get("model_type") != "llama":
         raise MathloraError(f"base model {cfg.model} is a {hf.get('model_type')!r} model; the MindFormers export "
                             f"covers Llama-family models (model_type 'llama')")
@@ -122,16 +180,20 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
     interval = checkpoint_interval(tc.save_steps, total)
     rope = hf.get("rope_parameters") or {}
     theta = hf.get("rope_theta") or rope.get("rope_theta") or 10000.0
-    compute = COMPUTE_DTYPE[cfg.runtime.precision]
+    compute = "float32" if cpu else COMPUTE_DTYPE[cfg.runtime.precision]
     params = "float32" if compute == "float32" else compute
     hidden, heads = hf["hidden_size"], hf["num_attention_heads"]
     if hf.get("head_dim") not in (None, hidden // heads):
         raise MathloraError(f"base model head_dim {hf['head_dim']} != hidden_size / num_attention_heads; "
                             f"MindFormers' llama derives it from those")
+    if devices == 1 and accumulation > 1:
+        # one device is MindFormers' stand_alone mode, where it sets gradient_accumulation_steps to 1 (it
+        # accumulates only under semi/auto parallel): the whole global batch goes in one step's batch
+        batch, accumulation = batch * accumulation, 1
     dataset = {
         "data_loader": {"type": "MindDataset", "dataset_dir": dataset_dir, "shuffle": True},
         "input_columns": ["input_ids", "labels"],
-        "num_parallel_workers": 8,
+        "num_parallel_workers": 1 if cpu else 8,
         "python_multiprocessing": False,
         "drop_remainder": True,
         "batch_size": batch,
@@ -152,7 +214,7 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
         "runner_config": {
             "epochs": max(1, math.ceil(tc.epochs)),
             "batch_size": batch,
-            "sink_mode": True,
+            "sink_mode": not cpu,
             "sink_size": 1,
             "gradient_accumulation_steps": accumulation,
         },
@@ -163,7 +225,7 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
             "max_grad_norm": tc.max_grad_norm if tc.max_grad_norm is not None else 1.0,
         },
         "optimizer": {
-            "type": "FP32StateAdamWeightDecay",
+            "type": optimizer_type(release),
             "beta1": tc.betas[0],
             "beta2": tc.betas[1],
             "eps": tc.eps,
@@ -218,9 +280,9 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
         ],
         "context": {
             "mode": 0,
-            "device_target": "Ascend",
+            "device_target": "CPU" if cpu else "Ascend",
             "max_call_depth": 10000,
-            "max_device_memory": "58GB",
+            **({} if cpu else {"max_device_memory": "58GB"}),
             "save_graphs": False,
             "save_graphs_path": "./graph",
             "device_id": 0,
@@ -255,6 +317,7 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
                 "scaling_factor": 1.0,
                 "extend_method": "None",
                 "use_flash_attention": True,
+                **(CPU_SWITCHES if cpu else {}),
                 "offset": 0,
                 "checkpoint_name_or_path": "",
                 "repetition_penalty": 1,
@@ -277,9 +340,11 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
     }
 
 
-def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint: str = "",
-                       dataset_dir: str | None = None, mindrecord: bool = True) -> dict:
-    """Write the finetune YAML (and, with MindSpore installed, the MindRecord tokens) into ``output_dir``."""
+def export_mindformers(run_dir, output_dir, *, devices: int | None = None, load_checkpoint: str = "",
+                       dataset_dir: str | None = None, mindrecord: bool = True,
+                       mindformers: str | None = None, device_target: str | None = None) -> dict:
+    """Write the finetune YAML, ``run_finetune.py`` (and, with MindSpore installed, the MindRecord tokens) into
+    ``output_dir``. ``devices``: 8 on Ascend (one Atlas 800T A2), 1 on CPU."""
     import shutil
     import tempfile
 
@@ -287,6 +352,10 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
     from mathlora.models import load_tokenizer
     from mathlora.run_dir.atomic import write_text_atomic
 
+    release, target = mindformers_release(mindformers), device_target_of(device_target)
+    if devices is None:
+        devices = 1 if target == "cpu" else 8
+    check_devices(target, devices)
     cfg, stats = load_run(run_dir)
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
@@ -303,7 +372,8 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
     record_path = out / MINDRECORD_NAME
     data = mindformers_config(cfg, hf, stats, dataset_dir=dataset_dir or str(record_path.resolve()),
                               devices=devices, load_checkpoint=load_checkpoint, pad_token_id=pad,
-                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+                              bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                              mindformers=release, device_target=target)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"yaml": str(out / YAML_NAME), "records": int(stats.get("kept") or 0)}
     if table is not None:
@@ -318,14 +388,27 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
         summary["mindrecord"] = str(record_path)
         summary["mindrecord_rows"] = len(rows)
     header = (f"# MindFormers LoRA finetune config written by `mathlora export mindformers` from run {run_dir}\n"
+              f"# for MindFormers {release} (with MindSpore {MINDSPORE_FOR[release]}), device target {target}\n"
               f"# base model: {cfg.model}; data: {summary['records']} records, seq_length "
               f"{cfg.tokenize.seq_length} (MindRecord rows are seq_length + 1)\n"
-              f"# run (MindFormers checkout): python run_mindformer.py --config {out.resolve() / YAML_NAME} "
-              f"--load_checkpoint BASE.ckpt\n"
-              f"#   (BASE.ckpt from `mathlora export mindspore-ckpt --model {cfg.model} --output BASE.ckpt`; "
-              f"several NPUs: MindFormers' msrun launcher)\n")
+              f"# run: python {out.resolve() / RUNNER_NAME} --load_checkpoint BASE.ckpt\n"
+              f"#   (or MindFormers' run_mindformer.py --config this file, in its source tree; BASE.ckpt from "
+              f"`mathlora export mindspore-ckpt --model {cfg.model} --output BASE.ckpt`; several NPUs: msrun)\n")
     write_text_atomic(out / YAML_NAME, header + dump_yaml(data))
+    write_text_atomic(out / RUNNER_NAME, Path(mf_runner.__file__).read_text(encoding="utf-8"))
+    summary["runner"] = str(out / RUNNER_NAME)
     notes = []
+    if cfg.train.packing:
+        notes.append("train.packing has no MindFormers counterpart: every record is its own row, padded to "
+                     f"seq_length {cfg.tokenize.seq_length} (same records per step)")
+    if target == "cpu":
+        notes.append("device target cpu: float32, no flash attention or fused RMSNorm, RoPE by slicing, no dataset "
+                     "sink; run_finetune.py checks gradients are finite in place of the Ascend overflow check")
+    micro = cfg.train.micro_batch_size
+    if devices == 1 and isinstance(micro, int) and data["runner_config"]["batch_size"] > micro:
+        notes.append(f"one device: MindFormers accumulates gradients only in parallel mode, so batch_size is the "
+                     f"global batch {data['runner_config']['batch_size']} (train.micro_batch_size "
+                     f"{cfg.train.micro_batch_size} has no counterpart)")
     if tc_fraction(cfg.train.epochs):
         notes.append(f"train.epochs {cfg.train.epochs} rounds up to {math.ceil(cfg.train.epochs)} "
                      f"(runner_config.epochs is whole)")
