@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.export.conftest import make_run
+from .conftest import make_run
 
 pytestmark = pytest.mark.ascend
 

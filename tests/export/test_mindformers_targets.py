@@ -35,8 +35,8 @@ def test_release_names_the_optimizer_and_is_validated():
         ["1.9", "1.9", "1.7", "1.3", "1.9"]
     with pytest.raises(MathloraError, match="hyper-parallel"):
         mindformers_release("2.0.0")
-    for bad in ("1.4", "0.8", "latest", "1", ""):
-        with pytest.raises(MathloraError, match="1.3 .* or 1.5 to 1.9"):
+    for bad in ("1.4", "1.5", "0.8", "latest", "1", ""):
+        with pytest.raises(MathloraError, match="1.3 .* or 1.6 to 1.9"):
             mindformers_release(bad)
 
 

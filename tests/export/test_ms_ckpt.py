@@ -185,8 +185,8 @@ def test_mismatched_base_and_bad_files_fail_cleanly(tmp_path, capsys):
     assert "shape" in capsys.readouterr().err
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    assert main(["import", "mindspore-ckpt", "--ckpt", str(bad), "--base", "tiny-random-llama",
-                 "--output", str(tmp_path / "y")]) == 2
+    assert main(["import", "mindspore-ckpt", "--ckpt", str(bad), "--model", "tiny-random-llama",
+                 "--output", str(tmp_path / "y")]) == 2  # --model: --base would warn first (deprecated)
     assert capsys.readouterr().err.startswith("error: could not read MindSpore checkpoint")
     assert main(["export", "mindspore-ckpt", "--model", "tiny-random-llama", "--output", str(tmp_path / "x.bin")]) == 2
     assert "must end in .ckpt" in capsys.readouterr().err

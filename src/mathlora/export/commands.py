@@ -31,7 +31,7 @@ def register(subparsers) -> None:
                          "1 with --device-target cpu)")
     mf.add_argument("--mindformers", default=None, metavar="RELEASE",
                     help="the MindFormers release the YAML is for: 1.9 (default; MindSpore 2.9, the newest pair that "
-                         "installs from PyPI), 1.5 to 1.8 (the same YAML), or 1.3 (the contest's: "
+                         "installs from PyPI), 1.6 to 1.8 (the same YAML), or 1.3 (the contest's: "
                          "FP32StateAdamWeightDecay, MindSpore 2.4)")
     mf.add_argument("--device-target", default="ascend", choices=["ascend", "cpu"],
                     help="ascend (default) or cpu: cpu writes float32, RoPE by slicing, no fused RMSNorm, flash "

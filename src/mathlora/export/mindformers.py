@@ -9,14 +9,15 @@ and the base model's HF config, and writes into the output folder::
     run_finetune.py          the finetune with pip-installed MindFormers (``mf_runner``; no MindFormers checkout)
 
 Two targets choose what is written: the MindFormers release (``--mindformers``: 1.9 by default, the newest that
-installs from PyPI, with MindSpore 2.9; 1.5 to 1.8 read the same YAML; 1.3 is the contest's, whose optimizer was
-``FP32StateAdamWeightDecay``, gone since 1.5) and the device (``--device-target``: ascend by default; cpu writes the
+installs from PyPI, with MindSpore 2.9; 1.6 to 1.8 read the same YAML; 1.3 is the contest's, whose optimizer was
+``FP32StateAdamWeightDecay``, gone by 1.6) and the device (``--device-target``: ascend by default; cpu writes the
 switches MindFormers needs off Ascend, see ``CPU_SWITCHES``). Checked against the real MindFormers 1.9.0 on CPU by
 ``tests/export/test_mindformers_real.py`` (``make test-ascend``).
 
 Keys are spelled as MindFormers reads them (``configs/llama2/lora_llama2_7b.yaml``,
 ``research/llama3/llama3_8b/finetune_llama3_8b.yaml``, ``LlamaConfig``, ``pet_config.LoraConfig``,
-``AdamWeightDecay`` (``FP32StateAdamWeightDecay`` for 1.3), ``CosineWithWarmUpLR``, ``MFTrainOneStepCell``, ``CheckpointMonitor``).
+``AdamWeightDecay`` (``FP32StateAdamWeightDecay`` for 1.3), ``CosineWithWarmUpLR``, ``MFTrainOneStepCell``,
+``CheckpointMonitor``).
 
 Mapping notes (MindFormers has no exact counterpart for everything):
 
@@ -53,9 +54,10 @@ RUNNER_NAME = "run_finetune.py"
 COMPUTE_DTYPE = {"bf16": "bfloat16", "auto": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
 # The MindFormers releases the YAML is written for, and the MindSpore each pairs with (MindFormers' own
-# VERSION_MAP.json and its wheels' requirements). 1.4 was never released; 2.0 needs MindSpore 2.10 and
-# hyper-parallel, which is not on PyPI; 2.1 needs MindSpore 2.11, not published: neither installs.
-MINDSPORE_FOR = {"1.3": "2.4", "1.5": "2.6", "1.6": "2.7.0", "1.7": "2.7.1", "1.8": "2.7.2", "1.9": "2.9.0"}
+# VERSION_MAP.json and its wheels' requirements). No 1.4 exists; 1.5 (MindSpore 2.6) is not on PyPI and not
+# covered (its optimizer was not checked); 2.0 needs MindSpore 2.10 and hyper-parallel, which is not on PyPI; 2.1
+# needs MindSpore 2.11, not published: neither installs.
+MINDSPORE_FOR = {"1.3": "2.4", "1.6": "2.7.0", "1.7": "2.7.1", "1.8": "2.7.2", "1.9": "2.9.0"}
 DEFAULT_MINDFORMERS = "1.9"
 DEVICE_TARGETS = ("ascend", "cpu")
 # Off Ascend, MindFormers' llama needs these (each found by running it on CPU): RoPE by slicing (the default's
@@ -77,7 +79,7 @@ def mindformers_release(value: str | None) -> str:
             raise MathloraError(f"mindformers {text} is not covered: 2.0 needs hyper-parallel (not on PyPI), 2.1 "
                                 f"MindSpore 2.11 (not published); give 1.9 (MindSpore 2.9, the newest that installs) "
                                 f"or 1.3 (the contest's)")
-    raise MathloraError(f"mindformers {value!r}: give a release 1.3 (the contest's) or 1.5 to 1.9 "
+    raise MathloraError(f"mindformers {value!r}: give a release 1.3 (the contest's) or 1.6 to 1.9 "
                         f"(default {DEFAULT_MINDFORMERS})")
 
 
@@ -94,7 +96,7 @@ def check_devices(target: str, devices: int) -> None:
 
 
 def optimizer_type(release: str) -> str:
-    """MindFormers' name of AdamW with float32 moments: its own class until 1.3, MindSpore's since 1.5."""
+    """MindFormers' name of AdamW with float32 moments: its own class in 1.3, MindSpore's from 1.6 on."""
     return "FP32StateAdamWeightDecay" if release == "1.3" else "AdamWeightDecay"
 
 
