@@ -389,11 +389,12 @@ def export_mindformers(run_dir, output_dir, *, devices: int | None = None, load_
             shutil.rmtree(tmp, ignore_errors=True)
         summary["mindrecord"] = str(record_path)
         summary["mindrecord_rows"] = len(rows)
+    base_arg = "" if load_checkpoint else " --load_checkpoint BASE.ckpt"
     header = (f"# MindFormers LoRA finetune config written by `mathlora export mindformers` from run {run_dir}\n"
               f"# for MindFormers {release} (with MindSpore {MINDSPORE_FOR[release]}), device target {target}\n"
               f"# base model: {cfg.model}; data: {summary['records']} records, seq_length "
               f"{cfg.tokenize.seq_length} (MindRecord rows are seq_length + 1)\n"
-              f"# run: python {out.resolve() / RUNNER_NAME} --load_checkpoint BASE.ckpt\n"
+              f"# run: python {out.resolve() / RUNNER_NAME}{base_arg}\n"
               f"#   (or MindFormers' run_mindformer.py --config this file, in its source tree; BASE.ckpt from "
               f"`mathlora export mindspore-ckpt --model {cfg.model} --output BASE.ckpt`; several NPUs: msrun)\n")
     write_text_atomic(out / YAML_NAME, header + dump_yaml(data))
