@@ -5,7 +5,8 @@
 
 What MindFormers' ``run_mindformer.py`` does for a finetune config (that script is in MindFormers' source tree,
 not in its wheel): ``MindFormerConfig`` -> ``build_context`` -> ``Trainer(config).finetune`` from
-``load_checkpoint`` (the base model; the LoRA tensors start fresh). Under msrun on several NPUs, the same.
+``load_checkpoint`` (the base model; the LoRA tensors start fresh). Under msrun on several NPUs, the same. The
+MindFormers API it uses is in 1.3.2 and 1.9.0 alike (read from both wheels; run with 1.9.0).
 
 On a CPU target (``context.device_target: CPU``, written by ``--device-target cpu``) MindSpore's loss-scale
 overflow check of ``MFTrainOneStepCell`` uses Ascend-only operators (``NPUGetFloatStatusV2``); it is replaced by a
