@@ -4,6 +4,8 @@ From a run folder of a 2-layer model of SmolLM2-135M's shape: ``export mindspore
 ``export mindformers --device-target cpu`` (YAML, MindRecord, run_finetune.py); MindFormers then builds the model
 from our YAML, loads our checkpoint and runs two finetune steps on our MindRecord; the checkpoint it saves holds
 our base weights unchanged and trained LoRA tensors, and ``import mindspore-ckpt`` reads it back as a peft adapter.
+The Ascend YAML (the default target, which cannot run here) is checked for names: every class it names is in
+the installed MindFormers' registry and every model key is a parameter of its LlamaConfig / LoraConfig.
 
 MindFormers 1.x pins pyarrow 19, which mathlora's datasets cannot use, so it lives in its own environment:
 ``MATHLORA_MINDFORMERS_PYTHON`` names that environment's python (``make test-ascend`` makes one with the pinned
@@ -89,3 +91,58 @@ def test_mindformers_builds_loads_our_checkpoint_and_trains_two_steps(tmp_path, 
     step_ms = ", ".join(f"{int(ms) / 1000:.1f}" for ms in STEP_TIME.findall(log))
     print(f"\nMindFormers finetune: {len(steps)} steps (s each: {step_ms}; the first compiles), loss "
           f"{steps[0][2]:.4f} -> {steps[-1][2]:.4f}, {seconds:.0f} s in MindFormers ({MF_PYTHON})")
+
+
+CHECK_NAMES = r"""
+import inspect, json, sys
+import mindformers  # noqa: F401  (registers every class)
+from mindformers import MindFormerConfig
+from mindformers.models.llama import LlamaConfig
+from mindformers.pet.pet_config import LoraConfig
+from mindformers.tools.register import MindFormerRegister
+out = {}
+for path in sys.argv[1:]:
+    c = MindFormerConfig(path)
+    names = [("optimizer", c.optimizer.type), ("lr", c.lr_schedule.type), ("wrapper", c.runner_wrapper.type),
+             ("trainer", c.trainer.type), ("dataset", c.train_dataset_task.type),
+             ("dataset_loader", c.train_dataset.data_loader.type), ("config", c.model.model_config.type),
+             ("models", c.model.arch.type)] + [("callback", cb["type"]) for cb in c.callbacks]
+    missing = []
+    for kind, name in names:
+        try:
+            MindFormerRegister.get_cls(kind, name)
+        except Exception:
+            missing.append(name)
+    model_keys = set(inspect.signature(LlamaConfig.__init__).parameters) | {"type", "pet_config"}
+    lora_keys = set(inspect.signature(LoraConfig.__init__).parameters) | {"pet_type"}
+    mc = c.model.model_config
+    unknown = [k for k in mc if k not in model_keys] + [k for k in mc["pet_config"] if k not in lora_keys]
+    out[path] = {"missing": missing, "unknown": unknown}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_ascend_yaml_names_only_what_mindformers_has(run_dir, tmp_path, capsys):
+    """The default (Ascend) YAML cannot run here; what it names can be checked: every class is in MindFormers'
+    registry and every model_config/pet_config key is a LlamaConfig/LoraConfig parameter. The contest-era YAML
+    (--mindformers 1.3) names FP32StateAdamWeightDecay, which the installed MindFormers no longer has."""
+    import json
+
+    from mathlora.cli import main
+    from mathlora.export.mindformers import YAML_NAME
+
+    paths = []
+    for release in ("1.9", "1.3"):
+        out = tmp_path / release
+        assert main(["export", "mindformers", "--run", str(run_dir), "--output", str(out), "--devices", "2",
+                     "--mindformers", release, "--no-mindrecord"]) == 0
+        paths.append(str(out / YAML_NAME))
+    capsys.readouterr()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run([MF_PYTHON, "-c", CHECK_NAMES, *paths], cwd=tmp_path, env={**env, "GLOG_v": "3"},
+                          capture_output=True, text=True, timeout=600)
+    result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    assert done.returncode == 0 and result, (done.stdout + done.stderr)[-3000:]
+    found = json.loads(result[0][len("RESULT "):])
+    assert found[paths[0]] == {"missing": [], "unknown": []}
+    assert found[paths[1]] == {"missing": ["FP32StateAdamWeightDecay"], "unknown": []}
