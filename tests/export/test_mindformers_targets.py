@@ -11,8 +11,8 @@ from mathlora.cli import main
 from mathlora.config import load_config
 from mathlora.errors import MathloraError
 from mathlora.export import mf_runner
-from mathlora.export.mindformers import (CPU_SWITCHES, DEFAULT_MINDFORMERS, MINDSPORE_FOR, RUNNER_NAME, YAML_NAME,
-                                         mindformers_config, mindformers_release)
+from mathlora.export.mf_targets import CPU_SWITCHES, DEFAULT_MINDFORMERS, MINDSPORE_FOR, mindformers_release
+from mathlora.export.mindformers import RUNNER_NAME, YAML_NAME, mindformers_config
 
 SMOLLM2_2L = {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 2, "num_attention_heads": 9,
               "num_key_value_heads": 3, "vocab_size": 49152, "intermediate_size": 1536, "rms_norm_eps": 1e-5,

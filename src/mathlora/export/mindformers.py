@@ -11,7 +11,7 @@ and the base model's HF config, and writes into the output folder::
 Two targets choose what is written: the MindFormers release (``--mindformers``: 1.9 by default, the newest that
 installs from PyPI, with MindSpore 2.9; 1.6 to 1.8 read the same YAML; 1.3 is the contest's, whose optimizer was
 ``FP32StateAdamWeightDecay``, gone by 1.6) and the device (``--device-target``: ascend by default; cpu writes the
-switches MindFormers needs off Ascend, see ``CPU_SWITCHES``). Checked against the real MindFormers 1.9.0 on CPU by
+switches MindFormers needs off Ascend: ``mf_targets``). Checked against the real MindFormers 1.9.0 on CPU by
 ``tests/export/test_mindformers_real.py`` (``make test-ascend``).
 
 Keys are spelled as MindFormers reads them (``configs/llama2/lora_llama2_7b.yaml``,
@@ -43,6 +43,8 @@ import yaml
 
 from mathlora.errors import MathloraError
 from mathlora.export import mf_runner, ms_names
+from mathlora.export.mf_targets import (CPU_SWITCHES, DEFAULT_MINDFORMERS, MINDSPORE_FOR, check_devices,
+                                        device_target_of, mindformers_release, optimizer_type)
 from mathlora.export.recipe import RunRecipe
 from mathlora.layout import RunLayout
 from mathlora.records import read_json_document
@@ -52,53 +54,6 @@ YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"
 RUNNER_NAME = "run_finetune.py"
 COMPUTE_DTYPE = {"bf16": "bfloat16", "auto": "bfloat16", "fp16": "float16", "fp32": "float32"}
-
-# The MindFormers releases the YAML is written for, and the MindSpore each pairs with (MindFormers' own
-# VERSION_MAP.json and its wheels' requirements). No 1.4 exists; 1.5 (MindSpore 2.6) is not on PyPI and not
-# covered (its optimizer was not checked); 2.0 needs MindSpore 2.10 and hyper-parallel, which is not on PyPI; 2.1
-# needs MindSpore 2.11, not published: neither installs.
-MINDSPORE_FOR = {"1.3": "2.4", "1.6": "2.7.0", "1.7": "2.7.1", "1.8": "2.7.2", "1.9": "2.9.0"}
-DEFAULT_MINDFORMERS = "1.9"
-DEVICE_TARGETS = ("ascend", "cpu")
-# Off Ascend, MindFormers' llama needs these (each found by running it on CPU): RoPE by slicing (the default's
-# batched matmul does not broadcast on CPU), no fused RMSNorm and no flash attention (Ascend kernels), float32
-# (no bfloat16 Gather on CPU), no dataset sink (the CPU has none: each sink epoch reran the data), one data worker
-# (MindSpore refuses more than the machine's cores); run_finetune.py replaces the loss-scale overflow check.
-CPU_SWITCHES = {"use_rope_slice": True, "fused_rms_norm": False, "use_flash_attention": False}
-
-
-def mindformers_release(value: str | None) -> str:
-    """``1.9`` from ``1.9``, ``1.9.0`` or ``v1.9``: a release the export covers, or a one-line error."""
-    text = str(value if value is not None else DEFAULT_MINDFORMERS).strip().lstrip("vV")
-    parts = text.split(".")
-    if len(parts) in (2, 3) and all(p.isdigit() for p in parts):
-        release = f"{int(parts[0])}.{int(parts[1])}"
-        if release in MINDSPORE_FOR:
-            return release
-        if int(parts[0]) >= 2:
-            raise MathloraError(f"mindformers {text} is not covered: 2.0 needs hyper-parallel (not on PyPI), 2.1 "
-                                f"MindSpore 2.11 (not published); give 1.9 (MindSpore 2.9, the newest that installs) "
-                                f"or 1.3 (the contest's)")
-    raise MathloraError(f"mindformers {value!r}: give a release 1.3 (the contest's) or 1.6 to 1.9 "
-                        f"(default {DEFAULT_MINDFORMERS})")
-
-
-def device_target_of(value: str | None) -> str:
-    target = str(value or "ascend").strip().lower()
-    if target not in DEVICE_TARGETS:
-        raise MathloraError(f"device target {value!r}: give ascend or cpu")
-    return target
-
-
-def check_devices(target: str, devices: int) -> None:
-    if target == "cpu" and devices != 1:
-        raise MathloraError(f"--device-target cpu runs one process; give --devices 1 (got {devices})")
-
-
-def optimizer_type(release: str) -> str:
-    """MindFormers' name of AdamW with float32 moments: its own class in 1.3, MindSpore's from 1.6 on."""
-    return "FP32StateAdamWeightDecay" if release == "1.3" else "AdamWeightDecay"
-
 
 class _NoAliasDumper(yaml.SafeDumper):
     """Plain YAML (no &id001 anchors) so a reader sees every value where it is used."""
