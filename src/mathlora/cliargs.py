@@ -51,6 +51,11 @@ def option(parser: argparse.ArgumentParser, *flags: str, field: str, **kwargs: A
     parser.add_argument(*flags, dest=f"cfg:{field}", **kwargs)
 
 
+def int_or_auto(value: str):
+    """An argparse type: a whole number, or ``auto``."""
+    return value if value == "auto" else int(value)
+
+
 def flag(parser: argparse.ArgumentParser, *flags: str, default: bool = False, **kwargs: Any) -> None:
     """A boolean command flag (not a config field), with its ``--no-X`` form."""
     parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, **kwargs)

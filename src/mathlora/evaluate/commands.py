@@ -6,19 +6,15 @@ import argparse
 from pathlib import Path
 
 from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
-                              deprecated, on_off, option, runtime_from, show_progress)
+                              deprecated, int_or_auto, on_off, option, runtime_from, show_progress)
 from mathlora.errors import MathloraError
-
-
-def _int_or_auto(value: str):
-    return value if value == "auto" else int(value)
 
 
 def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
     add_model(p)
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
     if generation:
-        option(p, "--batch-size", field="eval.batch_size", type=_int_or_auto,
+        option(p, "--batch-size", field="eval.batch_size", type=int_or_auto,
                 help="prompts per batch, or auto (as many as fit on the GPU)")
         add_runtime_args(p)
         option(p, "--backend", field="eval.backend", choices=["local", "openai"],

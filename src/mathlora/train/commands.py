@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args,
+from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
                               flag, option, runtime_from, show_progress)
 from mathlora.layout import RunLayout
 
@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     option(p, "--max-steps", field="train.max_steps", type=int, help="stop after this many optimizer steps")
     option(p, "--lr", field="train.lr", type=float, help="peak learning rate")
     option(p, "--global-batch-size", field="train.global_batch_size", type=int, help="records per step")
-    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int, help="rows per forward pass")
+    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int_or_auto,
+           help="rows per forward pass, or auto (the memory plan's)")
     p.set_defaults(func=run_train)
 
     m = subparsers.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)",
