@@ -313,8 +313,34 @@ def _tiny_tokenizer(vocab: int | None = None):
     return tok
 
 
+def pad_token_for(tokenizer) -> str | None:
+    """A pad token that is not EOS: the tokenizer's own when it differs from EOS, else a special token named for
+    padding, its unknown token, a reserved special token, or another special token of its vocabulary that is
+    neither BOS nor EOS; None when it has none (then EOS it stays: a new token would change the vocabulary the
+    model was trained with).
+
+    Padding with EOS is what makes a collator that masks padding mask every EOS too (the model then never
+    learns to stop); mathlora's own trainer masks by labels, but a user fine-tuning the exported model
+    further with another tool should not inherit that trap."""
+    eos, bos = tokenizer.eos_token, tokenizer.bos_token
+    if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
+        return tokenizer.pad_token
+    others = sorted({*tokenizer.all_special_tokens, *(str(t) for t in tokenizer.added_tokens_decoder.values())}
+                    - {eos, bos})
+    # a token made for padding first (Llama 3.1's <|finetune_right_pad_id|>), then unk, then a reserved one
+    # (Llama 3's <|reserved_special_token_N|>) before a token with a role (<|end_header_id|>, <|eot_id|>)
+    named = [t for t in others if "pad" in t.lower()]
+    if named:
+        return named[0]
+    if tokenizer.unk_token is not None and tokenizer.unk_token not in (eos, bos):
+        return tokenizer.unk_token
+    reserved = [t for t in others if "reserved" in t.lower()]
+    return (reserved or others or [None])[0]
+
+
 def load_tokenizer(spec: str):
-    """The tokenizer of a model spec, with a pad token distinct from EOS where possible."""
+    """The tokenizer of a model spec; one without a pad token gets ``pad_token_for``'s (EOS only when the
+    vocabulary has no other)."""
     if is_tiny(spec):
         tok = _tiny_tokenizer()
     else:
@@ -327,8 +353,8 @@ def load_tokenizer(spec: str):
         except Exception as e:
             raise MathloraError(f"could not load tokenizer of {spec}: {e}") from None
     if tok.pad_token_id is None:
-        # Never pad with EOS: the collator masks padding, and a pad==eos model never learns to stop.
-        tok.pad_token = tok.unk_token if tok.unk_token is not None else tok.eos_token
+        # Never pad with EOS where the vocabulary has another: a pad==eos model never learns to stop
+        tok.pad_token = pad_token_for(tok) or tok.eos_token
     return tok
 
 
@@ -399,8 +425,10 @@ def _build_on_cpu(spec: str, dtype):
     return model
 
 
-def load_model(spec: str, runtime: Runtime):
-    """Load a causal LM (no adapter): built on the CPU in the runtime's dtype, then moved to its device."""
+def load_model(spec: str, runtime: Runtime | None = None):
+    """Load a causal LM (no adapter): built on the CPU in the runtime's dtype, then moved to its device
+    (default: ``Runtime.resolve()``)."""
+    runtime = runtime or Runtime.resolve()
     return _build_on_cpu(spec, runtime.dtype).to(runtime.device)
 
 
