@@ -149,3 +149,43 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     assert not lay.eval_checkpoint(2).root.exists()  # a checkpoint no longer scored leaves no stale scores
     assert all(p.exists() for p in EVAL_CHECKPOINTS.outputs(ctx))  # so a rerun finds the stage fresh
     assert _completions(lay.eval_checkpoint(1).math_predictions) == merged_step1
+
+
+def test_a_damaged_rejects_file_of_ingest_test_or_tokenize_is_noticed(tmp_path, capsys):
+    """B6: ingest_test and tokenize did not declare their rejects files: damage to them went unnoticed."""
+    from mathlora.layout import RunLayout
+
+    run = tmp_path / "run"
+    assert main(["run", "--no-progress", "-o", str(run), *TINY, "--stop-after", "tokenize"]) == 0
+    lay = RunLayout(run)
+    for damaged in (lay.test_rejects, lay.tokens_rejects):
+        assert damaged.is_file(), damaged
+        damaged.write_text("not what the stage wrote\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["run", "--no-progress", "-o", str(run), *TINY, "--stop-after", "tokenize"]) == 0
+    out = capsys.readouterr().out
+    assert "ingest_test: done" in out and "tokenize: done" in out, out
+    assert lay.tokens_rejects.read_text(encoding="utf-8") != "not what the stage wrote\n"
+
+
+def test_an_interrupted_training_with_changed_settings_points_to_force(tmp_path, capsys):
+    """B8: interrupt a training, change train.lr, rerun: it said "pass --no-resume", a flag `run` lacks."""
+    import json
+
+    from mathlora.layout import RunLayout
+
+    run = tmp_path / "run"
+    args = [*TINY, "train.max_steps=2"]
+    assert main(["run", "--no-progress", "--run", str(run), *args, "--stop-after", "train"]) == 0
+    lay = RunLayout(run)  # as a crash after the first checkpoint leaves it: checkpoints, no summary, no record
+    lay.train_summary.unlink()
+    manifest = json.loads(lay.manifest.read_text())
+    del manifest["stages"]["train"]
+    lay.manifest.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["run", "--no-progress", "--run", str(run), *args, "train.lr=0.5", "--stop-after", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-resume" not in err and "--force" in err, err
+    assert main(["run", "--no-progress", "--run", str(run), *args, "train.lr=0.5", "--force",
+                 "--stop-after", "train"]) == 0
+    assert "train: done" in capsys.readouterr().out

@@ -227,7 +227,7 @@ INGEST = Stage("ingest", inputs=lambda ctx: _ingest_inputs(ctx, "train"),
                outputs=lambda ctx: [ctx.layout.records, ctx.layout.rejects],
                settings=lambda ctx: _ingest_settings(ctx, "train"), run=_ingest)
 INGEST_TEST = Stage("ingest_test", inputs=lambda ctx: _ingest_inputs(ctx, "test"),
-                    outputs=lambda ctx: [ctx.layout.test_records], settings=lambda ctx: _ingest_settings(ctx, "test"),
+                    outputs=lambda ctx: [ctx.layout.test_records, ctx.layout.test_rejects], settings=lambda ctx: _ingest_settings(ctx, "test"),
                     run=_ingest_test)
 LABEL = Stage("label", inputs=lambda ctx: {"input": ctx.layout.records}, outputs=lambda ctx: [ctx.layout.labeled],
               settings=_label_settings, run=_label, before=_forget_failed_label)
@@ -244,7 +244,7 @@ CONVERT = Stage("convert", inputs=lambda ctx: {"input": ctx.solutions()},
                 outputs=lambda ctx: [ctx.layout.conversations],
                 settings=lambda ctx: {"template": ctx.cfg.template, **ctx.cfg.convert.model_dump()}, run=_convert)
 TOKENIZE = Stage("tokenize", inputs=lambda ctx: {"input": ctx.layout.conversations},
-                 outputs=lambda ctx: [ctx.layout.tokens_parquet, ctx.layout.tokens_stats],
+                 outputs=lambda ctx: [ctx.layout.tokens_parquet, ctx.layout.tokens_stats, ctx.layout.tokens_rejects],
                  settings=lambda ctx: {"model": ctx.cfg.model, "model_identity": _model_identity(ctx),
                                        "template": ctx.cfg.template, **ctx.cfg.tokenize.model_dump()},
                  run=_tokenize)
@@ -347,22 +347,31 @@ def _train_settings(ctx: Context) -> dict:
 
 
 def _start_over_when_changed(ctx: Context, fp: str) -> None:
-    """``--force``: train again from step 0. A finished training of other settings is never deleted without it:
-    one line names the changed settings and the choices."""
+    """``--force``: train again from step 0. A training of other settings, finished or interrupted, is never
+    deleted without it: one line names the changed settings (when recorded) and the choices."""
+    from mathlora.train.checkpoint import checkpoint_fingerprint, newest_valid_checkpoint
     from mathlora.train.fingerprint import changed_settings
     from mathlora.train.outputs import discard_training
 
-    rec = ctx.manifest.stage_record("train")
-    if not ctx.layout.train.exists() or not (ctx.force or (rec and rec.get("fingerprint") != fp)):
+    lay = ctx.layout
+    if not lay.train.exists():
         return
-    if not ctx.force:
+    if ctx.force:
+        discard_training(lay.train, lay.tokens_parquet)  # a fresh run, not a resume of the old one
+        return
+    rec = ctx.manifest.stage_record("train")
+    choices = "run with --force to retrain in place, or give a new --run folder"
+    if rec and rec.get("fingerprint") != fp:
         old = rec.get("settings")
         changed = changed_settings(old, _train_settings(ctx)) if isinstance(old, dict) else []
         what = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "") if changed else \
             "settings or tokens (recorded by an older mathlora)"
-        raise MathloraError(f"{ctx.layout.train} holds a finished training made with other settings (changed: "
-                            f"{what}); run with --force to retrain in place, or give a new --run folder")
-    discard_training(ctx.layout.train, ctx.layout.tokens_parquet)  # a fresh run, not a resume of the old one
+        raise MathloraError(f"{lay.train} holds a finished training made with other settings (changed: "
+                            f"{what}); {choices}")
+    newest = newest_valid_checkpoint(lay.train_checkpoints) if rec is None else None
+    if newest is not None and checkpoint_fingerprint(newest) != fp:  # an interrupted training of other settings
+        raise MathloraError(f"{lay.train} holds an interrupted training made with other settings or tokens "
+                            f"({newest.name}); {choices}")
 
 
 def _train(ctx: Context) -> dict:

@@ -33,7 +33,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mathlora.evaluate.config import EvalConfig
 from mathlora.errors import MathloraError
+from mathlora.label import heuristic
 from mathlora.layout import RunLayout
 from mathlora.records import read_json_document, read_jsonl
 from mathlora.report.scores import RunScores, retention_word, wilson_interval
@@ -579,6 +581,7 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     prompt = (f"prompt = {template.prompt.split('{problem}')[0]!r} + problem + "
               f"{template.prompt.split('{problem}', 1)[1]!r}" if template else "prompt = problem")
     merged = f"{run}/{_relative(lay, lay.merged)}"
+    new_tokens = (cfg.get("eval") or {}).get("max_new_tokens", EvalConfig.model_fields["max_new_tokens"].default)
     lines = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
              f'tokenizer = AutoTokenizer.from_pretrained("{merged}")',
              f'model = AutoModelForCausalLM.from_pretrained("{merged}")',
@@ -589,11 +592,11 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
         lines += ["# the model writes <<expr= and expects the calculator's value: force it as the evaluation did",
                   "from transformers import LogitsProcessorList",
                   "from mathlora.calculator_hf import CalculatorLogitsProcessor",
-                  f"out = model.generate(**batch, max_new_tokens={(cfg.get('eval') or {}).get('max_new_tokens', 160)}"
+                  f"out = model.generate(**batch, max_new_tokens={new_tokens}"
                   ", do_sample=False,",
                   "                     logits_processor=LogitsProcessorList([CalculatorLogitsProcessor(tokenizer)]))"]
     else:
-        lines += [f"out = model.generate(**batch, max_new_tokens={(cfg.get('eval') or {}).get('max_new_tokens', 160)}"
+        lines += [f"out = model.generate(**batch, max_new_tokens={new_tokens}"
                   ", do_sample=False)"]
     lines += ['print(tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True))']
     if lay.merged.exists():
@@ -815,7 +818,7 @@ def _math(doc: Doc, lay: RunLayout, runs: list[Run], families: list[str], data: 
     if data["by_level"]:
         graded = [r for r in runs if r.items is not None]
         judge = (cfg.get("label") or {}).get("judge")
-        doc.p("Levels 0-5 of the held-out problems by the heuristic judge (heuristic:v2), the recipe's "
+        doc.p(f"Levels 0-5 of the held-out problems by the heuristic judge (heuristic:{heuristic.VERSION}), the recipe's "
               "difficulty axis: the run's judge"
               + (f" ({judge})" if judge else "") + " rates only the training records.")
         doc.table(["level", "problems", *[r.name for r in graded]],

@@ -106,6 +106,15 @@ def write_training_state(folder: Path, opt_state: dict, trainer_state: dict) -> 
                                      encoding="utf-8")
 
 
+def checkpoint_fingerprint(folder: Path) -> str | None:
+    """The run fingerprint a checkpoint was trained under (None when its state does not say)."""
+    try:
+        state = read_json_document(folder / STATE_FILE, "trainer state")
+    except MathloraError:
+        return None
+    return state.get("fingerprint") if isinstance(state, dict) else None
+
+
 def read_training_state(folder: Path) -> tuple[dict, dict]:
     """(optimizer state dict, trainer state) of a checkpoint folder."""
     from safetensors.torch import load_file
