@@ -52,7 +52,7 @@ def _context(tmp_path, model: str):
     from mathlora.config import load_config
     from mathlora.layout import RunLayout
     from mathlora.runtime import Runtime
-    from mathlora.stages import Context
+    from mathlora.run_dir.stage import Context
 
     return Context(load_config(None, {"model": model}), RunLayout(tmp_path / "run"), Runtime.resolve(), None)
 
@@ -60,7 +60,9 @@ def _context(tmp_path, model: str):
 def test_a_base_model_replaced_at_the_same_path_changes_every_model_stage_fingerprint(tmp_path):
     import os
 
-    from mathlora.stages import MERGE, TOKENIZE, eval_stages
+    from mathlora.data.stage import TOKENIZE
+    from mathlora.evaluate.stage import eval_stages
+    from mathlora.train.stage import MERGE
 
     base = tmp_path / "base"
     base.mkdir()
@@ -78,7 +80,7 @@ def test_a_base_model_replaced_at_the_same_path_changes_every_model_stage_finger
 
 
 def test_the_tuned_evaluation_names_the_merged_model_relative_to_the_run_folder(tmp_path):
-    from mathlora.stages import eval_stages
+    from mathlora.evaluate.stage import eval_stages
 
     settings = eval_stages("tuned")[0].settings(_context(tmp_path, "tiny-random-llama"))
     assert settings["model"] == "merged" and str(tmp_path) not in str(settings)
@@ -88,7 +90,7 @@ def test_the_merge_stage_never_replaces_a_merged_folder_the_user_made(tmp_path):
     from tests.cli_helpers import tiny_adapter
 
     from mathlora.errors import MathloraError
-    from mathlora.stages import MERGE
+    from mathlora.train.stage import MERGE
 
     ctx = _context(tmp_path, "tiny-random-llama")
     tiny_adapter(ctx.layout.train_adapter)
@@ -113,7 +115,7 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     import json
 
     from mathlora.layout import RunLayout
-    from mathlora.stages import EVAL_CHECKPOINTS
+    from mathlora.evaluate.stage import EVAL_CHECKPOINTS
 
     run = tmp_path / "run"
     args = [*TINY, "train.max_steps=2", "eval.checkpoints=true", "train.merge_checkpoints=true"]
