@@ -354,7 +354,7 @@ class Row:
 
 def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
     if source.kind == "json":
-        from mathlora.data.ingest import iter_raw
+        from mathlora.records import iter_raw
 
         for lineno, obj, reason, raw in iter_raw(source.path):
             yield Row(("line", lineno), obj, reason, raw)
