@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from mathlora.errors import MathloraError
+from mathlora.evaluate.backend import hold_model
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.predict import predict_file
@@ -54,6 +55,7 @@ def evaluate_math(cfg: EvalConfig, runtime: Runtime, model: str, adapter: str | 
     baselines = math_baselines(baseline_dir, cfg.calculator)
     counts: dict = {}
     calls = None
+    held = hold_model(cfg, runtime, model, adapter)  # one load for the predictions with and without the calculator
     if not cfg.calculator:  # scores of an earlier run with the calculator would mislead the report
         for stale in out.root.glob("math_nocalc*"):
             stale.unlink()
@@ -64,7 +66,8 @@ def evaluate_math(cfg: EvalConfig, runtime: Runtime, model: str, adapter: str | 
             shutil.copyfile(out.math_predictions, preds)
         else:
             gen = predict_file(cfg, runtime, model, adapter, test_path, preds, template=template,
-                               progress=progress, solution_style=solution_style, calculator=with_calculator)
+                               progress=progress, solution_style=solution_style, calculator=with_calculator,
+                               held=held)
             calls = gen.get("calculator_calls", 0) + gen.get("calculator_refused", 0)
             counts.setdefault("tokens_per_s", gen.get("tokens_per_s"))
             counts.setdefault("predict_seconds", gen.get("seconds"))
