@@ -43,7 +43,8 @@ from mathlora.run_dir.hashing import fingerprint
 from mathlora.run_dir.manifest import Manifest, library_versions
 from mathlora.runtime import Runtime
 from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
-from mathlora.tracking import RunLog, check_backends, log_once
+from mathlora.run_dir.run_log import RunLog
+from mathlora.tracking import check_backends, log_once
 
 __all__ = ["Pipeline", "StopAfter", "STAGES"]
 
