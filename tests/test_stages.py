@@ -133,6 +133,13 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     assert "## Accuracy per checkpoint" in report and (lay.plots / "checkpoints.png").is_file()
     assert main(["run", "--no-progress", "-o", str(run), *args]) == 0
     assert "eval_checkpoints: fresh, skipped" in capsys.readouterr().out
+    # the stages' own commands call the same entry functions on the run folder: the same scores, the same cards
+    before = lay.checkpoint_scores.read_text()
+    assert main(["eval", "checkpoints", "--run", str(run), "--no-progress"]) == 0
+    assert "scored 2 checkpoint(s), skipped 0" in capsys.readouterr().out
+    assert lay.checkpoint_scores.read_text() == before
+    assert main(["cards", "--run", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == "model cards: 0 written, 2 unchanged"
 
     merged_step1 = _completions(lay.eval_checkpoint(1).math_predictions)
     import shutil

@@ -17,8 +17,10 @@ import os
 import sys
 import warnings
 from typing import Any, Iterator
+from pathlib import Path
 
 from mathlora.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
+from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
 
 BOOLEAN_ACTIONS = ("store_true", "store_false", argparse.BooleanOptionalAction)
@@ -144,6 +146,25 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     option(parser, "--device", field="runtime.device", help="auto (cuda when available), cpu, cuda, cuda:N")
     option(parser, "--precision", field="runtime.precision", choices=["auto", "fp32", "bf16", "fp16"],
            help="auto = bf16 on CUDA, fp32 on CPU")
+
+
+def run_config_from_args(args: argparse.Namespace, run: str | os.PathLike) -> Config:
+    """The config of a command on a run folder: the run's own ``config.yaml`` (never another ``--config``,
+    refused in one line), with the command's flags and ``--set`` overrides on top."""
+    from mathlora.layout import RunLayout
+
+    root = Path(run)
+    if not root.is_dir():
+        raise MathloraError(f"run folder not found: {root}")
+    layout = RunLayout(root)
+    if not layout.config.is_file():
+        raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
+    given = getattr(args, "config", None)
+    if given is not None and Path(given).resolve() != layout.config.resolve():  # never dropped silently
+        raise MathloraError(f"--run reads the run's own config ({layout.config}), not --config {given}; "
+                            "leave one out (a setting: --set KEY=VALUE)")
+    args.config = str(layout.config)
+    return config_from_args(args)
 
 
 def runtime_from(cfg: Config) -> Runtime:

@@ -94,6 +94,17 @@ def register(subparsers) -> None:
     mm.add_argument("--baseline", default=None, help="another model's folder of the same kind: adds the comparison")
     mm.set_defaults(func=cmd_eval_model)
 
+    ck = sub.add_parser("checkpoints", help="score every training checkpoint of a run folder (the eval_checkpoints "
+                                            "stage)",
+                        description="Score each train/checkpoints/step-N/ of a run folder on its held-out problems "
+                                    "like the tuned model, into eval/checkpoints/step-N/ and eval/checkpoints/"
+                                    "scores.json (compared with eval/base/ when it is there). The run's config.yaml "
+                                    "gives the model, the template and the eval settings.")
+    ck.add_argument("--run", required=True, metavar="DIR", help="run folder (config.yaml, train/checkpoints/)")
+    add_runtime_args(ck)
+    add_config_args(ck, positional=False)
+    ck.set_defaults(func=cmd_eval_checkpoints)
+
     s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)",
                        description="Score a model (or --predictions made elsewhere) on SQuAD v1.1: official F1/EM; "
                                    "with --baseline, the retention verdict (keep * base).")
@@ -186,6 +197,26 @@ def cmd_eval_model(args) -> int:
                                solution_style=cfg.solution_style, progress=show_progress(args))
     without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts else "")
     print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> {args.output}")
+    return 0
+
+
+def cmd_eval_checkpoints(args) -> int:
+    from mathlora.cliargs import run_config_from_args
+    from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
+    from mathlora.layout import RunLayout
+    from mathlora.run_dir.guards import RunLock
+
+    cfg = run_config_from_args(args, args.run)
+    lay = RunLayout(args.run)
+    base = lay.eval("base").root
+    baseline = base if all(p.is_file() for p in math_baselines(base, cfg.eval.calculator).values()) else None
+    with RunLock(lay.root):
+        counts = evaluate_checkpoints(cfg.eval, runtime_from(cfg), cfg.model, lay.train_checkpoints,
+                                      lay.test_records, lay.eval_checkpoints, baseline_dir=baseline,
+                                      template=cfg.template, solution_style=cfg.solution_style,
+                                      progress=show_progress(args))
+    best = (f"; best step {counts['best_step']}: {counts['best_accuracy']:.4f}" if "best_step" in counts else "")
+    print(f"scored {counts['scored']} checkpoint(s), skipped {counts['skipped']}{best} -> {lay.checkpoint_scores}")
     return 0
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, add_output, config_from_args, deprecated, flag, option
+from mathlora.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
+                              run_config_from_args)
 from mathlora.errors import MathloraError
 
 
@@ -64,6 +65,13 @@ def register(subparsers) -> None:
                      help="LoRA alpha (pet_config.lora_alpha) when the checkpoint does not record it")
     ick.set_defaults(func=cmd_import_ckpt)
 
+    cards = subparsers.add_parser("cards", help="(re)write the model cards of a run's adapter and merged model",
+                                  description="Write README.md (the model card: recipe, scores, usage) into a run "
+                                              "folder's train/adapter/ and merged/, as the cards stage of "
+                                              "`mathlora run` does.")
+    cards.add_argument("--run", required=True, metavar="DIR", help="run folder (config.yaml, train/, merged/)")
+    cards.set_defaults(func=cmd_cards)
+
     pb = subparsers.add_parser("publish", help="upload a run's adapters, merged models and report (S3, OBS, NFS)",
                                description="Publish a run folder to object storage or a file system through fsspec: "
                                            "resumable (skips files already there with the same sha256), verified "
@@ -81,6 +89,20 @@ def register(subparsers) -> None:
     flag(pb, "--dry-run", help="list what would go; touch nothing")
     add_config_args(pb)
     pb.set_defaults(func=cmd_publish)
+
+
+def cmd_cards(args: argparse.Namespace) -> int:
+    from mathlora.export.model_card import write_cards
+    from mathlora.layout import RunLayout
+    from mathlora.run_dir.guards import RunLock
+
+    lay = RunLayout(args.run)
+    if not lay.config.is_file():
+        raise MathloraError(f"{args.run} is not a mathlora run folder (no config.yaml)")
+    with RunLock(lay.root):
+        counts = write_cards(lay.root)
+    print(f"model cards: {counts['written']} written, {counts['unchanged']} unchanged")
+    return 0
 
 
 def cmd_export_mindformers(args: argparse.Namespace) -> int:
@@ -131,8 +153,9 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
     run_arg = getattr(args, "cfg:run_dir", None)
     if args.config is None and run_arg and (Path(run_arg) / "config.yaml").is_file():
-        args.config = str(Path(run_arg) / "config.yaml")  # the run's own config: its publish section applies
-    cfg = config_from_args(args)
+        cfg = run_config_from_args(args, run_arg)  # the run's own config: its publish section applies
+    else:
+        cfg = config_from_args(args)
     if not cfg.publish.to:
         raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, hf://user/repo, "
                             "file:///path or a path")
