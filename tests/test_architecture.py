@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from mathlora.config import Config
-from mathlora.layout import EvalLayout, RunLayout
+from mathlora.run_dir.layout import EvalLayout, RunLayout
 from mathlora.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def test_the_where_table_names_one_folder_per_stage_and_it_declares_the_stage():
 LONG_FILES = {"report/build.py": 921, "data/formats.py": 585, "models.py": 472,
               "export/model_card.py": 407}
 # The package root's modules (issue 28 asks for at most 8): a ceiling that only comes down.
-ROOT_MODULES = 24
+ROOT_MODULES = 20
 
 
 def test_no_source_file_over_400_lines_but_the_listed_ones_and_they_do_not_grow():

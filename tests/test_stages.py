@@ -50,7 +50,7 @@ def test_stop_after_stops_right_after_each_stage_in_every_configuration(tmp_path
 
 def _context(tmp_path, model: str):
     from mathlora.config import load_config
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.runtime import Runtime
     from mathlora.run_dir.stage import Context
 
@@ -103,7 +103,7 @@ def test_the_merge_stage_never_replaces_a_merged_folder_the_user_made(tmp_path):
 
 
 def _completions(path) -> list[str]:
-    from mathlora.records import read_jsonl
+    from mathlora.run_dir.records import read_jsonl
 
     return [line["completion"] for line in read_jsonl(path)]
 
@@ -114,7 +114,7 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     skipped with its reason; the report tables and plots accuracy per step."""
     import json
 
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.evaluate.stage import EVAL_CHECKPOINTS
 
     run = tmp_path / "run"
@@ -162,7 +162,7 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
 
 def test_a_damaged_rejects_file_of_ingest_test_or_tokenize_is_noticed(tmp_path, capsys):
     """B6: ingest_test and tokenize did not declare their rejects files: damage to them went unnoticed."""
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
 
     run = tmp_path / "run"
     assert main(["run", "--no-progress", "-o", str(run), *TINY, "--stop-after", "tokenize"]) == 0
@@ -181,7 +181,7 @@ def test_an_interrupted_training_with_changed_settings_points_to_force(tmp_path,
     """B8: interrupt a training, change train.lr, rerun: it said "pass --no-resume", a flag `run` lacks."""
     import json
 
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
 
     run = tmp_path / "run"
     args = [*TINY, "train.max_steps=2"]

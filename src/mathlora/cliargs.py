@@ -151,7 +151,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
 def run_config_from_args(args: argparse.Namespace, run: str | os.PathLike) -> Config:
     """The config of a command on a run folder: the run's own ``config.yaml`` (never another ``--config``,
     refused in one line), with the command's flags and ``--set`` overrides on top."""
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
 
     root = Path(run)
     if not root.is_dir():

@@ -25,7 +25,7 @@ def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
     from mathlora.data.formats import check_source
     from mathlora.label.prompt import load_prompt
-    from mathlora.records import require_file
+    from mathlora.run_dir.records import require_file
     from mathlora.templates import get_template
 
     root = Path(cfg.run_dir)

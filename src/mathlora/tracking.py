@@ -244,7 +244,7 @@ def _read_state(folder: Path) -> dict:
     path = folder / STATE_FILE
     if not path.is_file():
         return {}
-    from mathlora.records import read_json_document
+    from mathlora.run_dir.records import read_json_document
 
     try:
         data = read_json_document(path, "tracking state")

@@ -4,7 +4,7 @@ import json
 
 from mathlora.cli import main
 from mathlora.evaluate.math_eval import math_baselines, math_outputs
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 TEST = [{"id": "a", "problem": "1 + 1", "solution": "1 + 1 = 2", "type": "add"},
         {"id": "b", "problem": "2 + 2", "solution": "2 + 2 = 4", "type": "add"}]

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from mathlora.data.config import ConvertConfig
 from mathlora.errors import MathloraError
-from mathlora.records import (JsonProblem, decode_line, dumps_line, iter_lines, parse_json, read_json_document,
+from mathlora.run_dir.records import (JsonProblem, decode_line, dumps_line, iter_lines, parse_json, read_json_document,
                               read_jsonl, require_file)
 from mathlora.run_dir.atomic import atomic_path
 from mathlora.templates import get_template

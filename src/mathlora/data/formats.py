@@ -3,7 +3,7 @@
 Sources (``resolve_source``), chosen from the spec:
 
 * a JSON array or JSON lines file (``.json``, ``.jsonl``, or any other name that is not one of the below):
-  read by ``mathlora.records``' reader, so a bad line (not JSON, invalid UTF-8 named by its byte, NaN,
+  read by ``mathlora.run_dir.records``' reader, so a bad line (not JSON, invalid UTF-8 named by its byte, NaN,
   numbers out of range) is one reject with its line number, never the end of the file. ``bench/ingest_formats.py``
   measures it against the ``datasets`` JSON loader: on 100k lines the whole ingest is faster than ``datasets``
   only loading them (5.4-6.3 s against 7.7-7.9 s, a sixth of the memory), and ``datasets`` keeps a NaN and fails the
@@ -277,7 +277,7 @@ def table_columns(source: Source) -> list[str] | None:
         if source.kind == "table" and source.builder == "csv":
             return _csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")
         if source.kind == "json":
-            from mathlora.records import first_byte
+            from mathlora.run_dir.records import first_byte
 
             if first_byte(path) == b"[":
                 return None
@@ -354,7 +354,7 @@ class Row:
 
 def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
     if source.kind == "json":
-        from mathlora.records import iter_raw
+        from mathlora.run_dir.records import iter_raw
 
         for lineno, obj, reason, raw in iter_raw(source.path):
             yield Row(("line", lineno), obj, reason, raw)

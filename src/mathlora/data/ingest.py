@@ -20,7 +20,7 @@ from mathlora.data.config import IngestConfig
 from mathlora.data.formats import Format, ReadOptions, Source, choose_format, hint, iter_rows, peek, \
     resolve_source, to_record
 from mathlora.errors import MathloraError
-from mathlora.records import dumps_line, first_byte, read_json_document
+from mathlora.run_dir.records import dumps_line, first_byte, read_json_document
 from mathlora.run_dir.atomic import atomic_path
 
 _WS = re.compile(r"\s+")

@@ -26,10 +26,10 @@ from pathlib import Path
 from mathlora.data.config import TokenizeConfig
 from mathlora.data.convert import conversation_pair, iter_json_array
 from mathlora.errors import MathloraError
-from mathlora.records import dumps_line, require_file
+from mathlora.run_dir.records import dumps_line, require_file
 from mathlora.run_dir.atomic import atomic_path, write_json_atomic
 from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.tokens import IGNORE
 
 CHUNK = 8192
 OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")

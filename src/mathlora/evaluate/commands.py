@@ -203,7 +203,7 @@ def cmd_eval_model(args) -> int:
 def cmd_eval_checkpoints(args) -> int:
     from mathlora.cliargs import run_config_from_args
     from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.run_dir.guards import RunLock
 
     cfg = run_config_from_args(args, args.run)

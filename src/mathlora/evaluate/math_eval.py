@@ -19,8 +19,8 @@ from mathlora.evaluate.backend import hold_model
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.predict import predict_file
-from mathlora.layout import EvalLayout
-from mathlora.records import read_json_document
+from mathlora.run_dir.layout import EvalLayout
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import write_json_atomic
 from mathlora.runtime import Runtime
 

@@ -11,7 +11,7 @@ from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import extract_prediction_answer, resolve_scope
 from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
-from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.runtime import Runtime
 from mathlora.families import family_of
 from mathlora.templates import get_template, render_prompt

@@ -93,7 +93,7 @@ def register(subparsers) -> None:
 
 def cmd_cards(args: argparse.Namespace) -> int:
     from mathlora.export.model_card import write_cards
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.run_dir.guards import RunLock
 
     lay = RunLayout(args.run)

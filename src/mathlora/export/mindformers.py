@@ -36,9 +36,9 @@ import yaml
 from mathlora.errors import MathloraError
 from mathlora.export import ms_names
 from mathlora.export.recipe import RunRecipe
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
+from mathlora.run_dir.tokens import IGNORE
 
 YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"

@@ -30,7 +30,7 @@ from typing import Any
 from mathlora import __version__
 from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 from mathlora.report.build import interval_text, pct
 from mathlora.report.scores import RunScores, retention_word
 from mathlora.run_dir.hashing import CARD
@@ -376,7 +376,7 @@ def write_card(folder: str | os.PathLike, text: str) -> bool:
 
 def write_cards(run_dir: str | os.PathLike) -> dict:
     """The ``cards`` stage: the cards of ``train/adapter/`` and ``merged/`` with the run's scores."""
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
 
     lay = RunLayout(run_dir)
     facts = CardFacts.from_run(lay.root)
@@ -392,7 +392,7 @@ def write_cards(run_dir: str | os.PathLike) -> dict:
 
 def card_paths(run_dir: str | os.PathLike) -> list[Path]:
     """The cards ``write_cards`` writes (the ``cards`` stage's outputs)."""
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
 
     lay = RunLayout(run_dir)
     return [lay.train_adapter / CARD, lay.merged / CARD]

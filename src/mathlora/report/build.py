@@ -36,8 +36,8 @@ from pathlib import Path
 from mathlora.evaluate.config import EvalConfig
 from mathlora.errors import MathloraError
 from mathlora.label import heuristic
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document, read_jsonl
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document, read_jsonl
 from mathlora.report.scores import RunScores, retention_word, wilson_interval
 from mathlora.run_dir.atomic import atomic_path, write_text_atomic
 from mathlora.run_dir.manifest import Manifest
@@ -47,7 +47,7 @@ from mathlora.tracking import MLFLOW_DIR, WANDB_DIR
 
 
 def _load(path: Path):
-    """An artifact through ``mathlora.records`` (None when the stage did not write it)."""
+    """An artifact through ``mathlora.run_dir.records`` (None when the stage did not write it)."""
     if not path.exists():
         return None
     if path.suffix == ".jsonl":

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import json_text
 
 ARTIFACT_MARKER = ".mathlora-artifact"

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from mathlora.layout import RunLayout
-from mathlora.records import require_file
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import require_file
 
 if TYPE_CHECKING:
     from mathlora.config import Config

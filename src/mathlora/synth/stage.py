@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
 from mathlora.run_dir.stage import DATA_KEYS, Stage
 from mathlora.synth.config import SynthConfig

@@ -25,7 +25,7 @@ import torch
 
 from mathlora.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import atomic_path, json_text
 from mathlora.run_dir.hashing import file_sha256
 from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
                               flag, option, runtime_from, show_progress)
-from mathlora.layout import RunLayout
+from mathlora.run_dir.layout import RunLayout
 
 
 def register(subparsers) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mathlora.adapters import adapter_problem, require_adapter_dir
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.hashing import CARD
 from mathlora.runtime import Runtime
 

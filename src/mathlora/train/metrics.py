@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
-from mathlora.records import JsonProblem, dumps_line, parse_json
+from mathlora.run_dir.records import JsonProblem, dumps_line, parse_json
 from mathlora.run_dir.atomic import no_space_message, write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
