@@ -33,6 +33,8 @@ class Template:
         return self.prompt.replace("{problem}", problem)
 
 
+DEFAULT_TEMPLATE = "alpaca"  # the competition's prompt: the one default of every `template` setting
+
 TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template("alpaca",
              "Below is an instruction that describes a task. Write a response that appropriately completes "

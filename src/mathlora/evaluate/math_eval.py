@@ -23,6 +23,7 @@ from mathlora.run_dir.layout import EvalLayout
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import write_json_atomic
 from mathlora.runtime import Runtime
+from mathlora.templates import DEFAULT_TEMPLATE
 
 SCORES_FILE = "scores.json"  # RunLayout.checkpoint_scores
 STEP_FOLDER = re.compile(r"^step-\d+$")
@@ -48,7 +49,7 @@ def math_baselines(baseline_dir: str | os.PathLike | None, calculator: bool) -> 
 
 def evaluate_math(cfg: EvalConfig, runtime: Runtime, model: str, adapter: str | os.PathLike | None,
                   test_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                  baseline_dir: str | os.PathLike | None = None, template: str = "alpaca",
+                  baseline_dir: str | os.PathLike | None = None, template: str = DEFAULT_TEMPLATE,
                   solution_style: str = "answer", progress: bool = True) -> dict:
     """Predict and grade ``test_path`` into ``out_dir`` (see the module docstring); returns the counts."""
     out = EvalLayout(Path(out_dir))
@@ -110,7 +111,7 @@ def checkpoint_outputs(checkpoints_dir: str | os.PathLike, out_dir: str | os.Pat
 
 def evaluate_checkpoints(cfg: EvalConfig, runtime: Runtime, model: str, checkpoints_dir: str | os.PathLike,
                          test_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                         baseline_dir: str | os.PathLike | None = None, template: str = "alpaca",
+                         baseline_dir: str | os.PathLike | None = None, template: str = DEFAULT_TEMPLATE,
                          solution_style: str = "answer", progress: bool = True) -> dict:
     """Score every training checkpoint under ``checkpoints_dir`` (``step-N/``) on ``test_path``.
 

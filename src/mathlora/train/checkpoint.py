@@ -28,6 +28,7 @@ from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import atomic_path, json_text
 from mathlora.run_dir.hashing import file_sha256
+from mathlora.templates import DEFAULT_TEMPLATE
 from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device
 from mathlora.train.job import TrainJob
 
@@ -203,8 +204,8 @@ def run_template(job: TrainJob) -> str:
     from mathlora.train.data import read_token_stats
 
     if job.tokens_dir is None:
-        return "alpaca"
-    return str(read_token_stats(job.tokens_dir).get("template") or "alpaca")
+        return DEFAULT_TEMPLATE
+    return str(read_token_stats(job.tokens_dir).get("template") or DEFAULT_TEMPLATE)
 
 
 def check_finite_weights(weights: dict[str, torch.Tensor], group: ProcessGroup, step: int) -> None:
