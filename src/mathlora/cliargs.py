@@ -16,7 +16,7 @@ import contextlib
 import os
 import sys
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from pathlib import Path
 
 from mathlora.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
@@ -146,6 +146,26 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     option(parser, "--device", field="runtime.device", help="auto (cuda when available), cpu, cuda, cuda:N")
     option(parser, "--precision", field="runtime.precision", choices=["auto", "fp32", "bf16", "fp16"],
            help="auto = bf16 on CUDA, fp32 on CPU")
+
+
+def print_counts(title: str, counts: dict) -> None:
+    """``title: key value, ...``: a stage's scalar counts on one line."""
+    flat = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, (dict, list)))
+    print(f"{title}: {flat}")
+
+
+def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, title: str,
+                  show: Callable[[dict, Config], None] | None = None, output=None) -> int:
+    """The shape of a stage's command: the config from the flags, the output locked (``output``, default
+    ``--output``), the stage's entry function called (``call(cfg)``), what it returned printed (``show``,
+    default the counts on one line under ``title``)."""
+    from mathlora.run_dir.guards import lock_for_output
+
+    cfg = config_from_args(args)
+    with lock_for_output(output if output is not None else args.output):
+        counts = call(cfg)
+    (show or (lambda c, _: print_counts(title, c)))(counts, cfg)
+    return 0
 
 
 def run_config_from_args(args: argparse.Namespace, run: str | os.PathLike) -> Config:
