@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
-                              deprecated, int_or_auto, on_off, option, runtime_from, show_progress)
+                              deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
+                              stage_command)
 from mathlora.errors import MathloraError
 
 
@@ -145,32 +146,31 @@ def print_settings(command: str, args, cfg) -> None:
 def cmd_predict(args) -> int:
     from mathlora.evaluate.predict import predict_file
 
-    cfg = config_from_args(args)
-    from mathlora.run_dir.guards import lock_for_output
+    def call(cfg) -> dict:
+        print_settings("predict", args, cfg)
+        return predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                            template=cfg.template, progress=show_progress(args), solution_style=cfg.solution_style)
 
-    print_settings("predict", args, cfg)
-    with lock_for_output(args.output):
-        summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                               template=cfg.template, progress=show_progress(args),
-                               solution_style=cfg.solution_style)
-    calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
-            if summary["calculator"] else "")
-    print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
-          f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
-          f"{summary['stopped']} stopped at EOS or a stop string{calc}) -> {summary['output']}")
-    return 0
+    def show(summary: dict, cfg) -> None:
+        calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
+                if summary["calculator"] else "")
+        print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
+              f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
+              f"{summary['stopped']} stopped at EOS or a stop string{calc}) -> {summary['output']}")
+
+    return stage_command(args, call, title="predict", show=show)
 
 
 def cmd_eval_math(args) -> int:
     from mathlora.evaluate.math_grading import grade_file
 
-    cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    from mathlora.run_dir.guards import lock_for_output
+    return stage_command(args, lambda cfg: grade_file(cfg.eval, args.predictions, output, gold_path=args.gold,
+                                                      baseline_path=args.baseline, solution_style=cfg.solution_style),
+                         title="eval math", show=lambda r, cfg: _show_math(r, output), output=output)
 
-    with lock_for_output(output):
-        r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline,
-                       solution_style=cfg.solution_style)
+
+def _show_math(r: dict, output: str) -> None:
     print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
           + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
     comparison = r.get("comparison")
@@ -182,22 +182,24 @@ def cmd_eval_math(args) -> int:
         print(f"before {comparison['before']:.4f} -> after {comparison['after']:.4f} "
               f"({comparison['change']:+.4f}; fixed {comparison['fixed']}, broken {comparison['broken']})")
     print(f"report -> {output}")
-    return 0
 
 
 def cmd_eval_model(args) -> int:
     from mathlora.evaluate.math_eval import evaluate_math
-    from mathlora.run_dir.guards import lock_for_output
 
-    cfg = config_from_args(args)
-    print_settings("eval model", args, cfg)
-    with lock_for_output(Path(args.output) / "math.json"):
-        counts = evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                               baseline_dir=args.baseline, template=cfg.template,
-                               solution_style=cfg.solution_style, progress=show_progress(args))
-    without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts else "")
-    print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> {args.output}")
-    return 0
+    def call(cfg) -> dict:
+        print_settings("eval model", args, cfg)
+        return evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                             baseline_dir=args.baseline, template=cfg.template, solution_style=cfg.solution_style,
+                             progress=show_progress(args))
+
+    def show(counts: dict, cfg) -> None:
+        without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts
+                   else "")
+        print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> "
+              f"{args.output}")
+
+    return stage_command(args, call, title="eval model", show=show, output=Path(args.output) / "math.json")
 
 
 def cmd_eval_checkpoints(args) -> int:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
-                              flag, option, runtime_from, show_progress)
+                              flag, option, runtime_from, show_progress, stage_command)
 from mathlora.run_dir.layout import RunLayout
 
 
@@ -74,11 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from mathlora.train.merge import merge_adapter
 
-    from mathlora.run_dir.guards import lock_for_output
-
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        out = merge_adapter(runtime_from(cfg), args.model, args.adapter, args.output, dtype=args.dtype,
-                            overwrite=args.overwrite)
-    print(f"merged {args.adapter} into {args.model}: {out}", file=sys.stdout)
-    return 0
+    return stage_command(args, lambda cfg: {"merged": merge_adapter(runtime_from(cfg), args.model, args.adapter,
+                                                                    args.output, dtype=args.dtype,
+                                                                    overwrite=args.overwrite)},
+                         title="merge", show=lambda r, cfg: print(f"merged {args.adapter} into {args.model}: "
+                                                                  f"{r['merged']}"))
