@@ -7,8 +7,8 @@ import pytest
 from tests.report.report_run import BASE_RIGHT, PROBLEMS, TUNED_RIGHT
 
 from mathlora.label.heuristic import heuristic_difficulty
-from mathlora.report.build import (CJK_FONTS, Doc, accuracy_figure, duration, font_stack, md_cell, plot_style,
-                                   readable)
+from mathlora.report.plots import CJK_FONTS, accuracy_figure, font_stack, plot_style
+from mathlora.report.render import Doc, duration, md_cell, readable
 from mathlora.report.scores import wilson_interval
 
 

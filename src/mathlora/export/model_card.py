@@ -31,7 +31,7 @@ from mathlora import __version__
 from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
-from mathlora.report.build import interval_text, pct
+from mathlora.report.render import interval_text, pct
 from mathlora.report.scores import RunScores, retention_word
 from mathlora.run_dir.hashing import CARD
 from mathlora.templates import TEMPLATES
