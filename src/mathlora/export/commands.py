@@ -11,6 +11,7 @@ from pathlib import Path
 from mathlora.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
                               run_config_from_args)
 from mathlora.errors import MathloraError
+from mathlora.run_dir.layout import RunLayout
 
 
 def register(subparsers) -> None:
@@ -93,7 +94,6 @@ def register(subparsers) -> None:
 
 def cmd_cards(args: argparse.Namespace) -> int:
     from mathlora.export.model_card import write_cards
-    from mathlora.run_dir.layout import RunLayout
     from mathlora.run_dir.guards import RunLock
 
     lay = RunLayout(args.run)
@@ -152,7 +152,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from mathlora.export.publish import publish_run
 
     run_arg = getattr(args, "cfg:run_dir", None)
-    if args.config is None and run_arg and (Path(run_arg) / "config.yaml").is_file():
+    if args.config is None and run_arg and RunLayout(run_arg).config.is_file():
         cfg = run_config_from_args(args, run_arg)  # the run's own config: its publish section applies
     else:
         cfg = config_from_args(args)
@@ -160,7 +160,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, hf://user/repo, "
                             "file:///path or a path")
     run = Path(cfg.run_dir)
-    if not (run / "config.yaml").is_file():
+    if not RunLayout(run).config.is_file():
         raise MathloraError(f"{run} is not a mathlora run folder (no config.yaml); give --run")
     publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
                 verify_all=cfg.publish.verify_all, replace=cfg.publish.replace, private=cfg.publish.private)

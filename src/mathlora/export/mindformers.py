@@ -304,7 +304,7 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
         from mathlora.export.ms_ckpt import require_mindspore
 
         require_mindspore("the MindRecord tokens of export mindformers (or give --no-mindrecord)")
-    tokens_dir = Path(run_dir) / "tokens"
+    tokens_dir = RunLayout(run_dir).tokens
     table = read_tokens(tokens_dir) if mindrecord else None
     tok = load_tokenizer(cfg.model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id

@@ -34,6 +34,7 @@ from mathlora.run_dir.records import read_json_document
 from mathlora.report.render import interval_text, pct
 from mathlora.report.scores import RunScores, retention_word
 from mathlora.run_dir.hashing import CARD
+from mathlora.run_dir.layout import RunLayout
 from mathlora.templates import TEMPLATES
 
 TAGS = ["mathlora", "lora", "math", "text-generation"]
@@ -96,7 +97,7 @@ class CardFacts:
 
         root = Path(root)
         cfg = RunRecipe.read(root)
-        summary = _read_json(root / "train" / "summary.json") or {}
+        summary = _read_json(RunLayout(root).train_summary) or {}
         precision = str(summary.get("dtype") or cfg.runtime.precision)  # what it trained in (auto -> bf16/fp32)
         rows = recipe_rows(cfg.lora, cfg.train, seq_length=cfg.tokenize.seq_length, precision=precision,
                            template=cfg.template, seed=cfg.seed, solution_style=cfg.solution_style,
@@ -376,8 +377,6 @@ def write_card(folder: str | os.PathLike, text: str) -> bool:
 
 def write_cards(run_dir: str | os.PathLike) -> dict:
     """The ``cards`` stage: the cards of ``train/adapter/`` and ``merged/`` with the run's scores."""
-    from mathlora.run_dir.layout import RunLayout
-
     lay = RunLayout(run_dir)
     facts = CardFacts.from_run(lay.root)
     scores = RunScores.read(lay.root, strict=False)
@@ -392,8 +391,6 @@ def write_cards(run_dir: str | os.PathLike) -> dict:
 
 def card_paths(run_dir: str | os.PathLike) -> list[Path]:
     """The cards ``write_cards`` writes (the ``cards`` stage's outputs)."""
-    from mathlora.run_dir.layout import RunLayout
-
     lay = RunLayout(run_dir)
     return [lay.train_adapter / CARD, lay.merged / CARD]
 

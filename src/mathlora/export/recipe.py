@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from mathlora.data.config import TokenizeConfig
 from mathlora.errors import MathloraError
+from mathlora.run_dir.layout import RunLayout
 from mathlora.runtime import RuntimeConfig
 from mathlora.train.config import LoraConfig, TrainConfig
 
@@ -40,7 +41,7 @@ class RunRecipe:
         root = Path(run_dir)
         if not root.is_dir():
             raise MathloraError(f"run folder not found: {root}")
-        path = root / "config.yaml"
+        path = RunLayout(root).config
         if not path.is_file():
             raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
         try:
