@@ -177,8 +177,7 @@ def test_the_where_table_names_one_folder_per_stage_and_it_declares_the_stage():
 
 # Files over 400 lines hold two jobs (issue 28). These are the ones left, at their present length: the list
 # only shrinks, and none of them may grow.
-LONG_FILES = {"data/formats.py": 585,
-              "export/model_card.py": 407}
+LONG_FILES = {"export/model_card.py": 407}
 # The package root's modules (issue 28 asks for at most 8): a ceiling that only comes down.
 ROOT_MODULES = 19
 

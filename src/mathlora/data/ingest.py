@@ -17,8 +17,8 @@ from itertools import chain
 from pathlib import Path
 
 from mathlora.data.config import IngestConfig
-from mathlora.data.formats import Format, ReadOptions, Source, choose_format, hint, iter_rows, peek, \
-    resolve_source, to_record
+from mathlora.data.formats import Format, ReadOptions, choose_format, hint, to_record
+from mathlora.data.sources import Source, iter_rows, peek, resolve_source
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import dumps_line, first_byte, read_json_document
 from mathlora.run_dir.atomic import atomic_path

@@ -23,7 +23,7 @@ def reading(ctx: Context, key: str):
 
 def ingest_source(ctx: Context, key: str):
     """``data.<key>`` as a source (a file, a saved dataset folder, a Hub dataset), or synth's file."""
-    from mathlora.data.formats import Source, resolve_source
+    from mathlora.data.sources import Source, resolve_source
 
     given = _data_given(ctx, key)
     if given is None:
@@ -37,7 +37,7 @@ def ingest_inputs(ctx: Context, key: str) -> dict[str, Path]:
 
 
 def _ingest_settings(ctx: Context, key: str) -> dict:
-    from mathlora.data.formats import hub_dataset_revision
+    from mathlora.data.sources import hub_dataset_revision
     from mathlora.run_dir.hashing import content_identity
 
     source, read = ingest_source(ctx, key), reading(ctx, key)
@@ -53,7 +53,7 @@ def _ingest_settings(ctx: Context, key: str) -> dict:
 
 def train_problems(ctx: Context) -> set[str]:
     """The problems of the user's training data (synth draws its test set disjoint from them)."""
-    from mathlora.data.formats import source_problems
+    from mathlora.data.sources import source_problems
 
     return set(source_problems(ingest_source(ctx, "train"), reading(ctx, "train")))
 

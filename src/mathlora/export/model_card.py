@@ -135,7 +135,7 @@ class CardFacts:
 def _hub_dataset(spec: str) -> str | None:
     """The Hub dataset a ``data.train`` names: ``org/name`` itself (read from the Hub by ingest), or the repo of
     a file in a Hugging Face cache; None for a local file."""
-    from mathlora.data.formats import is_hub_dataset
+    from mathlora.data.sources import is_hub_dataset
 
     return hub_id(spec, "datasets") or (spec if is_hub_dataset(spec) else None)
 
