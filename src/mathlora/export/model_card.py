@@ -31,8 +31,8 @@ from mathlora import __version__
 from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
-from mathlora.report.render import interval_text, pct
-from mathlora.report.scores import RunScores, retention_word
+from mathlora.export.card_scores import cell, eval_results, score_lines
+from mathlora.report.scores import RunScores
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
 from mathlora.templates import TEMPLATES
@@ -169,107 +169,6 @@ def base_license(spec: str) -> str | None:
     return None
 
 
-# -- scores ------------------------------------------------------------------------------------------------------
-
-def _num(v) -> str:
-    return "n/a" if v is None else f"{v:.1f}"
-
-
-def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
-    """An accuracy with its Wilson 95% interval where the report records correct and count."""
-    text = pct(scores.accuracy(which, calculator=calculator))
-    interval = scores.interval(which, calculator=calculator)
-    if interval and scores.accuracy(which, calculator=calculator) is not None:
-        text += f" (95% CI {interval_text(interval)})"
-    return text
-
-
-def _eval_results(scores: RunScores):
-    from huggingface_hub import EvalResult
-
-    results = []
-    for report, name in ((scores.tuned_math, "math accuracy"), (scores.tuned_math_nocalc,
-                                                               "math accuracy without the calculator")):
-        if report and report.get("accuracy") is not None:
-            results.append(EvalResult(task_type="text-generation", task_name="math word problems",
-                                      dataset_type="mathlora-heldout-math", dataset_name="held-out math test set",
-                                      metric_type="accuracy", metric_name=name,
-                                      metric_value=round(float(report["accuracy"]), 4)))
-    for key, metric in (("f1", "f1"), ("em", "exact_match")):
-        value = scores.squad("tuned", key)
-        if value is not None:
-            results.append(EvalResult(task_type="question-answering", task_name="reading comprehension (retention)",
-                                      dataset_type="rajpurkar/squad", dataset_name="SQuAD v1.1 (first question per "
-                                      "paragraph)", metric_type=metric, metric_name=f"SQuAD {key.upper()}",
-                                      metric_value=round(float(value), 2)))
-    return results
-
-
-def _family_rows(scores: RunScores) -> list[str]:
-    base = (scores.base_math or {}).get("per_type") or {}
-    tuned = (scores.tuned_math or {}).get("per_type") or {}
-    base_plain = (scores.base_math_nocalc or {}).get("per_type") or {}
-    tuned_plain = (scores.tuned_math_nocalc or {}).get("per_type") or {}
-    families = sorted(set(base) | set(tuned))
-    if not families:
-        return []
-    plain = bool(base_plain or tuned_plain)
-
-    def acc(table: dict, name: str) -> str:
-        row = table.get(name)
-        return pct(row.get("accuracy")) if isinstance(row, dict) else "n/a"
-
-    head = "| family | problems | base | fine-tuned |" + (" base, no calculator | fine-tuned, no calculator |"
-                                                         if plain else "")
-    lines = ["", "Per family:", "", head, "|---" * (6 if plain else 4) + "|"]
-    for name in families:
-        count = (tuned.get(name) or base.get(name) or {}).get("count", "")
-        cells = [_cell(name), str(count), acc(base, name), acc(tuned, name)]
-        if plain:
-            cells += [acc(base_plain, name), acc(tuned_plain, name)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _score_lines(scores: RunScores | None, kind: str) -> list[str]:
-    if kind == "checkpoint":
-        return ["A checkpoint is not scored on its own: the run's scores are in the final adapter's card."]
-    if scores is None or not (scores.base_math or scores.tuned_math or scores.base_squad or scores.tuned_squad):
-        return ["Not evaluated yet: `mathlora run` scores the base and the fine-tuned model and writes the "
-                "scores here."]
-    lines = ["Held-out math test set (greedy decoding, graded numerically):", "",
-             "| model | accuracy" + (" | without the calculator" if scores.tuned_math_nocalc or
-                                     scores.base_math_nocalc else "") + " |"]
-    plain = bool(scores.tuned_math_nocalc or scores.base_math_nocalc)
-    lines.append("|---|---|" + ("---|" if plain else ""))
-    for which, label in (("base", "base"), ("tuned", "fine-tuned")):
-        row = f"| {label} | {_with_interval(scores, which, True)}"
-        if plain:
-            row += f" | {_with_interval(scores, which, False)}"
-        lines.append(row + " |")
-    count = (scores.tuned_math or scores.base_math or {}).get("count")
-    if count:
-        lines[0] = f"Held-out math test set ({count} problems, greedy decoding, graded numerically):"
-    lines += _family_rows(scores)
-    rows = scores.checkpoint_rows()
-    if rows:
-        lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
-        lines += [f"| {r['step']} | {pct(r.get('accuracy'))} |" for r in rows]
-    if scores.base_squad or scores.tuned_squad:
-        lines += ["", "Reading comprehension kept (SQuAD v1.1):", "", "| metric | base | fine-tuned |", "|---|---|---|",
-                  f"| F1 | {_num(scores.squad('base', 'f1'))} | {_num(scores.squad('tuned', 'f1'))} |",
-                  f"| EM | {_num(scores.squad('base', 'em'))} | {_num(scores.squad('tuned', 'em'))} |"]
-        if scores.retention is not None:
-            keep = scores.retention.get("keep", 0.9)
-            lines += ["", f"Retention (fine-tuned >= {keep:.0%} of base on SQuAD F1 and EM): "
-                          f"{retention_word(scores.retention)}."]
-    return lines
-
-
 # -- how to load it ------------------------------------------------------------------------------------------------
 
 def _use_lines(facts: CardFacts, kind: str) -> list[str]:
@@ -337,7 +236,7 @@ def build_card(facts: CardFacts, kind: str, *, scores: RunScores | None = None, 
     what = {"adapter": "LoRA adapter", "merged": "merged model (LoRA merged into the base)",
             "checkpoint": f"LoRA adapter, checkpoint at step {step}"}[kind]
     title = f"{base_model_name(facts.model).rsplit('/', 1)[-1]} math LoRA"
-    results = _eval_results(scores) if scores is not None and kind != "checkpoint" else []
+    results = eval_results(scores) if scores is not None and kind != "checkpoint" else []
     data = ModelCardData(
         base_model=base, library_name="transformers" if kind == "merged" else "peft",
         license=base_license(facts.model), tags=[*TAGS, *(["peft"] if kind != "merged" else [])],
@@ -351,8 +250,8 @@ def build_card(facts: CardFacts, kind: str, *, scores: RunScores | None = None, 
             f"`{base_model_name(facts.model)}`, fine-tuned for math word problems by "
             f"[mathlora](https://pypi.org/project/mathlora/) {__version__}: difficulty-stratified training data, "
             "the prompt masked out of the loss.", "", "## Recipe", "", "| setting | value |", "|---|---|"]
-    body += [f"| {_cell(k)} | {_cell(v)} |" for k, v in facts.recipe.items()]
-    body += ["", "## Scores", "", *_score_lines(scores, kind), "", *_use_lines(facts, kind), ""]
+    body += [f"| {cell(k)} | {cell(v)} |" for k, v in facts.recipe.items()]
+    body += ["", "## Scores", "", *score_lines(scores, kind), "", *_use_lines(facts, kind), ""]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
     return card
 
