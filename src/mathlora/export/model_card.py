@@ -32,6 +32,7 @@ from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.export.card_scores import cell, eval_results, score_lines
+from mathlora.report.render import snippet_new_tokens
 from mathlora.report.scores import RunScores
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
@@ -89,6 +90,7 @@ class CardFacts:
     recipe: dict[str, str]
     solution_style: str | None = None  # None: not known to the writer (the trainer)
     datasets: tuple[str, ...] = field(default_factory=tuple)
+    max_new_tokens: int = field(default_factory=lambda: snippet_new_tokens(None))  # the usage snippet's
 
     @classmethod
     def from_run(cls, root: str | os.PathLike) -> "CardFacts":
@@ -103,7 +105,8 @@ class CardFacts:
                            template=cfg.template, seed=cfg.seed, solution_style=cfg.solution_style,
                            steps=summary.get("steps"), ratio_line=summary.get("ratio_line"))
         data = _hub_dataset(cfg.data_train) if cfg.data_train else None
-        return cls(cfg.model, cfg.template, rows, cfg.solution_style, (data,) if data else ())
+        return cls(cfg.model, cfg.template, rows, cfg.solution_style, (data,) if data else (),
+                   snippet_new_tokens(cfg.eval))
 
     def metadata(self) -> dict[str, Any]:
         return {"model": self.model, "template": self.template, "solution_style": self.solution_style,
@@ -175,7 +178,7 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     base = base_model_name(facts.model)
     here = "path/to/this/folder"
     problem = "计算 4204.22 + -2369.17 等于多少？"
-    generate = ("out = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
+    generate = (f"out = model.generate(**inputs, max_new_tokens={facts.max_new_tokens}, do_sample=False)",
                 "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
     if kind == "checkpoint":  # no tokenizer of its own: the base's, whose chat template is not the training prompt
         template = TEMPLATES.get(facts.template)

@@ -34,6 +34,7 @@ class RunRecipe:
     runtime: RuntimeConfig
     solution_style: str = "answer"
     data_train: str | None = None  # the user's training file (None: synth made the data)
+    eval: dict | None = None  # the run's eval section as written (the usage snippets read max_new_tokens)
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike) -> "RunRecipe":
@@ -62,4 +63,5 @@ class RunRecipe:
         given = data.get("data") if isinstance(data.get("data"), dict) else {}
         return cls(str(data["model"]), str(data["template"]), int(data["seed"]), **sections,
                    solution_style=str(data.get("solution_style") or "answer"),
-                   data_train=str(given["train"]) if given.get("train") else None)
+                   data_train=str(given["train"]) if given.get("train") else None,
+                   eval=data.get("eval") if isinstance(data.get("eval"), dict) else None)

@@ -26,7 +26,6 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from mathlora.evaluate.config import EvalConfig
 from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.records import read_json_document, read_jsonl
 from mathlora.report.scores import RunScores
@@ -35,7 +34,7 @@ from mathlora.run_dir.manifest import Manifest
 from mathlora.tracking import MLFLOW_DIR, WANDB_DIR
 from mathlora.report.grading import Run, _graded, problem_levels, report_runs
 from mathlora.report.plots import _save, accuracy_figure, checkpoints_figure, plot_style
-from mathlora.report.render import CSS, Doc
+from mathlora.report.render import CSS, Doc, snippet_new_tokens
 from mathlora.report.sections import _configuration, _data_sections, _math, _retention, _summary, _timings, _training
 
 
@@ -211,7 +210,7 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     prompt = (f"prompt = {template.prompt.split('{problem}')[0]!r} + problem + "
               f"{template.prompt.split('{problem}', 1)[1]!r}" if template else "prompt = problem")
     merged = f"{run}/{_relative(lay, lay.merged)}"
-    new_tokens = (cfg.get("eval") or {}).get("max_new_tokens", EvalConfig.model_fields["max_new_tokens"].default)
+    new_tokens = snippet_new_tokens(cfg.get("eval"))
     lines = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
              f'tokenizer = AutoTokenizer.from_pretrained("{merged}")',
              f'model = AutoModelForCausalLM.from_pretrained("{merged}")',

@@ -11,6 +11,15 @@ import re
 # -- numbers for reading ----------------------------------------------------------------------------------------
 
 
+def snippet_new_tokens(eval_section) -> int:
+    """The ``max_new_tokens`` of a usage snippet (the report's and the model cards'): the run's
+    ``eval.max_new_tokens``, else the evaluation's default."""
+    from mathlora.evaluate.config import EvalConfig
+
+    value = eval_section.get("max_new_tokens") if isinstance(eval_section, dict) else None
+    return value if isinstance(value, int) and value > 0 else EvalConfig.model_fields["max_new_tokens"].default
+
+
 def pct(x, digits: int = 1) -> str:
     """A fraction as a percentage: ``0.927778`` -> ``92.8%`` (``n/a`` for None)."""
     if not isinstance(x, (int, float)) or isinstance(x, bool) or not math.isfinite(x):
