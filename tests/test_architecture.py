@@ -176,7 +176,7 @@ def test_the_where_table_names_one_folder_per_stage_and_it_declares_the_stage():
 
 
 # The package root's modules (issue 28 asks for at most 8): a ceiling that only comes down.
-ROOT_MODULES = 19
+ROOT_MODULES = 18
 
 
 def test_no_source_file_over_400_lines():

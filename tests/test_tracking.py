@@ -100,7 +100,7 @@ def test_online_wandb_without_a_key_is_refused_before_anything_runs(monkeypatch,
 
 
 def test_config_reads_report_to_as_a_list_and_it_never_changes_the_result():
-    from mathlora.same_result import result_settings
+    from mathlora.run_dir.same_result import result_settings
     from mathlora.train.config import TrainConfig
 
     assert TrainConfig().report_to == ["tensorboard"]

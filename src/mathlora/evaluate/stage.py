@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mathlora.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
-from mathlora.same_result import result_settings
+from mathlora.run_dir.same_result import result_settings
 
 
 def _eval_model(ctx: Context, which: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from mathlora.errors import MathloraError
 from mathlora.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
-from mathlora.same_result import result_settings
+from mathlora.run_dir.same_result import result_settings
 
 
 def _label_settings(ctx: Context) -> dict:
