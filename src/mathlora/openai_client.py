@@ -196,14 +196,27 @@ def checked_api_key(value: str | None, variable: str) -> str:
 
 
 class Reply:
-    """A read reply: status, headers and the body (at most ``MAX_REPLY_BYTES``)."""
+    """A read reply: status, headers and the body (at most ``MAX_REPLY_BYTES``); ``secrets``: the credentials
+    the request carried (its key, its URL's user info), which ``excerpt`` never shows."""
 
-    def __init__(self, status_code: int, headers, content: bytes):
-        self.status_code, self.headers, self.content = status_code, headers, content
+    def __init__(self, status_code: int, headers, content: bytes, secrets: tuple[str, ...] = ()):
+        self.status_code, self.headers, self.content, self.secrets = status_code, headers, content, secrets
 
     @property
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
+
+
+def excerpt(response, limit: int) -> str:
+    """The start of a reply's body for a message: scrubbed of every credential form first, then cut (cut first,
+    a credential could be left half shown)."""
+    return scrub(response.text, *getattr(response, "secrets", ()))[:limit]
+
+
+def request_secrets(url: str, headers: dict) -> tuple[str, ...]:
+    """The credentials a request carries: its URL's user info and its Authorization header's value."""
+    values = [v.partition(" ")[2] or v for k, v in headers.items() if k.lower() in ("authorization", "x-api-key")]
+    return (*url_secrets(url), *values)
 
 
 async def _read_reply(client, url: str, body: dict, headers: dict, max_bytes: int) -> Reply:
@@ -214,7 +227,7 @@ async def _read_reply(client, url: str, body: dict, headers: dict, max_bytes: in
             if size > max_bytes:
                 raise FatalRequestError(f"reply larger than {max_bytes} bytes (after decompression); refused")
             chunks.append(chunk)
-        return Reply(response.status_code, response.headers, b"".join(chunks))
+        return Reply(response.status_code, response.headers, b"".join(chunks), request_secrets(url, headers))
 
 
 async def post_json(client, url: str, body: dict, headers: dict, timeout: float, *,
@@ -240,7 +253,7 @@ async def post_json(client, url: str, body: dict, headers: dict, timeout: float,
         raise RetryableError("HTTP 429 rate limited" + (f" (retry after {wait:g}s)" if wait is not None else ""),
                              wait, 429)
     if status >= 500:
-        raise RetryableError(f"HTTP {status}: {response.text[:120]}", status=status)
+        raise RetryableError(f"HTTP {status}: {excerpt(response, 120)}", status=status)
     return response
 
 
@@ -261,7 +274,7 @@ def json_payload(response) -> Any:
     import json
 
     if response.status_code != 200:
-        raise FatalRequestError(f"HTTP {response.status_code}: {response.text[:160]}")
+        raise FatalRequestError(f"HTTP {response.status_code}: {excerpt(response, 160)}")
     try:
         obj = json.loads(response.content)
         return _replace_surrogates(obj) if _SURROGATE_ESCAPE.search(response.content) else obj
