@@ -349,3 +349,18 @@ def test_a_local_batch_stops_decoding_when_the_grace_is_over(tok):
     assert reply and reply[0].status_code == 503 and "shut down before" in reply[0].json()["error"]["message"]
     time.sleep(0.5)
     assert len(calls) < 150 and calls[-1] < answered  # the batch stopped at the grace, not after 200 steps
+
+
+def test_the_connection_cap_stays_below_the_descriptor_limit():
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard})); "
+            "from mathlora.serve.run import connection_cap; print(connection_cap(), "
+            "resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    low = subprocess.run([sys.executable, "-c", code.format(soft=300, hard=300)], capture_output=True, text=True,
+                         timeout=60)
+    assert low.stdout.split() == ["172", "300"], low.stderr       # 128 descriptors kept spare
+    raised = subprocess.run([sys.executable, "-c", code.format(soft=256, hard=4096)], capture_output=True,
+                            text=True, timeout=60)
+    assert raised.stdout.split() == ["1000", "1128"], raised.stderr  # the soft limit raised for the cap

@@ -93,13 +93,35 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def connection_cap(wanted: int = MAX_CONNECTIONS, spare: int = 128) -> int:
+    """How many connections may be open at once: ``wanted``, with the soft file-descriptor limit raised
+    toward the hard one for it, and never so many that the process runs out of descriptors (``spare`` left
+    for model files, the upstream's connections and the log): past the cap a connection is closed at once,
+    before the limit (where every accept would log an error)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + spare
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return wanted if soft == resource.RLIM_INFINITY else max(1, min(wanted, soft - spare))
+
+
 def server_config(app, *, grace: float = GRACE_SECONDS, header_seconds: float = HEADER_SECONDS,
-                  max_connections: int = MAX_CONNECTIONS):
+                  max_connections: int | None = None):
     """uvicorn's config for ``app`` with the limits of the module docstring."""
     import math
 
     import uvicorn
 
+    max_connections = connection_cap() if max_connections is None else max_connections
     return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                           http=guarded_protocol(header_seconds, max_connections),
                           timeout_keep_alive=KEEP_ALIVE_SECONDS, limit_concurrency=MAX_IN_FLIGHT + max_connections,
