@@ -106,7 +106,9 @@ def register(sub) -> None:
     s = sub.add_parser("serve", help="an OpenAI-compatible endpoint for the model (calculator included)",
                        description="Serves /v1/completions, /v1/chat/completions and /v1/models: the local model "
                                    "with its adapter, or a proxy in front of an upstream OpenAI-compatible server "
-                                   "(--upstream). Clients send only the problem; the template is applied here.")
+                                   "(--upstream). Clients send only the problem; the template is applied here. Beyond "
+                                   "127.0.0.1 clients must send an API key (--api-key or $MATHLORA_API_KEY). SIGTERM "
+                                   "lets requests in flight finish within --shutdown-grace, then answers the rest 503.")
     add_target_args(s)
     add_runtime_args(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -117,7 +119,8 @@ def register(sub) -> None:
                    help="proxy mode: the upstream server's /v1 URL (e.g. vLLM with --enable-lora)")
     s.add_argument("--upstream-model", default=None, metavar="NAME", help="proxy mode: the upstream's model name")
     s.add_argument("--api-key", default=None, metavar="KEY",
-                   help=f"the key clients must send (Authorization: Bearer KEY); default ${API_KEY_ENV}. Needed to "
+                   help=f"the key clients must send (Authorization: Bearer KEY); default ${API_KEY_ENV} (better: a "
+                        "command line is visible to other users). Needed to "
                         "listen beyond loopback")
     s.add_argument("--shutdown-grace", type=float, default=None, metavar="SECONDS",
                    help="after SIGTERM/SIGINT, how long requests in flight may still take (default 30); the "
