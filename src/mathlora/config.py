@@ -39,8 +39,32 @@ MOVED = {("train", "precision"): "runtime.precision", ("train", "device"): "runt
          **{(section, key): f"{section}.endpoint.{key}" for section in ("label", "eval") for key in FLAT_ENDPOINT_KEYS}}
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that gives one key twice (YAML keeps the last silently; a config must not)."""
+
+
 class YamlLoader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1's base-60 numbers: ``5:1`` is the text ``"5:1"``, not the integer 301."""
+    """SafeLoader without YAML 1.1's base-60 numbers (``5:1`` is the text ``"5:1"``, not the integer 301) and
+    with a key given twice in one mapping an error naming both lines (``train:`` twice would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *base' merges; a key after it overrides by design
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: construct_mapping says so
+                    continue
+                if first is not None:
+                    where = f"on line {first} and on line {line}" if first != line else f"on line {line}"
+                    raise DuplicateKeyError(f"key {key!r} is given twice, {where}; keep one")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"

@@ -156,6 +156,7 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
         except ImportError:
             raise MathloraError("format mindrecord needs MindSpore: pip install 'mathlora[mindspore]'") from None
     tok = load_tokenizer(model)
+    tok.split_special_tokens = True  # '</s>' written in a record is text, never a control token (as serve reads it)
     if tok.eos_token_id is None:
         raise MathloraError(f"tokenizer of {model} has no EOS token; cannot mark the end of responses")
     eos, bos = tok.eos_token_id, tok.bos_token_id
