@@ -202,7 +202,7 @@ def test_config_list_show_copy(capsys, tmp_path):
 
     rc, out, _ = cli(capsys, "config", "list")
     names = [line.split()[0] for line in out.splitlines()[:-1]]
-    assert rc == 0 and names == ["demo", "gpu_smollm2", "llama3_8b_lora", "defaults"]
+    assert rc == 0 and names == ["demo", "demo_notool", "gpu_smollm2", "llama3_8b_lora", "defaults"]
     assert "(base: demo)" in out.splitlines()[1]
 
     mine = tmp_path / "my.yaml"

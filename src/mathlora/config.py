@@ -95,9 +95,10 @@ class Config(BaseModel):
                                    "folder, a .gguf file, smollm2-135m-instruct or tiny-random-llama")
     template: str = Field(DEFAULT_TEMPLATE, description="named prompt template used for training AND inference")
     runtime: RuntimeConfig = RuntimeConfig()
-    solution_style: Literal["answer", "steps", "calculator"] = Field(
+    solution_style: Literal["answer", "steps", "calculator", "decomposed"] = Field(
         "answer", description="training solutions: the competition's answers, worked steps, or worked steps "
-                              "with <<expr=value>> calculator annotations (used from synth/rewrite to grading)")
+                              "with <<expr=value>> calculator annotations, or tool-free steps small enough to compute digit by "
+                              "digit (decomposed) (used from synth/rewrite to grading)")
     data: DataConfig = DataConfig()
     synth: SynthConfig = SynthConfig()
     ingest: IngestConfig = IngestConfig()

@@ -151,8 +151,9 @@ def register(sub) -> None:
                                    "<<expr=value>> calculator annotations; a record keeps its solution when the "
                                    "family is unknown or the rebuilt answer disagrees (counted in the report).")
     _io(p, "normalized records (JSON lines)", "rewritten records (JSON lines)")
-    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
-           help="steps: computations with results; calculator: computations as <<expr=value>>")
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
+           help="steps: computations with results; calculator: computations as <<expr=value>>; decomposed: "
+                "tool-free steps small enough to compute digit by digit")
     p.add_argument("--report", default=None, help="report JSON (default: rewrite_report.json beside the output)")
     add_config_args(p)
     p.set_defaults(func=cmd_rewrite)

@@ -33,7 +33,7 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     if style not in STYLES:
         raise MathloraError(f"solution style {style!r}: allowed {', '.join(STYLES)}")
     per_family: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0})
+        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0, **({"fallback": 0} if style == "decomposed" else {})})
     totals = {"records": 0, "rewritten": 0, "mismatch": 0, "refused": 0, "unknown": 0, "kept": 0}
     examples: list[dict] = []
 
@@ -50,6 +50,8 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
                 per_family[result.family]["recognised"] += 1
                 if result.status in ("rewritten", "mismatch", "refused"):
                     per_family[result.family][result.status] += 1
+                if result.fallback:  # decomposed: too long to decompose, written in the steps style
+                    per_family[result.family]["fallback"] += 1
             if result.status in ("mismatch", "refused") and len(examples) < MISMATCH_EXAMPLES:
                 examples.append({"id": rec.get("id"), "family": result.family, "status": result.status,
                                  "problem": problem, "solution": solution, "rebuilt_answer": result.rebuilt_answer,

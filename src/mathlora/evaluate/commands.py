@@ -47,7 +47,7 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     option(p, "--calculator", field="eval.calculator", action="store_true",
            help="calculator-assisted decoding: force the result of every <<expr= the model opens (eval model: "
                 "scored with and without it); the demo config turns it on, --no-calculator off")
-    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
            help="the style the model was trained on (picks where the answer is read when --scope is auto)")
     _scope(p)
     add_config_args(p)
@@ -79,7 +79,7 @@ def register(subparsers) -> None:
     option(m, "--atol", field="eval.atol", type=float, help="absolute tolerance (default 1e-2)")
     option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance, added to --atol (default 1e-12; 1e-5 grades like numpy.isclose)")
     _scope(m)
-    option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+    option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
            help="the style the model was trained on (resolves --scope auto)")
     add_config_args(m)
     m.set_defaults(func=cmd_eval_math)

@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     option(p, "--mix", field="synth.mix", choices=["contest", "equal"],
            help="family shares: the contest's train.json mix (the library default) or the same count per family "
                 "(the demo config's)")
-    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
            help="solution format: the competition's answers (the library default), worked steps, or steps with "
                 "<<expr=value>> calculator annotations (the demo config's, used when no --config is given)")
     option(p, "--paragraphs", field="synth.squad_paragraphs", type=int, help="squad paragraphs to generate")

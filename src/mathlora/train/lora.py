@@ -14,12 +14,13 @@ def apply_lora(model, lora: LoraConfig):
     from peft import get_peft_model
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in lora.target_modules if t not in names]
+    all_linear = list(lora.target_modules) == ["all-linear"]  # peft's: every linear layer but the output head
+    missing = [t for t in lora.target_modules if t not in names and not all_linear]
     if missing:
         raise MathloraError(f"lora.target_modules: {', '.join(missing)} not in the model "
                             f"(linear layers include: {', '.join(sorted(n for n in names if n.endswith('proj')))})")
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                            target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+                            target_modules="all-linear" if all_linear else list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     with quiet_peft():
         return get_peft_model(model, config)
 
