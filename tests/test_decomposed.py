@@ -1,7 +1,7 @@
 """The ``decomposed`` style: an independent checker recomputes every step of every decomposed solution.
 
 The checker below reads the step lines as text and recomputes them with Python's exact arithmetic
-(``fractions.Fraction``, ``decimal`` for roots); it shares no code with :mod:`mathlora.decomposed` (which
+(``fractions.Fraction``, ``decimal`` for roots); it shares no code with :mod:`mathlora.arith.decomposed` (which
 builds them with ``Decimal`` and its own loops). A line is one of:
 
 * an equality chain ``e1=e2=...`` of numbers, ``+ - * / ^`` and parentheses: every member equal, exactly;

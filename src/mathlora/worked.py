@@ -5,7 +5,7 @@
 * ``calculator``: the same steps with every computation written ``<<expr=value>>`` (GSM8K's annotation), so at
   inference a calculator (:mod:`mathlora.calculator`) can supply ``value`` once the model wrote ``<<expr=``;
 * ``decomposed``: no tool at all; every multi-digit operation written in steps small enough to compute digit
-  by digit (:mod:`mathlora.decomposed`); a power or function value too long for that is written in the
+  by digit (:mod:`mathlora.arith.decomposed`); a power or function value too long for that is written in the
   ``steps`` style and marked ``fallback``.
 
 The last line is ``答案：<final>``. Every value a step prints comes from the calculator itself, so training
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from mathlora.calculator import CalculatorError
-from mathlora.decomposed import decompose
+from mathlora.arith.decomposed import decompose
 from mathlora.evaluate.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
                                        requires_lowest_terms)
 from mathlora.families import Plan, recognise
