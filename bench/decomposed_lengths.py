@@ -30,8 +30,8 @@ def pct(values: list[int], q: float) -> int:
 
 
 def measure(records: list[tuple[str, str]], tokenizers: dict) -> dict:
-    from mathlora.templates import render_prompt
-    from mathlora.worked import rewrite_solution
+    from mathlora.modeling.templates import render_prompt
+    from mathlora.arith.worked import rewrite_solution
 
     out: dict = defaultdict(lambda: defaultdict(list))
     fallback: dict = defaultdict(int)
@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=2800, help="generated records (equal mix)")
     ap.add_argument("--tokenizer", action="append", default=[], help="another tokenizer: a folder or tokenizer.json")
     args = ap.parse_args()
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
     from mathlora.synth.competition import generate
 
     tokenizers = {"SmolLM2": load_tokenizer("smollm2-135m-instruct")}

@@ -21,9 +21,9 @@ def main() -> None:
     ap.add_argument("--run", required=True)
     ap.add_argument("--steps", required=True, help="comma-separated checkpoint steps (train/checkpoints/step-N)")
     args = ap.parse_args()
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
     from mathlora.evaluate.math_eval import checkpoint_model, evaluate_math
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     run = Path(args.run)
     cfg = load_config(run / "config.yaml", [])

@@ -33,8 +33,8 @@ STYLE_BUDGET = {"decomposed": ["tokenize.seq_length=512", "eval.max_new_tokens=4
 
 
 def run_style(style: str, output: Path, overrides: list[str]) -> dict:
-    from mathlora.config import load_config
-    from mathlora.pipeline import Pipeline
+    from mathlora.app.config import load_config
+    from mathlora.app.pipeline import Pipeline
 
     cfg = load_config(None, [*BUDGET, *STYLE_BUDGET.get(style, []), f"solution_style={style}",
                              f"run_dir={output / style}", *overrides])

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from mathlora.evaluate.answers import answers_match, extract_gold_answer, requires_lowest_terms
-from mathlora.families import CHINESE, recognise
+from mathlora.arith.answers import answers_match, extract_gold_answer, requires_lowest_terms
+from mathlora.arith.families import CHINESE, recognise
 from mathlora.synth.competition import generate
-from mathlora.worked import rewrite_solution
+from mathlora.arith.worked import rewrite_solution
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "contest_sample.jsonl"
 

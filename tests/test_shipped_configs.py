@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mathlora.cli import main
-from mathlora.config import load_config
+from mathlora.app.cli import main
+from mathlora.app.config import load_config
 
 CONFIGS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs").glob("*.yaml"))
 SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "label.model=null", "data.train=null",

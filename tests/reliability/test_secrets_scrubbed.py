@@ -11,7 +11,7 @@ from tests.loopback import LoopbackServer, send_json
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.remote import CompletionsClient, server_info
-from mathlora.openai_client import RetryPolicy, check_base_url, public_url, scrub, url_secrets
+from mathlora.modeling.openai_client import RetryPolicy, check_base_url, public_url, scrub, url_secrets
 
 PAIR = base64.b64encode(b"user:pa55word").decode()
 

@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 from tests.cli_helpers import assert_one_error, cli
 
-from mathlora.config import load_config, yaml_load
+from mathlora.app.config import load_config, yaml_load
 from mathlora.data.config import ConvertConfig, TokenizeConfig
 from mathlora.data.convert import convert_file
 from mathlora.data.tokenize import tokenize_file
 from mathlora.errors import MathloraError
-from mathlora.models import load_tokenizer
+from mathlora.modeling.models import load_tokenizer
 
 
 def test_special_token_strings_in_records_stay_text_in_training_tokens(tmp_path):

@@ -18,12 +18,12 @@ from completions_stub import CompletionsStub
 from tests.loopback import LoopbackServer, send_json
 
 from mathlora.evaluate.generation import Generation
-from mathlora.openai_client import RetryPolicy
+from mathlora.modeling.openai_client import RetryPolicy
 from mathlora.serve.app import Shutdown, build_app
 from mathlora.serve.engines import LocalEngine, ProxyEngine, proxy_client
 from mathlora.serve.protocol import Limits
 from mathlora.serve.run import bind, server_config, stopping_server
-from mathlora.templates import get_template, render_prompt
+from mathlora.modeling.templates import get_template, render_prompt
 
 ADD = "计算 1.5 + 2.25 等于多少？"
 LIMITS = Limits(max_tokens=200, default_max_tokens=160, prompt_chars=3000, prompts=8, body_bytes=20_000)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.run_dir.records import read_jsonl
 
 

@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from mathlora.config import load_config
-from mathlora.models import load_model
-from mathlora.runtime import Runtime
+from mathlora.app.config import load_config
+from mathlora.modeling.models import load_model
+from mathlora.modeling.runtime import Runtime
 from mathlora.train.config import LoraConfig
 from mathlora.train.lora import apply_lora
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 
-from mathlora.calculator import CalculatorError
+from mathlora.arith.calculator import CalculatorError
 
 DIVISION_DECIMALS = 3   # quotient digits after the point before rounding to two (the third decides half-up)
 

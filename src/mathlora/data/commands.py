@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
+from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
                               show_progress, stage_command)
 from mathlora.data.formats import FORMATS
 
@@ -18,7 +18,7 @@ def column_mapping(text: str) -> dict[str, str]:
     """``--columns '{problem: question, solution: answer}'`` -> the mapping (YAML flow or JSON)."""
     import yaml
 
-    from mathlora.config import yaml_load
+    from mathlora.app.config import yaml_load
 
     try:
         value = yaml_load(text)

@@ -58,7 +58,7 @@ HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``) is set, read now (the libraries read it at import)."""
-    from mathlora.models import hub_offline as offline
+    from mathlora.modeling.models import hub_offline as offline
 
     return offline("HF_DATASETS_OFFLINE")
 

@@ -30,7 +30,7 @@ from mathlora.run_dir.records import dumps_line, require_file
 from mathlora.run_dir.atomic import atomic_path, write_json_atomic
 from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 from mathlora.run_dir.tokens import IGNORE
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
 
 CHUNK = 8192
 OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
@@ -50,7 +50,7 @@ class PromptEncoder:
     CHECK = 256
 
     def __init__(self, tok, template: str):
-        from mathlora.templates import get_template
+        from mathlora.modeling.templates import get_template
 
         self.tok = tok
         self.prefix, _, self.suffix = get_template(template).prompt.partition("{problem}")
@@ -142,7 +142,7 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
 

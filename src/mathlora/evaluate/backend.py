@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mathlora.evaluate.config import EvalConfig
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 if TYPE_CHECKING:
     from mathlora.evaluate.generation import Generation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
+from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
                               deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
                               stage_command)
 from mathlora.errors import MathloraError
@@ -203,7 +203,7 @@ def cmd_eval_model(args) -> int:
 
 
 def cmd_eval_checkpoints(args) -> int:
-    from mathlora.cliargs import run_config_from_args
+    from mathlora.app.cliargs import run_config_from_args
     from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
     from mathlora.run_dir.layout import RunLayout
     from mathlora.run_dir.guards import RunLock

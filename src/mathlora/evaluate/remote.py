@@ -28,7 +28,7 @@ import random
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import Generation, cut_at_stop
-from mathlora.openai_client import (
+from mathlora.modeling.openai_client import (
     AskAgain, GaveUp, RetryPolicy, auth_headers, check_base_url, endpoint_url, json_payload, post_json,
     public_url, run_pool, scrub, url_secrets, with_retries,
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
 from mathlora.run_dir.same_result import result_settings
 

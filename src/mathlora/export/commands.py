@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
+from mathlora.app.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
                               run_config_from_args)
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout

@@ -293,7 +293,7 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
     import tempfile
 
     from mathlora.data.tokenize import read_tokens, write_mindrecord
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
     from mathlora.run_dir.atomic import write_text_atomic
 
     cfg, stats = load_run(run_dir)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mathlora import __version__
-from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
+from mathlora.modeling.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.export.card_scores import cell, eval_results, score_lines
@@ -36,7 +36,7 @@ from mathlora.report.render import snippet_new_tokens
 from mathlora.report.scores import RunScores
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
-from mathlora.templates import TEMPLATES
+from mathlora.modeling.templates import TEMPLATES
 
 TAGS = ["mathlora", "lora", "math", "text-generation"]
 KINDS = ("adapter", "merged", "checkpoint")
@@ -223,7 +223,7 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     if facts.solution_style == "calculator":
         lines += ["", "The model writes its arithmetic as `<<expression=` and expects a calculator to append the "
                       "value and `>>`: `mathlora serve` (an OpenAI-compatible server, or a proxy in front of vLLM) "
-                      "and `mathlora.calculator_hf.CalculatorLogitsProcessor` (plain `generate`) do that."]
+                      "and `mathlora.evaluate.calculator_hf.CalculatorLogitsProcessor` (plain `generate`) do that."]
     return lines
 
 

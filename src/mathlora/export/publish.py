@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Callable
 
 from mathlora import __version__
-from mathlora.adapters import ADAPTER_FILES
+from mathlora.modeling.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
 from mathlora.export.recipe import RunRecipe
 from mathlora.export.store import Remote, destination, scrub

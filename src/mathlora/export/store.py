@@ -39,7 +39,7 @@ def _secret_values() -> list[str]:
 
 def scrub(text: str) -> str:
     """``text`` without credential values (environment secrets, URL user info, signed-request fields)."""
-    from mathlora.openai_client import scrub as scrub_key
+    from mathlora.modeling.openai_client import scrub as scrub_key
 
     text = str(text)
     for value in _secret_values():  # as written and in every escaped form (a value ending in \r)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import (add_config_args, add_input, add_output, add_runtime_args,
+from mathlora.app.cliargs import (add_config_args, add_input, add_output, add_runtime_args,
                               deprecated, option, runtime_from, show_progress, stage_command)
 
 

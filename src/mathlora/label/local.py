@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
 
-from mathlora.compat import cache_argument, output_cache
+from mathlora.modeling.compat import cache_argument, output_cache
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 
 def digit_token_ids(tokenizer) -> list[int]:
@@ -146,7 +146,7 @@ def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
 def load_local_judge(spec: str, prompt: RubricPrompt, runtime: Runtime | None = None, *,
                      batch_size: int) -> LocalJudge:
     """The judge ``spec`` on the runtime's device and dtype (default: ``Runtime.resolve()``)."""
-    from mathlora.models import load_model, load_tokenizer
+    from mathlora.modeling.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(spec)
     model = load_model(spec, runtime)

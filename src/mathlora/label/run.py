@@ -20,7 +20,7 @@ from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.openai_judge import scrub
 from mathlora.label.prompt import load_prompt
 from mathlora.run_dir.records import read_records, write_jsonl
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 FAILURES_FILE = "label_failures.jsonl"
 CACHE_FILE = "label_cache.sqlite"

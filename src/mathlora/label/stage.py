@@ -4,7 +4,7 @@ records, with its own policy: a run always asks again about records that failed 
 from __future__ import annotations
 
 from mathlora.errors import MathloraError
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
 from mathlora.run_dir.same_result import result_settings
 

@@ -23,7 +23,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from mathlora.report.scores import headline
     from mathlora.run_dir.guards import RunLock
 
-    from mathlora.cliargs import warn_deprecated
+    from mathlora.app.cliargs import warn_deprecated
     from mathlora.errors import MathloraError
 
     if args.run_dir is not None:

@@ -80,7 +80,7 @@ def build_app(engine, *, served: str, template: str, scope: str, limits: Limits 
     """The app over ``engine``; ``served`` is the model name clients use, ``scope`` where answers are read;
     ``api_key``: the key clients must send (None: none needed); ``shutdown``: the server's (see the module
     docstring)."""
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.templates import render_prompt
 
     shutdown = shutdown or Shutdown()
     if hasattr(engine, "cancel"):

@@ -14,8 +14,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, add_runtime_args, flag, option
-from mathlora.config import Config
+from mathlora.app.cliargs import add_config_args, add_runtime_args, flag, option
+from mathlora.app.config import Config
 from mathlora.errors import MathloraError
 
 
@@ -47,10 +47,10 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     """The target of ``args`` (see the module docstring); one-line errors for a bad run folder or adapter.
     ``need_adapter`` False: a run's adapter is not looked for (a server elsewhere applies it); None: looked for
     unless ``eval.backend`` is ``openai``."""
-    from mathlora.adapters import require_adapter_dir
-    from mathlora.cliargs import config_from_args
+    from mathlora.modeling.adapters import require_adapter_dir
+    from mathlora.app.cliargs import config_from_args
     from mathlora.run_dir.layout import RunLayout
-    from mathlora.templates import get_template
+    from mathlora.modeling.templates import get_template
 
     adapter = args.adapter
     layout = None
@@ -217,15 +217,15 @@ def read_problems(args) -> list[str]:
 def cmd_ask(args) -> int:
     import json
 
-    from mathlora.cliargs import runtime_from
-    from mathlora.evaluate.answers import extract_prediction_answer, resolve_scope
+    from mathlora.app.cliargs import runtime_from
+    from mathlora.arith.answers import extract_prediction_answer, resolve_scope
     from mathlora.evaluate.backend import generate
     from mathlora.evaluate.predict import stop_strings
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.templates import render_prompt
 
     import sys
 
-    from mathlora.cliargs import on_off
+    from mathlora.app.cliargs import on_off
 
     problems = read_problems(args)
     target = resolve_target(args)
@@ -261,8 +261,8 @@ def cmd_serve(args) -> int:
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise MathloraError(f"mathlora serve needs {' and '.join(missing)}: pip install 'mathlora[serve]'")
-    from mathlora.cliargs import runtime_from
-    from mathlora.evaluate.answers import resolve_scope
+    from mathlora.app.cliargs import runtime_from
+    from mathlora.arith.answers import resolve_scope
     from mathlora.serve.app import build_app
     from mathlora.serve.protocol import Limits
     from mathlora.evaluate.predict import stop_strings
@@ -334,7 +334,7 @@ def server_api_key(given: str | None, host: str) -> str | None:
     key)."""
     import os
 
-    from mathlora.openai_client import checked_api_key
+    from mathlora.modeling.openai_client import checked_api_key
 
     source = "--api-key" if given is not None else f"${API_KEY_ENV}"
     value = given if given is not None else os.environ.get(API_KEY_ENV)
@@ -349,7 +349,7 @@ def server_api_key(given: str | None, host: str) -> str | None:
 
 
 def _proxy(args, cfg, calculator: bool, stop=()):
-    from mathlora.openai_client import public_url
+    from mathlora.modeling.openai_client import public_url
     from mathlora.serve.engines import ProxyEngine, proxy_client
 
     end = cfg.eval.endpoint

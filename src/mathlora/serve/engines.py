@@ -170,7 +170,7 @@ def proxy_client(**kw):
     """The upstream's completions client for the proxy: a 429 is passed to the client at once (with its
     Retry-After), never waited out while the client hangs on."""
     from mathlora.evaluate.remote import CompletionsClient
-    from mathlora.openai_client import FatalRequestError, RetryableError
+    from mathlora.modeling.openai_client import FatalRequestError, RetryableError
 
     class ProxyClient(CompletionsClient):
         async def retry(self, call):
@@ -220,7 +220,7 @@ class ProxyEngine:
     async def _one(self, prompt: str, max_tokens: int) -> Generation:
         import dataclasses
 
-        from mathlora.openai_client import GaveUp, parse_retry_after
+        from mathlora.modeling.openai_client import GaveUp, parse_retry_after
 
         assert self._slots is not None
         if self._cancelled:

@@ -163,7 +163,7 @@ def chat_problem(req: ChatRequest, limits: Limits) -> str:
 
 def choice_fields(gen, stops: list[str], scope: str) -> dict:
     """text, finish_reason and mathlora's extras (the final answer, the calculator's counts) of one choice."""
-    from mathlora.evaluate.answers import extract_prediction_answer
+    from mathlora.arith.answers import extract_prediction_answer
 
     text, cut = cut_at_stop(gen.completion, stops)
     answer = extract_prediction_answer(text, scope)

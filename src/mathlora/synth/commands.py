@@ -6,7 +6,7 @@ import argparse
 from collections import Counter
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, add_output, config_from_args, option, show_progress
+from mathlora.app.cliargs import add_config_args, add_output, config_from_args, option, show_progress
 from mathlora.errors import MathloraError
 
 

@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
-from mathlora.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
+from mathlora.modeling.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import atomic_path, json_text
 from mathlora.run_dir.hashing import file_sha256
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
 from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device
 from mathlora.train.job import TrainJob
 
@@ -183,7 +183,7 @@ def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path, *, 
     """The adapter files (peft format) in ``folder``; ``base``: the model spec ``adapter_config.json`` names
     (``adapters.base_model_name``: a Hub id or the path given, not this machine's cache); ``card``: the
     README.md written in place of peft's empty one."""
-    from mathlora.adapters import name_base_model
+    from mathlora.modeling.adapters import name_base_model
     from mathlora.export.model_card import write_card
 
     if base is not None:
@@ -253,7 +253,7 @@ def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int,
         card = tokenizer = None
         if job is not None:
             from mathlora.export.model_card import card_text, training_facts
-            from mathlora.templates import exported_tokenizer, save_tokenizer
+            from mathlora.modeling.templates import exported_tokenizer, save_tokenizer
 
             template = run_template(job)
             tokenizer = exported_tokenizer(job.model, template)

@@ -11,7 +11,7 @@ import argparse
 import os
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
+from mathlora.app.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
                               flag, option, runtime_from, show_progress, stage_command)
 from mathlora.run_dir.layout import RunLayout
 

@@ -74,7 +74,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1, description="write metrics every N steps",
                           json_schema_extra=NOT_RESULT)
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
-        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.tracking): "
+        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.modeling.tracking): "
                                      "tensorboard, wandb, mlflow, each used when installed; [] or none: metrics.jsonl "
                                      "only", json_schema_extra=NOT_RESULT)
 

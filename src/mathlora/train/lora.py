@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mathlora.compat import quiet_peft
+from mathlora.modeling.compat import quiet_peft
 from mathlora.errors import MathloraError
 from mathlora.train.config import LoraConfig
 from mathlora.train.job import TrainJob
@@ -34,8 +34,8 @@ def build_model(job: TrainJob, runtime, *, before_lora=None, recompute: bool | N
     """
     import torch
 
-    from mathlora.compat import enable_activation_checkpointing, set_attn_implementation
-    from mathlora.models import load_model
+    from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
+    from mathlora.modeling.models import load_model
 
     torch.manual_seed(job.seed)
     model = load_model(job.model, runtime.replace(device="cpu"))

@@ -1,5 +1,5 @@
 """``metrics.jsonl`` (a row per log step, appended) and the trackers of ``train.report_to`` (TensorBoard, W&B,
-MLflow: ``mathlora.tracking``), written by rank 0 only."""
+MLflow: ``mathlora.modeling.tracking``), written by rank 0 only."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
 
 if TYPE_CHECKING:
-    from mathlora.tracking import Trackers
+    from mathlora.modeling.tracking import Trackers
     from mathlora.train.job import TrainJob
 
 SCALARS = ("loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s", "epoch", "mfu")  # train/<name>
@@ -40,7 +40,7 @@ class MetricsLog:
         self.trackers: Trackers | None = None
         if not enabled:
             return
-        from mathlora.tracking import Trackers
+        from mathlora.modeling.tracking import Trackers
 
         names = job.train.report_to if job is not None else ["tensorboard"]
         self.trackers = Trackers.open(names, out, new_runs=start_step == 0, purge_step=start_step + 1,

@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from mathlora.compat import enable_activation_checkpointing
+from mathlora.modeling.compat import enable_activation_checkpointing
 from mathlora.run_dir.tokens import IGNORE
 from mathlora.train.memory import ModelShape, Plan, plan
 
@@ -97,7 +97,7 @@ def apply_recompute(model, *, layers: int, selective: bool) -> None:
 
 def model_shape(model, *, dtype) -> ModelShape | None:
     """The memory model's view of a (peft-wrapped) causal LM; None when its config is not Llama-like."""
-    from mathlora.models import count_parameters
+    from mathlora.modeling.models import count_parameters
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     trainable, total = count_parameters(model)

@@ -5,7 +5,7 @@ interrupted) is started over only with ``--force``."""
 from __future__ import annotations
 
 from mathlora.errors import MathloraError
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
 
 

@@ -17,7 +17,7 @@ from mathlora.train.state import TrainState
 def finish(state: TrainState) -> dict:
     """Save the final adapter (with the tokenizer and the model card), then ``summary.json`` (last: a finished
     run returns it when rerun)."""
-    from mathlora.models import param_ratio_line
+    from mathlora.modeling.models import param_ratio_line
 
     group, plan, tc = state.group, state.plan, state.job.train
     final_adapter = state.out / "adapter"

@@ -54,9 +54,9 @@ from pathlib import Path
 import torch
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.train import speed
-from mathlora.adapters import adapter_problem
+from mathlora.modeling.adapters import adapter_problem
 from mathlora.train.checkpoint import (list_checkpoints, newest_valid_checkpoint, resolve_save_steps,
                                        restore_checkpoint, save_checkpoint)
 from mathlora.train.config import LoraConfig, TrainConfig
@@ -121,7 +121,7 @@ def finished_run(out: Path, fingerprint: str, group: ProcessGroup, resume: bool)
 def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenRecord], int], fingerprint: str,
           *, resume: bool) -> TrainState:
     """Model, memory plan, optimizer and schedule; the newest valid checkpoint's position when resuming."""
-    from mathlora.models import count_parameters, load_tokenizer
+    from mathlora.modeling.models import count_parameters, load_tokenizer
 
     tc, (records, skipped) = job.train, data
     if tc.global_batch_size % group.world:

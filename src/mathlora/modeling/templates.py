@@ -125,7 +125,7 @@ def exported_tokenizer(model: str, template: str):
     token that is not EOS where the vocabulary has one (``pad_token_for``)."""
     import copy
 
-    from mathlora.models import load_tokenizer, pad_token_for
+    from mathlora.modeling.models import load_tokenizer, pad_token_for
 
     get_template(template)
     tok = copy.deepcopy(load_tokenizer(model))  # the tiny model's tokenizer is shared (cached): never change it

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
-from mathlora.models.hub import (  # the Hub helpers are importable from here too
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.models.hub import (  # the Hub helpers are importable from here too
     HUB_IGNORE, HUB_MODEL, HUB_PATTERNS, cached_snapshot, check_hub_model, hub_cache, hub_error, hub_offline,
     hub_snapshot, split_hub_id,
 )
@@ -100,7 +100,7 @@ def convert_gguf(gguf: Path) -> Path:
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mathlora.compat import drop_gguf_quantizer
+    from mathlora.modeling.compat import drop_gguf_quantizer
     from mathlora.run_dir.atomic import atomic_path
 
     print(f"converting {gguf.name} to a cached safetensors folder (once; about a minute) ...", flush=True)
@@ -287,7 +287,7 @@ def _build_on_cpu(spec: str, dtype):
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-    from mathlora.compat import from_pretrained
+    from mathlora.modeling.compat import from_pretrained
 
     if is_tiny(spec):
         config, seed = tiny_config(spec)

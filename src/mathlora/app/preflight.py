@@ -2,7 +2,7 @@
 judge settings, a path or the data's format is reported in seconds, not after labeling spent its time (the
 sampling ratios are checked when the config loads).
 
-Nothing heavy is loaded: a model spec is read by ``mathlora.models.model_source`` (the one reading of a spec:
+Nothing heavy is loaded: a model spec is read by ``mathlora.modeling.models.model_source`` (the one reading of a spec:
 a folder with ``config.json``, a ``.gguf`` file, a packaged or tiny model, a Hub id found in the cache; a Hub
 id not cached yet is asked about, not downloaded), and a data file by ``mathlora.data.sources.check_source``
 (it exists, and where its columns are cheap to read, a table's schema, a CSV header or the first lines of
@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
-from mathlora.models import check_hub_model, model_source
+from mathlora.modeling.models import check_hub_model, model_source
 
 if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
-    from mathlora.config import Config
+    from mathlora.app.config import Config
 
 
 def check_config(cfg: "Config") -> None:
@@ -26,7 +26,7 @@ def check_config(cfg: "Config") -> None:
     from mathlora.data.sources import check_source
     from mathlora.label.prompt import load_prompt
     from mathlora.run_dir.records import require_file
-    from mathlora.templates import get_template
+    from mathlora.modeling.templates import get_template
 
     root = Path(cfg.run_dir)
     if root.exists() and not root.is_dir():

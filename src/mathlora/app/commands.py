@@ -1,4 +1,4 @@
-"""CLI: ``mathlora run``, the whole recipe in one run folder (``mathlora.pipeline``), and ``mathlora config
+"""CLI: ``mathlora run``, the whole recipe in one run folder (``mathlora.app.pipeline``), and ``mathlora config
 list | show | copy``, the shipped configs and the resolved one."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_run, config_from_args, deprecated, flag, on_off, show_progress)
-from mathlora.stages import STAGES
+from mathlora.app.cliargs import (add_config_args, add_run, config_from_args, deprecated, flag, on_off, show_progress)
+from mathlora.app.stages import STAGES
 
 
 def register(sub) -> None:
@@ -53,7 +53,7 @@ def register(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mathlora.pipeline import Pipeline, StopAfter
+    from mathlora.app.pipeline import Pipeline, StopAfter
     from mathlora.report.scores import headline
 
     cfg = config_from_args(args)
@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_list(args: argparse.Namespace) -> int:
-    from mathlora.config import LIBRARY_DEFAULTS, read_layers, shipped_configs, shipped_description
+    from mathlora.app.config import LIBRARY_DEFAULTS, read_layers, shipped_configs, shipped_description
 
     rows = []
     for name, path in shipped_configs().items():
@@ -90,7 +90,7 @@ def cmd_config_list(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from mathlora.config import dump_config
+    from mathlora.app.config import dump_config
 
     cfg = config_from_args(args)
     print(f"# mathlora config: {args.config_layers}")
@@ -99,7 +99,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_copy(args: argparse.Namespace) -> int:
-    from mathlora.config import copy_config
+    from mathlora.app.config import copy_config
 
     target = copy_config(args.name, args.path, force=args.force)
     print(f"wrote {target} (a copy of {args.name}); edit it, then: mathlora run --config {target}")

@@ -4,7 +4,7 @@ Stage flags are sugar for config overrides: an option declared with ``field="sam
 its value under that dotted name, and ``config_from_args`` applies every such value (when given) on
 top of ``--config`` and the ``key=value`` overrides (positional or ``--set``). A boolean option always has
 its ``--no-X`` form. Old spellings stay for one release through ``deprecated`` (one warning line on stderr).
-``--no-progress`` and ``--quiet`` are added to every subcommand by ``mathlora.cli``; ``library_output``
+``--no-progress`` and ``--quiet`` are added to every subcommand by ``mathlora.app.cli``; ``library_output``
 applies them to transformers, peft, huggingface_hub and datasets too. Modules that register commands must
 stay light: import torch/transformers inside the command function, not at module level.
 """
@@ -19,9 +19,9 @@ import warnings
 from typing import Any, Callable, Iterator
 from pathlib import Path
 
-from mathlora.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
+from mathlora.app.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 BOOLEAN_ACTIONS = ("store_true", "store_false", argparse.BooleanOptionalAction)
 
@@ -107,7 +107,7 @@ def add_run(parser: argparse.ArgumentParser, help: str = "run folder", **kwargs:
 
 
 def add_output_switches(parser: argparse.ArgumentParser) -> None:
-    """``--no-progress`` and ``--quiet`` (every subcommand has both; ``mathlora.cli`` adds them)."""
+    """``--no-progress`` and ``--quiet`` (every subcommand has both; ``mathlora.app.cli`` adds them)."""
     flag(parser, "--progress", default=True, help="progress bars, ours and the libraries' (default: on)")
     flag(parser, "--quiet", "-q", help="no progress bars and no warnings or notes from transformers, peft, "
                                        "huggingface_hub, datasets or torch; mathlora's own lines stay")

@@ -20,19 +20,19 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mathlora.openai_client import FLAT_ENDPOINT_KEYS
+from mathlora.modeling.openai_client import FLAT_ENDPOINT_KEYS
 from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, SampleConfig,
                                   TokenizeConfig)
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.export.config import PublishConfig
 from mathlora.label.config import LabelConfig
-from mathlora.runtime import RuntimeConfig
+from mathlora.modeling.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
 from mathlora.train.config import LoraConfig, TrainConfig
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
 # Keys that moved: an old config names them, the error says where they live now.
 MOVED = {("train", "precision"): "runtime.precision", ("train", "device"): "runtime.device",
          ("eval", "precision"): "runtime.precision", ("label", "device"): "runtime.device",

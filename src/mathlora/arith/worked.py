@@ -1,9 +1,9 @@
-"""Worked solutions: a recognised problem's plan (:mod:`mathlora.families`) written in a solution style.
+"""Worked solutions: a recognised problem's plan (:mod:`mathlora.arith.families`) written in a solution style.
 
 * ``answer``: the contest's original format (not built here: the record keeps its solution);
 * ``steps``: each computation written out with its result, ``1234.5 - 1000 = 234.5``;
 * ``calculator``: the same steps with every computation written ``<<expr=value>>`` (GSM8K's annotation), so at
-  inference a calculator (:mod:`mathlora.calculator`) can supply ``value`` once the model wrote ``<<expr=``;
+  inference a calculator (:mod:`mathlora.arith.calculator`) can supply ``value`` once the model wrote ``<<expr=``;
 * ``decomposed``: no tool at all; every multi-digit operation written in steps small enough to compute digit
   by digit (:mod:`mathlora.arith.decomposed`); a power or function value too long for that is written in the
   ``steps`` style and marked ``fallback``.
@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mathlora.calculator import CalculatorError
+from mathlora.arith.calculator import CalculatorError
 from mathlora.arith.decomposed import decompose
-from mathlora.evaluate.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
+from mathlora.arith.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
                                        requires_lowest_terms)
-from mathlora.families import Plan, recognise
+from mathlora.arith.families import Plan, recognise
 
 STYLES = ("answer", "steps", "calculator", "decomposed")
 
