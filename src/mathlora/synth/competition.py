@@ -256,9 +256,11 @@ def _progress_bar(total: int):
 
 
 def generate_train_and_test(count: int, test_count: int, seed: int, types: list[str] | None = None,
-                            style: str = "answer", mix: str = "contest") -> tuple[list[dict], list[dict]]:
+                            style: str = "answer", mix: str = "contest", progress: bool = False,
+                            ) -> tuple[list[dict], list[dict]]:
     """A training set (solutions in ``style``) and a held-out test set (answer style: only its final answers
     are read) with no problem in common; the test set is drawn first."""
     test = generate(test_count, seed + TEST_SEED_OFFSET, types, mix=mix)
-    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix)
+    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix,
+                     progress=progress)
     return train, test

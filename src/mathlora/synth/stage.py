@@ -19,8 +19,12 @@ from mathlora.synth.config import SynthConfig
 
 def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
                test_out: str | os.PathLike | None = None, squad_out: str | os.PathLike | None = None,
-               user_train: str | os.PathLike | Iterable[str] | None = None) -> dict:
+               user_train: str | os.PathLike | Iterable[str] | None = None, style: str = "answer",
+               progress: bool = False) -> dict:
     """Write the requested outputs (each ``None`` = not wanted); returns their counts.
+
+    ``style`` is the training set's solution format (``mathlora run`` keeps ``answer`` and rewrites later;
+    ``mathlora synth --solution-style`` writes it directly); ``progress`` shows a bar while drawing it.
 
     The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
     with ``user_train`` given (and ``train_out`` None) the test set excludes the user's problems instead.
@@ -30,8 +34,13 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
 
     counts: dict = {}
     if train_out is not None or test_out is not None:
-        if user_train is None:
-            train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix)
+        if user_train is None and test_out is None:
+            # no held-out set wanted (the user gave data.test, or ``mathlora synth`` without --test-output):
+            # nothing to keep the training set apart from
+            train, test = generate(cfg.count, seed, cfg.types, mix=cfg.mix, style=style, progress=progress), []
+        elif user_train is None:
+            train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix,
+                                                  style=style, progress=progress)
         else:
             # a path (JSON lines / array of records) or the problems themselves (mathlora run reads any format)
             seen = {r.get("problem") for r in read_records(user_train)} if isinstance(user_train, (str, os.PathLike)) \
