@@ -55,6 +55,7 @@ from mathlora.modeling.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
 from mathlora.export.recipe import RunRecipe
 from mathlora.export.store import Remote, destination, scrub
+from mathlora.run_dir.atomic import json_text
 from mathlora.run_dir.hashing import CARD, file_sha256
 from mathlora.run_dir.layout import RunLayout
 
@@ -178,7 +179,7 @@ def _manifest(run_dir: Path, url: str, items: list[Item], *, complete: bool, sta
 
 
 def _manifest_item(obj: dict) -> Item:
-    return _bytes_item(MANIFEST_NAME, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    return _bytes_item(MANIFEST_NAME, (json_text(obj) + "\n").encode("utf-8"))  # what write_json_atomic writes
 
 
 def _previous_files(remote: Remote, root: Path, items: list[Item], replace: bool) -> list[str]:

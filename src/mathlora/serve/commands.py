@@ -48,24 +48,17 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     ``need_adapter`` False: a run's adapter is not looked for (a server elsewhere applies it); None: looked for
     unless ``eval.backend`` is ``openai``."""
     from mathlora.modeling.adapters import require_adapter_dir
-    from mathlora.app.cliargs import config_from_args
+    from mathlora.app.cliargs import config_from_args, run_config_from_args
     from mathlora.run_dir.layout import RunLayout
     from mathlora.modeling.templates import get_template
 
     adapter = args.adapter
     layout = None
     if args.run is not None:
-        root = Path(args.run)
-        if not root.is_dir():
-            raise MathloraError(f"run folder not found: {root}")
-        layout = RunLayout(root)
-        if not layout.config.is_file():
-            raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
-        if args.config is not None and Path(args.config).resolve() != layout.config.resolve():  # never dropped silently
-            raise MathloraError(f"--run reads the run's own config ({layout.config}), not --config {args.config}; "
-                                "leave one out (a setting: --set KEY=VALUE)")
-        args.config = str(layout.config)
-    cfg = config_from_args(args)
+        cfg = run_config_from_args(args, args.run)  # the one reader of a run's own config
+        layout = RunLayout(Path(args.run))
+    else:
+        cfg = config_from_args(args)
     if args.model is not None:
         cfg = cfg.model_copy(update={"model": args.model})
     if need_adapter is None:
