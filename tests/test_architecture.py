@@ -214,3 +214,89 @@ def test_no_import_runs_up_a_layer():
     upward = sorted(f"{m} -> {t}" for m, targets in graph.items() for t in targets
                     if t != "mathlora" and layer_of(t) > layer_of(m))
     assert upward == []
+
+
+# An import inside a function only keeps a heavy or optional library out of the CLI's start-up (issue 28):
+# a heavy library itself, a third-party package that is not always installed, a platform-only module, or a
+# mathlora module whose import-time imports reach one of those. Anything else sits at the top of its module.
+HEAVY = {"torch", "transformers", "peft", "datasets", "pyarrow", "matplotlib", "mindspore", "mindformers", "uvicorn",
+         "starlette", "httpx", "openai", "boto3", "botocore", "s3fs", "fsspec", "wandb", "mlflow", "tensorboard",
+         "trl", "huggingface_hub", "safetensors", "accelerate", "tokenizers", "numpy", "pandas", "rich", "tqdm"}
+LIGHT = {"pydantic", "yaml"}  # third-party, always installed, and loaded by the CLI anyway
+PLATFORM_ONLY = {"fcntl", "msvcrt", "resource", "termios", "winreg"}
+
+
+def _typing_only(tree) -> set[int]:
+    import ast
+
+    return {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+
+
+def _import_time_imports(tree) -> list:
+    """The import statements that run when the module is imported (the module's body, its ifs and trys)."""
+    import ast
+
+    skip, found = _typing_only(tree), []
+
+    def walk(body):
+        for node in body:
+            if id(node) in skip:
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                found.append(node)
+            elif isinstance(node, (ast.If, ast.Try)):
+                for part in (node.body, node.orelse, getattr(node, "finalbody", []),
+                             *(h.body for h in getattr(node, "handlers", []))):
+                    walk(part)
+    walk(tree.body)
+    return found
+
+
+def _names(node) -> list[str]:
+    import ast
+
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    return [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if node.level == 0 else []
+
+
+def test_an_import_inside_a_function_keeps_a_heavy_library_out_of_start_up():
+    import ast
+
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    trees = {m: ast.parse(p.read_text(encoding="utf-8")) for m, p in modules.items()}
+    cone: dict[str, set[str]] = {m: set() for m in modules}
+    outside: dict[str, set[str]] = {m: set() for m in modules}
+    for m, tree in trees.items():
+        parts = m.split(".")
+        cone[m] |= {".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in modules}
+        for node in _import_time_imports(tree):
+            for name in _names(node):
+                if name in modules:
+                    cone[m].add(name)
+                elif not name.startswith("mathlora"):
+                    outside[m].add(name.split(".")[0])
+
+    def heavy_library(top: str) -> bool:
+        return top in HEAVY or top in PLATFORM_ONLY or (top not in sys.stdlib_module_names and top not in LIGHT)
+
+    heavy: dict[str, bool] = {}
+
+    def is_heavy(m: str, seen: frozenset = frozenset()) -> bool:
+        if m not in heavy:
+            heavy[m] = (any(map(heavy_library, outside[m]))
+                        or any(is_heavy(t, seen | {m}) for t in cone[m] if t not in seen | {m}))
+        return heavy[m]
+
+    light = []
+    for m, tree in trees.items():
+        top = {id(n) for n in _import_time_imports(tree)} | _typing_only(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in top:
+                continue
+            names = _names(node)[:1] if isinstance(node, ast.ImportFrom) else _names(node)
+            if names and not any(is_heavy(n) if n in modules else heavy_library(n.split(".")[0]) for n in
+                                 names + _names(node)[1:]):
+                light.append(f"{m}:{node.lineno}: {ast.unparse(node)}")
+    assert light == []

@@ -61,11 +61,11 @@ def test_user_errors_exit_2_without_writing(tmp_path, capsys):
 
 
 def test_the_command_calls_the_stages_entry_function_and_writes_its_held_out_set(tmp_path, monkeypatch, capsys):
-    from mathlora.synth import stage
+    from mathlora.synth import commands, stage
 
     calls = []
-    real = stage.synth_data
-    monkeypatch.setattr(stage, "synth_data", lambda *a, **k: calls.append(k) or real(*a, **k))
+    assert commands.synth_data is stage.synth_data
+    monkeypatch.setattr(commands, "synth_data", lambda *a, **k: calls.append(k) or stage.synth_data(*a, **k))
     train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
     assert main(["synth", "--config", config_file(tmp_path), "-o", str(train), "--test-output", str(test),
                  "--types", "addition", "synth.test_count=10"]) == 0

@@ -18,10 +18,13 @@ import sys
 import warnings
 from typing import Any, Callable, Iterator
 from pathlib import Path
+import logging
 
 from mathlora.app.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
 from mathlora.errors import MathloraError
 from mathlora.modeling.runtime import Runtime
+from mathlora.run_dir.guards import lock_for_output
+from mathlora.run_dir.layout import RunLayout
 
 BOOLEAN_ACTIONS = ("store_true", "store_false", argparse.BooleanOptionalAction)
 
@@ -159,7 +162,6 @@ def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, t
     """The shape of a stage's command: the config from the flags, the output locked (``output``, default
     ``--output``), the stage's entry function called (``call(cfg)``), what it returned printed (``show``,
     default the counts on one line under ``title``)."""
-    from mathlora.run_dir.guards import lock_for_output
 
     cfg = config_from_args(args)
     with lock_for_output(output if output is not None else args.output):
@@ -171,7 +173,6 @@ def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, t
 def run_config_from_args(args: argparse.Namespace, run: str | os.PathLike) -> Config:
     """The config of a command on a run folder: the run's own ``config.yaml`` (never another ``--config``,
     refused in one line), with the command's flags and ``--set`` overrides on top."""
-    from mathlora.run_dir.layout import RunLayout
 
     root = Path(run)
     if not root.is_dir():
@@ -285,8 +286,6 @@ def _quietly(fn) -> None:
 
 
 def _defaults(name: str) -> None:
-    import logging
-
     if name == "transformers":
         from transformers.utils import logging as tlog
 

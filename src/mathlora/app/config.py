@@ -31,6 +31,7 @@ from mathlora.modeling.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
 from mathlora.modeling.templates import DEFAULT_TEMPLATE
 from mathlora.train.config import LoraConfig, TrainConfig
+from mathlora.run_dir import write_text_atomic
 
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
 # Keys that moved: an old config names them, the error says where they live now.
@@ -349,7 +350,6 @@ def copy_config(name: str, dest: str | os.PathLike, *, force: bool = False) -> P
     """Write shipped config ``name`` (its text, comments included) to ``dest`` (a file, or a folder that
     receives NAME.yaml); ``defaults`` writes the library defaults in full. Never replaces a file unless
     ``force``."""
-    from mathlora.run_dir import write_text_atomic
 
     shipped = shipped_name(name)
     if shipped is None:

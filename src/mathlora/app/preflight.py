@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
 from mathlora.modeling.models import check_hub_model, model_source
+from mathlora.data.sources import check_source
+from mathlora.label.prompt import load_prompt
+from mathlora.run_dir.records import require_file
+from mathlora.modeling.templates import get_template
 
 if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
     from mathlora.app.config import Config
@@ -23,10 +27,6 @@ if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
 
 def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
-    from mathlora.data.sources import check_source
-    from mathlora.label.prompt import load_prompt
-    from mathlora.run_dir.records import require_file
-    from mathlora.modeling.templates import get_template
 
     root = Path(cfg.run_dir)
     if root.exists() and not root.is_dir():

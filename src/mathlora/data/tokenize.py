@@ -31,6 +31,8 @@ from mathlora.run_dir.atomic import atomic_path, write_json_atomic
 from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 from mathlora.run_dir.tokens import IGNORE
 from mathlora.modeling.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.models import load_tokenizer
+from mathlora.modeling.templates import get_template
 
 CHUNK = 8192
 OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
@@ -50,8 +52,6 @@ class PromptEncoder:
     CHECK = 256
 
     def __init__(self, tok, template: str):
-        from mathlora.modeling.templates import get_template
-
         self.tok = tok
         self.prefix, _, self.suffix = get_template(template).prompt.partition("{problem}")
         self.enabled = (self.prefix.endswith("\n") and self.suffix.startswith("\n")
@@ -142,7 +142,6 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from mathlora.modeling.models import load_tokenizer
 
     seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
 

@@ -2,7 +2,6 @@
 
 For ``mathlora predict`` and ``mathlora eval squad`` on a server such as vLLM serving the base model with
 LoRA adapters::
-
     vllm serve /models/Meta-Llama-3-8B --enable-lora --lora-modules tuned=runs/x/train/adapter --port 8000
     mathlora predict --backend openai --base-url http://127.0.0.1:8000/v1 --server-model tuned ...
 
@@ -33,6 +32,7 @@ from mathlora.modeling.openai_client import (
     public_url, run_pool, scrub, url_secrets, with_retries,
 )
 from mathlora.evaluate.remote_calculator import read_choice
+from mathlora.evaluate.remote_calculator import CalculatorLoop
 
 
 def served_model(cfg: EvalConfig, fallback: str | None) -> str:
@@ -100,8 +100,6 @@ class CompletionsClient:
         """``async (client, prompt) -> Generation``: one plain request, or the calculator loop
         (``mathlora.evaluate.remote_calculator``); ``GaveUp`` when requests keep failing."""
         if calculator:
-            from mathlora.evaluate.remote_calculator import CalculatorLoop
-
             loop = CalculatorLoop(self)
             return lambda client, prompt: loop.complete(client, prompt, max_tokens, min_tokens)
         return lambda client, prompt: self.retry(lambda: self.ask_once(client, prompt, max_tokens, min_tokens))

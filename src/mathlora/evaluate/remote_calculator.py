@@ -42,6 +42,8 @@ from typing import Callable
 
 from mathlora.evaluate.generation import Generation, cut_at_stop
 from mathlora.modeling.openai_client import AskAgain, GaveUp, RetryableError, json_payload
+from mathlora.arith import calculator as calculator_module
+from mathlora.arith.calculator import CalculatorError
 
 STOP = "="
 _INCLUDE = "include_stop_str_in_output"
@@ -109,10 +111,8 @@ class CalculatorLoop:
     """Decodes prompts piece by piece through a :class:`~mathlora.evaluate.remote.CompletionsClient`."""
 
     def __init__(self, client, calculate: Callable[[str], str] | None = None):
-        from mathlora.arith.calculator import calculate as default_calculate
-
         self.client = client
-        self.calculate = calculate or default_calculate
+        self.calculate = calculate or calculator_module.calculate
         self.include_stop = True  # dropped (and the request repeated) if the server refuses the field
 
     async def _ask(self, http, prompt: str, text: str, max_tokens: int, min_tokens: int) -> Piece:
@@ -135,7 +135,6 @@ class CalculatorLoop:
 
     async def complete(self, http, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> Generation:
         """One prompt's calculator-assisted completion; ``GaveUp`` when a piece's request keeps failing."""
-        from mathlora.arith.calculator import CalculatorError
 
         text, used, pending = "", 0, 0   # pending: characters the calculator appended since the last reply
         first: int | None = None

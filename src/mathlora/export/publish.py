@@ -9,7 +9,6 @@ or another fsspec URL, or ``hf://user/repo`` (a Hugging Face Hub model repositor
 credentials in it is refused, and every message is scrubbed of credential values.
 
 What goes (remote paths mirror the run folder)::
-
     train/checkpoints/step-N/  adapter_config.json, adapter_model.safetensors, README.md (model card),
                                merged/ (when the checkpoint was merged)
     train/adapter/             the final adapter + README.md (model card)
@@ -58,6 +57,7 @@ from mathlora.export.store import Remote, destination, scrub
 from mathlora.run_dir.atomic import json_text
 from mathlora.run_dir.hashing import CARD, file_sha256
 from mathlora.run_dir.layout import RunLayout
+from mathlora.export.model_card import is_mathlora_card, run_card
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
@@ -97,7 +97,6 @@ def _tree(root: Path, folder: Path) -> list[Path]:
 def _card_item(root: Path, folder: Path, step: int | None) -> Item:
     """The folder's own card when mathlora wrote it (``mathlora.export.model_card``), else one made from the run
     folder in memory (a run written before cards were kept in it: peft's empty card is never published)."""
-    from mathlora.export.model_card import is_mathlora_card, run_card
 
     card = folder / CARD
     if is_mathlora_card(card):

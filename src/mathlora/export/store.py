@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+import tempfile
 
 from mathlora.errors import MathloraError
 from mathlora.modeling.openai_client import scrub as scrub_secrets
@@ -285,8 +286,6 @@ class HubRemote:
         return str(sha) if sha else None
 
     def _download(self, rel: str) -> Path:
-        import tempfile
-
         if self._downloads is None:  # the cache's folders (refs, locks) go with it, not only the files
             self._downloads = tempfile.TemporaryDirectory(prefix="mathlora-hub-")
         return Path(self.api.hf_hub_download(self.repo_id, self.full(rel), repo_type="model",

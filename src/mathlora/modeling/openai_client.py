@@ -24,6 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
+import base64
+from urllib.parse import unquote
+import json
+import sys
+import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -122,8 +127,6 @@ def public_url(url: str) -> str:
 def url_secrets(url: str) -> tuple[str, ...]:
     """The credential forms a URL's user info gives away: the password (as written and percent-decoded),
     ``user:password`` and its base64 (what an HTTP client sends as Basic auth)."""
-    import base64
-    from urllib.parse import unquote
 
     try:
         parts = urlsplit(url)
@@ -157,7 +160,6 @@ def scrub(text: str, *secrets: str | None) -> str:
     HTTP libraries print (``sk-1\\r``) --, and every credential form a server may echo whatever the value:
     an ``Authorization`` header (Bearer, Basic and its base64), a ``Bearer``/``Basic`` token, a URL's user
     info (``http://user:pass@`` -> ``http://***@``), an ``api_key``/``password`` field."""
-    import json
 
     text = str(text)
     forms = set()
@@ -179,7 +181,6 @@ def scrub(text: str, *secrets: str | None) -> str:
 def checked_api_key(value: str | None, variable: str) -> str:
     """The key in ``$variable`` ready for an HTTP header: surrounding whitespace (a key file with CRLF) is
     stripped with a warning; a non-ASCII character or whitespace inside is one error line (never shown)."""
-    import sys
 
     if not value or not value.strip():
         return "EMPTY"
@@ -271,7 +272,6 @@ def json_payload(response) -> Any:
     """The JSON body of a 200 reply (``FatalRequestError`` for other statuses, retryable if not JSON or nested
     deeper than Python can read). A lone surrogate (``\\ud800``, not a character) becomes U+FFFD here, so
     it can never fail a later write."""
-    import json
 
     if response.status_code != 200:
         raise FatalRequestError(f"HTTP {response.status_code}: {excerpt(response, 160)}")
@@ -373,7 +373,6 @@ class EndpointConfig(BaseModel):
 
     def api_key(self) -> str:
         """The key from the environment (``EMPTY`` for servers that need none), checked (``checked_api_key``)."""
-        import os
 
         return checked_api_key(os.environ.get(self.api_key_env), self.api_key_env)
 

@@ -36,6 +36,9 @@ from mathlora.report.grading import Run, _graded, problem_levels, report_runs
 from mathlora.report.plots import _save, accuracy_figure, checkpoints_figure, plot_style
 from mathlora.report.render import CSS, Doc, snippet_new_tokens
 from mathlora.report.sections import _configuration, _data_sections, _math, _retention, _summary, _timings, _training
+from mathlora.modeling.adapters import hub_id
+from mathlora.modeling.models import split_hub_id
+from mathlora.modeling.templates import TEMPLATES
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -194,9 +197,6 @@ def _artifacts(lay: RunLayout) -> list[list[str]]:
 
 def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     """"How to use these artifacts": the commands and the Python that load them."""
-    from mathlora.modeling.adapters import hub_id
-    from mathlora.modeling.models import split_hub_id
-    from mathlora.modeling.templates import TEMPLATES
 
     run = lay.root.as_posix()
     calculator = bool((cfg.get("eval") or {}).get("calculator"))

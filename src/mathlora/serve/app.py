@@ -31,6 +31,7 @@ from starlette.routing import Route
 from mathlora.serve import protocol
 from mathlora.serve.engines import Cancelled, UpstreamError
 from mathlora.serve.protocol import ChatRequest, CompletionRequest, Limits, RequestError
+from mathlora.modeling.templates import render_prompt
 
 
 def _error(status: int, message: str, headers: dict | None = None, **kw) -> JSONResponse:
@@ -80,7 +81,6 @@ def build_app(engine, *, served: str, template: str, scope: str, limits: Limits 
     """The app over ``engine``; ``served`` is the model name clients use, ``scope`` where answers are read;
     ``api_key``: the key clients must send (None: none needed); ``shutdown``: the server's (see the module
     docstring)."""
-    from mathlora.modeling.templates import render_prompt
 
     shutdown = shutdown or Shutdown()
     if hasattr(engine, "cancel"):

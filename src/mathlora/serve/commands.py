@@ -13,10 +13,37 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+import stat
+import json
+import sys
+import importlib.util
+import ipaddress
+import socket
+import os
 
 from mathlora.app.cliargs import add_config_args, add_runtime_args, flag, option
 from mathlora.app.config import Config
 from mathlora.errors import MathloraError
+from mathlora.modeling.adapters import require_adapter_dir
+from mathlora.app.cliargs import config_from_args, run_config_from_args
+from mathlora.run_dir.layout import RunLayout
+from mathlora.modeling.templates import get_template
+from mathlora.evaluate.commands import add_served_model
+from mathlora.serve.protocol import clean_text
+from mathlora.app.cliargs import runtime_from
+from mathlora.arith.answers import extract_prediction_answer, resolve_scope
+from mathlora.evaluate.backend import generate
+from mathlora.evaluate.predict import stop_strings
+from mathlora.modeling.templates import render_prompt
+from mathlora.app.cliargs import on_off
+from mathlora.arith.answers import resolve_scope
+from mathlora.serve.protocol import Limits
+from mathlora.serve.run import GRACE_SECONDS, serve_app
+from mathlora.modeling.openai_client import checked_api_key
+from mathlora.modeling.openai_client import public_url
+from mathlora.serve.engines import ProxyEngine, proxy_client
+from mathlora.evaluate import generation
+from mathlora.serve.engines import LocalEngine
 
 
 @dataclass(frozen=True)
@@ -47,10 +74,6 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     """The target of ``args`` (see the module docstring); one-line errors for a bad run folder or adapter.
     ``need_adapter`` False: a run's adapter is not looked for (a server elsewhere applies it); None: looked for
     unless ``eval.backend`` is ``openai``."""
-    from mathlora.modeling.adapters import require_adapter_dir
-    from mathlora.app.cliargs import config_from_args, run_config_from_args
-    from mathlora.run_dir.layout import RunLayout
-    from mathlora.modeling.templates import get_template
 
     adapter = args.adapter
     layout = None
@@ -78,8 +101,6 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
 
 
 def register(sub) -> None:
-    from mathlora.evaluate.commands import add_served_model
-
     a = sub.add_parser("ask", help="answer math problems from the shell (the base model, --adapter or --run)",
                        description="Prints the worked solution and the final answer of each problem: the "
                                    "arguments, the lines of --file, or the lines of standard input. The calculator "
@@ -141,7 +162,6 @@ def _read_capped(stream, what: str) -> str:
 def _read_file(name: str) -> str:
     """``--file``'s text: a regular file or a pipe (``<(...)``), read up to the cap; anything else says what it
     is."""
-    import stat
 
     path = Path(name)
     try:
@@ -166,10 +186,7 @@ def read_problems(args) -> list[str]:
     """The problems to ask: the arguments, else ``--file``'s lines, else standard input's (at most
     ``MAX_ASK_BYTES``). A line that is a JSON object must have a non-empty ``"problem"`` string; lone
     surrogates (undecodable bytes) become U+FFFD."""
-    import json
-    import sys
 
-    from mathlora.serve.protocol import clean_text
 
     if args.problem and args.file:
         raise MathloraError("give problems as arguments or with --file, not both")
@@ -208,17 +225,9 @@ def read_problems(args) -> list[str]:
 
 
 def cmd_ask(args) -> int:
-    import json
 
-    from mathlora.app.cliargs import runtime_from
-    from mathlora.arith.answers import extract_prediction_answer, resolve_scope
-    from mathlora.evaluate.backend import generate
-    from mathlora.evaluate.predict import stop_strings
-    from mathlora.modeling.templates import render_prompt
 
-    import sys
 
-    from mathlora.app.cliargs import on_off
 
     problems = read_problems(args)
     target = resolve_target(args)
@@ -249,17 +258,10 @@ def cmd_ask(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import importlib.util
-
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise MathloraError(f"mathlora serve needs {' and '.join(missing)}: pip install 'mathlora[serve]'")
-    from mathlora.app.cliargs import runtime_from
-    from mathlora.arith.answers import resolve_scope
     from mathlora.serve.app import build_app
-    from mathlora.serve.protocol import Limits
-    from mathlora.evaluate.predict import stop_strings
-    from mathlora.serve.run import GRACE_SECONDS, serve_app
 
     for flag, value in (("--max-tokens-limit", args.max_tokens_limit), ("--max-prompt-chars", args.max_prompt_chars)):
         if value < 1:
@@ -279,10 +281,8 @@ def cmd_serve(args) -> int:
                                 "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --upstream-model NAME instead")
         engine, served, mode = _proxy(args, cfg, target.calculator, stop)
     else:
-        from mathlora.evaluate.generation import load_inference_model
-        from mathlora.serve.engines import LocalEngine
-
-        lm, tok = load_inference_model(target.model, target.adapter, runtime_from(cfg), merge=cfg.eval.merge_adapter)
+        lm, tok = generation.load_inference_model(target.model, target.adapter, runtime_from(cfg),
+                                                  merge=cfg.eval.merge_adapter)
         batch = cfg.eval.batch_size if isinstance(cfg.eval.batch_size, int) else 16
         engine = LocalEngine(lm, tok, max_length=cfg.eval.max_length, batch_size=batch, calculator=target.calculator,
                              long_prompts=cfg.eval.long_prompts, stop=stop)
@@ -307,8 +307,6 @@ def cmd_serve(args) -> int:
 
 def is_loopback(host: str) -> bool:
     """Whether every address ``host`` names is this machine's loopback (127.0.0.0/8, ::1)."""
-    import ipaddress
-    import socket
 
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -325,9 +323,7 @@ def server_api_key(given: str | None, host: str) -> str | None:
     """The key clients must send: ``--api-key``, else ``$MATHLORA_API_KEY``; a one-line error when there is
     none and ``host`` is beyond loopback (anyone on the network could use the model, and a proxy's upstream
     key)."""
-    import os
 
-    from mathlora.modeling.openai_client import checked_api_key
 
     source = "--api-key" if given is not None else f"${API_KEY_ENV}"
     value = given if given is not None else os.environ.get(API_KEY_ENV)
@@ -342,9 +338,6 @@ def server_api_key(given: str | None, host: str) -> str | None:
 
 
 def _proxy(args, cfg, calculator: bool, stop=()):
-    from mathlora.modeling.openai_client import public_url
-    from mathlora.serve.engines import ProxyEngine, proxy_client
-
     end = cfg.eval.endpoint
     upstream_model = args.upstream_model or cfg.eval.model
     if not upstream_model:

@@ -18,9 +18,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+import re
+import copy
+import threading
+import dataclasses
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.generation import Generation
+from mathlora.evaluate.remote import CompletionsClient
+from mathlora.modeling.openai_client import FatalRequestError, RetryableError
+from mathlora.evaluate.generation import generate_greedy
+from mathlora.evaluate.remote_calculator import CalculatorLoop
+from mathlora.modeling.openai_client import GaveUp, parse_retry_after
 
 
 class UpstreamError(MathloraError):
@@ -36,7 +45,6 @@ class UpstreamError(MathloraError):
 
 def upstream_status(message: str) -> int:
     """The client status for an upstream failure whose message starts ``HTTP <code>``."""
-    import re
 
     m = re.match(r"HTTP (\d{3})", message)
     code = int(m.group(1)) if m else 0
@@ -80,8 +88,6 @@ class _Job:
 class LocalEngine:
     def __init__(self, model, tokenizer, *, max_length: int, batch_size: int, calculator: bool,
                  long_prompts: str = "skip", stop: tuple[str, ...] | list[str] = ()):
-        import copy
-        import threading
 
         tokenizer.split_special_tokens = True  # '</s>' in a request is text, as in training (data.tokenize)
         self._cancelled = threading.Event()
@@ -126,8 +132,6 @@ class LocalEngine:
         return await job.done
 
     def _generate(self, prompts: list[str], max_tokens: int) -> list[Generation]:
-        from mathlora.evaluate.generation import generate_greedy
-
         return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=max_tokens,
                                max_length=self.max_length, batch_size=self.batch_size, progress=False,
                                calculator=self.calculator, long_prompts=self.long_prompts, stop=self.stops)
@@ -169,8 +173,6 @@ MAX_CHARS_PER_TOKEN = 32  # an upstream reply longer than max_tokens * this igno
 def proxy_client(**kw):
     """The upstream's completions client for the proxy: a 429 is passed to the client at once (with its
     Retry-After), never waited out while the client hangs on."""
-    from mathlora.evaluate.remote import CompletionsClient
-    from mathlora.modeling.openai_client import FatalRequestError, RetryableError
 
     class ProxyClient(CompletionsClient):
         async def retry(self, call):
@@ -188,8 +190,6 @@ def proxy_client(**kw):
 
 class ProxyEngine:
     def __init__(self, client, *, calculator: bool, deadline: float = 120.0):
-        from mathlora.evaluate.remote_calculator import CalculatorLoop
-
         self.client = client  # evaluate.remote.CompletionsClient
         self.calculator = calculator
         self.deadline = deadline  # seconds for one request's whole answer, retries included
@@ -218,9 +218,7 @@ class ProxyEngine:
             await self._http.aclose()
 
     async def _one(self, prompt: str, max_tokens: int) -> Generation:
-        import dataclasses
 
-        from mathlora.modeling.openai_client import GaveUp, parse_retry_after
 
         assert self._slots is not None
         if self._cancelled:
@@ -238,8 +236,6 @@ class ProxyEngine:
             status = upstream_status(message)
             retry = None
             if status == 429:
-                import re
-
                 m = re.search(r"retry after ([0-9.]+)s", message)
                 retry = parse_retry_after(m.group(1)) if m else None
             raise UpstreamError(f"{where}: {message} (after {e.attempts} attempt(s))", status, retry) from None

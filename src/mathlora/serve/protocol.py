@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mathlora.evaluate.generation import cut_at_stop
+from mathlora.arith.answers import extract_prediction_answer
 
 
 class RequestError(Exception):
@@ -163,7 +164,6 @@ def chat_problem(req: ChatRequest, limits: Limits) -> str:
 
 def choice_fields(gen, stops: list[str], scope: str) -> dict:
     """text, finish_reason and mathlora's extras (the final answer, the calculator's counts) of one choice."""
-    from mathlora.arith.answers import extract_prediction_answer
 
     text, cut = cut_at_stop(gen.completion, stops)
     answer = extract_prediction_answer(text, scope)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import math
 
 from mathlora.errors import MathloraError
 
@@ -117,7 +118,6 @@ def connection_cap(wanted: int = MAX_CONNECTIONS, spare: int = 128) -> int:
 def server_config(app, *, grace: float = GRACE_SECONDS, header_seconds: float = HEADER_SECONDS,
                   max_connections: int | None = None):
     """uvicorn's config for ``app`` with the limits of the module docstring."""
-    import math
 
     import uvicorn
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mathlora.app.cliargs import add_config_args, add_output, config_from_args, option, show_progress
 from mathlora.errors import MathloraError
+from mathlora.run_dir.records import read_records
+from mathlora.synth.stage import synth_data
 
 
 def parse_type_list(text: str) -> list[str]:
@@ -44,8 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_synth_command(args: argparse.Namespace) -> int:
     """The synth stage's entry function (``synth_data``) on the command line: ``--output`` is its training set
     (or its SQuAD set with ``--kind squad``), ``--test-output`` its held-out test set."""
-    from mathlora.run_dir.records import read_records
-    from mathlora.synth.stage import synth_data
 
     cfg = config_from_args(args)
     output = Path(args.output)

@@ -19,6 +19,7 @@ from mathlora.arith import families
 from mathlora.data.apportion import largest_remainder
 from mathlora.arith.numbers import format_number
 from mathlora.errors import MathloraError
+from mathlora.arith.worked import rewrite_solution
 
 MAX_TRIES_PER_RECORD = 2000
 TEST_SEED_OFFSET = 1_000_003  # the held-out set's own stream: never the training set's
@@ -240,7 +241,6 @@ def apply_style(record: dict, style: str) -> dict:
 
     A generated answer always agrees with its worked solution; a disagreement is a bug, so it raises.
     """
-    from mathlora.arith.worked import rewrite_solution
 
     result = rewrite_solution(record["problem"], record["solution"], style)
     if result.status in ("mismatch", "refused"):

@@ -15,6 +15,10 @@ from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
 from mathlora.run_dir.stage import DATA_KEYS, Stage
 from mathlora.synth.config import SynthConfig
+from mathlora.synth.competition import TEST_SEED_OFFSET, generate, generate_train_and_test
+from mathlora.synth.squad import generate_squad
+from mathlora.data.stage import train_problems
+from mathlora.data.stage import ingest_inputs
 
 
 def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
@@ -29,8 +33,6 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
     The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
     with ``user_train`` given (and ``train_out`` None) the test set excludes the user's problems instead.
     """
-    from mathlora.synth.competition import TEST_SEED_OFFSET, generate, generate_train_and_test
-    from mathlora.synth.squad import generate_squad
 
     counts: dict = {}
     if train_out is not None or test_out is not None:
@@ -60,8 +62,6 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
 # -- the declaration (``mathlora.run_dir.stage``) ----------------------------------------------------------------
 
 def _synth(ctx) -> dict:
-    from mathlora.data.stage import train_problems
-
     cfg = ctx.cfg
     # the problems of the user's training data, in its format (the test set is drawn disjoint from them)
     user_train = train_problems(ctx) if cfg.data.train is not None else None
@@ -70,8 +70,6 @@ def _synth(ctx) -> dict:
 
 
 def _synth_inputs(ctx) -> dict:
-    from mathlora.data.stage import ingest_inputs
-
     return {"train": p for p in ingest_inputs(ctx, "train").values()} if ctx.cfg.data.train else {}
 
 

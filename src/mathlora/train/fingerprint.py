@@ -15,11 +15,11 @@ from mathlora.modeling.runtime import Runtime
 from mathlora.run_dir.same_result import result_settings
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.job import TrainJob, tokens_file
+from mathlora.modeling.models import model_identity
 
 
 def run_settings(job: TrainJob, tokens: Path) -> dict:
     """What ``run_fingerprint`` hashes, readable: the manifest keeps it to name what changed."""
-    from mathlora.modeling.models import model_identity
 
     return {"model": job.model, "model_identity": model_identity(job.model), "seed": job.seed,
             "lora": job.lora.model_dump(mode="json"), "train": result_settings(job.train),

@@ -6,6 +6,8 @@ from mathlora.modeling.compat import quiet_peft
 from mathlora.errors import MathloraError
 from mathlora.train.config import LoraConfig
 from mathlora.train.job import TrainJob
+from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
+from mathlora.modeling.models import load_model
 
 
 def apply_lora(model, lora: LoraConfig):
@@ -34,8 +36,6 @@ def build_model(job: TrainJob, runtime, *, before_lora=None, recompute: bool | N
     """
     import torch
 
-    from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
-    from mathlora.modeling.models import load_model
 
     torch.manual_seed(job.seed)
     model = load_model(job.model, runtime.replace(device="cpu"))
