@@ -18,7 +18,7 @@ SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "label.model=null",
 
 
 def test_every_shipped_config_is_covered():
-    assert CONFIGS == ["demo", "gpu_smollm2", "llama3_8b_lora"]
+    assert CONFIGS == ["demo", "demo_notool", "gpu_smollm2", "llama3_8b_lora"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
