@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.memory import auto_batch_size, kv_bytes_per_token, resolve_batch_size, sequence_bytes
 from mathlora.evaluate.predict import predict_file
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 SMOLLM2 = SimpleNamespace(num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3,
                           intermediate_size=1536, vocab_size=49152)
@@ -34,7 +34,7 @@ def test_auto_batch_size_by_memory():
 def test_auto_on_cpu_predicts_like_a_fixed_batch(tmp_path):
     from mathlora.evaluate.generation import load_inference_model
 
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     lm, _ = load_inference_model("tiny-random-llama", None, Runtime("cpu", "fp32"))
     assert resolve_batch_size("auto", lm, max_length=64, prompts=3) == 3 and resolve_batch_size(5, lm, max_length=64,

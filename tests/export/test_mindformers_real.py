@@ -42,7 +42,7 @@ def test_mindformers_builds_loads_our_checkpoint_and_trains_two_steps(tmp_path, 
     import mindspore as ms
     import numpy as np
 
-    from mathlora.cli import main
+    from mathlora.app.cli import main
     from mathlora.export import ms_names
     from mathlora.export.mindformers import RUNNER_NAME
 
@@ -128,7 +128,7 @@ def test_ascend_yaml_names_only_what_mindformers_has(run_dir, tmp_path, capsys):
     (--mindformers 1.3) names FP32StateAdamWeightDecay, which the installed MindFormers no longer has."""
     import json
 
-    from mathlora.cli import main
+    from mathlora.app.cli import main
     from mathlora.export.mindformers import YAML_NAME
 
     paths = []

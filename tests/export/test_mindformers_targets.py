@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mathlora.cli import main
-from mathlora.config import load_config
+from mathlora.app.cli import main
+from mathlora.app.config import load_config
 from mathlora.errors import MathloraError
 from mathlora.export import mf_runner
 from mathlora.export.mf_targets import CPU_SWITCHES, DEFAULT_MINDFORMERS, MINDSPORE_FOR, mindformers_release

@@ -76,5 +76,7 @@ def test_target_modules_translate_to_mindformers_regex():
     full = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "down_proj", "up_proj"]
     assert ms_names.target_modules_regex(full) == ".*wq|.*wk|.*wv|.*wo|.*w1|.*w2|.*w3"
     assert ms_names.target_modules_from_regex(".*wq|.*wk|.*wv|.*wo|.*w1|.*w2|.*w3") == full
+    # peft's all-linear (the demo_notool recipe): every linear layer but the LM head, i.e. all seven
+    assert ms_names.target_modules_regex(["all-linear"]) == ".*wq|.*wk|.*wv|.*wo|.*w1|.*w2|.*w3"
     with pytest.raises(MathloraError, match="no MindFormers llama equivalent"):
         ms_names.target_modules_regex(["q_proj", "lm_head"])

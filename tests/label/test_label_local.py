@@ -5,8 +5,8 @@ from competition_style import competition_records
 from mathlora.errors import MathloraError
 from mathlora.label.local import common_prefix_length, digit_token_ids, judge_text, load_local_judge
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt, default_prompt
-from mathlora.models import load_model, load_tokenizer
-from mathlora.runtime import Runtime
+from mathlora.modeling.models import load_model, load_tokenizer
+from mathlora.modeling.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,10 @@ def test_smollm2_local_judge():
     digits = full[judge.digit_ids]
     assert torch.allclose(batched[0], digits / digits.sum(), atol=1e-4)
     assert digits.sum() > 0.5
+
+
+def test_the_default_runtime_is_the_resolved_one():
+    """B3: ``runtime=None``, documented as the default runtime, was an AttributeError."""
+    short = RubricPrompt("Rate {problem} {solution}\n", "test")
+    judge = load_local_judge("tiny-random-llama", short, None, batch_size=2)
+    assert next(judge.model.parameters()).device.type == Runtime.resolve().device.split(":")[0]

@@ -29,7 +29,7 @@ prompt's end (``Response: `` + ``<<``) counts one token fewer. On the demo's tun
 problems, a transformers server with vLLM's stop semantics) 38 completions were identical, every
 calculator-family one among them; the counts were one lower.
 
-Each request goes through the shared client (``mathlora.openai_client``): retries with backoff, the per-request
+Each request goes through the shared client (``mathlora.modeling.openai_client``): retries with backoff, the per-request
 deadline, ``Retry-After``; prompts run ``concurrency`` at once, their pieces one after another. A server with
 prefix caching (vLLM's automatic prefix caching) reuses the KV cache of prompt + text so far, so a
 continuation costs about its new tokens.
@@ -41,11 +41,31 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mathlora.evaluate.generation import Generation, cut_at_stop
-from mathlora.openai_client import AskAgain, GaveUp, json_payload
+from mathlora.modeling.openai_client import AskAgain, GaveUp, RetryableError, json_payload
+from mathlora.arith import calculator as calculator_module
+from mathlora.arith.calculator import CalculatorError
 
 STOP = "="
 _INCLUDE = "include_stop_str_in_output"
 _NO_INFO = object()
+
+
+def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
+    """(text, stopped at a stop token, completion tokens, prompt tokens) of a completions reply."""
+    try:
+        choice = payload["choices"][0]
+        text = choice["text"]
+    except (KeyError, IndexError, TypeError):
+        raise RetryableError("malformed response: no choices[0].text") from None
+    if not isinstance(text, str):
+        raise RetryableError("malformed response: choices[0].text is not a string")
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    completion_tokens = usage.get("completion_tokens")
+    prompt_tokens = usage.get("prompt_tokens")
+    return (text, choice.get("finish_reason") == "stop",
+            completion_tokens if isinstance(completion_tokens, int) else None,
+            prompt_tokens if isinstance(prompt_tokens, int) else None)
 
 
 def open_expression(text: str) -> str | None:
@@ -75,8 +95,6 @@ class Piece:
 
 def read_piece(payload, text_so_far: str) -> Piece:
     """Where one completions reply stopped (see the module docstring)."""
-    from mathlora.evaluate.remote import read_choice
-
     text, stopped, completion_tokens, prompt_tokens = read_choice(payload)
     if not stopped:
         return Piece(text, False, False, prompt_tokens, completion_tokens)
@@ -93,10 +111,8 @@ class CalculatorLoop:
     """Decodes prompts piece by piece through a :class:`~mathlora.evaluate.remote.CompletionsClient`."""
 
     def __init__(self, client, calculate: Callable[[str], str] | None = None):
-        from mathlora.calculator import calculate as default_calculate
-
         self.client = client
-        self.calculate = calculate or default_calculate
+        self.calculate = calculate or calculator_module.calculate
         self.include_stop = True  # dropped (and the request repeated) if the server refuses the field
 
     async def _ask(self, http, prompt: str, text: str, max_tokens: int, min_tokens: int) -> Piece:
@@ -111,8 +127,6 @@ class CalculatorLoop:
 
     async def _stopped_at_equals(self, http, prompt: str, text: str) -> bool:
         """Whether the model's next token after ``text`` writes ``=`` (one token, no stop strings)."""
-        from mathlora.evaluate.remote import read_choice
-
         async def ask() -> bool:
             response = await self.client.post(http, self.client.body(prompt + text, 1, 0))
             return read_choice(json_payload(response))[0].startswith(STOP)
@@ -121,7 +135,6 @@ class CalculatorLoop:
 
     async def complete(self, http, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> Generation:
         """One prompt's calculator-assisted completion; ``GaveUp`` when a piece's request keeps failing."""
-        from mathlora.calculator import CalculatorError
 
         text, used, pending = "", 0, 0   # pending: characters the calculator appended since the last reply
         first: int | None = None

@@ -2,7 +2,6 @@
 
 Reads the run folder (``config.yaml``: the resolved recipe; ``tokens/``: ``stats.json`` and ``tokens.parquet``)
 and the base model's HF config, and writes into the output folder::
-
     finetune_mathlora.yaml   run_mode finetune, LlamaForCausalLM with pet_config (LoRA), the recipe's optimizer,
                              schedule, batch, epochs, seed, checkpointing and recompute
     tokens.mindrecord(.db)   input_ids/labels padded to seq_length + 1 (MindFormers drops the last position)
@@ -38,6 +37,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+import shutil
+import tempfile
 
 import yaml
 
@@ -46,9 +47,15 @@ from mathlora.export import mf_runner, ms_names
 from mathlora.export.mf_targets import (CPU_SWITCHES, DEFAULT_MINDFORMERS, MINDSPORE_FOR, check_devices,
                                         device_target_of, mindformers_release, optimizer_type)
 from mathlora.export.recipe import RunRecipe
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
+from mathlora.run_dir.tokens import IGNORE
+from mathlora.export.ms_ckpt import hf_config
+from mathlora.train.schedule import total_steps
+from mathlora.data.tokenize import read_tokens, write_mindrecord
+from mathlora.modeling.models import load_tokenizer
+from mathlora.run_dir.atomic import write_text_atomic
+from mathlora.export.ms_ckpt import require_mindspore
 
 YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"
@@ -82,7 +89,6 @@ def load_run(run_dir) -> tuple[RunRecipe, dict]:
 
 def base_config_dict(spec: str) -> dict:
     """The base model's HF config as a dict (no weights loaded)."""
-    from mathlora.export.ms_ckpt import hf_config
 
     return hf_config(spec).to_dict()
 
@@ -104,6 +110,14 @@ def batch_layout(global_batch: int, micro_batch: int, devices: int) -> tuple[int
     return batch, per_device // batch
 
 
+def recompute_flags(gradient_checkpointing) -> dict:
+    """``train.gradient_checkpointing`` as the booleans MindFormers reads: ``selective`` is its
+    ``select_recompute``; ``auto`` (a CUDA memory plan, none on Ascend) recomputes every layer."""
+    if gradient_checkpointing == "selective":
+        return {"recompute": False, "select_recompute": True}
+    return {"recompute": gradient_checkpointing in (True, "auto"), "select_recompute": False}
+
+
 def checkpoint_interval(save_steps, total: int) -> int:
     """MindFormers saves every N steps: the recipe's interval, the gcd of its list, or the last step."""
     if save_steps is None:
@@ -120,8 +134,6 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
                        mindformers: str = DEFAULT_MINDFORMERS, device_target: str = "ascend") -> dict:
     """The MindFormers finetune config (a dict) for a mathlora recipe ``cfg`` and base HF config ``hf``, for
     MindFormers release ``mindformers`` on ``device_target`` (ascend or cpu)."""
-    from mathlora.train.schedule import total_steps
-
     release, target = mindformers_release(mindformers), device_target_of(device_target)
     cpu = target == "cpu"
     check_devices(target, devices)
@@ -133,7 +145,9 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
     if records < 1:
         raise MathloraError("tokens/stats.json counts no kept record")
     total = total_steps(records, tc.global_batch_size, tc.epochs, tc.max_steps)
-    batch, accumulation = batch_layout(tc.global_batch_size, tc.micro_batch_size, devices)
+    # MindFormers plans no memory: ``auto`` (the CUDA memory plan's choice) becomes one row a pass
+    batch, accumulation = batch_layout(tc.global_batch_size, 1 if tc.micro_batch_size == "auto" else
+                                       tc.micro_batch_size, devices)
     interval = checkpoint_interval(tc.save_steps, total)
     rope = hf.get("rope_parameters") or {}
     theta = hf.get("rope_theta") or rope.get("rope_theta") or 10000.0
@@ -224,8 +238,7 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
         },
         "micro_batch_interleave_num": 1,
         "recompute_config": {
-            "recompute": tc.gradient_checkpointing,
-            "select_recompute": False,
+            **recompute_flags(tc.gradient_checkpointing),
             "parallel_optimizer_comm_recompute": False,
             "mp_comm_recompute": True,
             "recompute_slice_activation": True,
@@ -302,13 +315,6 @@ def export_mindformers(run_dir, output_dir, *, devices: int | None = None, load_
                        mindformers: str | None = None, device_target: str | None = None) -> dict:
     """Write the finetune YAML, ``run_finetune.py`` (and, with MindSpore installed, the MindRecord tokens) into
     ``output_dir``. ``devices``: 8 on Ascend (one Atlas 800T A2), 1 on CPU."""
-    import shutil
-    import tempfile
-
-    from mathlora.data.tokenize import read_tokens, write_mindrecord
-    from mathlora.models import load_tokenizer
-    from mathlora.run_dir.atomic import write_text_atomic
-
     release, target = mindformers_release(mindformers), device_target_of(device_target)
     if devices is None:
         devices = 1 if target == "cpu" else 8
@@ -318,10 +324,8 @@ def export_mindformers(run_dir, output_dir, *, devices: int | None = None, load_
     if out.exists() and not out.is_dir():
         raise MathloraError(f"output {out} exists and is a file; expected a folder path")
     if mindrecord:
-        from mathlora.export.ms_ckpt import require_mindspore
-
         require_mindspore("the MindRecord tokens of export mindformers (or give --no-mindrecord)")
-    tokens_dir = Path(run_dir) / "tokens"
+    tokens_dir = RunLayout(run_dir).tokens
     table = read_tokens(tokens_dir) if mindrecord else None
     tok = load_tokenizer(cfg.model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -362,11 +366,16 @@ def export_mindformers(run_dir, output_dir, *, devices: int | None = None, load_
     if target == "cpu":
         notes.append("device target cpu: float32, no flash attention or fused RMSNorm, RoPE by slicing, no dataset "
                      "sink; run_finetune.py checks gradients are finite in place of the Ascend overflow check")
-    micro = cfg.train.micro_batch_size
-    if devices == 1 and isinstance(micro, int) and data["runner_config"]["batch_size"] > micro:
+    micro, runner = cfg.train.micro_batch_size, data["runner_config"]
+    if devices == 1 and runner["batch_size"] > (1 if micro == "auto" else micro):
         notes.append(f"one device: MindFormers accumulates gradients only in parallel mode, so batch_size is the "
-                     f"global batch {data['runner_config']['batch_size']} (train.micro_batch_size "
-                     f"{cfg.train.micro_batch_size} has no counterpart)")
+                     f"global batch {runner['batch_size']} (train.micro_batch_size {micro} has no counterpart)")
+    elif micro == "auto":
+        notes.append(f"train.micro_batch_size auto -> batch_size 1 with gradient_accumulation_steps "
+                     f"{runner['gradient_accumulation_steps']} (MindFormers plans no memory; set "
+                     f"train.micro_batch_size for more rows a pass)")
+    if cfg.train.gradient_checkpointing == "auto":
+        notes.append("train.gradient_checkpointing auto -> recompute: true (every layer; MindFormers plans no memory)")
     if tc_fraction(cfg.train.epochs):
         notes.append(f"train.epochs {cfg.train.epochs} rounds up to {math.ceil(cfg.train.epochs)} "
                      f"(runner_config.epochs is whole)")

@@ -136,7 +136,10 @@ def lora_target(name: str) -> str:
 
 
 def target_modules_regex(target_modules: list[str]) -> str:
-    """``["q_proj", "v_proj"]`` -> ``".*wq|.*wv"`` (MindFormers ``pet_config.target_modules``)."""
+    """``["q_proj", "v_proj"]`` -> ``".*wq|.*wv"`` (MindFormers ``pet_config.target_modules``); peft's
+    ``all-linear`` (every linear layer but the LM head) names all seven projections."""
+    if list(target_modules) == ["all-linear"]:
+        target_modules = list(PROJ)
     unknown = [t for t in target_modules if t not in PROJ]
     if unknown:
         raise MathloraError(f"lora.target_modules {', '.join(unknown)} have no MindFormers llama equivalent "

@@ -9,7 +9,6 @@ or another fsspec URL, or ``hf://user/repo`` (a Hugging Face Hub model repositor
 credentials in it is refused, and every message is scrubbed of credential values.
 
 What goes (remote paths mirror the run folder)::
-
     train/checkpoints/step-N/  adapter_config.json, adapter_model.safetensors, README.md (model card),
                                merged/ (when the checkpoint was merged)
     train/adapter/             the final adapter + README.md (model card)
@@ -51,11 +50,14 @@ from pathlib import Path
 from typing import Callable
 
 from mathlora import __version__
-from mathlora.adapters import ADAPTER_FILES
+from mathlora.modeling.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
 from mathlora.export.recipe import RunRecipe
 from mathlora.export.store import Remote, destination, scrub
+from mathlora.run_dir.atomic import json_text
 from mathlora.run_dir.hashing import CARD, file_sha256
+from mathlora.run_dir.layout import RunLayout
+from mathlora.export.model_card import is_mathlora_card, run_card
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
@@ -95,7 +97,6 @@ def _tree(root: Path, folder: Path) -> list[Path]:
 def _card_item(root: Path, folder: Path, step: int | None) -> Item:
     """The folder's own card when mathlora wrote it (``mathlora.export.model_card``), else one made from the run
     folder in memory (a run written before cards were kept in it: peft's empty card is never published)."""
-    from mathlora.export.model_card import is_mathlora_card, run_card
 
     card = folder / CARD
     if is_mathlora_card(card):
@@ -128,10 +129,11 @@ def plan(run_dir, *, hub: bool = False) -> list[Item]:
     RunRecipe.read(root)  # a run folder (one-line error otherwise)
     items: list[Item] = []
     adapters: list[tuple[Path, int | None]] = []
-    for step, ckpt in list_checkpoints(root / "train" / "checkpoints"):
+    lay = RunLayout(root)
+    for step, ckpt in list_checkpoints(lay.train_checkpoints):
         adapters.append((ckpt, step))
         items += [_file_item(root, f) for f in _tree(root, ckpt / "merged")]
-    final = root / "train" / "adapter"
+    final = lay.train_adapter
     if all((final / f).is_file() for f in ADAPTER_FILES):
         adapters.append((final, None))
     for folder, step in adapters:
@@ -143,11 +145,11 @@ def plan(run_dir, *, hub: bool = False) -> list[Item]:
             [f for f in _tree(root, folder) if f.name != CARD or f.parent != folder]
         items += [_file_item(root, f) for f in files]
         items.append(_card_item(root, folder, step))
-    items += [_file_item(root, f) for f in _tree(root, root / "merged")]
-    for name in ("report.html", "report.md"):
-        if (root / name).is_file():
-            items.append(_file_item(root, root / name))
-    items += [_file_item(root, f) for f in _tree(root, root / "plots")]
+    items += [_file_item(root, f) for f in _tree(root, lay.merged)]
+    for report in (lay.report_html, lay.report_md):
+        if report.is_file():
+            items.append(_file_item(root, report))
+    items += [_file_item(root, f) for f in _tree(root, lay.plots)]
     if not items:
         raise MathloraError(f"{root} has nothing to publish (no adapter, merged model or report yet)")
     if hub:
@@ -176,7 +178,7 @@ def _manifest(run_dir: Path, url: str, items: list[Item], *, complete: bool, sta
 
 
 def _manifest_item(obj: dict) -> Item:
-    return _bytes_item(MANIFEST_NAME, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    return _bytes_item(MANIFEST_NAME, (json_text(obj) + "\n").encode("utf-8"))  # what write_json_atomic writes
 
 
 def _previous_files(remote: Remote, root: Path, items: list[Item], replace: bool) -> list[str]:

@@ -1,7 +1,6 @@
 """``mathlora train`` and ``mathlora merge``.
 
 Several processes (data parallel)::
-
     torchrun --nproc-per-node 4 -m mathlora train --config llama3_8b_lora
 """
 
@@ -9,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args,
-                              flag, option, runtime_from, show_progress)
-from mathlora.layout import RunLayout
+from mathlora.app.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
+                              flag, option, runtime_from, show_progress, stage_command)
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.guards import lock_for_output
+from mathlora.train.merge import merge_adapter
 
 
 def register(subparsers) -> None:
@@ -31,7 +31,8 @@ def register(subparsers) -> None:
     option(p, "--max-steps", field="train.max_steps", type=int, help="stop after this many optimizer steps")
     option(p, "--lr", field="train.lr", type=float, help="peak learning rate")
     option(p, "--global-batch-size", field="train.global_batch_size", type=int, help="records per step")
-    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int, help="rows per forward pass")
+    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int_or_auto,
+           help="rows per forward pass, or auto (the memory plan's)")
     p.set_defaults(func=run_train)
 
     m = subparsers.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)",
@@ -56,7 +57,6 @@ def run_train(args: argparse.Namespace) -> int:
     layout = RunLayout(cfg.run_dir)
     tokens = Path(args.tokens) if args.tokens else layout.tokens
     output = Path(args.output) if args.output else layout.train
-    from mathlora.run_dir.guards import lock_for_output
 
     # one writer per run folder; under torchrun rank 0 holds the lock for all processes
     with lock_for_output(output / "x" if os.environ.get("RANK", "0") == "0" else None):
@@ -71,13 +71,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from mathlora.train.merge import merge_adapter
-
-    from mathlora.run_dir.guards import lock_for_output
-
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        out = merge_adapter(runtime_from(cfg), args.model, args.adapter, args.output, dtype=args.dtype,
-                            overwrite=args.overwrite)
-    print(f"merged {args.adapter} into {args.model}: {out}", file=sys.stdout)
-    return 0
+    return stage_command(args, lambda cfg: {"merged": merge_adapter(runtime_from(cfg), args.model, args.adapter,
+                                                                    args.output, dtype=args.dtype,
+                                                                    overwrite=args.overwrite)},
+                         title="merge", show=lambda r, cfg: print(f"merged {args.adapter} into {args.model}: "
+                                                                  f"{r['merged']}"))

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mathlora.same_result import NOT_RESULT
+from mathlora.run_dir.same_result import NOT_RESULT
 
 
 class LoraConfig(BaseModel):
@@ -16,12 +16,22 @@ class LoraConfig(BaseModel):
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
-        ["q_proj", "v_proj"], min_length=1, description="module names LoRA adapts (at least one)")
+        ["q_proj", "v_proj"], min_length=1,
+        description="module names LoRA adapts (at least one), or all-linear: every linear layer but the LM head")
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _all_linear(cls, value):  # peft's own "all-linear", kept as a one-name list (every reader takes a list)
+        if value == "all-linear":
+            return ["all-linear"]
+        if isinstance(value, (list, tuple)) and "all-linear" in value and len(value) > 1:
+            raise ValueError("all-linear stands alone (it already names every linear layer)")
+        return value
 
 
 class TrainConfig(BaseModel):
     # fields marked NOT_RESULT change float rounding at most, never which tokens are trained on or how: a resume
-    # may change them, and they never make a finished run stale (mathlora.same_result)
+    # may change them, and they never make a finished run stale (mathlora.run_dir.same_result)
     model_config = ConfigDict(extra="forbid")
 
     epochs: float = Field(3, gt=0)
@@ -64,7 +74,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1, description="write metrics every N steps",
                           json_schema_extra=NOT_RESULT)
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
-        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.tracking): "
+        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.modeling.tracking): "
                                      "tensorboard, wandb, mlflow, each used when installed; [] or none: metrics.jsonl "
                                      "only", json_schema_extra=NOT_RESULT)
 

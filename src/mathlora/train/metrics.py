@@ -1,5 +1,5 @@
 """``metrics.jsonl`` (a row per log step, appended) and the trackers of ``train.report_to`` (TensorBoard, W&B,
-MLflow: ``mathlora.tracking``), written by rank 0 only."""
+MLflow: ``mathlora.modeling.tracking``), written by rank 0 only."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
-from mathlora.records import JsonProblem, dumps_line, parse_json
+from mathlora.run_dir.records import JsonProblem, dumps_line, parse_json
 from mathlora.run_dir.atomic import no_space_message, write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
+from mathlora.train.flops import model_flops, utilization
+from mathlora.modeling.tracking import Trackers
 
 if TYPE_CHECKING:
-    from mathlora.tracking import Trackers
+    from mathlora.modeling.tracking import Trackers
     from mathlora.train.job import TrainJob
 
 SCALARS = ("loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s", "epoch", "mfu")  # train/<name>
@@ -40,7 +42,6 @@ class MetricsLog:
         self.trackers: Trackers | None = None
         if not enabled:
             return
-        from mathlora.tracking import Trackers
 
         names = job.train.report_to if job is not None else ["tensorboard"]
         self.trackers = Trackers.open(names, out, new_runs=start_step == 0, purge_step=start_step + 1,
@@ -96,10 +97,9 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak) -> dict:
-    """Wait for the device, stop on a non-finite step since the last sync, and make the metrics row."""
-    from mathlora.train.flops import model_flops, utilization
-
+def sync_interval(state: TrainState, result: StepResult, interval: Interval) -> tuple[float, float, float]:
+    """Wait for the device, stop on a non-finite step since the last sync, and add the interval to the
+    loop's counters; returns (loss, gradient norm, the interval's seconds)."""
     loss, grad_norm = float(result.loss), float(result.grad_norm)
     if int(state.first_bad):
         bad = int(state.first_bad)
@@ -111,6 +111,14 @@ def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmu
     state.tokens_done = state.tokens_done + interval.tokens if state.tokens_done is not None else None
     state.seconds_done += dt
     state.last_loss = loss
+    return loss, grad_norm, dt
+
+
+def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak, *, loss: float,
+                grad_norm: float, seconds: float) -> dict:
+    """The metrics row of a synced interval (``sync_interval``): a pure formatter, changes nothing."""
+
+    dt = seconds
     row = {"step": state.step, "epoch": round(state.step / state.n_epoch, 4), "loss": loss, "lr": result.lr,
            "grad_norm": grad_norm, "learnable_tokens": result.batch.learnable_tokens,
            "tokens_per_s": interval.learnable / dt, "seconds": round(state.seconds_done, 3),

@@ -3,7 +3,6 @@
 ``train(cfg.train, runtime, tokens_dir, output_dir, lora=cfg.lora, seed=cfg.seed)`` reads the tokenize
 stage's ``tokens.parquet`` and, from its ``stats.json``, the model to train (the spec whose tokenizer made
 the tokens) and the sequence length (the default packing length), and writes::
-
     <output_dir>/
       checkpoints/step-<N>/       adapter_config.json, adapter_model.safetensors (peft),
                                   optimizer.safetensors, trainer_state.json (step, data position, lr, ...),
@@ -54,9 +53,9 @@ from pathlib import Path
 import torch
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.train import speed
-from mathlora.adapters import adapter_problem
+from mathlora.modeling.adapters import adapter_problem
 from mathlora.train.checkpoint import (list_checkpoints, newest_valid_checkpoint, resolve_save_steps,
                                        restore_checkpoint, save_checkpoint)
 from mathlora.train.config import LoraConfig, TrainConfig
@@ -67,11 +66,13 @@ from mathlora.train.fingerprint import run_fingerprint
 from mathlora.train.job import TrainJob, tokens_file
 from mathlora.train.lora import build_model
 from mathlora.train.loss import LearnableTokenLoss, clip_gradients, run_micro_batches
-from mathlora.train.metrics import MetricsLog, metrics_row
+from mathlora.train.metrics import MetricsLog, metrics_row, sync_interval
 from mathlora.train.outputs import SUMMARY, claim_training_folder, clear_outputs, finished_summary
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
 from mathlora.train.state import Interval, StepResult, TrainState
 from mathlora.train.summary import finish
+from mathlora.modeling.models import count_parameters, load_tokenizer
+from mathlora.train.flops import count_matmul_params, peak_tflops
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -121,7 +122,6 @@ def finished_run(out: Path, fingerprint: str, group: ProcessGroup, resume: bool)
 def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenRecord], int], fingerprint: str,
           *, resume: bool) -> TrainState:
     """Model, memory plan, optimizer and schedule; the newest valid checkpoint's position when resuming."""
-    from mathlora.models import count_parameters, load_tokenizer
 
     tc, (records, skipped) = job.train, data
     if tc.global_batch_size % group.world:
@@ -173,16 +173,18 @@ def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenR
                                      device=group.device)
     if opt_state is not None:
         load_optimizer_state(optimizer, wrapped, opt_state)
-    state = TrainState(job, group, out, records, skipped, fingerprint, peft_model, wrapped, optimizer, params,
-                       parameters, plan,
-                       use_liger, load_tokenizer(job.model).pad_token_id or 0,
-                       steps_per_epoch(len(records), tc.global_batch_size), n_total,
-                       warmup_steps(n_total, tc.warmup_ratio), set(resolve_save_steps(tc.save_steps, n_total)),
-                       pack_length, static_shape)
+    position = ({"step": resumed["step"], "learnable_done": resumed["learnable_tokens"],
+                 "seconds_done": resumed["seconds"], "tokens_done": resumed.get("tokens"),
+                 **({"last_loss": resumed["loss"]} if "loss" in resumed else {})} if resumed else {})
+    state = TrainState(job=job, group=group, out=out, records=records, skipped=skipped, fingerprint=fingerprint,
+                       peft_model=peft_model, wrapped=wrapped, optimizer=optimizer, params=params,
+                       parameters=parameters, plan=plan, use_liger=use_liger,
+                       pad_id=load_tokenizer(job.model).pad_token_id or 0,
+                       n_epoch=steps_per_epoch(len(records), tc.global_batch_size), n_total=n_total,
+                       n_warmup=warmup_steps(n_total, tc.warmup_ratio),
+                       save_at=set(resolve_save_steps(tc.save_steps, n_total)), pack_length=pack_length,
+                       static_shape=static_shape, **position)
     if resumed:
-        state.step, state.learnable_done = resumed["step"], resumed["learnable_tokens"]
-        state.seconds_done, state.tokens_done = resumed["seconds"], resumed.get("tokens")
-        state.last_loss = resumed.get("loss", state.last_loss)
         if group.is_main:
             print(f"resuming from {start} (step {state.step}/{n_total})", file=sys.stderr)
     state.checkpoints = [str(p) for s, p in list_checkpoints(ckpt_root) if s <= state.step]
@@ -215,7 +217,6 @@ def train_loop(state: TrainState, *, progress: bool = True) -> dict:
     """The steps; the device is waited for only at log, checkpoint and last steps."""
     from tqdm import tqdm
 
-    from mathlora.train.flops import count_matmul_params, peak_tflops
 
     group, tc = state.group, state.job.train
     metrics = MetricsLog(state.out, state.step, group.is_main, job=state.job)  # train.report_to's trackers
@@ -235,7 +236,8 @@ def train_loop(state: TrainState, *, progress: bool = True) -> dict:
             bar.update(1)
             if not (state.step % tc.log_every == 0 or state.step == state.n_total or state.step in state.save_at):
                 continue
-            row = metrics_row(state, result, interval, matmul, peak)  # waits for the device
+            loss, grad_norm, seconds = sync_interval(state, result, interval)  # waits for the device
+            row = metrics_row(state, result, interval, matmul, peak, loss=loss, grad_norm=grad_norm, seconds=seconds)
             metrics.write(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
             if state.step in state.save_at:
