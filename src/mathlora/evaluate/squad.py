@@ -24,7 +24,7 @@ from pathlib import Path
 
 from mathlora.errors import MathloraError
 from mathlora.arith.answers import first_line
-from mathlora.evaluate.backend import generate
+from mathlora.evaluate.backend import backend_of, generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.run_dir.records import read_json_document, read_jsonl, require_file, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
@@ -239,7 +239,7 @@ def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, 
         preds = {k: first_line(v) for k, v in preds.items()}
         result["predictions"] = str(predictions_in)
     else:
-        if model is None and not (cfg.backend == "openai" and cfg.model):
+        if model is None and not backend_of(cfg).own_model(cfg):
             raise MathloraError("give --model (to generate) or --predictions (completions made elsewhere)")
         out = generate(cfg, runtime, model, adapter, [s["prompt"] for s in samples],
                        max_new_tokens=cfg.squad_max_new_tokens, min_new_tokens=1, progress=progress, desc="squad")
