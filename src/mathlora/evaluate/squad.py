@@ -15,13 +15,13 @@ the gold answers, averaged and reported in percent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import string
 from collections import Counter
 from pathlib import Path
 
+from mathlora.run_dir.hashing import digest
 from mathlora.errors import MathloraError
 from mathlora.arith.answers import first_line
 from mathlora.evaluate.backend import backend_of, generate
@@ -138,10 +138,7 @@ def load_samples(data_path, *, all_questions: bool = False, limit: int | None = 
 
 
 def samples_fingerprint(samples: list[dict]) -> str:
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(json.dumps([s["id"], s["answers"]], ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
+    return digest("".join(json.dumps([s["id"], s["answers"]], ensure_ascii=False) for s in samples), 16)
 
 
 def dump_samples(data_path, output_path, *, all_questions: bool = False, limit: int | None = None) -> int:
