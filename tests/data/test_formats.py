@@ -8,7 +8,7 @@ import re
 
 import pytest
 from tests.cli_helpers import SMALL, assert_one_error, cli
-from tests.test_models import hub_answering_404  # noqa: F401 (a fixture)
+from tests.modeling.test_models import hub_answering_404  # noqa: F401 (a fixture)
 
 from mathlora.data.config import DataConfig, IngestConfig
 from mathlora.data.formats import Format, ReadOptions, choose_format, detect_format, to_record
