@@ -174,7 +174,7 @@ def test_run_log_gets_every_stage_line_per_invocation_and_the_manifest_the_envir
 
 
 def test_scores_go_to_the_trackers_once_at_the_last_training_step(tmp_path):
-    from tests.test_tracking import tensorboard_scalars
+    from tests.modeling.test_tracking import tensorboard_scalars
 
     from mathlora.app.config import load_config
     from mathlora.app.pipeline import Pipeline
@@ -215,7 +215,7 @@ def test_a_run_logs_its_scores_to_mlflow_and_a_fresh_rerun_logs_nothing(tmp_path
     scores in the same MLflow run; the rerun skips every stage and adds nothing to either tracker."""
     import pytest
     from tests.cli_helpers import SMALL as FAST
-    from tests.test_tracking import tensorboard_scalars
+    from tests.modeling.test_tracking import tensorboard_scalars
 
     from mathlora.app.stages import STAGES
 

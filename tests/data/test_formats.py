@@ -8,7 +8,7 @@ import re
 
 import pytest
 from tests.cli_helpers import SMALL, assert_one_error, cli
-from tests.test_models import hub_answering_404  # noqa: F401 (a fixture)
+from tests.modeling.test_models import hub_answering_404  # noqa: F401 (a fixture)
 
 from mathlora.data.config import DataConfig, IngestConfig
 from mathlora.data.formats import Format, ReadOptions, choose_format, detect_format, to_record
@@ -377,3 +377,16 @@ def test_a_hub_dataset_the_hub_does_not_have_stops_before_the_run(hub_answering_
     rc, out, err = cli(capsys, "run", "--no-progress", "--run", tmp_path / "run", *SMALL, "data.train=org/typo")
     assert_one_error(rc, err, "data.train 'org/typo'", "no such dataset")
     assert "[ 1/" not in out
+
+
+def test_each_format_has_one_reader_and_to_record_never_names_a_format():
+    import inspect
+
+    from mathlora.data import format_names, formats, readers
+    assert tuple(readers.READERS) == format_names.FORMATS
+    assert all(r.name == name for name, r in readers.READERS.items())
+    body = inspect.getsource(formats.to_record) + inspect.getsource(formats.detect_format)
+    assert not any(f'"{name}"' in body for name in format_names.FORMATS)
+    assert detect_format(["question", "answer", "id"]) == Format(
+        "problem_solution", {"problem": "question", "solution": "answer"}, True)
+    assert detect_format(["conversations", "question", "answer"]).name == "sharegpt"  # a format before an alias

@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from tests.test_tracking import local_mlflow, needs_mlflow, needs_wandb, offline_wandb, tensorboard_scalars, \
+from tests.modeling.test_tracking import local_mlflow, needs_mlflow, needs_wandb, offline_wandb, tensorboard_scalars, \
     wandb_history  # noqa: F401 (fixtures)
 
 from mathlora.errors import MathloraError

@@ -34,6 +34,7 @@ import sys
 import time
 
 from mathlora import __version__
+from mathlora.evaluate.backend import backend_of
 from mathlora.app.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
@@ -65,7 +66,7 @@ class Pipeline:
                  config_line: str | None = None):
         if stop_after is not None and stop_after not in STAGES:
             raise MathloraError(f"--stop-after {stop_after!r}: unknown stage (allowed: {', '.join(STAGES)})")
-        if cfg.eval.backend != "local":  # one served model name cannot stand for both the base and the tuned model
+        if not backend_of(cfg.eval).holds_model:  # one served model name cannot stand for both the base and the tuned model
             raise MathloraError("mathlora run generates locally (eval.backend=local); use eval.backend=openai with "
                                 "`mathlora predict` / `mathlora eval squad` against a server")
         self.cfg = cfg

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from mathlora.errors import MathloraError
 from mathlora.modeling.models import check_hub_model, model_source
 from mathlora.data.sources import check_source
+from mathlora.label.judges import judge_of
 from mathlora.label.prompt import load_prompt
 from mathlora.run_dir.records import require_file
 from mathlora.modeling.templates import get_template
@@ -40,12 +41,9 @@ def check_config(cfg: "Config") -> None:
     get_template(cfg.template)
     check_hub_model(model_source(cfg.model))
     label = cfg.label
-    if label.judge == "openai":
-        if not label.model:
-            raise MathloraError("the openai judge needs a model name: label.model=NAME")
-    elif label.judge == "local":
-        check_hub_model(model_source(label.model or cfg.model, "label.model"), "label.model")
-    if label.judge != "heuristic":
+    judge = judge_of(label)
+    judge.check(label, cfg.model)
+    if judge.uses_prompt:
         load_prompt(label.prompt_file)
     if label.cache is not None and Path(label.cache).is_dir():
         raise MathloraError(f"label.cache {label.cache} is a directory; expected a SQLite file path")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
                               show_progress, stage_command)
-from mathlora.data.formats import FORMATS
+from mathlora.data.format_names import FORMATS
 import yaml
 from mathlora.app.config import yaml_load
 from mathlora.data.ingest import ingest_file

@@ -15,7 +15,8 @@ Sources (``resolve_source``), chosen from the spec:
   split=..., revision=...)`` with the usual cache (``HF_HOME``, ``HF_DATASETS_CACHE``); ``HF_HUB_OFFLINE=1``
   reads only what the cache holds.
 
-Formats (``ReadOptions.format``; ``auto`` picks from the columns and says which it picked):
+Formats (``ReadOptions.format``; ``auto`` picks from the columns and says which it picked), each read by its
+reader in ``mathlora.data.readers`` (one interface, a registry); the names and roles are ``mathlora.data.format_names``:
 
 * ``problem_solution``: ``problem`` and ``solution`` columns (``columns`` maps other names onto them; ``auto``
   also takes the pairs question/answer, query/response and prompt/completion).
@@ -34,23 +35,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from mathlora.data.format_names import FORMATS, REQUIRED, ROLES
+from mathlora.data.readers import READERS
 from mathlora.errors import MathloraError
 from mathlora.modeling.models import hub_offline as offline
 
 
-FORMATS = ("problem_solution", "alpaca", "sharegpt", "messages")
-# the names a format reads, by the role each plays; data.columns maps a role to the file's column
-ROLES = {"problem_solution": ("problem", "solution"), "alpaca": ("instruction", "input", "output"),
-         "sharegpt": ("conversations",), "messages": ("messages",)}
-REQUIRED = {"problem_solution": ("problem", "solution"), "alpaca": ("instruction", "output"),
-            "sharegpt": ("conversations",), "messages": ("messages",)}
-# other column pairs ``auto`` reads as problem/solution (GSM8K, MetaMathQA, TRL's prompt-completion)
-PAIRS = (("question", "answer"), ("query", "response"), ("prompt", "completion"), ("prompt", "response"))
 DETECT_ROWS = 100  # ``auto`` looks at the columns of this many first rows
-
-USER_ROLES = {"human", "user"}
-ASSISTANT_ROLES = {"gpt", "assistant", "model", "bot", "chatgpt"}
-SYSTEM_ROLES = {"system"}
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow"}
 JSON_SUFFIXES = {".json", ".jsonl", ".ndjson"}
@@ -128,19 +119,14 @@ class Format:
 
 
 def detect_format(columns: Iterable[str]) -> Format | None:
-    """The format the column names say, or None."""
+    """The format the column names say (each reader's ``detect`` in registration order, then each
+    ``detect_alias``), or None."""
     cols = set(columns)
-    if {"problem", "solution"} <= cols:
-        return Format("problem_solution", {"problem": "problem", "solution": "solution"}, True)
-    if {"instruction", "output"} <= cols:
-        return Format("alpaca", {r: r for r in ROLES["alpaca"]}, True)
-    if "conversations" in cols:
-        return Format("sharegpt", {"conversations": "conversations"}, True)
-    if "messages" in cols:
-        return Format("messages", {"messages": "messages"}, True)
-    for problem, solution in PAIRS:
-        if {problem, solution} <= cols:
-            return Format("problem_solution", {"problem": problem, "solution": solution}, True)
+    for detect in ("detect", "detect_alias"):
+        for reader in READERS.values():
+            mapping = getattr(reader, detect)(cols)
+            if mapping is not None:
+                return Format(reader.name, mapping, True)
     return None
 
 
@@ -180,87 +166,17 @@ def hint(fmt: Format | None, columns: Iterable[str] | None) -> str:
     return f"{found}; format {fmt.describe()}"
 
 
-def _text(value: Any) -> str | None:
-    """A turn's content as text: a string, or the text parts of an OpenAI-style content list."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and value and all(isinstance(p, dict) for p in value):
-        parts = [p.get("text") for p in value if p.get("type", "text") == "text"]
-        if parts and all(isinstance(p, str) for p in parts):
-            return "".join(parts)
-    return None
-
-
-def _turn(turn: Any) -> tuple[str | None, str | None]:
-    if not isinstance(turn, dict):
-        return None, None
-    role = turn.get("from", turn.get("role"))
-    content = turn.get("value", turn.get("content"))
-    return (role.lower() if isinstance(role, str) else None), _text(content)
-
-
-def _first_exchange(turns: Any, column: str) -> tuple[dict | None, str | None]:
-    """({problem, solution[, system]}, None) from a conversation, or (None, reason)."""
-    if not isinstance(turns, list):
-        return None, f"{column} is not a list of turns (got {type(turns).__name__})"
-    system: list[str] = []
-    for i, turn in enumerate(turns):
-        role, text = _turn(turn)
-        if role is None:
-            return None, f"{column}[{i}] has no from/role"
-        if role in SYSTEM_ROLES:
-            if text:
-                system.append(text)
-            continue
-        if role not in USER_ROLES:
-            return None, f"{column}[{i}] is a {role} turn before the first user turn"
-        if text is None:
-            return None, f"{column}[{i}], the first user turn, has no text"
-        if i + 1 >= len(turns):
-            return None, f"{column}: no assistant turn after the first user turn"
-        answer_role, answer = _turn(turns[i + 1])
-        if answer_role not in ASSISTANT_ROLES:
-            return None, f"{column}[{i + 1}] is a {answer_role} turn, not the assistant's answer to the first user turn"
-        if answer is None:
-            return None, f"{column}[{i + 1}], the assistant turn, has no text"
-        rec = {"problem": text, "solution": answer}
-        if system:
-            rec["system"] = "\n\n".join(system)
-        rec["_later_turns"] = len(turns) - i - 2
-        return rec, None
-    return None, f"{column}: no user turn"
-
-
 def to_record(obj: Any, fmt: Format | None) -> tuple[dict | None, str | None]:
-    """(record with problem and solution plus the columns the format does not read, None) or (None, reason).
-    The record's text fields are checked by ingest (``check_record``)."""
+    """(record with problem and solution plus the columns the format does not read, None) or (None, reason),
+    through the format's reader (``mathlora.data.readers.READERS``). The record's text fields are checked by
+    ingest (``check_record``)."""
     if not isinstance(obj, dict):
         return None, f"not an object (got {type(obj).__name__})"
     if fmt is None:
         return None, "missing problem"  # no format could be told from the columns: ingest names them
-    cols = fmt.columns
-    used = set(cols.values())
+    used = set(fmt.columns.values())
     rest = {k: v for k, v in obj.items() if k not in used}
-    if fmt.name == "problem_solution":
-        for role in ("problem", "solution"):
-            if cols[role] not in obj:
-                return None, f"missing {cols[role]}" + (f" (the {role})" if cols[role] != role else "")
-        return {**rest, "problem": obj[cols["problem"]], "solution": obj[cols["solution"]]}, None
-    if fmt.name == "alpaca":
-        for role in ("instruction", "output"):
-            if cols[role] not in obj:
-                return None, f"missing {cols[role]}"
-        instruction, extra = obj[cols["instruction"]], obj.get(cols["input"])
-        if not isinstance(instruction, str):
-            return None, f"{cols['instruction']} is not a string (got {type(instruction).__name__})"
-        if extra is not None and not isinstance(extra, str):
-            return None, f"{cols['input']} is not a string (got {type(extra).__name__})"
-        problem = instruction + ("\n" + extra if extra and extra.strip() else "")
-        return {**rest, "problem": problem, "solution": obj[cols["output"]]}, None
-    column = cols[fmt.name if fmt.name == "messages" else "conversations"]
-    if column not in obj:
-        return None, f"missing {column}"
-    rec, reason = _first_exchange(obj[column], column)
+    rec, reason = READERS[fmt.name].convert(obj, fmt.columns)
     if rec is None:
         return None, reason
     return {**rest, **rec}, None

@@ -10,12 +10,12 @@ columns and the mapping to set, at ingest, not stages later.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from itertools import chain
 from pathlib import Path
 
+from mathlora.run_dir.hashing import digest
 from mathlora.data.config import IngestConfig
 from mathlora.data.formats import Format, ReadOptions, choose_format, hint, to_record
 from mathlora.data.sources import Source, iter_rows, peek, resolve_source
@@ -36,7 +36,7 @@ def normalize_whitespace(text: str) -> str:
 def record_id(problem: str, solution: str) -> str:
     """Stable id: hash of the whitespace-normalised problem and solution."""
     key = normalize_whitespace(problem) + "\x1f" + normalize_whitespace(solution)
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return digest(key, 16)
 
 
 def check_record(obj: object) -> str | None:

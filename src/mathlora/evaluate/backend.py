@@ -1,12 +1,16 @@
 """Where completions come from: this process (``eval.backend: local``, the model on the runtime's device) or
-an OpenAI-compatible completions server (``openai``). ``predict`` and ``eval squad`` both generate through
-``generate``, so the backend is chosen in one place."""
+an OpenAI-compatible completions server (``openai``). Each is a ``Backend`` in one registry (``BACKENDS``,
+``backend_of(cfg)``): its generation, whether it holds a loaded model, whether it names its own model, and how
+the settings line shows it. ``predict``, ``eval squad``, ``eval math`` and the eval commands ask it; nothing else
+compares ``eval.backend`` with a name."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, get_args
+
+from mathlora.errors import MathloraError
 
 from mathlora.evaluate.config import EvalConfig
 from mathlora.modeling.runtime import Runtime
@@ -26,10 +30,7 @@ class Generated:
     load_seconds: float = 0.0
     # what made them: local {batch_size, device, dtype}; openai {backend, server, server_model}
     source: dict = field(default_factory=dict)
-
-    @property
-    def remote(self) -> bool:
-        return self.source.get("backend") == "openai"
+    remote: bool = False  # made by a server (its source is recorded with the results)
 
 
 class HeldModel:
@@ -55,8 +56,8 @@ class HeldModel:
 
 
 def hold_model(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter) -> HeldModel | None:
-    """A ``HeldModel`` for the local backend (None for a server: nothing to load)."""
-    return HeldModel(model, adapter, runtime, merge=cfg.merge_adapter) if cfg.backend == "local" else None
+    """A ``HeldModel`` for a backend that loads the model here (None for a server: nothing to load)."""
+    return HeldModel(model, adapter, runtime, merge=cfg.merge_adapter) if backend_of(cfg).holds_model else None
 
 
 def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapter, prompts: list[str], *,
@@ -66,15 +67,24 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
     """Greedy completions of ``prompts`` in input order, by ``cfg.backend`` (``runtime``: local only);
     ``stop``: strings that end a completion (cut before the first); ``held``: the local model, loaded once
     for several calls (default: loaded for this call alone)."""
-    if cfg.backend == "openai":
-        require_no_adapter(adapter)
-        info = server_info(cfg, model)
-        start = time.perf_counter()
-        gens = remote_generate(cfg, prompts, fallback_model=model, max_new_tokens=max_new_tokens,
-                               min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc,
-                               stop=stop)
-        return Generated(gens, time.perf_counter() - start, source=info)
+    return backend_of(cfg).generate(cfg, runtime, model, adapter, prompts, max_new_tokens=max_new_tokens,
+                                    min_new_tokens=min_new_tokens, calculator=calculator, progress=progress,
+                                    desc=desc, stop=stop, held=held)
 
+
+def _remote(cfg: EvalConfig, runtime, model, adapter, prompts, *, max_new_tokens, min_new_tokens, calculator,
+            progress, desc, stop, held) -> Generated:
+    require_no_adapter(adapter)
+    info = server_info(cfg, model)
+    start = time.perf_counter()
+    gens = remote_generate(cfg, prompts, fallback_model=model, max_new_tokens=max_new_tokens,
+                           min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc,
+                           stop=stop)
+    return Generated(gens, time.perf_counter() - start, source=info, remote=True)
+
+
+def _local(cfg: EvalConfig, runtime, model, adapter, prompts, *, max_new_tokens, min_new_tokens, calculator,
+           progress, desc, stop, held) -> Generated:
     (lm, tokenizer), load_seconds = (held or HeldModel(model, adapter, runtime, merge=cfg.merge_adapter)).get(
         model, adapter)
     start = time.perf_counter()
@@ -87,3 +97,38 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
     return Generated(gens, time.perf_counter() - start, load_seconds,
                      {"batch_size": batch_size, "device": str(param.device),
                       "dtype": str(param.dtype).replace("torch.", "")})
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One generation backend. ``generate``: as the module's ``generate``; ``holds_model``: it loads the model
+    in this process (a ``HeldModel`` keeps it for a stage); ``own_model(cfg)``: it names a model itself, so a
+    command needs no ``--model``; ``where(cfg)``: how the settings line shows it."""
+    name: str
+    generate: Callable[..., Generated]
+    holds_model: bool
+    own_model: Callable[[EvalConfig], bool]
+    where: Callable[[EvalConfig], str]
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(backend: Backend) -> Backend:
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def backend_of(cfg: EvalConfig) -> Backend:
+    """The registered backend ``cfg.backend`` names."""
+    try:
+        return BACKENDS[cfg.backend]
+    except KeyError:
+        raise MathloraError(f"eval.backend: unknown backend {cfg.backend!r} (allowed: {', '.join(BACKENDS)})") \
+            from None
+
+
+register(Backend("local", _local, holds_model=True, own_model=lambda cfg: False, where=lambda cfg: "local"))
+register(Backend("openai", _remote, holds_model=False, own_model=lambda cfg: bool(cfg.model),
+                 where=lambda cfg: f"openai {cfg.endpoint.base_url}"))
+assert set(BACKENDS) == set(get_args(EvalConfig.model_fields["backend"].annotation)), "one backend per eval.backend"

@@ -9,6 +9,7 @@ from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_out
                               deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
                               stage_command)
 from mathlora.errors import MathloraError
+from mathlora.evaluate.backend import BACKENDS, backend_of
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.math_eval import evaluate_math
@@ -29,7 +30,7 @@ def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
         option(p, "--batch-size", field="eval.batch_size", type=int_or_auto,
                 help="prompts per batch, or auto (as many as fit on the GPU)")
         add_runtime_args(p)
-        option(p, "--backend", field="eval.backend", choices=["local", "openai"],
+        option(p, "--backend", field="eval.backend", choices=list(BACKENDS),
                help="local (this process) or openai (an OpenAI-compatible completions server, e.g. vLLM)")
         option(p, "--base-url", field="eval.endpoint.base_url", help="openai backend: server URL (default http://127.0.0.1:8000/v1)")
         add_served_model(p)
@@ -149,7 +150,7 @@ def register(subparsers) -> None:
 def print_settings(command: str, args, cfg) -> None:
     """The settings a reader of the results must know, before the work starts (the calculator above all: the
     demo config turns it on)."""
-    where = "local" if cfg.eval.backend == "local" else f"openai {cfg.eval.endpoint.base_url}"
+    where = backend_of(cfg.eval).where(cfg.eval)
     print(f"{command}: calculator {on_off(cfg.eval.calculator)}, solution_style {cfg.solution_style}, template "
           f"{cfg.template}, backend {where} (config: {args.config_layers})", flush=True)
 

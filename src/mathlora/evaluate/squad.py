@@ -15,16 +15,16 @@ the gold answers, averaged and reported in percent.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import string
 from collections import Counter
 from pathlib import Path
 
+from mathlora.run_dir.hashing import digest
 from mathlora.errors import MathloraError
 from mathlora.arith.answers import first_line
-from mathlora.evaluate.backend import generate
+from mathlora.evaluate.backend import backend_of, generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.run_dir.records import read_json_document, read_jsonl, require_file, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
@@ -138,10 +138,7 @@ def load_samples(data_path, *, all_questions: bool = False, limit: int | None = 
 
 
 def samples_fingerprint(samples: list[dict]) -> str:
-    h = hashlib.sha256()
-    for s in samples:
-        h.update(json.dumps([s["id"], s["answers"]], ensure_ascii=False).encode())
-    return h.hexdigest()[:16]
+    return digest("".join(json.dumps([s["id"], s["answers"]], ensure_ascii=False) for s in samples), 16)
 
 
 def dump_samples(data_path, output_path, *, all_questions: bool = False, limit: int | None = None) -> int:
@@ -239,7 +236,7 @@ def evaluate_squad(cfg: EvalConfig, runtime: Runtime | None, model: str | None, 
         preds = {k: first_line(v) for k, v in preds.items()}
         result["predictions"] = str(predictions_in)
     else:
-        if model is None and not (cfg.backend == "openai" and cfg.model):
+        if model is None and not backend_of(cfg).own_model(cfg):
             raise MathloraError("give --model (to generate) or --predictions (completions made elsewhere)")
         out = generate(cfg, runtime, model, adapter, [s["prompt"] for s in samples],
                        max_new_tokens=cfg.squad_max_new_tokens, min_new_tokens=1, progress=progress, desc="squad")

@@ -9,6 +9,7 @@ from mathlora.app.cliargs import (add_config_args, add_input, add_output, add_ru
 from mathlora.label.run import label_file
 from mathlora.errors import MathloraError
 from mathlora.label.run import failure_message
+from mathlora.label.judges import JUDGES, judge_of
 
 
 def register(subparsers) -> None:
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
                                           "in SQLite as they arrive; a rerun asks only what is missing.")
     add_input(p, "records from mathlora ingest (JSON lines)")
     add_output(p, "labeled records (JSON lines)")
-    option(p, "--judge", field="label.judge", choices=["openai", "local", "heuristic"], help="who rates difficulty")
+    option(p, "--judge", field="label.judge", choices=list(JUDGES), help="who rates difficulty")
     option(p, "--base-url", field="label.endpoint.base_url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     option(p, "--judge-model", field="label.model", metavar="NAME",
            help="the judge: the served model's name (openai, e.g. Qwen/Qwen2.5-72B-Instruct) or a model spec "
@@ -48,5 +49,5 @@ def run_label(args: argparse.Namespace) -> int:
             raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
 
     return stage_command(args, lambda cfg: label_file(
-        cfg.label, runtime_from(cfg) if cfg.label.judge == "local" else None, args.input, args.output,
+        cfg.label, runtime_from(cfg) if judge_of(cfg.label).needs_runtime else None, args.input, args.output,
         base_model=cfg.model, progress=show_progress(args)), title="label", show=show)

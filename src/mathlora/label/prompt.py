@@ -7,10 +7,10 @@ the packaged rubric is ``rubric-v1``; a user file is ``file-<sha256 prefix of it
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from mathlora.run_dir.hashing import digest
 from mathlora.errors import MathloraError
 
 RUBRIC_V1 = """\
@@ -63,4 +63,4 @@ def load_prompt(path: str | None) -> RubricPrompt:
         raise MathloraError(f"prompt file {p} is not UTF-8 text") from None
     if "{problem}" not in text:
         raise MathloraError(f"prompt file {p} has no {{problem}} placeholder")
-    return RubricPrompt(text, "file-" + hashlib.sha256(text.encode()).hexdigest()[:12])
+    return RubricPrompt(text, "file-" + digest(text, 12))

@@ -15,14 +15,11 @@ from pathlib import Path
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement, LabelCache
 from mathlora.label.config import LabelConfig
-from mathlora.label.heuristic import VERSION as HEURISTIC_VERSION
-from mathlora.label.heuristic import heuristic_difficulty
+from mathlora.label.judges import judge_of
 from mathlora.label.openai_judge import scrub
 from mathlora.label.prompt import load_prompt
 from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.modeling.runtime import Runtime
-from mathlora.label.local import load_local_judge
-from mathlora.label.openai_judge import OpenAIJudge
 
 FAILURES_FILE = "label_failures.jsonl"
 CACHE_FILE = "label_cache.sqlite"
@@ -51,13 +48,7 @@ def validate_records(records: list[dict], source: str) -> None:
 
 def judge_source(cfg: LabelConfig, base_model: str) -> str:
     """What ``difficulty_source`` says: ``openai:<model>``, ``local:<spec>`` or ``heuristic:v2``."""
-    if cfg.judge == "heuristic":
-        return f"heuristic:{HEURISTIC_VERSION}"
-    if cfg.judge == "openai":
-        if not cfg.model:
-            raise MathloraError("the openai judge needs a model name: --judge-model NAME (label.model)")
-        return f"openai:{cfg.model}"
-    return f"local:{cfg.model or base_model}"
+    return judge_of(cfg).source(cfg, base_model)
 
 
 def judge_fingerprint(source: str, prompt_version: str) -> str:
@@ -81,23 +72,7 @@ def _run_judge(cfg: LabelConfig, runtime: Runtime | None, base_model: str, pendi
         bar.update(len(verdicts))
 
     try:
-        if cfg.judge == "heuristic":
-            for start in range(0, len(pending), 1000):
-                on_batch([Judgement(r["id"], difficulty=heuristic_difficulty(r["problem"], r.get("solution") or ""))
-                          for r in pending[start:start + 1000]])
-        elif cfg.judge == "local":
-            judge = load_local_judge(cfg.model or base_model, load_prompt(cfg.prompt_file), runtime,
-                                     batch_size=cfg.batch_size)
-            judge.judge(pending, on_batch)
-        else:
-            end = cfg.endpoint
-            judge = OpenAIJudge(
-                base_url=end.base_url, model=cfg.model or "", api_key=end.api_key(),
-                prompt=load_prompt(cfg.prompt_file), concurrency=end.concurrency, timeout=end.timeout,
-                policy=end.policy(),
-                max_tokens=cfg.max_tokens, logprobs=cfg.logprobs,
-                max_consecutive_failures=cfg.max_consecutive_failures)
-            judge.judge(pending, lambda v: on_batch([v]))
+        judge_of(cfg).judge(cfg, runtime, base_model, pending, on_batch)
     finally:
         bar.close()
 
@@ -114,7 +89,7 @@ def label_file(cfg: LabelConfig, runtime: Runtime | None, input_path, output_pat
     records = read_records(input_path)
     validate_records(records, str(input_path))
     source = judge_source(cfg, base_model)
-    prompt_version = load_prompt(cfg.prompt_file).version if cfg.judge != "heuristic" else ""
+    prompt_version = load_prompt(cfg.prompt_file).version if judge_of(cfg).uses_prompt else ""
     fingerprint = judge_fingerprint(source, prompt_version)
     cache_path = Path(cfg.cache) if cfg.cache else default_cache_path(output_path)
 
@@ -144,7 +119,7 @@ def label_file(cfg: LabelConfig, runtime: Runtime | None, input_path, output_pat
             row["difficulty_probs"] = probs
         out.append(row)
         distribution[level] += 1
-    secret = os.environ.get(cfg.endpoint.api_key_env) if cfg.judge == "openai" else None
+    secret = judge_of(cfg).secret(cfg)
     failed_rows = [{"id": rid, "error": scrub(failures[rid][0], secret), "attempts": failures[rid][1]}
                    for rid in unique if rid in failures and rid not in labels]
     write_jsonl(output_path.with_name(FAILURES_FILE), failed_rows)

@@ -4,20 +4,16 @@ records, with its own policy: a run always asks again about records that failed 
 from __future__ import annotations
 
 from mathlora.errors import MathloraError
-from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
 from mathlora.run_dir.same_result import result_settings
-from mathlora.label.run import judge_source
+from mathlora.label.judges import judge_of
 from mathlora.label.run import failure_message, label_file
 
 
 def _label_settings(ctx: Context) -> dict:
     settings = result_settings(ctx.cfg.label)
-    if ctx.cfg.label.judge == "local":
-        settings["runtime"] = ctx.runtime.fingerprint()
-        settings["model_identity"] = model_identity(ctx.cfg.label.model or ctx.cfg.model)  # the judge's
-    if ctx.cfg.label.judge == "heuristic":  # new rules (a new version) label again
-        settings["source"] = judge_source(ctx.cfg.label, ctx.cfg.model)
+    # the judge's own: local its runtime and model identity, the heuristic its source (new rules label again)
+    settings.update(judge_of(ctx.cfg.label).settings(ctx.cfg.label, ctx.cfg.model, ctx.runtime))
     return {"label": settings, "model": ctx.cfg.model}
 
 

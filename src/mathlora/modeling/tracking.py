@@ -22,9 +22,7 @@ the training's last step. A training that starts at step 0 opens new W&B and MLf
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-import json
 import os
 import re
 import sys
@@ -36,6 +34,7 @@ from typing import Any, Iterable, Iterator, Mapping, Protocol
 import netrc
 from urllib.parse import urlparse
 
+from mathlora.run_dir.hashing import settings_digest
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import write_json_atomic
@@ -335,8 +334,7 @@ Point = tuple[int, Mapping[str, float]]  # (step, scalars)
 
 
 def _digest(points: list[Point]) -> str:
-    text = json.dumps([[step, dict(sorted(scalars.items()))] for step, scalars in points], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return settings_digest([[step, dict(sorted(scalars.items()))] for step, scalars in points], 16)
 
 
 def log_once(names: Iterable[str], folder: str | os.PathLike, what: str, points: list[Point], *,

@@ -1,7 +1,7 @@
 """The run folder's machinery, one module per job:
 
 * ``atomic``: atomic writes and the one JSON writer (``write_json_atomic``, ``json_text``);
-* ``hashing``: ``file_sha256`` (used everywhere a file is hashed) and a stage's ``fingerprint``;
+* ``hashing``: ``file_sha256`` (used everywhere a file is hashed), ``digest`` (the one fingerprint hash) and a stage's ``fingerprint``;
 * ``artifacts``: what verifies an output later (size and hash, or a format footer) and the check;
 * ``guards``: the run lock, output folders mathlora may replace, links out of the run folder, temp cleanup;
 * ``manifest``: ``Manifest``, the only reader and writer of ``manifest.json``.

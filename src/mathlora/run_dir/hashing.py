@@ -1,5 +1,8 @@
-"""SHA-256 of files and folders (one implementation for the manifest, checkpoints and publishing), and the
-fingerprint of a stage: its input files' hashes and its settings."""
+"""SHA-256 of files and folders (one implementation for the manifest, checkpoints and publishing), and the one
+digest of text and settings (``digest``, ``settings_digest``) behind every fingerprint: a stage's (its input
+files' hashes and its settings), the trainer's run fingerprint, the SQuAD samples', the trackers' logged
+points, a record id and a rubric file's version. Each is the SHA-256 of the same bytes it hashed before (a
+sequence of ``update`` calls is the hash of their concatenation), so no recorded fingerprint changes."""
 
 from __future__ import annotations
 
@@ -46,15 +49,26 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20, *, cache: bool = 
     return _FILE_HASHES[key]
 
 
+def digest(text: str, length: int | None = None) -> str:
+    """The one fingerprint hash: SHA-256 of ``text`` (UTF-8), hex, its first ``length`` digits when given."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def settings_text(settings: Any) -> str:
+    """The text settings are hashed as: JSON with sorted keys (anything else JSON cannot write by ``str``)."""
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def settings_digest(settings: Any, length: int | None = None) -> str:
+    """``digest`` of settings (``settings_text``)."""
+    return digest(settings_text(settings), length)
+
+
 def fingerprint(inputs: dict[str, str | os.PathLike], settings: Any) -> str:
     """Fingerprint of a stage: its input files' hashes and its settings (JSON-serialisable)."""
-    h = hashlib.sha256()
-    for name in sorted(inputs):
-        p = Path(inputs[name])
-        h.update(name.encode())
-        h.update(file_sha256(p).encode() if p.exists() else b"<missing>")
-    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-    return h.hexdigest()
+    files = "".join(name + (file_sha256(Path(inputs[name])) if Path(inputs[name]).exists() else "<missing>")
+                    for name in sorted(inputs))
+    return digest(files + settings_text(settings))
 
 
 IDENTITY_HASHED = 64 << 20  # files up to this size are hashed whole by ``content_identity``

@@ -5,12 +5,10 @@ base model's identity (``mathlora.modeling.models.model_identity``: a model repl
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 
-from mathlora.run_dir.hashing import file_sha256
+from mathlora.run_dir.hashing import file_sha256, settings_digest
 from mathlora.modeling.runtime import Runtime
 from mathlora.run_dir.same_result import result_settings
 from mathlora.train.config import LoraConfig, TrainConfig
@@ -27,7 +25,7 @@ def run_settings(job: TrainJob, tokens: Path) -> dict:
 
 
 def run_fingerprint(job: TrainJob, tokens: Path) -> str:
-    return hashlib.sha256(json.dumps(run_settings(job, tokens), sort_keys=True).encode()).hexdigest()[:16]
+    return settings_digest(run_settings(job, tokens), 16)
 
 
 def training_settings(train: TrainConfig, runtime: Runtime, tokens_dir: str | os.PathLike, *, lora: LoraConfig,

@@ -29,7 +29,7 @@ from mathlora.arith.families import CHINESE, recognise
 from mathlora.synth.competition import generate
 from mathlora.arith.worked import rewrite_solution
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "contest_sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "contest_sample.jsonl"
 
 
 def _value(expr: str) -> Fraction:

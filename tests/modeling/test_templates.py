@@ -76,7 +76,7 @@ def test_the_exported_chat_template_is_the_training_prompt_on_smollm2(tmp_path):
     assert tok.pad_token != tok.eos_token and "<|im_start|>" not in tok.chat_template  # not SmolLM2's ChatML
 
 
-LOWEST = Path(__file__).resolve().parents[1] / ".venv" / "lowest"  # make test-lowest's transformers 4.x
+LOWEST = Path(__file__).resolve().parents[2] / ".venv" / "lowest"  # make test-lowest's transformers 4.x
 
 
 def _other_transformers_env() -> dict | None:

@@ -22,7 +22,7 @@ from mathlora.arith.families import BY_NAME, CHINESE, family_of, recognise
 from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.arith.worked import CALC_RE, rewrite_solution
 
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "contest_sample.jsonl"
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "contest_sample.jsonl"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"the real contest sample is not at {SAMPLE}")
 
 GOLDEN = [  # verbatim lines of the contest's train.json

@@ -12,7 +12,7 @@ from mathlora.errors import MathloraError
 from mathlora.modeling.models import load_model
 from mathlora.modeling.runtime import Runtime, RuntimeConfig
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "mathlora"
+SRC = Path(__file__).resolve().parents[2] / "src" / "mathlora"
 
 
 @pytest.fixture
