@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from mathlora import __version__
-from mathlora.modeling.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
+from mathlora.modeling.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id, original_repo
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.export.card_scores import cell, eval_results, score_lines
 from mathlora.report.render import snippet_new_tokens
 from mathlora.report.scores import RunScores
+from mathlora.report.usage import base_identity, base_words, load_base_lines
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
 from mathlora.modeling.templates import TEMPLATES
@@ -94,6 +95,7 @@ class CardFacts:
     solution_style: str | None = None  # None: not known to the writer (the trainer)
     datasets: tuple[str, ...] = field(default_factory=tuple)
     max_new_tokens: int = field(default_factory=lambda: snippet_new_tokens(None))  # the usage snippet's
+    base: dict | None = None  # a GGUF base: file, sha256, quant, original, package (usage.base_identity)
 
     @classmethod
     def from_run(cls, root: str | os.PathLike) -> "CardFacts":
@@ -108,11 +110,14 @@ class CardFacts:
                            steps=summary.get("steps"), ratio_line=summary.get("ratio_line"))
         data = _hub_dataset(cfg.data_train) if cfg.data_train else None
         return cls(cfg.model, cfg.template, rows, cfg.solution_style, (data,) if data else (),
-                   snippet_new_tokens(cfg.eval))
+                   snippet_new_tokens(cfg.eval), base_identity(cfg.model))
 
     def metadata(self) -> dict[str, Any]:
-        return {"model": self.model, "template": self.template, "solution_style": self.solution_style,
+        meta = {"model": self.model, "template": self.template, "solution_style": self.solution_style,
                 "recipe": dict(self.recipe), "version": __version__}
+        if self.base:
+            meta["base"] = dict(self.base)
+        return meta
 
     @classmethod
     def from_card(cls, path: str | os.PathLike) -> "CardFacts | None":
@@ -131,8 +136,10 @@ class CardFacts:
             return None
         try:
             style = meta.get("solution_style")
+            base = meta.get("base")
             return cls(str(meta["model"]), str(meta["template"]), {str(k): str(v) for k, v in meta["recipe"].items()},
-                       str(style) if style else None, tuple(card.data.datasets or ()))
+                       str(style) if style else None, tuple(card.data.datasets or ()),
+                       base=dict(base) if isinstance(base, dict) else None)
         except KeyError:
             return None
 
@@ -158,7 +165,7 @@ def is_mathlora_card(path: str | os.PathLike) -> bool:
 
 def base_license(spec: str) -> str | None:
     """The base model's license: known for the packaged model, else its folder's own card's ``license``."""
-    known = HUB_LICENSES.get(hub_id(spec) or "")
+    known = HUB_LICENSES.get(hub_id(spec) or original_repo(spec) or "")
     if known:
         return known
     readme = Path(spec).expanduser() / CARD
@@ -178,6 +185,7 @@ def base_license(spec: str) -> str | None:
 def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     base = base_model_name(facts.model)
     here = "path/to/this/folder"
+    load_base = load_base_lines(facts.model, facts.base, tokenizer=kind == "checkpoint")
     problem = "计算 4204.22 + -2369.17 等于多少？"
     generate = (f"out = model.generate(**inputs, max_new_tokens={facts.max_new_tokens}, do_sample=False)",
                 "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
@@ -212,10 +220,9 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     else:
         lines += ["peft:", "", "```python", "from peft import PeftModel",
                   "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                  f"base = AutoModelForCausalLM.from_pretrained({base!r})",
+                  *load_base,
                   f"model = PeftModel.from_pretrained(base, {here!r})  # or the Hub repo it was published to",
-                  f"tok = AutoTokenizer.from_pretrained({here!r})" if kind == "adapter" else
-                  f"tok = AutoTokenizer.from_pretrained({base!r})",
+                  *([f"tok = AutoTokenizer.from_pretrained({here!r})"] if kind == "adapter" else []),
                   *chat, "```"]
         if kind == "adapter":
             lines += ["", "vLLM (the adapter on its base, the training prompt as the chat template):", "", "```bash",
@@ -251,7 +258,7 @@ def build_card(facts: CardFacts, kind: str, *, scores: RunScores | None = None, 
         data.base_model_relation = "finetune"
     body = [f"# {title} ({what})", "",
             f"{'A LoRA adapter for' if kind != 'merged' else 'A merge of a LoRA adapter into'} "
-            f"`{base_model_name(facts.model)}`, fine-tuned for math word problems by "
+            f"{base_words(facts.model, facts.base)}, fine-tuned for math word problems by "
             f"[mathlora](https://pypi.org/project/mathlora/) {__version__}: difficulty-stratified training data, "
             "the prompt masked out of the loss.", "", "## Recipe", "", "| setting | value |", "|---|---|"]
     body += [f"| {cell(k)} | {cell(v)} |" for k, v in facts.recipe.items()]

@@ -9,6 +9,7 @@ from mathlora.label import heuristic
 from mathlora.run_dir.layout import RunLayout
 from mathlora.report.scores import RunScores, retention_word, wilson_interval
 from mathlora.report.grading import Run, _graded, _verdict, pick_examples, spread_wrong
+from mathlora.report.usage import base_identity, base_words
 from mathlora.report.render import Doc, clip, duration, interval_text, pct, readable
 
 
@@ -53,7 +54,10 @@ def _configuration(doc: Doc, cfg: dict, trained: dict | None) -> None:
     runtime, trained = cfg.get("runtime", {}), trained or {}
     sample, normalize = cfg.get("sample", {}), cfg.get("normalize", {})
     doc.table(["setting", "value"], [
-        ["model", readable(cfg.get("model"))], ["template", readable(cfg.get("template"))],
+        ["model", readable(cfg.get("model"))],
+        *([["base weights", base_words(str(cfg.get("model")), identity)]]
+          if (identity := base_identity(str(cfg.get("model")))) else []),
+        ["template", readable(cfg.get("template"))],
         ["seed", readable(cfg.get("seed"))],
         ["solution style", f"{readable(cfg.get('solution_style', 'answer'))}"
                            f"{' (calculator-assisted decoding)' if cfg.get('eval', {}).get('calculator') else ''}"],
