@@ -180,6 +180,8 @@ def test_a_packaged_gguf_base_is_named_by_its_file_and_sha256_and_the_snippet_lo
     build_report(root)
     report = (root / "report.md").read_text(encoding="utf-8")
     assert sha in report and "gguf_file=" in report and "different weights" in report
+    # one recipe table: every row of the card's is in the report's configuration
+    assert all(f"| {name} |" in report for name in facts.recipe) and "| LoRA r / alpha / dropout | 8 / " in report
 
 
 def test_a_generated_reading_set_is_never_listed_as_squad(tmp_path):

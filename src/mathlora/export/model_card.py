@@ -34,7 +34,7 @@ from mathlora.run_dir.records import read_json_document
 from mathlora.export.card_scores import cell, eval_results, score_lines
 from mathlora.report.render import snippet_new_tokens
 from mathlora.report.scores import RunScores
-from mathlora.report.usage import base_identity, base_words, load_base_lines
+from mathlora.report.usage import base_identity, base_words, generate_lines, load_base_lines, prompt_lines, recipe_rows
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
 from mathlora.modeling.templates import TEMPLATES
@@ -52,37 +52,6 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, MathloraError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _g(value: float) -> str:
-    return f"{value:g}"
-
-
-def recipe_rows(lora, train, *, seq_length: int, precision: str, template: str, seed: int,
-                solution_style: str | None = None, steps: int | None = None,
-                ratio_line: str | None = None) -> dict[str, str]:
-    """The recipe's settings as the card's table shows them (``lora``/``train``: the config sections)."""
-    rows = {
-        "LoRA r / alpha / dropout": f"{lora.r} / {_g(lora.alpha)} / {_g(lora.dropout)}",
-        "target modules": ", ".join(lora.target_modules),
-        "epochs": _g(train.epochs) + (f" (max_steps {train.max_steps})" if train.max_steps else ""),
-        "global batch size": str(train.global_batch_size),
-        "optimizer": f"AdamW betas ({_g(train.betas[0])}, {_g(train.betas[1])}), eps {_g(train.eps)}, "
-                     f"weight decay {_g(train.weight_decay)}",
-        "learning rate": f"cosine {_g(train.lr)} -> {_g(train.lr_end)}, warmup ratio {_g(train.warmup_ratio)}",
-        "gradient clipping": str(train.max_grad_norm) if train.max_grad_norm is not None else "none",
-        "precision": str(precision),
-        "sequence length": str(seq_length),
-        "prompt template": template,
-        "seed": str(seed),
-    }
-    if solution_style:
-        rows["solution style"] = solution_style
-    if steps:
-        rows["steps trained"] = str(steps)
-    if ratio_line:
-        rows["trainable / total parameters"] = ratio_line
-    return rows
 
 
 @dataclass(frozen=True)
@@ -152,11 +121,20 @@ def _hub_dataset(spec: str) -> str | None:
 
 
 def training_facts(job, *, template: str, steps: int | None = None, ratio_line: str | None = None) -> CardFacts:
-    """The facts the trainer knows (a ``TrainJob``: model, sections, seed, sequence length, runtime)."""
+    """The facts the trainer knows (a ``TrainJob``: model, sections, seed, sequence length, runtime), with the
+    run's solution style and eval settings where the tokens sit in a run folder (its ``config.yaml``)."""
     precision = str(job.runtime.dtype).removeprefix("torch.")
+    style, new_tokens = None, snippet_new_tokens(None)
+    if job.tokens_dir is not None and RunLayout(Path(job.tokens_dir).parent).config.is_file():
+        try:
+            recipe = RunRecipe.read(Path(job.tokens_dir).parent)
+            style, new_tokens = recipe.solution_style, snippet_new_tokens(recipe.eval)
+        except MathloraError:  # a config this version cannot read: the card says less, training goes on
+            pass
     return CardFacts(job.model, template, recipe_rows(job.lora, job.train, seq_length=job.seq_length,
                                                       precision=precision, template=template, seed=job.seed,
-                                                      steps=steps, ratio_line=ratio_line))
+                                                      solution_style=style, steps=steps, ratio_line=ratio_line),
+                     style, max_new_tokens=new_tokens, base=base_identity(job.model))
 
 
 def is_mathlora_card(path: str | os.PathLike) -> bool:
@@ -187,13 +165,9 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     here = "path/to/this/folder"
     load_base = load_base_lines(facts.model, facts.base, tokenizer=kind == "checkpoint")
     problem = "计算 4204.22 + -2369.17 等于多少？"
-    generate = (f"out = model.generate(**inputs, max_new_tokens={facts.max_new_tokens}, do_sample=False)",
-                "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
+    generate = generate_lines(new_tokens=facts.max_new_tokens, calculator=facts.solution_style == "calculator")
     if kind == "checkpoint":  # no tokenizer of its own: the base's, whose chat template is not the training prompt
-        template = TEMPLATES.get(facts.template)
-        prefix, _, suffix = (template.prompt if template else "{problem}").partition("{problem}")
-        chat = (f"problem = {problem!r}", f"prompt = {prefix!r} + problem + {suffix!r}  # the training prompt",
-                'inputs = tok(prompt, return_tensors="pt")', *generate)
+        chat = (*prompt_lines(TEMPLATES.get(facts.template), problem), *generate)
         intro = (f"A checkpoint has no tokenizer of its own: use the base model's with the training prompt "
                  f"(`{facts.template}`) written out, as below, not the base's chat template (the final adapter's "
                  "and the merged model's tokenizers carry the training prompt as their chat template).")

@@ -36,7 +36,7 @@ from mathlora.report.grading import Run, _graded, problem_levels, report_runs
 from mathlora.report.plots import _save, accuracy_figure, checkpoints_figure, plot_style
 from mathlora.report.render import CSS, Doc, snippet_new_tokens
 from mathlora.report.sections import _configuration, _data_sections, _math, _retention, _summary, _timings, _training
-from mathlora.report.usage import base_identity, base_words, load_base_lines
+from mathlora.report.usage import base_identity, base_words, generate_lines, load_base_lines, prompt_lines
 from mathlora.modeling.templates import TEMPLATES
 
 
@@ -205,28 +205,12 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     doc.code(f'mathlora ask --run {run} "{problem}"\n'
              f"mathlora serve --run {run} --port 8080    # an OpenAI-compatible endpoint: /v1/chat/completions\n"
              f"mathlora report --run {run}               # rebuild this report", "bash")
-    template = TEMPLATES.get(str(cfg.get("template")))
-    prompt = (f"prompt = {template.prompt.split('{problem}')[0]!r} + problem + "
-              f"{template.prompt.split('{problem}', 1)[1]!r}" if template else "prompt = problem")
     merged = f"{run}/{_relative(lay, lay.merged)}"
-    new_tokens = snippet_new_tokens(cfg.get("eval"))
     lines = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-             f'tokenizer = AutoTokenizer.from_pretrained("{merged}")',
+             f'tok = AutoTokenizer.from_pretrained("{merged}")',
              f'model = AutoModelForCausalLM.from_pretrained("{merged}")',
-             f'problem = "{problem}"',
-             f"{prompt}  # the training prompt (template {cfg.get('template')})",
-             'batch = tokenizer(prompt, return_tensors="pt")']
-    if calculator:
-        lines += ["# the model writes <<expr= and expects the calculator's value: force it as the evaluation did",
-                  "from transformers import LogitsProcessorList",
-                  "from mathlora.evaluate.calculator_hf import CalculatorLogitsProcessor",
-                  f"out = model.generate(**batch, max_new_tokens={new_tokens}"
-                  ", do_sample=False,",
-                  "                     logits_processor=LogitsProcessorList([CalculatorLogitsProcessor(tokenizer)]))"]
-    else:
-        lines += [f"out = model.generate(**batch, max_new_tokens={new_tokens}"
-                  ", do_sample=False)"]
-    lines += ['print(tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True))']
+             *prompt_lines(TEMPLATES.get(str(cfg.get("template"))), problem),
+             *generate_lines(new_tokens=snippet_new_tokens(cfg.get("eval")), calculator=calculator)]
     if lay.merged.exists():
         doc.p(f"The merged model in plain transformers ({_relative(lay, lay.merged)}/ needs no peft):")
         doc.code("\n".join(lines), "python")
