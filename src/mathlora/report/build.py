@@ -225,7 +225,7 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
           + (", and put mathlora serve in front of it for the calculator:" if calculator else ":"))
     vllm = f"vllm serve {merged} --port 8000"
     if calculator:
-        vllm += (f" &\nmathlora serve --run {run} --upstream http://127.0.0.1:8000/v1 --upstream-model {merged}"
+        vllm += (f" &\nmathlora serve --run {run} --upstream http://127.0.0.1:8000/v1 --served-model {merged}"
                  " --port 8080")
     doc.code(vllm, "bash")
 

@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import os
 
-from mathlora.app.cliargs import add_config_args, add_runtime_args, flag, option
+from mathlora.app.cliargs import add_config_args, add_runtime_args, deprecated, flag, option
 from mathlora.app.config import Config
 from mathlora.errors import MathloraError
 from mathlora.modeling.adapters import require_adapter_dir
@@ -131,7 +131,9 @@ def register(sub) -> None:
                                                 "the model's or the upstream's)")
     s.add_argument("--upstream", default=None, metavar="URL",
                    help="proxy mode: the upstream server's /v1 URL (e.g. vLLM with --enable-lora)")
-    s.add_argument("--upstream-model", default=None, metavar="NAME", help="proxy mode: the upstream's model name")
+    s.add_argument("--served-model", dest="upstream_model", default=None, metavar="NAME",
+                   help="proxy mode: the name the upstream server serves the model (or LoRA) under")
+    deprecated(s, "--upstream-model", new="--served-model", dest="upstream_model")
     s.add_argument("--api-key", default=None, metavar="KEY",
                    help=f"the key clients must send (Authorization: Bearer KEY); default ${API_KEY_ENV} (better: a "
                         "command line is visible to other users). Needed to "
@@ -278,7 +280,7 @@ def cmd_serve(args) -> int:
     if args.upstream is not None:
         if args.adapter is not None:
             raise MathloraError("with --upstream the upstream server applies the adapter (vllm serve BASE "
-                                "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --upstream-model NAME instead")
+                                "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --served-model NAME instead")
         engine, served, mode = _proxy(args, cfg, target.calculator, stop)
     else:
         lm, tok = generation.load_inference_model(target.model, target.adapter, runtime_from(cfg),
@@ -341,7 +343,7 @@ def _proxy(args, cfg, calculator: bool, stop=()):
     end = cfg.eval.endpoint
     upstream_model = args.upstream_model or cfg.eval.model
     if not upstream_model:
-        raise MathloraError("give --upstream-model NAME: the upstream's name for the model (or LoRA)")
+        raise MathloraError("give --served-model NAME: the name the upstream serves the model (or LoRA) under (eval.model)")
     client = proxy_client(base_url=args.upstream, model=upstream_model, api_key=end.api_key(),
                           concurrency=end.concurrency, timeout=min(end.timeout, args.upstream_deadline),
                           policy=end.policy(), stop=stop)
