@@ -178,7 +178,8 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
         intro = (f"The tokenizer's chat template is the training prompt (`{facts.template}`): "
                  "`apply_chat_template(messages, add_generation_prompt=True)` renders exactly the prompt the model "
                  "was trained on, so a chat client gets the format it learned. Give one user message, the problem; "
-                 "no system message." if facts.template in TEMPLATES else
+                 "a system message is ignored (as `mathlora serve` ignores it): the model was never trained with one."
+                 if facts.template in TEMPLATES else
                  "The training prompt is not known (the adapter had no mathlora card and no template was given to "
                  "the merge): the tokenizer is the base model's, with the base's own chat template if it has one.")
     lines = ["## Use", "", intro, ""]
