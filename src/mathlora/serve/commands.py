@@ -108,7 +108,7 @@ def register(sub) -> None:
     a.add_argument("problem", nargs="*", help="a problem, e.g. \"计算 1.5 + 2.25 等于多少？\"")
     a.add_argument("--file", default=None, help="problems, one a line (or JSON lines with \"problem\"); - = stdin")
     flag(a, "--json", help="one JSON object a problem instead of text")
-    flag(a, "--interactive", "-i", help="a prompt loop: one problem a line from standard input, each answered as "
+    flag(a, "--interactive", help="a prompt loop: one problem a line from standard input, each answered as "
                                         "it comes, the model loaded once (quit, exit or end of input ends it)")
     add_target_args(a)
     add_runtime_args(a)
