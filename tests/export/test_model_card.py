@@ -60,12 +60,13 @@ def test_the_adapter_card_has_valid_metadata_and_the_scores_per_family(tmp_path)
     facts = CardFacts.from_run(root)
     text = card_text(facts, "adapter", scores=RunScores.read(root, strict=False))
     meta = _validated(text)
-    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["library_name"] == "peft"
+    # the packaged Q4_1 GGUF is not the Hub repo's weights: no base_model claim (license: the original's)
+    assert "base_model" not in meta and meta["library_name"] == "peft"
     assert meta["license"] == "apache-2.0" and "peft" in meta["tags"]
     results = {(m["type"], m["name"]): m["value"] for r in meta["model-index"][0]["results"] for m in r["metrics"]}
     assert results[("accuracy", "math accuracy")] == 0.5
     assert results[("accuracy", "math accuracy without the calculator")] == 0.375
-    assert results[("f1", "SQuAD F1")] == 39.0 and results[("exact_match", "SQuAD EM")] == 29.5
+    assert results[("f1", "reading F1")] == 39.0 and results[("exact_match", "reading EM")] == 29.5  # not SQuAD
     assert meta["mathlora"]["template"] == "alpaca" and meta["mathlora"]["recipe"]["seed"] == "0"
     assert "| fine-tuned | 50.0% | 37.5% |" in text and "| base | 25.0% | n/a |" in text
     assert "| arithmetic | 8 | 12.5% | 87.5% |" in text and "| fractions | 8 | 0.0% | 25.0% |" in text
@@ -75,7 +76,7 @@ def test_the_adapter_card_has_valid_metadata_and_the_scores_per_family(tmp_path)
     with_ci = card_text(facts, "adapter", scores=RunScores.read(root, strict=False))
     assert "| fine-tuned | 50.0% (95% CI 41.2-58.8%) | 37.5% |" in with_ci  # the Wilson interval, as in the report
     assert "PeftModel.from_pretrained(base, 'path/to/this/folder')" in text
-    assert "AutoModelForCausalLM.from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')" in text
+    assert "AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file='SmolLM2-135M-Instruct.Q4_1.gguf')" in text
     assert "--enable-lora --lora-modules math=" in text and "More Information Needed" not in text
 
 
@@ -150,3 +151,58 @@ def test_the_cards_usage_snippet_generates_as_many_tokens_as_the_report_says(tmp
     assert "max_new_tokens=77," in card_text(CardFacts.from_run(run), "adapter")
     assert snippet_new_tokens({"max_new_tokens": 77}) == 77
     assert snippet_new_tokens(None) == snippet_new_tokens({}) == 128  # EvalConfig's default
+
+
+def test_a_packaged_gguf_base_is_named_by_its_file_and_sha256_and_the_snippet_loads_that_gguf(tmp_path):
+    """Issue 32: the packaged base is the Q4_1 GGUF (dequantized), not the Hub repo's weights; the card, its
+    metadata and the report say so, and the peft snippet loads the GGUF itself."""
+    from mathlora.modeling.models import packaged_gguf
+    from mathlora.report.build import build_report
+
+    root = make_run(tmp_path / "run", model="smollm2-135m-instruct")
+    sha = file_sha256(packaged_gguf("smollm2-135m-instruct"))
+    facts = CardFacts.from_run(root)
+    text = card_text(facts, "adapter", scores=RunScores.read(root, strict=False))
+    meta = _validated(text)
+    assert "base_model" not in meta  # the Hub repo is not these weights
+    assert meta["mathlora"]["base"]["sha256"] == sha and meta["mathlora"]["base"]["quant"] == "Q4_1"
+    assert "SmolLM2-135M-Instruct.Q4_1.gguf" in text and sha in text and "different weights" in text
+    assert 'gguf_file=\'SmolLM2-135M-Instruct.Q4_1.gguf\'' in text
+    assert "from_pretrained('HuggingFaceTB/SmolLM2-135M-Instruct')" not in text
+    checkpoint = card_text(facts, "checkpoint", step=2)
+    assert "tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=" in checkpoint
+    # the merge rebuilds the card from the adapter's: the base's identity survives
+    (tmp_path / "README.md").write_text(text, encoding="utf-8")
+    assert CardFacts.from_card(tmp_path / "README.md").base == facts.base
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["config"] = yaml.safe_load((root / "config.yaml").read_text())  # as mathlora run records it
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    build_report(root)
+    report = (root / "report.md").read_text(encoding="utf-8")
+    assert sha in report and "gguf_file=" in report and "different weights" in report
+    # one recipe table: every row of the card's is in the report's configuration
+    assert all(f"| {name} |" in report for name in facts.recipe) and "| LoRA r / alpha / dropout | 8 / " in report
+
+
+def test_a_generated_reading_set_is_never_listed_as_squad(tmp_path):
+    from mathlora.export.card_scores import eval_results, real_squad
+
+    root = make_run(tmp_path / "run", model="smollm2-135m-instruct")
+    for which in ("base", "tuned"):
+        path = root / "eval" / which / "squad.json"
+        data = json.loads(path.read_text()) if path.exists() else {"f1": 50.0, "em": 40.0, "count": 40}
+        data["data"] = str(root / "raw" / "squad.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    scores = RunScores.read(root, strict=False)
+    assert not real_squad(scores)
+    text = card_text(CardFacts.from_run(root), "adapter", scores=scores)
+    assert "rajpurkar/squad" not in text and "SQuAD v1.1" not in text and "generated" in text
+    assert all(r.dataset_type != "rajpurkar/squad" for r in eval_results(scores))
+    for which in ("base", "tuned"):
+        path = root / "eval" / which / "squad.json"
+        data = json.loads(path.read_text())
+        data["data"] = "/c/datasets--rajpurkar--squad/snapshots/ab/plain_text/validation.parquet"
+        path.write_text(json.dumps(data))
+    scores = RunScores.read(root, strict=False)
+    assert real_squad(scores) and "rajpurkar/squad" in card_text(CardFacts.from_run(root), "adapter", scores=scores)

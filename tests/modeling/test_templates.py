@@ -170,7 +170,11 @@ def test_turns_system_messages_and_content_parts(tmp_path):
     parts = [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}},
                                           {"type": "text", "text": "b"}]}]
     assert tok.apply_chat_template(parts, add_generation_prompt=True, tokenize=False) == render_prompt("alpaca", "a\nb")
-    for bad in ([{"role": "system", "content": "be brief"}, {"role": "user", "content": problem}],
+    # a system message is ignored, as mathlora serve ignores it (issue 32: the template raised, serve dropped it)
+    with_system = [{"role": "system", "content": "be brief"}, {"role": "user", "content": problem}]
+    assert tok.apply_chat_template(with_system, add_generation_prompt=True, tokenize=False) == \
+        tok.apply_chat_template(with_system[1:], add_generation_prompt=True, tokenize=False)
+    for bad in ([{"role": "system", "content": "be brief"}, {"role": "assistant", "content": "hi"}],
                 [{"role": "assistant", "content": "hi"}],
                 [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]):
         with pytest.raises(TemplateError, match="fine-tuned on the 'alpaca' prompt"):

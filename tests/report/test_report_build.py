@@ -121,8 +121,9 @@ def test_artifacts_usage_and_versions(run):
     assert f"mathlora serve --run {run['root'].as_posix()}" in usage
     assert f"mathlora ask --run {run['root'].as_posix()}" in usage
     assert "PeftModel.from_pretrained" in usage and "CalculatorLogitsProcessor" in usage
-    # the base as the adapter's config names it (the packaged SmolLM2 is its Hub repo), loadable by name
-    assert 'AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")' in usage
+    # the base it trained on: the packaged Q4_1 GGUF itself (the Hub repo's weights differ), loadable offline
+    assert "AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file='SmolLM2-135M-Instruct.Q4_1.gguf')" in usage
+    assert 'from_pretrained("HuggingFaceTB/SmolLM2-135M-Instruct")' not in usage
     assert "BASE_MODEL_FOLDER" not in usage
     assert "### Response: " in usage  # the training prompt, spelled out for plain transformers
     versions = {r[0]: r for r in table_rows(section(run["md"], "Library versions"))}

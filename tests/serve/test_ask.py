@@ -94,3 +94,17 @@ def test_ask_mistakes_are_one_line_errors(capsys, tmp_path, monkeypatch):
     (tmp_path / "empty.txt").write_text("\n\n", encoding="utf-8")
     assert_one_error(*cli(capsys, "ask", "--file", tmp_path / "empty.txt")[::2], "no problem to ask")
     assert_one_error(*cli(capsys, "ask", "--template", "nope", ADD)[::2], "unknown template")
+
+
+def test_ask_interactive_answers_each_line_as_it_comes_with_one_load(capsys, script, monkeypatch):
+    """Issue 32: ``mathlora ask --interactive`` (not ``-i``: that is ``--input`` on every command): a prompt loop
+    on standard input, the model loaded once."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{ADD}\n\n{MEAN}\nquit\n{ADD}\n"))
+    rc, out, err = cli(capsys, "ask", "--interactive")
+    assert rc == 0, err
+    assert out.count("answer: ") == 2 and "answer: 3.75" in out and "Q: " not in out  # stopped at quit
+    assert len(script) == 1 and err.count("> ") == 4  # one load; a prompt before each line read
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{ADD}"))  # end of input ends it too
+    rc, out, _ = cli(capsys, "ask", "--interactive", "--json")
+    assert rc == 0 and json.loads(out.splitlines()[0])["answer"] == "3.75"
+    assert_one_error(*cli(capsys, "ask", "--interactive", ADD)[::2], "--interactive reads its problems from standard input")

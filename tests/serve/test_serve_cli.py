@@ -70,14 +70,14 @@ def test_serve_as_a_proxy_in_front_of_an_upstream_server():
         assert reply.choices[0].message.content == "<<1.5 + 2.25=3.75>>\n答案：3.75"
 
     with ScriptServer(build_tokenizer()) as upstream:
-        _serve_then_sigterm(["--upstream", upstream.base_url, "--upstream-model", "tuned"], check)
+        _serve_then_sigterm(["--upstream", upstream.base_url, "--served-model", "tuned"], check)
 
 
 def test_serve_mistakes_are_one_line_errors(capsys, tmp_path):
     assert_one_error(*cli(capsys, "serve", "--run", tmp_path / "nope")[::2], "run folder not found")
-    assert_one_error(*cli(capsys, "serve", "--upstream", "ftp://x", "--upstream-model", "m")[::2], "http(s) URL")
-    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1")[::2], "--upstream-model")
-    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--upstream-model", "m",
+    assert_one_error(*cli(capsys, "serve", "--upstream", "ftp://x", "--served-model", "m")[::2], "http(s) URL")
+    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1")[::2], "--served-model")
+    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--served-model", "m",
                           "--adapter", tmp_path)[::2], "upstream server applies the adapter")
     assert_one_error(*cli(capsys, "serve", "--port", "70000")[::2], "--port")
     assert_one_error(*cli(capsys, "serve", "--max-tokens-limit", "0")[::2], "--max-tokens-limit")
@@ -85,7 +85,7 @@ def test_serve_mistakes_are_one_line_errors(capsys, tmp_path):
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
     try:
-        assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--upstream-model", "m",
+        assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--served-model", "m",
                               "--port", taken.getsockname()[1])[::2], "cannot listen")
     finally:
         taken.close()

@@ -24,10 +24,10 @@ def test_listening_beyond_loopback_needs_an_api_key(capsys, monkeypatch):
     monkeypatch.delenv("MATHLORA_API_KEY", raising=False)
     for host in ("0.0.0.0", "::", "192.168.1.10"):
         assert_one_error(*cli(capsys, "serve", "--host", host, "--upstream", "http://127.0.0.1:9/v1",
-                              "--upstream-model", "m")[::2], f"--host {host} listens beyond this machine",
+                              "--served-model", "m")[::2], f"--host {host} listens beyond this machine",
                          "--api-key", "MATHLORA_API_KEY")
     monkeypatch.setenv("MATHLORA_API_KEY", "  ")
-    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--upstream-model", "m")[::2],
+    assert_one_error(*cli(capsys, "serve", "--upstream", "http://127.0.0.1:9/v1", "--served-model", "m")[::2],
                      "MATHLORA_API_KEY is empty")
     monkeypatch.setenv("MATHLORA_API_KEY", "k-from-env-123")
     assert server_api_key(None, "0.0.0.0") == "k-from-env-123"
@@ -75,7 +75,7 @@ def test_a_keyed_proxy_hides_its_upstream_credentials_and_answers_unfinished_req
         base = upstream.base_url.replace("http://", f"http://user:{password}@")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPENAI_API_KEY": "sk-operator-key-123",
                "MATHLORA_API_KEY": key}
-        proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", "--upstream", base, "--upstream-model",
+        proc = subprocess.Popen([sys.executable, "-m", "mathlora", "serve", "--upstream", base, "--served-model",
                                  "tuned", "--no-calculator", "--shutdown-grace", "1", "--port", "0"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:

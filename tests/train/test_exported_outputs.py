@@ -30,8 +30,9 @@ def _base_folder(tmp_path):
 
 
 def test_the_base_model_is_named_by_the_users_spec():
-    assert base_model_name("smollm2-135m-instruct") == hub_id("smollm2-135m-instruct") == \
-        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    # the packaged model is a Q4_1 GGUF, dequantized: named by its file, never as the Hub repo (other weights)
+    assert base_model_name("smollm2-135m-instruct") == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert hub_id("smollm2-135m-instruct") is None
     assert base_model_name("/data/models/llama") == "/data/models/llama" and hub_id("/data/models/llama") is None
     assert base_model_name("tiny-random-llama") == "tiny-random-llama"
     cached = "/root/.cache/huggingface/hub/models--meta-llama--Meta-Llama-3-8B/snapshots/62bd457b/"

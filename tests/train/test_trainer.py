@@ -128,8 +128,15 @@ def test_accumulation_and_packing_do_not_change_the_result(tmp_path, tokens_dir)
 def test_no_checkpoint_to_resume_warns_and_starts(tmp_path, tokens_dir, capsys):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "notes.txt").write_text("x")
+    (out / "notes.txt").write_text("x")  # a fresh training (no checkpoint folder): nothing to warn about
     summary = train(tiny_config(max_steps=1), tokens_dir, out, resume=True, progress=False)
+    assert summary["steps"] == 1
+    assert "no complete checkpoint" not in capsys.readouterr().err
+    other = tmp_path / "other"
+    (other / "checkpoints" / "step-1").mkdir(parents=True)  # a checkpoint folder, not complete: warned
+    (other / "checkpoints" / "step-1" / "adapter_config.json").write_text("{")
+    shutil.copy(out / ".mathlora-artifact", other / ".mathlora-artifact")  # a training folder of mathlora's
+    summary = train(tiny_config(max_steps=1), tokens_dir, other, resume=True, progress=False)
     assert summary["steps"] == 1
     assert "no complete checkpoint" in capsys.readouterr().err
 

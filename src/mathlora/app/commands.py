@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathlora.app.cliargs import (add_config_args, add_run, config_from_args, deprecated, flag, on_off, show_progress)
+from mathlora.app.cliargs import (add_config_args, add_model, add_run, config_from_args, deprecated, flag, on_off, show_progress)
 from mathlora.app.stages import STAGES
 from mathlora.app.pipeline import Pipeline, StopAfter
 from mathlora.report.scores import headline
@@ -23,6 +23,7 @@ def register(sub) -> None:
                                    "every fresh stage and resumes an interrupted training.")
     add_run(p, help="run folder (default: the config's run_dir; the demo's is runs/demo)")
     deprecated(p, "--output", "-o", new="--run", dest="cfg:run_dir")
+    add_model(p)
     flag(p, "--force", help="redo every stage, even fresh ones (and retrain over a training made with other "
                             "settings)")
     p.add_argument("--stop-after", metavar="STAGE", choices=STAGES,

@@ -86,13 +86,15 @@ def stratified_sample(records: list[dict], total: int, ratios: dict[int, float],
     available = {lv: len(by_level[lv]) for lv in levels}
     requested = apportion(total, {lv: ratios[lv] for lv in levels})
     if total > sum(available.values()):
-        raise MathloraError(f"sample total {total} is larger than the data: {sum(available.values())} records "
-                            f"in levels {','.join(map(str, levels))}")
+        raise MathloraError(f"sample.total {total} is larger than the data: {sum(available.values())} records "
+                            f"in levels {','.join(map(str, levels))} (set sample.total={sum(available.values())} "
+                            f"or lower, e.g. mathlora run sample.total={sum(available.values())})")
     short = [lv for lv in levels if requested[lv] > available[lv]]
     if short and shortfall == "error":
         lv = short[0]
         raise MathloraError(f"level {lv} has {available[lv]} records but its quota is {requested[lv]} "
-                            f"(use --shortfall redistribute to fill the gap from other levels)")
+                            f"from sample.total and sample.ratios (set sample.shortfall=redistribute, --shortfall "
+                            f"redistribute, to fill the gap from other levels)")
     quotas = fill_quotas(total, {lv: ratios[lv] for lv in levels}, available)
     chosen: list[int] = []
     for lv in levels:

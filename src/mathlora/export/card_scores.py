@@ -3,6 +3,7 @@ table (the numbers formatted as the report formats them, ``mathlora.report.rende
 
 from __future__ import annotations
 
+from mathlora.modeling.adapters import hub_id
 from mathlora.report.render import interval_text, pct
 from mathlora.report.scores import RunScores, retention_word
 
@@ -20,6 +21,28 @@ def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
     return text
 
 
+SQUAD = "rajpurkar/squad"
+
+
+def real_squad(scores: RunScores) -> bool:
+    """Whether the retention set is the real SQuAD (``data.squad`` naming ``rajpurkar/squad`` or a file of its
+    Hugging Face cache), not the demo's generated set (``raw/squad.json``) or a user's own file."""
+    report = scores.tuned_squad or scores.base_squad or {}
+    data = str(report.get("data") or "").replace("\\", "/")
+    return hub_id(data, "datasets") == SQUAD or data.split("@")[0].split(":")[0] == SQUAD
+
+
+def squad_name(scores: RunScores) -> str:
+    """What the retention set is, in words: SQuAD v1.1 only when it is the real one."""
+    if real_squad(scores):
+        return "SQuAD v1.1"
+    report = scores.tuned_squad or scores.base_squad or {}
+    data = str(report.get("data") or "")
+    if data.replace("\\", "/").endswith("raw/squad.json"):
+        return "a generated SQuAD-style reading set (mathlora synth; not SQuAD)"
+    return f"a SQuAD-format reading set ({data.replace(chr(92), '/').rsplit('/', 1)[-1] or 'unnamed'}; not SQuAD)"
+
+
 def eval_results(scores: RunScores):
     from huggingface_hub import EvalResult
 
@@ -31,12 +54,15 @@ def eval_results(scores: RunScores):
                                       dataset_type="mathlora-heldout-math", dataset_name="held-out math test set",
                                       metric_type="accuracy", metric_name=name,
                                       metric_value=round(float(report["accuracy"]), 4)))
+    real = real_squad(scores)
     for key, metric in (("f1", "f1"), ("em", "exact_match")):
         value = scores.squad("tuned", key)
         if value is not None:
             results.append(EvalResult(task_type="question-answering", task_name="reading comprehension (retention)",
-                                      dataset_type="rajpurkar/squad", dataset_name="SQuAD v1.1 (first question per "
-                                      "paragraph)", metric_type=metric, metric_name=f"SQuAD {key.upper()}",
+                                      dataset_type=SQUAD if real else "mathlora-generated-reading",
+                                      dataset_name="SQuAD v1.1 (first question per paragraph)" if real else
+                                      squad_name(scores), metric_type=metric,
+                                      metric_name=f"{'SQuAD' if real else 'reading'} {key.upper()}",
                                       metric_value=round(float(value), 2)))
     return results
 
@@ -96,7 +122,7 @@ def score_lines(scores: RunScores | None, kind: str) -> list[str]:
         lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
         lines += [f"| {r['step']} | {pct(r.get('accuracy'))} |" for r in rows]
     if scores.base_squad or scores.tuned_squad:
-        lines += ["", "Reading comprehension kept (SQuAD v1.1):", "", "| metric | base | fine-tuned |", "|---|---|---|",
+        lines += ["", f"Reading comprehension kept ({squad_name(scores)}):", "", "| metric | base | fine-tuned |", "|---|---|---|",
                   f"| F1 | {_num(scores.squad('base', 'f1'))} | {_num(scores.squad('tuned', 'f1'))} |",
                   f"| EM | {_num(scores.squad('base', 'em'))} | {_num(scores.squad('tuned', 'em'))} |"]
         if scores.retention is not None:

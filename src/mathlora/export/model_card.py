@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from mathlora import __version__
-from mathlora.modeling.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
+from mathlora.modeling.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id, original_repo
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.export.card_scores import cell, eval_results, score_lines
 from mathlora.report.render import snippet_new_tokens
 from mathlora.report.scores import RunScores
+from mathlora.report.usage import base_identity, base_words, generate_lines, load_base_lines, prompt_lines, recipe_rows
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
 from mathlora.modeling.templates import TEMPLATES
@@ -53,37 +54,6 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def _g(value: float) -> str:
-    return f"{value:g}"
-
-
-def recipe_rows(lora, train, *, seq_length: int, precision: str, template: str, seed: int,
-                solution_style: str | None = None, steps: int | None = None,
-                ratio_line: str | None = None) -> dict[str, str]:
-    """The recipe's settings as the card's table shows them (``lora``/``train``: the config sections)."""
-    rows = {
-        "LoRA r / alpha / dropout": f"{lora.r} / {_g(lora.alpha)} / {_g(lora.dropout)}",
-        "target modules": ", ".join(lora.target_modules),
-        "epochs": _g(train.epochs) + (f" (max_steps {train.max_steps})" if train.max_steps else ""),
-        "global batch size": str(train.global_batch_size),
-        "optimizer": f"AdamW betas ({_g(train.betas[0])}, {_g(train.betas[1])}), eps {_g(train.eps)}, "
-                     f"weight decay {_g(train.weight_decay)}",
-        "learning rate": f"cosine {_g(train.lr)} -> {_g(train.lr_end)}, warmup ratio {_g(train.warmup_ratio)}",
-        "gradient clipping": str(train.max_grad_norm) if train.max_grad_norm is not None else "none",
-        "precision": str(precision),
-        "sequence length": str(seq_length),
-        "prompt template": template,
-        "seed": str(seed),
-    }
-    if solution_style:
-        rows["solution style"] = solution_style
-    if steps:
-        rows["steps trained"] = str(steps)
-    if ratio_line:
-        rows["trainable / total parameters"] = ratio_line
-    return rows
-
-
 @dataclass(frozen=True)
 class CardFacts:
     """What a card says about the training: the base model spec, the template, the recipe rows, datasets."""
@@ -94,6 +64,7 @@ class CardFacts:
     solution_style: str | None = None  # None: not known to the writer (the trainer)
     datasets: tuple[str, ...] = field(default_factory=tuple)
     max_new_tokens: int = field(default_factory=lambda: snippet_new_tokens(None))  # the usage snippet's
+    base: dict | None = None  # a GGUF base: file, sha256, quant, original, package (usage.base_identity)
 
     @classmethod
     def from_run(cls, root: str | os.PathLike) -> "CardFacts":
@@ -108,11 +79,14 @@ class CardFacts:
                            steps=summary.get("steps"), ratio_line=summary.get("ratio_line"))
         data = _hub_dataset(cfg.data_train) if cfg.data_train else None
         return cls(cfg.model, cfg.template, rows, cfg.solution_style, (data,) if data else (),
-                   snippet_new_tokens(cfg.eval))
+                   snippet_new_tokens(cfg.eval), base_identity(cfg.model))
 
     def metadata(self) -> dict[str, Any]:
-        return {"model": self.model, "template": self.template, "solution_style": self.solution_style,
+        meta = {"model": self.model, "template": self.template, "solution_style": self.solution_style,
                 "recipe": dict(self.recipe), "version": __version__}
+        if self.base:
+            meta["base"] = dict(self.base)
+        return meta
 
     @classmethod
     def from_card(cls, path: str | os.PathLike) -> "CardFacts | None":
@@ -131,8 +105,10 @@ class CardFacts:
             return None
         try:
             style = meta.get("solution_style")
+            base = meta.get("base")
             return cls(str(meta["model"]), str(meta["template"]), {str(k): str(v) for k, v in meta["recipe"].items()},
-                       str(style) if style else None, tuple(card.data.datasets or ()))
+                       str(style) if style else None, tuple(card.data.datasets or ()),
+                       base=dict(base) if isinstance(base, dict) else None)
         except KeyError:
             return None
 
@@ -145,11 +121,20 @@ def _hub_dataset(spec: str) -> str | None:
 
 
 def training_facts(job, *, template: str, steps: int | None = None, ratio_line: str | None = None) -> CardFacts:
-    """The facts the trainer knows (a ``TrainJob``: model, sections, seed, sequence length, runtime)."""
+    """The facts the trainer knows (a ``TrainJob``: model, sections, seed, sequence length, runtime), with the
+    run's solution style and eval settings where the tokens sit in a run folder (its ``config.yaml``)."""
     precision = str(job.runtime.dtype).removeprefix("torch.")
+    style, new_tokens = None, snippet_new_tokens(None)
+    if job.tokens_dir is not None and RunLayout(Path(job.tokens_dir).parent).config.is_file():
+        try:
+            recipe = RunRecipe.read(Path(job.tokens_dir).parent)
+            style, new_tokens = recipe.solution_style, snippet_new_tokens(recipe.eval)
+        except MathloraError:  # a config this version cannot read: the card says less, training goes on
+            pass
     return CardFacts(job.model, template, recipe_rows(job.lora, job.train, seq_length=job.seq_length,
                                                       precision=precision, template=template, seed=job.seed,
-                                                      steps=steps, ratio_line=ratio_line))
+                                                      solution_style=style, steps=steps, ratio_line=ratio_line),
+                     style, max_new_tokens=new_tokens, base=base_identity(job.model))
 
 
 def is_mathlora_card(path: str | os.PathLike) -> bool:
@@ -158,7 +143,7 @@ def is_mathlora_card(path: str | os.PathLike) -> bool:
 
 def base_license(spec: str) -> str | None:
     """The base model's license: known for the packaged model, else its folder's own card's ``license``."""
-    known = HUB_LICENSES.get(hub_id(spec) or "")
+    known = HUB_LICENSES.get(hub_id(spec) or original_repo(spec) or "")
     if known:
         return known
     readme = Path(spec).expanduser() / CARD
@@ -178,14 +163,11 @@ def base_license(spec: str) -> str | None:
 def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     base = base_model_name(facts.model)
     here = "path/to/this/folder"
+    load_base = load_base_lines(facts.model, facts.base, tokenizer=kind == "checkpoint")
     problem = "计算 4204.22 + -2369.17 等于多少？"
-    generate = (f"out = model.generate(**inputs, max_new_tokens={facts.max_new_tokens}, do_sample=False)",
-                "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
+    generate = generate_lines(new_tokens=facts.max_new_tokens, calculator=facts.solution_style == "calculator")
     if kind == "checkpoint":  # no tokenizer of its own: the base's, whose chat template is not the training prompt
-        template = TEMPLATES.get(facts.template)
-        prefix, _, suffix = (template.prompt if template else "{problem}").partition("{problem}")
-        chat = (f"problem = {problem!r}", f"prompt = {prefix!r} + problem + {suffix!r}  # the training prompt",
-                'inputs = tok(prompt, return_tensors="pt")', *generate)
+        chat = (*prompt_lines(TEMPLATES.get(facts.template), problem), *generate)
         intro = (f"A checkpoint has no tokenizer of its own: use the base model's with the training prompt "
                  f"(`{facts.template}`) written out, as below, not the base's chat template (the final adapter's "
                  "and the merged model's tokenizers carry the training prompt as their chat template).")
@@ -196,7 +178,8 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
         intro = (f"The tokenizer's chat template is the training prompt (`{facts.template}`): "
                  "`apply_chat_template(messages, add_generation_prompt=True)` renders exactly the prompt the model "
                  "was trained on, so a chat client gets the format it learned. Give one user message, the problem; "
-                 "no system message." if facts.template in TEMPLATES else
+                 "a system message is ignored (as `mathlora serve` ignores it): the model was never trained with one."
+                 if facts.template in TEMPLATES else
                  "The training prompt is not known (the adapter had no mathlora card and no template was given to "
                  "the merge): the tokenizer is the base model's, with the base's own chat template if it has one.")
     lines = ["## Use", "", intro, ""]
@@ -212,10 +195,9 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     else:
         lines += ["peft:", "", "```python", "from peft import PeftModel",
                   "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                  f"base = AutoModelForCausalLM.from_pretrained({base!r})",
+                  *load_base,
                   f"model = PeftModel.from_pretrained(base, {here!r})  # or the Hub repo it was published to",
-                  f"tok = AutoTokenizer.from_pretrained({here!r})" if kind == "adapter" else
-                  f"tok = AutoTokenizer.from_pretrained({base!r})",
+                  *([f"tok = AutoTokenizer.from_pretrained({here!r})"] if kind == "adapter" else []),
                   *chat, "```"]
         if kind == "adapter":
             lines += ["", "vLLM (the adapter on its base, the training prompt as the chat template):", "", "```bash",
@@ -251,7 +233,7 @@ def build_card(facts: CardFacts, kind: str, *, scores: RunScores | None = None, 
         data.base_model_relation = "finetune"
     body = [f"# {title} ({what})", "",
             f"{'A LoRA adapter for' if kind != 'merged' else 'A merge of a LoRA adapter into'} "
-            f"`{base_model_name(facts.model)}`, fine-tuned for math word problems by "
+            f"{base_words(facts.model, facts.base)}, fine-tuned for math word problems by "
             f"[mathlora](https://pypi.org/project/mathlora/) {__version__}: difficulty-stratified training data, "
             "the prompt masked out of the loss.", "", "## Recipe", "", "| setting | value |", "|---|---|"]
     body += [f"| {cell(k)} | {cell(v)} |" for k, v in facts.recipe.items()]

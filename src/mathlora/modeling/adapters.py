@@ -16,7 +16,8 @@ from typing import Any
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.modeling.compat import quiet_peft
-from mathlora.modeling.models import split_hub_id
+from mathlora.modeling.models import PACKAGED, packaged_gguf, split_hub_id
+from mathlora.run_dir.hashing import file_sha256
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -99,18 +100,18 @@ def attach_adapter(base, adapter: str | os.PathLike, *, model_name: str, trainab
 
 # -- what an exported adapter says about its base model ---------------------------------------------------------
 
-HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}  # packaged model -> its Hub repo
+# packaged model -> the Hub repo it was quantized from: NOT its weights (the packaged file is a Q4_1 GGUF; the
+# adapter was trained on that, dequantized), so never named as the base, only as where it came from
+ORIGINALS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 HUB_LICENSES = {"HuggingFaceTB/SmolLM2-135M-Instruct": "apache-2.0"}
 _HUB_CACHE = re.compile(r"(?:^|/)(models|datasets)--([^/]+?)--([^/]+)/snapshots/[^/]+")
 
 
 def hub_id(spec: str, kind: str = "models") -> str | None:
-    """The Hugging Face Hub repo a model spec (or, ``kind="datasets"``, a data path) stands for: the packaged
-    model's repo, a Hub id itself (``org/name[@revision]``: the repo), or the repo of a folder inside a Hugging
-    Face cache (``.../models--org--name/snapshots/<rev>``); None for anything else (a local folder, a .gguf
-    file, the tiny random model)."""
-    if kind == "models" and spec in HUB_IDS:
-        return HUB_IDS[spec]
+    """The Hugging Face Hub repo a model spec (or, ``kind="datasets"``, a data path) stands for: a Hub id
+    itself (``org/name[@revision]``: the repo), or the repo of a folder inside a Hugging Face cache
+    (``.../models--org--name/snapshots/<rev>``); None for anything else (a local folder, a .gguf file, the
+    packaged Q4_1 GGUF, whose weights are not its original repo's (``original_repo``), the tiny model)."""
     if kind == "models" and (named := _hub_model(spec)):
         return named[0]
     match = _HUB_CACHE.search(str(spec).replace("\\", "/"))
@@ -127,9 +128,40 @@ def _hub_model(spec: str) -> tuple[str, str | None] | None:
 
 def base_model_name(spec: str) -> str:
     """What an exported adapter names as its base (``base_model_name_or_path``): the Hub id when the spec
-    stands for one (``hub_id``), else the spec as the user gave it (a path, ``tiny-random-llama``), never the
-    folder this machine converted a GGUF file into."""
+    stands for one (``hub_id``), the packaged model's GGUF file name (``SmolLM2-135M-Instruct.Q4_1.gguf``: the
+    weights it trained on, not its original Hub repo's), else the spec as the user gave it (a path,
+    ``tiny-random-llama``), never the folder this machine converted a GGUF file into."""
+    if spec in PACKAGED:
+        return PACKAGED[spec][1]
     return hub_id(spec) or spec
+
+
+def gguf_file(spec: str) -> Path | None:
+    """The GGUF file a spec trains on (the packaged model's file, or a ``.gguf`` path); None for anything else
+    or a packaged model whose package is not installed."""
+    if spec in PACKAGED:
+        try:
+            return packaged_gguf(spec)
+        except MathloraError:
+            return None
+    path = Path(str(spec)).expanduser()
+    return path if path.suffix == ".gguf" and path.is_file() else None
+
+
+def original_repo(spec: str) -> str | None:
+    """The Hub repo a packaged model was quantized from (its license, the card's "not these weights" line)."""
+    return ORIGINALS.get(spec)
+
+
+def base_identity(spec: str) -> dict | None:
+    """What a GGUF base is, for the cards and the report: ``{"file", "sha256", "quant", "original",
+    "package"}`` (None for a base that is not a GGUF file)."""
+    gguf = gguf_file(spec)
+    if gguf is None:
+        return None
+    quant = next((q for q in gguf.stem.split(".")[1:] if q[:1] in "QFfq" and any(c.isdigit() for c in q)), None)
+    return {"file": gguf.name, "sha256": file_sha256(gguf), "quant": quant, "original": original_repo(spec),
+            "package": PACKAGED[spec][0].replace("_", "-") if spec in PACKAGED else None}
 
 
 def name_base_model(peft_model, spec: str) -> None:

@@ -89,8 +89,9 @@ def chat_template(name: str, tokenizer=None) -> str:
 
     A user turn renders the whole prompt with the turn's text as the problem (the prompt ends with its own
     response cue, so ``add_generation_prompt`` adds nothing); an assistant turn renders its text and the EOS
-    token, as training saw the response; the turns must alternate, starting with the user. A system message
-    is refused (``raise_exception``): the model was never trained with one. A turn's content may be a string or
+    token, as training saw the response; the turns must alternate, starting with the user. A system (or
+    developer) message is ignored, as ``mathlora serve`` ignores it: the model was never trained with one, and
+    a chat client that always sends one still gets the training prompt. A turn's content may be a string or
     OpenAI-style parts (the text parts, joined by newlines). ``tokenizer``: whose added special tokens
     (``added_special_tokens``) open and close the first user turn, as in the tokenized training prompt.
     """
@@ -106,10 +107,10 @@ def chat_template(name: str, tokenizer=None) -> str:
                " | join('\\n') }}{%- endif -%}")
     refuse = "{{ raise_exception(" + _literal(
         f"this model was fine-tuned on the {name!r} prompt: the messages must alternate user/assistant, "
-        "starting with the user, with no system message") + ") }}"
+        "starting with the user (a system message is ignored)") + ") }}"
     return (
         f"{{#- mathlora: the {name!r} training prompt -#}}"
-        "{%- for message in messages -%}"
+        "{%- for message in messages | rejectattr('role', 'in', ['system', 'developer']) -%}"
         "{%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) or message['role'] not in ['user', 'assistant'] -%}"
         f"{refuse}"
         "{%- endif -%}"

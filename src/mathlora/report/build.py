@@ -36,8 +36,7 @@ from mathlora.report.grading import Run, _graded, problem_levels, report_runs
 from mathlora.report.plots import _save, accuracy_figure, checkpoints_figure, plot_style
 from mathlora.report.render import CSS, Doc, snippet_new_tokens
 from mathlora.report.sections import _configuration, _data_sections, _math, _retention, _summary, _timings, _training
-from mathlora.modeling.adapters import hub_id
-from mathlora.modeling.models import split_hub_id
+from mathlora.report.usage import base_identity, base_words, generate_lines, load_base_lines, prompt_lines
 from mathlora.modeling.templates import TEMPLATES
 
 
@@ -206,50 +205,27 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     doc.code(f'mathlora ask --run {run} "{problem}"\n'
              f"mathlora serve --run {run} --port 8080    # an OpenAI-compatible endpoint: /v1/chat/completions\n"
              f"mathlora report --run {run}               # rebuild this report", "bash")
-    template = TEMPLATES.get(str(cfg.get("template")))
-    prompt = (f"prompt = {template.prompt.split('{problem}')[0]!r} + problem + "
-              f"{template.prompt.split('{problem}', 1)[1]!r}" if template else "prompt = problem")
     merged = f"{run}/{_relative(lay, lay.merged)}"
-    new_tokens = snippet_new_tokens(cfg.get("eval"))
     lines = ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-             f'tokenizer = AutoTokenizer.from_pretrained("{merged}")',
+             f'tok = AutoTokenizer.from_pretrained("{merged}")',
              f'model = AutoModelForCausalLM.from_pretrained("{merged}")',
-             f'problem = "{problem}"',
-             f"{prompt}  # the training prompt (template {cfg.get('template')})",
-             'batch = tokenizer(prompt, return_tensors="pt")']
-    if calculator:
-        lines += ["# the model writes <<expr= and expects the calculator's value: force it as the evaluation did",
-                  "from transformers import LogitsProcessorList",
-                  "from mathlora.evaluate.calculator_hf import CalculatorLogitsProcessor",
-                  f"out = model.generate(**batch, max_new_tokens={new_tokens}"
-                  ", do_sample=False,",
-                  "                     logits_processor=LogitsProcessorList([CalculatorLogitsProcessor(tokenizer)]))"]
-    else:
-        lines += [f"out = model.generate(**batch, max_new_tokens={new_tokens}"
-                  ", do_sample=False)"]
-    lines += ['print(tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True))']
+             *prompt_lines(TEMPLATES.get(str(cfg.get("template"))), problem),
+             *generate_lines(new_tokens=snippet_new_tokens(cfg.get("eval")), calculator=calculator)]
     if lay.merged.exists():
         doc.p(f"The merged model in plain transformers ({_relative(lay, lay.merged)}/ needs no peft):")
         doc.code("\n".join(lines), "python")
     model = str(cfg.get("model"))
-    # the base as adapter_config.json names it (adapters.hub_id: the packaged model's repo, a Hub id, a cached
-    # snapshot's repo), else the folder given; a pinned Hub revision is passed on
-    repo = hub_id(model)
-    pinned = split_hub_id(model) if repo and not Path(model).expanduser().exists() else None
-    base = repo or (model if Path(model).is_dir() else "BASE_MODEL_FOLDER")
-    revision = f', revision="{pinned[1]}"' if pinned and pinned[1] else ""
-    note = ("" if base != "BASE_MODEL_FOLDER" else
-            f"# BASE_MODEL_FOLDER: {model} as a transformers folder; a .gguf model is converted once:\n"
-            f"#   python -c \"from mathlora.modeling.models import resolve_model_dir; print(resolve_model_dir('{model}'))\"\n")
-    doc.p("The adapter with peft, on the base model:")
-    doc.code("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n\n" + note +
-             f'base = AutoModelForCausalLM.from_pretrained("{base}"{revision})\n'
-             f'model = PeftModel.from_pretrained(base, "{run}/{_relative(lay, lay.train_adapter)}")', "python")
+    identity = base_identity(model)
+    doc.p(f"The adapter with peft, on the base model it was trained on ({base_words(model, identity)}):")
+    doc.code("\n".join(["from peft import PeftModel", "from transformers import AutoModelForCausalLM", "",
+                        *load_base_lines(model, identity),
+                        f'model = PeftModel.from_pretrained(base, "{run}/{_relative(lay, lay.train_adapter)}")']),
+             "python")
     doc.p("On vLLM: serve the merged folder (or the base with the adapter as a LoRA module)"
           + (", and put mathlora serve in front of it for the calculator:" if calculator else ":"))
     vllm = f"vllm serve {merged} --port 8000"
     if calculator:
-        vllm += (f" &\nmathlora serve --run {run} --upstream http://127.0.0.1:8000/v1 --upstream-model {merged}"
+        vllm += (f" &\nmathlora serve --run {run} --upstream http://127.0.0.1:8000/v1 --served-model {merged}"
                  " --port 8080")
     doc.code(vllm, "bash")
 

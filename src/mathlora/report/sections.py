@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from mathlora.label import heuristic
 from mathlora.run_dir.layout import RunLayout
 from mathlora.report.scores import RunScores, retention_word, wilson_interval
 from mathlora.report.grading import Run, _graded, _verdict, pick_examples, spread_wrong
+from mathlora.report.usage import base_identity, base_words, recipe_rows
+from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.report.render import Doc, clip, duration, interval_text, pct, readable
 
 
@@ -52,25 +56,27 @@ def _configuration(doc: Doc, cfg: dict, trained: dict | None) -> None:
     lora, train = cfg.get("lora", {}), cfg.get("train", {})
     runtime, trained = cfg.get("runtime", {}), trained or {}
     sample, normalize = cfg.get("sample", {}), cfg.get("normalize", {})
+    style = (f"{readable(cfg.get('solution_style', 'answer'))}"
+             f"{' (calculator-assisted decoding)' if cfg.get('eval', {}).get('calculator') else ''}")
+    try:  # the recipe as the model cards show it (report.usage.recipe_rows)
+        recipe = recipe_rows(LoraConfig.model_validate(lora), TrainConfig.model_validate(train),
+                             seq_length=readable(cfg.get("tokenize", {}).get("seq_length")),
+                             seed=readable(cfg.get("seed")),
+                             precision=readable(trained.get("dtype") or runtime.get("precision")),
+                             template=readable(cfg.get("template")), solution_style=style, steps=trained.get("steps"),
+                             ratio_line=trained.get("ratio_line"))
+    except ValidationError:  # a config of another version: its values as written
+        recipe = {"LoRA": readable(lora), "train": readable(train)}
     doc.table(["setting", "value"], [
-        ["model", readable(cfg.get("model"))], ["template", readable(cfg.get("template"))],
-        ["seed", readable(cfg.get("seed"))],
-        ["solution style", f"{readable(cfg.get('solution_style', 'answer'))}"
-                           f"{' (calculator-assisted decoding)' if cfg.get('eval', {}).get('calculator') else ''}"],
+        ["model", readable(cfg.get("model"))],
+        *([["base weights", base_words(str(cfg.get("model")), identity)]]
+          if (identity := base_identity(str(cfg.get("model")))) else []),
         ["judge", readable(cfg.get("label", {}).get("judge"))],
         ["sample", f"{readable(sample.get('total'))} records, ratios {readable(sample.get('ratios'))}"],
         ["decimals", f"{readable(normalize.get('decimals'))} ({readable(normalize.get('mode'))})"],
-        ["seq_length", readable(cfg.get("tokenize", {}).get("seq_length"))],
-        ["LoRA", f"r={readable(lora.get('r'))} alpha={readable(lora.get('alpha'))} "
-                 f"dropout={readable(lora.get('dropout'))} targets={','.join(lora.get('target_modules', []))}"],
-        ["optimizer", f"AdamW betas=({readable(train.get('betas'))}) eps={readable(train.get('eps'))} "
-                      f"wd={readable(train.get('weight_decay'))}"],
-        ["schedule", f"cosine lr={readable(train.get('lr'))} -> {readable(train.get('lr_end'))}, warmup "
-                     f"{readable(train.get('warmup_ratio'))}"],
-        ["batch", f"global {readable(train.get('global_batch_size'))} (micro "
-                  f"{readable(train.get('micro_batch_size'))}), epochs {readable(train.get('epochs'))}"],
         ["runtime", f"trained on {readable(trained.get('device'))} in {readable(trained.get('dtype'))}" if trained
                     else f"device {readable(runtime.get('device'))}, precision {readable(runtime.get('precision'))}"],
+        *([k, v] for k, v in recipe.items()),
     ])
 
 

@@ -139,6 +139,20 @@ class Manifest:
         }
         write_json_atomic(self.path, data)
 
+    def rewritten(self, stage: str, outputs: list[Path]) -> bool:
+        """Record again the size and hash of ``outputs`` a command rewrote in place of ``stage`` from the same
+        inputs (``mathlora report --run``), so the next run finds them intact; False when ``stage`` is not
+        recorded (its fingerprint, the inputs it was made from, is left as it was)."""
+        data = self.read()
+        rec = data["stages"].get(stage)
+        if not isinstance(rec, dict):
+            return False
+        verify = rec.get("verify") if isinstance(rec.get("verify"), dict) else {}
+        verify.update({self._key(o): artifact_record(o) for o in outputs if Path(o).exists()})
+        rec["verify"] = verify
+        write_json_atomic(self.path, data)
+        return True
+
     def forget(self, stage: str) -> None:
         """Drop a stage's record (it will run again)."""
         data = self.read()

@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import os
 
-from mathlora.app.cliargs import add_config_args, add_runtime_args, flag, option
+from mathlora.app.cliargs import add_config_args, add_runtime_args, deprecated, flag, option
 from mathlora.app.config import Config
 from mathlora.errors import MathloraError
 from mathlora.modeling.adapters import require_adapter_dir
@@ -32,7 +32,7 @@ from mathlora.evaluate.commands import add_served_model
 from mathlora.serve.protocol import clean_text
 from mathlora.app.cliargs import runtime_from
 from mathlora.arith.answers import extract_prediction_answer, resolve_scope
-from mathlora.evaluate.backend import generate
+from mathlora.evaluate.backend import generate, hold_model
 from mathlora.evaluate.predict import stop_strings
 from mathlora.modeling.templates import render_prompt
 from mathlora.app.cliargs import on_off
@@ -108,6 +108,8 @@ def register(sub) -> None:
     a.add_argument("problem", nargs="*", help="a problem, e.g. \"计算 1.5 + 2.25 等于多少？\"")
     a.add_argument("--file", default=None, help="problems, one a line (or JSON lines with \"problem\"); - = stdin")
     flag(a, "--json", help="one JSON object a problem instead of text")
+    flag(a, "--interactive", help="a prompt loop: one problem a line from standard input, each answered as "
+                                        "it comes, the model loaded once (quit, exit or end of input ends it)")
     add_target_args(a)
     add_runtime_args(a)
     option(a, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
@@ -131,7 +133,9 @@ def register(sub) -> None:
                                                 "the model's or the upstream's)")
     s.add_argument("--upstream", default=None, metavar="URL",
                    help="proxy mode: the upstream server's /v1 URL (e.g. vLLM with --enable-lora)")
-    s.add_argument("--upstream-model", default=None, metavar="NAME", help="proxy mode: the upstream's model name")
+    s.add_argument("--served-model", dest="upstream_model", default=None, metavar="NAME",
+                   help="proxy mode: the name the upstream server serves the model (or LoRA) under")
+    deprecated(s, "--upstream-model", new="--served-model", dest="upstream_model")
     s.add_argument("--api-key", default=None, metavar="KEY",
                    help=f"the key clients must send (Authorization: Bearer KEY); default ${API_KEY_ENV} (better: a "
                         "command line is visible to other users). Needed to "
@@ -225,20 +229,37 @@ def read_problems(args) -> list[str]:
 
 
 def cmd_ask(args) -> int:
-
-
-
-
-    problems = read_problems(args)
+    interactive = bool(getattr(args, "interactive", False))
+    if interactive and (args.problem or args.file):
+        raise MathloraError("--interactive reads its problems from standard input: give no problem or --file")
+    problems = [] if interactive else read_problems(args)
     target = resolve_target(args)
     cfg = target.cfg
     print(f"ask: calculator {on_off(target.calculator)}, template {target.template}, model {target.name} "
           f"(config: {args.config_layers})", file=sys.stderr, flush=True)
-    remote = cfg.eval.backend == "openai"
-    out = generate(cfg.eval, None if remote else runtime_from(cfg), target.model, target.adapter,
+    held = hold_model(cfg.eval, None if cfg.eval.backend == "openai" else runtime_from(cfg), target.model,
+                      target.adapter)  # loaded once, for every problem
+    if not interactive:
+        _answer(args, target, held, problems, numbered=len(problems) > 1)
+        return 0
+    while True:
+        print("> ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        problem = clean_text(line).strip()
+        if not line or problem.lower() in ("quit", "exit"):
+            print(file=sys.stderr, flush=True)
+            return 0
+        if problem:
+            _answer(args, target, held, [problem], numbered=False)
+
+
+def _answer(args, target: Target, held, problems: list[str], *, numbered: bool) -> None:
+    """Generate and print the answers of ``problems`` (text, or one JSON object a problem with --json)."""
+    cfg = target.cfg
+    out = generate(cfg.eval, None if held is None else held.runtime, target.model, target.adapter,
                    [render_prompt(target.template, p) for p in problems], max_new_tokens=cfg.eval.max_new_tokens,
                    calculator=target.calculator, progress=False, desc="ask",
-                   stop=stop_strings(cfg.eval, target.template))  # as predict and eval stop
+                   stop=stop_strings(cfg.eval, target.template), held=held)  # as predict and eval stop
     scope = resolve_scope(cfg.eval.answer_scope, target.solution_style)
     for n, (problem, gen) in enumerate(zip(problems, out.generations)):
         found = extract_prediction_answer(gen.completion, scope)
@@ -250,11 +271,10 @@ def cmd_ask(args) -> int:
             continue
         calc = (f"  [calculator: {gen.calculator_calls} call(s), {gen.calculator_refused} refused]"
                 if target.calculator else "")
-        if len(problems) > 1:
+        if numbered:
             print(("\n" if n else "") + f"Q: {problem}")
         print(gen.completion.strip() or (f"(skipped: {gen.skipped})" if gen.skipped else "(no text)"))
         print(f"answer: {answer if answer is not None else '(none found)'}{calc}", flush=True)
-    return 0
 
 
 def cmd_serve(args) -> int:
@@ -278,7 +298,7 @@ def cmd_serve(args) -> int:
     if args.upstream is not None:
         if args.adapter is not None:
             raise MathloraError("with --upstream the upstream server applies the adapter (vllm serve BASE "
-                                "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --upstream-model NAME instead")
+                                "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --served-model NAME instead")
         engine, served, mode = _proxy(args, cfg, target.calculator, stop)
     else:
         lm, tok = generation.load_inference_model(target.model, target.adapter, runtime_from(cfg),
@@ -341,7 +361,7 @@ def _proxy(args, cfg, calculator: bool, stop=()):
     end = cfg.eval.endpoint
     upstream_model = args.upstream_model or cfg.eval.model
     if not upstream_model:
-        raise MathloraError("give --upstream-model NAME: the upstream's name for the model (or LoRA)")
+        raise MathloraError("give --served-model NAME: the name the upstream serves the model (or LoRA) under (eval.model)")
     client = proxy_client(base_url=args.upstream, model=upstream_model, api_key=end.api_key(),
                           concurrency=end.concurrency, timeout=min(end.timeout, args.upstream_deadline),
                           policy=end.policy(), stop=stop)

@@ -148,7 +148,8 @@ def completion_prompts(req: CompletionRequest, limits: Limits) -> list[str]:
 
 
 def chat_problem(req: ChatRequest, limits: Limits) -> str:
-    """The problem of a chat: the last user message's text (the model answers one question at a time)."""
+    """The problem of a chat: the last user message's text (the model answers one question at a time; a system or
+    developer message is ignored, as the exported chat template ignores it: the model was never trained with one)."""
     if req.logprobs:
         raise RequestError(400, "logprobs are not supported", "logprobs")
     users = [m for m in req.messages if m.role == "user"]

@@ -133,7 +133,7 @@ def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenR
     start = newest_valid_checkpoint(ckpt_root, lambda m: group.is_main and print(f"warning: {m}", file=sys.stderr)
                                     ) if resume else None
     if start is None and group.is_main:
-        if resume and out.exists() and any(out.iterdir()):
+        if resume and ckpt_root.is_dir() and any(p.is_dir() for p in ckpt_root.iterdir()):  # a fresh one: silent
             print(f"warning: no complete checkpoint in {ckpt_root}; starting from step 0", file=sys.stderr)
         clear_outputs(out)
     group.barrier()
