@@ -245,8 +245,8 @@ def test_ingest_reads_the_formats_and_columns_its_flags_name(capsys, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["problem"], r["solution"]) for r in rows] == [("计算 1.5 + 2.25 等于多少？", "3.75"), ("Add\n2 + 2", "4")]
     qa = write_lines(tmp_path / "qa.jsonl", [{"question": "1 + 1 = ?", "answer": "2"}])
-    rc, out, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "q.jsonl", "--columns",
-                       "{problem: question, solution: answer}")
+    rc, out, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "q.jsonl", "--columns",  # its own rejects file:
+                       "{problem: question, solution: answer}", "--rejects", tmp_path / "q_rejects.jsonl")  # issue 31 H1
     assert rc == 0, err
     assert json.loads((tmp_path / "q.jsonl").read_text(encoding="utf-8"))["solution"] == "2"
     rc, _, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "x.jsonl", "--columns", "question")

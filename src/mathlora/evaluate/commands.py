@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
-                              deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
-                              stage_command)
+                              deprecated, guard_command_outputs, int_or_auto, on_off, option, runtime_from,
+                              show_progress, stage_command)
 from mathlora.errors import MathloraError
+from mathlora.modeling.openai_client import public_url
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.math_eval import evaluate_math
@@ -149,7 +150,7 @@ def register(subparsers) -> None:
 def print_settings(command: str, args, cfg) -> None:
     """The settings a reader of the results must know, before the work starts (the calculator above all: the
     demo config turns it on)."""
-    where = "local" if cfg.eval.backend == "local" else f"openai {cfg.eval.endpoint.base_url}"
+    where = "local" if cfg.eval.backend == "local" else f"openai {public_url(cfg.eval.endpoint.base_url)}"
     print(f"{command}: calculator {on_off(cfg.eval.calculator)}, solution_style {cfg.solution_style}, template "
           f"{cfg.template}, backend {where} (config: {args.config_layers})", flush=True)
 
@@ -234,6 +235,7 @@ def cmd_eval_squad(args) -> int:
         return 0
     if args.output is None:
         raise MathloraError("give --output RESULT.json (where the SQuAD scores go)")
+    guard_command_outputs(args, args.output, ("--save-predictions", args.save_predictions))
 
     runtime = None if args.predictions else runtime_from(cfg)
     with lock_for_output(args.output):
@@ -259,6 +261,7 @@ def cmd_eval_params(args) -> int:
     print(f"trainable {r['trainable']}  base {r['base']}  ratio {r['ratio']:.6f} (contest: trainable/base)  "
           f"base+adapter {r['total']}  ratio {r['ratio_peft']:.6f} (peft)\n{r['line']}")
     if args.output:
+        guard_command_outputs(args, args.output)
         write_json_atomic(args.output, r)
         print(f"report -> {args.output}")
     return 0
