@@ -86,3 +86,17 @@ def _help(parser, argv) -> str:
     with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):
         parser.parse_args([*argv, "--help"])
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "devnull"])
+def test_a_fifo_or_dev_null_input_says_what_it_is(tmp_path, capsys, kind):
+    """Issue 31 low: a FIFO or /dev/null given to ingest is named as such, not "not found"."""
+    if kind == "fifo":
+        src = tmp_path / "pipe"
+        os.mkfifo(src)
+        needle = "named pipe"
+    else:
+        src, needle = "/dev/null", "a device"
+    rc, _, err = cli(capsys, "ingest", "-i", src, "-o", tmp_path / "r.jsonl")
+    line = assert_one_error(rc, err, needle)
+    assert "not found" not in line
