@@ -220,9 +220,11 @@ def test_config_list_show_copy(capsys, tmp_path):
     assert rc == 0, err
     assert (tmp_path / "l.yaml").read_text() == (CONFIG_DIR / "llama3_8b_lora.yaml").read_text()
     mine_text = mine.read_text()
-    assert_one_error(*cli(capsys, "config", "copy", "demo", mine)[::2], f"{mine} exists; --force replaces it")
+    assert_one_error(*cli(capsys, "config", "copy", "demo", mine)[::2], f"{mine} exists; --overwrite replaces it")
     assert mine.read_text() == mine_text  # nothing lost
-    assert cli(capsys, "config", "copy", "demo", mine, "--force")[0] == 0
+    assert cli(capsys, "config", "copy", "demo", mine, "--overwrite")[0] == 0
+    rc, _, err = cli(capsys, "config", "copy", "demo", mine, "--force")  # the old spelling, for one release
+    assert rc == 0 and "use `--overwrite`" in err
     assert mine.read_text() == (CONFIG_DIR / "demo.yaml").read_text()
     assert cli(capsys, "config", "copy", "gpu_smollm2", tmp_path)[0] == 0  # a folder gets NAME.yaml
     assert load_config(tmp_path / "gpu_smollm2.yaml") == load_config("gpu_smollm2")  # its base: is a name

@@ -358,7 +358,7 @@ def copy_config(name: str, dest: str | os.PathLike, *, force: bool = False) -> P
     if target.is_dir():
         target = target / f"{shipped}.yaml"
     if target.exists() and not force:
-        raise MathloraError(f"{target} exists; --force replaces it")
+        raise MathloraError(f"{target} exists; --overwrite replaces it")
     if shipped == LIBRARY_DEFAULTS:
         text = "# The library defaults (what a YAML without base: starts from), written by mathlora config copy.\n" + \
             dump_config(Config())
