@@ -129,7 +129,9 @@ def test_damaged_sqlite_cache_bad_port_and_symlinked_train(tmp_path, capsys):
     assert len(raw) > 4096
     raw[4096:] = b"\xab" * (len(raw) - 4096)  # every page but the first: garbage
     cache.write_bytes(bytes(raw))
-    rc, _, err = cli(capsys, *args)
+    rc, _, err = cli(capsys, *args)  # the output exists: the guard speaks first (issue 31 H1)
+    assert_one_error(rc, err, "out.jsonl", "--overwrite")
+    rc, _, err = cli(capsys, *args, "--overwrite")
     assert_one_error(rc, err, "label_cache.sqlite")
 
     rc, _, err = cli(capsys, "label", "--input", src, "--output", tmp_path / "o.jsonl", "--judge", "openai",
