@@ -225,9 +225,11 @@ def test_config_list_show_copy(capsys, tmp_path):
     assert rc == 0, err
     assert (tmp_path / "l.yaml").read_text() == (CONFIG_DIR / "llama3_8b_lora.yaml").read_text()
     mine_text = mine.read_text()
-    assert_one_error(*cli(capsys, "config", "copy", "demo", mine)[::2], f"{mine} exists; --force replaces it")
+    assert_one_error(*cli(capsys, "config", "copy", "demo", mine)[::2], f"{mine} exists; --overwrite replaces it")
     assert mine.read_text() == mine_text  # nothing lost
-    assert cli(capsys, "config", "copy", "demo", mine, "--force")[0] == 0
+    assert cli(capsys, "config", "copy", "demo", mine, "--overwrite")[0] == 0
+    rc, _, err = cli(capsys, "config", "copy", "demo", mine, "--force")  # the old spelling, for one release
+    assert rc == 0 and "use `--overwrite`" in err
     assert mine.read_text() == (CONFIG_DIR / "demo.yaml").read_text()
     assert cli(capsys, "config", "copy", "gpu_smollm2", tmp_path)[0] == 0  # a folder gets NAME.yaml
     assert load_config(tmp_path / "gpu_smollm2.yaml") == load_config("gpu_smollm2")  # its base: is a name
@@ -250,8 +252,8 @@ def test_ingest_reads_the_formats_and_columns_its_flags_name(capsys, tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "a.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["problem"], r["solution"]) for r in rows] == [("计算 1.5 + 2.25 等于多少？", "3.75"), ("Add\n2 + 2", "4")]
     qa = write_lines(tmp_path / "qa.jsonl", [{"question": "1 + 1 = ?", "answer": "2"}])
-    rc, out, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "q.jsonl", "--columns",
-                       "{problem: question, solution: answer}")
+    rc, out, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "q.jsonl", "--columns",  # its own rejects file:
+                       "{problem: question, solution: answer}", "--rejects", tmp_path / "q_rejects.jsonl")  # issue 31 H1
     assert rc == 0, err
     assert json.loads((tmp_path / "q.jsonl").read_text(encoding="utf-8"))["solution"] == "2"
     rc, _, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "x.jsonl", "--columns", "question")

@@ -76,6 +76,23 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     assert "changed: train.lr, train.warmup_ratio" in rest[0]
     assert "--force" in err and "--run" in err
     assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
+    # so is a changed data setting (issue 31 M7): refused before any stage writes, naming it (not the tokens
+    # the finished adapter was trained on replaced and the folder left mixed)
+    tokens = lay.tokens_parquet.stat().st_mtime_ns
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "synth.count=70", "sample.total=20"]) == 2
+    err = capsys.readouterr().err
+    assert "changed: synth.count" in err and "sample.total" in err and "--force" in err, err
+    assert lay.tokens_parquet.stat().st_mtime_ns == tokens
+    assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
+    assert main(["report", "--run", str(run)]) == 0
+    assert "warning" not in capsys.readouterr().err  # everything belongs together
+    # --force with --stop-after before train leaves the folder mixed (new tokens, old adapter): report says so
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "synth.count=70", "--force",
+                 "--stop-after", "tokenize"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--run", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "tokens/tokens.parquet is not the tokens train/adapter was trained on" in err, err
     # --force retrains in place
     assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5", "--force",
                  "--stop-after", "train"]) == 0
@@ -112,7 +129,9 @@ def test_damaged_sqlite_cache_bad_port_and_symlinked_train(tmp_path, capsys):
     assert len(raw) > 4096
     raw[4096:] = b"\xab" * (len(raw) - 4096)  # every page but the first: garbage
     cache.write_bytes(bytes(raw))
-    rc, _, err = cli(capsys, *args)
+    rc, _, err = cli(capsys, *args)  # the output exists: the guard speaks first (issue 31 H1)
+    assert_one_error(rc, err, "out.jsonl", "--overwrite")
+    rc, _, err = cli(capsys, *args, "--overwrite")
     assert_one_error(rc, err, "label_cache.sqlite")
 
     rc, _, err = cli(capsys, "label", "--input", src, "--output", tmp_path / "o.jsonl", "--judge", "openai",

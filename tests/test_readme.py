@@ -76,3 +76,16 @@ def test_the_one_stage_walkthrough_runs_as_written_on_the_tiny_model(capsys, tmp
         assert rc == 0, f"mathlora {' '.join(argv)}: {err}"
     assert Path("predictions.jsonl").is_file() and Path("tuned_squad.json").is_file()
     assert Path("merged/config.json").is_file() and Path("runs/demo/report.md").is_file()
+
+
+def test_the_serve_section_names_the_api_key_the_shutdown_grace_and_the_proxy_statuses():
+    """Issue 31: beyond 127.0.0.1 an API key (--api-key / MATHLORA_API_KEY), the shutdown grace (unfinished
+    requests get 503), the proxy's 429/401/504; the flags it names are serve's."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("**An OpenAI-compatible endpoint**"):text.index("## The command line")]
+    for needle in ("--api-key", "MATHLORA_API_KEY", "127.0.0.1", "--shutdown-grace", "503", "429", "401", "504"):
+        assert needle in section, needle
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
+    known = {s for a in serve._actions for s in a.option_strings}
+    for flag in ("--api-key", "--shutdown-grace", "--upstream-deadline", "--host"):
+        assert flag in known and flag in section, flag

@@ -300,9 +300,13 @@ def test_run_on_a_parquet_with_other_column_names(tmp_path, capsys):
     assert stages["ingest"]["counts"]["kept"] == 40 and stages["ingest"]["counts"]["columns"] == \
         {"problem": "q", "solution": "a"}
     assert (run / "train/adapter/adapter_config.json").exists()
-    # the mapping is part of ingest's fingerprint: another mapping ingests again
+    # the mapping is part of ingest's fingerprint: another mapping under the finished training is refused
+    # before any stage writes (issue 31 M7), and with --force ingests again
     rc, out, err = cli(capsys, "run", "--no-progress", "--run", run, *SMALL, f"data.train={src}",
                        "data.columns={problem: a, solution: q}", "--stop-after", "ingest")
+    assert rc == 2 and "changed: reading.columns.problem, reading.columns.solution" in err, err
+    rc, out, err = cli(capsys, "run", "--no-progress", "--run", run, *SMALL, f"data.train={src}",
+                       "data.columns={problem: a, solution: q}", "--stop-after", "ingest", "--force")
     assert rc == 0, err
     assert "ingest: done" in out and read(run / "records.jsonl")[0]["problem"] == problems(1)[0][1]
 

@@ -126,7 +126,8 @@ def test_predict_cli_backend_flags(tmp_path, capsys):
     # completion ends there, cut before it, and no request asks what that stop was
     with CompletionsStub(_math_answer) as stub:
         rc = main(["predict", "--input", str(tmp_path / "test.jsonl"), "--output", str(tmp_path / "p.jsonl"),
-                   "--backend", "openai", "--base-url", stub.base_url, "--server-model", "tuned", "--no-progress"])
+                   "--backend", "openai", "--base-url", stub.base_url, "--server-model", "tuned", "--no-progress",
+                   "--overwrite"])  # the first run's predictions, replaced as asked
     lines = list(read_jsonl(tmp_path / "p.jsonl"))
     assert rc == 0 and len(stub.bodies) == 30
     assert all(x["requests"] == 1 and x["stopped"] and x["completion"] == GOLD[x["id"]][2] for x in lines)

@@ -328,3 +328,15 @@ def test_a_file_url_with_a_host_is_refused(run_dir, tmp_path):
     with pytest.raises(MathloraError, match="with a host"):
         publish_run(run_dir, f"file://fileserver{tmp_path}/x", log=lambda line: None)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("spelling", ["plain", "file"])
+def test_a_publish_target_that_is_a_file_says_so(run_dir, tmp_path, capsys, spelling):
+    """Issue 31 low: a target that is a file is named as one, not "rerun to resume"; the file is untouched."""
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    url = str(target) if spelling == "plain" else f"file://{target}"
+    assert main(["publish", "--run", str(run_dir), "--to", url]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "rerun to resume" not in err, err
+    assert target.read_text() == "mine\n"

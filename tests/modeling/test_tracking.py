@@ -172,6 +172,26 @@ def test_mlflow_logs_to_a_file_store_in_the_folder_and_a_resume_continues_the_ru
     assert json.loads((tmp_path / "train" / tracking.STATE_FILE).read_text())["mlflow"]["run_id"] != run_id
 
 
+@needs_mlflow
+def test_mlflow_resumed_after_kill_9_logs_no_step_twice(tmp_path, local_mlflow):
+    """Issue 31 low: steps 3 and 4 logged, the process killed (never closed), the training resumed from its
+    step-2 checkpoint logs 3, 4 and 5 again: MLflow keeps one point per step."""
+    from mlflow.tracking import MlflowClient
+
+    trackers = Trackers.open(["mlflow"], tmp_path / "train", new_runs=True, name="demo", purge_step=1)
+    for step in (1, 2, 3, 4):
+        trackers.log({"train/loss": 3.0 - step / 4}, step)
+    # kill -9: no close; the resume continues the recorded run from the checkpoint at step 2
+    trackers = Trackers.open(["mlflow"], tmp_path / "train", new_runs=False, name="demo", purge_step=3)
+    for step in (3, 4, 5):
+        trackers.log({"train/loss": 3.0 - step / 4}, step)
+    trackers.close()
+    state = json.loads((tmp_path / "train" / tracking.STATE_FILE).read_text())
+    client = MlflowClient(tracking_uri=state["mlflow"]["tracking_uri"])
+    steps = [m.step for m in client.get_metric_history(state["mlflow"]["run_id"], "train/loss")]
+    assert sorted(steps) == [1, 2, 3, 4, 5]
+
+
 def wandb_records(log_path) -> list[bytes]:
     """The records of a W&B transaction log (``run-<id>.wandb``): LevelDB's log format after a 7-byte header
     (``:W&B``, magic 0xBEE1, version 0), blocks of 32 KiB, each piece with a 7-byte header (crc32c, length,

@@ -79,3 +79,44 @@ def test_a_failed_generation_names_the_server_without_credentials():
     assert f"to {upstream.base_url}/completions failed" in message and "HTTP 401" in message
     for secret in ("pa55word", "pa55", PAIR, PAIR[:8], "sk-operator", "user:"):
         assert secret not in message, message
+
+
+def test_predict_prints_and_records_the_server_without_credentials(tmp_path, capsys):
+    """evaluate/commands (the settings line), evaluate/predict (the summary's device) and a run's config.yaml and
+    manifest: no URL user info (the command itself still uses it)."""
+    from tests.evaluate.completions_stub import CompletionsStub
+
+    from mathlora.app.cli import main
+    from mathlora.run_dir.records import write_jsonl
+
+    write_jsonl(tmp_path / "test.jsonl", [{"id": "a", "problem": "1 + 1", "solution": "2"}])
+    with CompletionsStub(lambda prompt: "2") as stub:
+        base = stub.base_url.replace("http://", "http://user:pa55word@")
+        rc = main(["predict", "--input", str(tmp_path / "test.jsonl"), "--output", str(tmp_path / "p.jsonl"),
+                   "--backend", "openai", "--base-url", base, "--server-model", "tuned", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert stub.bodies and stub.base_url in out
+    for secret in ("pa55word", "user:"):
+        assert secret not in out + err + (tmp_path / "p.jsonl").read_text(encoding="utf-8")
+
+
+def test_a_runs_config_yaml_and_manifest_keep_no_url_user_info(tmp_path, capsys):
+    from mathlora.app.cli import main
+    from mathlora.app.config import dump_config, load_config
+
+    url = "http://user:pa55word@127.0.0.1:9/v1"
+    cfg = load_config(None, {"label.endpoint.base_url": url, "eval.endpoint.base_url": url})
+    assert cfg.label.endpoint.base_url == url  # the command itself keeps using it
+    assert "pa55word" not in dump_config(cfg) and "http://127.0.0.1:9/v1" in dump_config(cfg)
+    run = tmp_path / "run"
+    rc = main(["run", "--no-progress", "--run", str(run), "--stop-after", "synth", "model=tiny-random-llama",
+               "synth.count=10", "synth.test_count=2", "synth.squad_paragraphs=1",
+               f"label.endpoint.base_url={url}", f"eval.endpoint.base_url={url}"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    for name in ("config.yaml", "manifest.json", "run.log"):
+        assert "pa55word" not in (run / name).read_text(encoding="utf-8"), name
+    assert "pa55word" not in out + err
+    assert main(["config", "show", f"eval.endpoint.base_url={url}"]) == 0
+    assert "pa55word" not in capsys.readouterr().out

@@ -31,6 +31,30 @@ def test_special_token_strings_in_records_stay_text_in_training_tokens(tmp_path)
     assert "<s> mean?" in text and "ends with </s> here" in text
 
 
+def test_special_token_strings_in_prompts_stay_text_in_predict_and_eval(monkeypatch):
+    """M8 for ask/predict/eval: ``generate_greedy`` tokenizes a prompt's ``</s>`` as text, not as EOS."""
+    from mathlora.evaluate import generation
+
+    tok = load_tokenizer("tiny-random-llama")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(encoded, **kwargs):
+        seen["ids"] = encoded
+        raise Stop
+
+    monkeypatch.setattr(generation, "fit_prompts", capture)
+    with pytest.raises(Stop):
+        generation.generate_greedy(None, tok, ["What does </s> or <s> mean here?"], max_new_tokens=2,
+                                   max_length=64, progress=False)
+    ids = seen["ids"][0]
+    assert tok.eos_token_id not in ids
+    assert tok.bos_token_id not in ids[1:]
+    assert "</s> or <s> mean" in tok.decode(ids)
+
+
 DUPLICATED = """model: tiny-random-llama
 train:
   lr: 0.001

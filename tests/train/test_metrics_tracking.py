@@ -80,14 +80,14 @@ def test_training_logs_every_row_to_tensorboard_and_mlflow_and_a_resume_continue
     history = client.get_metric_history(run.info.run_id, "train/loss")
     assert [(m.step, m.value) for m in history] == [(r["step"], r["loss"]) for r in expected]
 
-    # a crash after the step-4 checkpoint: the resume continues the same MLflow run and TensorBoard purges 5-6
+    # a crash after the step-4 checkpoint: the resume continues the same MLflow run (5-6 not logged twice) and TensorBoard purges 5-6
     shutil.rmtree(out / "checkpoints" / "step-6")
     shutil.rmtree(out / "adapter")
     (out / "summary.json").unlink()
     train(cfg, tokens_dir, out, progress=False)
     assert json.loads((out / "tracking.json").read_text())["mlflow"]["run_id"] == run.info.run_id
     history = client.get_metric_history(run.info.run_id, "train/loss")
-    assert [m.step for m in history] == [1, 2, 3, 4, 5, 6, 5, 6]
+    assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]  # steps 5-6, logged before the crash, not twice
     assert [m.value for m in history][-2:] == pytest.approx([r["loss"] for r in expected][-2:], abs=1e-6)
     scalars = tensorboard_scalars(out / "tensorboard")
     assert [s for s, _ in scalars["train/loss"]] == [1, 2, 3, 4, 5, 6]

@@ -23,7 +23,7 @@ import logging
 from mathlora.app.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
 from mathlora.errors import MathloraError
 from mathlora.modeling.runtime import Runtime
-from mathlora.run_dir.guards import lock_for_output
+from mathlora.run_dir.guards import guard_outputs, lock_for_output
 from mathlora.run_dir.layout import RunLayout
 
 BOOLEAN_ACTIONS = ("store_true", "store_false", argparse.BooleanOptionalAction)
@@ -93,8 +93,24 @@ def add_input(parser: argparse.ArgumentParser, help: str, *, required: bool = Tr
     parser.add_argument("--input", "-i", required=required, help=help, **kwargs)
 
 
-def add_output(parser: argparse.ArgumentParser, help: str, *, required: bool = True, **kwargs: Any) -> None:
+def add_output(parser: argparse.ArgumentParser, help: str, *, required: bool = True,
+               overwrite_help: str | None = "replace an existing output file (never one of the inputs)",
+               **kwargs: Any) -> None:
+    """``--output``/``-o`` and ``--overwrite`` (the output guard's one flag: ``guards.guard_outputs``)."""
     parser.add_argument("--output", "-o", required=required, default=None, help=help, **kwargs)
+    if overwrite_help is not None:
+        flag(parser, "--overwrite", help=overwrite_help)
+
+
+INPUT_FLAGS = ("input", "predictions", "gold", "baseline")
+
+
+def guard_command_outputs(args: argparse.Namespace, *outputs, inputs=None) -> None:
+    """The output guard for a command: ``outputs`` against the command's inputs (``--input``,
+    ``--predictions``, ``--gold``, ``--baseline`` unless ``inputs`` is given) and its ``--overwrite``."""
+    if inputs is None:
+        inputs = [(f"--{name}", getattr(args, name, None)) for name in INPUT_FLAGS]
+    guard_outputs(outputs, inputs, overwrite=bool(getattr(args, "overwrite", False)))
 
 
 def add_model(parser: argparse.ArgumentParser, help: str | None = None, **kwargs: Any) -> None:
@@ -158,13 +174,16 @@ def print_counts(title: str, counts: dict) -> None:
 
 
 def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, title: str,
-                  show: Callable[[dict, Config], None] | None = None, output=None) -> int:
+                  show: Callable[[dict, Config], None] | None = None, output=None, extra_outputs=()) -> int:
     """The shape of a stage's command: the config from the flags, the output locked (``output``, default
     ``--output``), the stage's entry function called (``call(cfg)``), what it returned printed (``show``,
-    default the counts on one line under ``title``)."""
+    default the counts on one line under ``title``). The output guard comes first: the outputs
+    (``output``, ``extra_outputs``) never an input, an existing file never without ``--overwrite``."""
 
+    output = output if output is not None else args.output
+    guard_command_outputs(args, output, *extra_outputs)
     cfg = config_from_args(args)
-    with lock_for_output(output if output is not None else args.output):
+    with lock_for_output(output):
         counts = call(cfg)
     (show or (lambda c, _: print_counts(title, c)))(counts, cfg)
     return 0

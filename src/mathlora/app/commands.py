@@ -50,11 +50,12 @@ def register(sub) -> None:
     show.set_defaults(func=cmd_config_show)
     cp = csub.add_parser("copy", help="copy a shipped config to edit (mathlora config copy demo my.yaml)",
                          description="Write a shipped config's YAML, comments included, to PATH (a folder gets "
-                                     "NAME.yaml); an existing file is kept unless --force. `defaults` writes the "
+                                     "NAME.yaml); an existing file is kept unless --overwrite. `defaults` writes the "
                                      "library defaults in full.")
     cp.add_argument("name", metavar="NAME", help="a shipped config (mathlora config list)")
     cp.add_argument("path", metavar="PATH", help="file (or folder) to write")
-    flag(cp, "--force", help="replace PATH when it exists")
+    flag(cp, "--overwrite", dest="force", help="replace PATH when it exists (the output guard's one flag)")
+    deprecated(cp, "--force", new="--overwrite", dest="force", nargs=0, const=True)
     cp.set_defaults(func=cmd_config_copy)
 
 

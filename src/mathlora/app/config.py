@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mathlora.modeling.openai_client import FLAT_ENDPOINT_KEYS
+from mathlora.modeling.openai_client import FLAT_ENDPOINT_KEYS, public_url
 from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, SampleConfig,
                                   TokenizeConfig)
 from mathlora.errors import MathloraError
@@ -358,7 +358,7 @@ def copy_config(name: str, dest: str | os.PathLike, *, force: bool = False) -> P
     if target.is_dir():
         target = target / f"{shipped}.yaml"
     if target.exists() and not force:
-        raise MathloraError(f"{target} exists; --force replaces it")
+        raise MathloraError(f"{target} exists; --overwrite replaces it")
     if shipped == LIBRARY_DEFAULTS:
         text = "# The library defaults (what a YAML without base: starts from), written by mathlora config copy.\n" + \
             dump_config(Config())
@@ -368,5 +368,23 @@ def copy_config(name: str, dest: str | os.PathLike, *, force: bool = False) -> P
     return target
 
 
+def public_config(cfg: Config) -> dict:
+    """``cfg`` as JSON-able data with every URL's user info removed (``openai_client.public_url``): what is
+    written to a run's ``config.yaml`` and manifest or printed; the command itself keeps using ``cfg``."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, str) and _URL_WITH_USER.match(value):
+            return public_url(value)
+        return value
+    return strip(cfg.model_dump(mode="json"))
+
+
+_URL_WITH_USER = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@")
+
+
 def dump_config(cfg: Config) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    """The config as YAML, URLs without their user info (``public_config``)."""
+    return yaml.safe_dump(public_config(cfg), sort_keys=False, allow_unicode=True)

@@ -35,7 +35,7 @@ import time
 
 from mathlora import __version__
 from mathlora.evaluate.backend import backend_of
-from mathlora.app.config import Config, dump_config
+from mathlora.app.config import Config, dump_config, public_config
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.atomic import json_text, write_text_atomic
@@ -51,9 +51,11 @@ from mathlora.app.preflight import check_config
 from mathlora.report.scores import headline
 from mathlora.report.scores import RunScores
 from mathlora.export import publish
+from mathlora.train.fingerprint import changed_settings
 
 __all__ = ["Pipeline", "StopAfter", "STAGES"]
 
+_NOT_TRAINING_DATA = ("ingest_test",)  # the held-out set: never trained on
 LAST_EVAL = [s.name for s in STAGE_LIST if s.name.startswith("eval_")][-1]  # then the scores go to the trackers
 
 
@@ -125,12 +127,43 @@ class Pipeline:
                 try:
                     check_config(self.cfg)
                     check_backends(self.cfg.train.report_to)
+                    self.refuse_data_change_under_training()
                     summary = self._run_stages()
                 except StopAfter as stop:
                     log.note(f"stopped after {stop} as asked")
                     raise
                 log.note(self._headline())
                 return summary
+
+    def refuse_data_change_under_training(self) -> None:
+        """A finished training is never left on tokens it was not trained on: a changed setting or input of a
+        stage that makes the training data (synth .. tokenize) is refused before any stage writes, as a changed
+        ``train.lr`` is, unless ``--force`` (which redoes the data and retrains)."""
+        lay, rec = self.layout, self.manifest.stage_record("train")
+        if self.force or not rec or not lay.train_summary.is_file():
+            return
+        changed: list[str] = []
+        for stage in self.stages:
+            if stage.name == "train":
+                break
+            if stage.name in _NOT_TRAINING_DATA or stage.name.startswith("eval_") or not stage.enabled(self.cfg):
+                continue
+            old = self.manifest.stage_record(stage.name)
+            if old is None:
+                changed.append(f"{stage.name} (not part of the trained run)")
+                continue
+            settings = stage.settings(self.ctx)
+            diff = changed_settings(old.get("settings") or {}, _jsonable(settings))
+            if not diff and stage.fingerprint is None:
+                inputs = stage.inputs(self.ctx)
+                if all(p.exists() for p in inputs.values()) and fingerprint(inputs, settings) != old.get("fingerprint"):
+                    diff = [f"{stage.name}'s input {', '.join(sorted(inputs))}"]
+            changed += diff
+        if changed:
+            what = ", ".join(changed[:8]) + (", ..." if len(changed) > 8 else "")
+            raise MathloraError(f"{lay.train} holds a finished training on the data of other settings (changed: "
+                                f"{what}); a rerun would replace the tokens it was trained on: run with --force to "
+                                "redo the data and retrain in place, or give a new --run folder (nothing was changed)")
 
     def _title(self) -> str:
         flags = (" --force" if self.force else "") + (f" --stop-after {self.stop_after}" if self.stop_after else "")
@@ -147,7 +180,7 @@ class Pipeline:
         start = time.perf_counter()
         self.manifest.set_meta(mathlora_version=__version__, python=platform.python_version(),
                                versions=library_versions(), runtime=self._runtime_meta(),
-                               config=cfg.model_dump(mode="json"))
+                               config=public_config(cfg))
         write_text_atomic(self.layout.config, dump_config(cfg))
         print(f"runtime: {self.runtime.describe()}", flush=True)
         for index, stage in enumerate(self.stages, 1):

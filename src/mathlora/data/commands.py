@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
+from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, option, print_counts,
                               show_progress, stage_command)
 from mathlora.data.format_names import FORMATS
 import yaml
@@ -43,9 +43,10 @@ def cmd_ingest(args) -> int:
         for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
             print(f"  rejected {n}: {reason}")
 
+    rejects = args.rejects or str(Path(args.output).with_name("rejects.jsonl"))
     return stage_command(args, lambda cfg: ingest_file(cfg.ingest, args.input, args.output,
-                                                       rejects_path=args.rejects, reading=cfg.data.reading("train")),
-                         title="ingest", show=show)
+                                                       rejects_path=rejects, reading=cfg.data.reading("train")),
+                         title="ingest", show=show, extra_outputs=(("--rejects", rejects),))
 
 
 def cmd_normalize(args) -> int:
@@ -65,7 +66,7 @@ def cmd_rewrite(args) -> int:
         print(f"report: {report}")
 
     return stage_command(args, lambda cfg: rewrite_file(args.input, args.output, report, style=cfg.solution_style),
-                         title="rewrite", show=show)
+                         title="rewrite", show=show, extra_outputs=(("--report", report),))
 
 
 def cmd_convert(args) -> int:
@@ -95,8 +96,9 @@ def cmd_sample(args) -> int:
         Console().print(table)
         print(f"wrote {totals['drawn']} records to {args.output}")
 
+    table = str(Path(args.output).with_name("sample_table.json"))
     return stage_command(args, lambda cfg: sample_file(cfg.sample, args.input, args.output, seed=cfg.seed),
-                         title="sample", show=show)
+                         title="sample", show=show, extra_outputs=(table,))
 
 
 def register(sub) -> None:
@@ -168,7 +170,9 @@ def register(sub) -> None:
                        description="Tokenize each conversation with the model's tokenizer, the prompt masked out "
                                    "of the loss (labels from token spans), into tokens.parquet and stats.json; "
                                    "records over --seq-length are cut or dropped (tokens/rejects.jsonl).")
-    _io(p, "conversations (JSON)", "output folder")
+    add_input(p, "conversations (JSON)")
+    add_output(p, "output folder", overwrite_help="replace an existing output folder even if it is not an earlier "
+                                                  "tokens folder")
     add_model(p, help="model spec whose tokenizer to use")
     option(p, "--seq-length", field="tokenize.seq_length", type=int, help="maximum tokens per record (256)")
     option(p, "--overflow", field="tokenize.overflow", choices=["truncate", "drop"],
@@ -176,6 +180,5 @@ def register(sub) -> None:
     option(p, "--template", field="template", help="template the conversations were made with (alpaca)")
     option(p, "--format", field="tokenize.format", choices=["parquet", "mindrecord"],
            help="parquet (always written) or also mindrecord")
-    flag(p, "--overwrite", help="replace an existing output folder even if it is not an earlier tokens folder")
     add_config_args(p)
     p.set_defaults(func=cmd_tokenize)

@@ -21,7 +21,7 @@ from mathlora.errors import MathloraError
 from mathlora.data.formats import (DETECT_ROWS, HUB_DATASET, JSON_SUFFIXES, TABLE_SUFFIXES, ReadOptions, choose_format,
                                    hint, hub_offline, missing_columns, to_record)
 from mathlora.run_dir.records import iter_raw
-from mathlora.run_dir.records import first_byte
+from mathlora.run_dir.records import first_byte, not_a_regular_file
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,10 @@ def resolve_source(spec: str | os.PathLike, what: str = "input") -> Source:
         if magic.startswith(b"ARROW1"):
             return Source("table", text, path, "arrow")
         return Source("json", text, path)
+    special = not_a_regular_file(path)
+    if special:
+        raise MathloraError(f"{what} {path} is {special}; expected a regular file (JSON, JSON lines, CSV, "
+                            "Parquet, Arrow) or a saved dataset folder")
     if is_hub_dataset(text):
         return Source("hub", text)
     raise MathloraError(f"{what} file not found: {path}")

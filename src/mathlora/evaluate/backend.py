@@ -18,6 +18,7 @@ from mathlora.evaluate.generation import generate_greedy
 from mathlora.evaluate.memory import resolve_batch_size
 from mathlora.evaluate import generation
 from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
+from mathlora.modeling.openai_client import public_url
 
 if TYPE_CHECKING:
     from mathlora.evaluate.generation import Generation
@@ -130,5 +131,5 @@ def backend_of(cfg: EvalConfig) -> Backend:
 
 register(Backend("local", _local, holds_model=True, own_model=lambda cfg: False, where=lambda cfg: "local"))
 register(Backend("openai", _remote, holds_model=False, own_model=lambda cfg: bool(cfg.model),
-                 where=lambda cfg: f"openai {cfg.endpoint.base_url}"))
+                 where=lambda cfg: f"openai {public_url(cfg.endpoint.base_url)}"))
 assert set(BACKENDS) == set(get_args(EvalConfig.model_fields["backend"].annotation)), "one backend per eval.backend"

@@ -6,8 +6,8 @@ import argparse
 from pathlib import Path
 
 from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
-                              deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
-                              stage_command)
+                              deprecated, guard_command_outputs, int_or_auto, on_off, option, runtime_from,
+                              show_progress, stage_command)
 from mathlora.errors import MathloraError
 from mathlora.evaluate.backend import BACKENDS, backend_of
 from mathlora.evaluate.predict import predict_file
@@ -235,6 +235,7 @@ def cmd_eval_squad(args) -> int:
         return 0
     if args.output is None:
         raise MathloraError("give --output RESULT.json (where the SQuAD scores go)")
+    guard_command_outputs(args, args.output, ("--save-predictions", args.save_predictions))
 
     runtime = None if args.predictions else runtime_from(cfg)
     with lock_for_output(args.output):
@@ -260,6 +261,7 @@ def cmd_eval_params(args) -> int:
     print(f"trainable {r['trainable']}  base {r['base']}  ratio {r['ratio']:.6f} (contest: trainable/base)  "
           f"base+adapter {r['total']}  ratio {r['ratio_peft']:.6f} (peft)\n{r['line']}")
     if args.output:
+        guard_command_outputs(args, args.output)
         write_json_atomic(args.output, r)
         print(f"report -> {args.output}")
     return 0

@@ -316,7 +316,8 @@ def generate_greedy(model, tokenizer, prompts: list[str], *, max_new_tokens: int
     import torch
     from tqdm import tqdm
 
-    encoded = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    # '</s>' written in a problem is text, never a control token (as training and serving read it)
+    encoded = [tokenizer(p, add_special_tokens=True, split_special_tokens=True)["input_ids"] for p in prompts]
     encoded, skip_reasons, truncated = fit_prompts(encoded, max_length=max_length, max_new_tokens=max_new_tokens,
                                                    min_new_tokens=min_new_tokens, policy=long_prompts,
                                                    bos_id=tokenizer.bos_token_id, limit=model_limit(model))

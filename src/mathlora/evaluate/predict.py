@@ -12,6 +12,7 @@ from mathlora.arith.answers import extract_prediction_answer, resolve_scope
 from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.run_dir.records import read_records, write_jsonl
+from mathlora.modeling.openai_client import public_url
 from mathlora.modeling.runtime import Runtime
 from mathlora.arith.families import family_of
 from mathlora.modeling.templates import get_template, render_prompt
@@ -98,6 +99,7 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
         "model": model, "adapter": adapter, "output": str(output_path),
     }
     if out.remote:  # the server's name for the model, and where it runs
-        return {**summary, "concurrency": cfg.endpoint.concurrency, "device": f"openai {cfg.endpoint.base_url}", "dtype": "server",
+        return {**summary, "concurrency": cfg.endpoint.concurrency, "dtype": "server",
+                "device": f"openai {public_url(cfg.endpoint.base_url)}",
                 "model": server["server_model"], "adapter": None, **server}
     return {**summary, **out.source}

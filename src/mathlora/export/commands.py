@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.app.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
-                              run_config_from_args)
+from mathlora.app.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag,
+                              guard_command_outputs, option, run_config_from_args)
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
 from mathlora.export.model_card import write_cards
@@ -118,6 +118,7 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 
 def cmd_export_mindformers(args: argparse.Namespace) -> int:
+    guard_command_outputs(args, args.output, inputs=[("--run", args.run)])
     summary = export_mindformers(args.run, args.output, devices=args.devices, load_checkpoint=args.load_checkpoint,
                                  dataset_dir=args.dataset_dir, mindrecord=args.mindrecord,
                                  mindformers=args.mindformers, device_target=args.device_target)
@@ -131,6 +132,7 @@ def cmd_export_mindformers(args: argparse.Namespace) -> int:
 
 
 def cmd_export_ckpt(args: argparse.Namespace) -> int:
+    guard_command_outputs(args, args.output, inputs=[("--model", args.model), ("--adapter", args.adapter)])
     summary = export_ckpt(args.model, args.output, adapter=args.adapter)
     what = []
     if summary["tensors"]:
@@ -145,6 +147,8 @@ def cmd_export_ckpt(args: argparse.Namespace) -> int:
 def cmd_import_ckpt(args: argparse.Namespace) -> int:
     if not args.base:
         raise MathloraError("give --model BASE: the base model spec (its config.json and tokenizer)")
+    guard_command_outputs(args, args.output, ("--adapter-output", args.adapter_output),
+                          inputs=[("ckpt", args.ckpt), ("--model", args.base)])
     summary = import_ckpt(args.ckpt, args.base, args.output, adapter_output=args.adapter_output,
                           lora_alpha=args.lora_alpha)
     if "model" in summary:

@@ -81,6 +81,9 @@ class Remote:
             local = parts.path if scheme == "file" else url
             self.fs = fsspec.filesystem("file")
             self.root = str(Path(local).expanduser().resolve())
+            if Path(self.root).exists() and not Path(self.root).is_dir():
+                raise MathloraError(f"publish target {url} is a file, not a folder; give a folder path "
+                                    "(new or an earlier publication's)")
             self.s3 = False
         elif scheme in ("s3", "s3a"):
             try:

@@ -15,7 +15,8 @@ from mathlora.label.judges import JUDGES, judge_of
 def register(subparsers) -> None:
     p = subparsers.add_parser("label", help="give every record a difficulty 0-5 (openai, local or heuristic judge)",
                               description="Label records with a difficulty 0-5. Resumable: verdicts are cached "
-                                          "in SQLite as they arrive; a rerun asks only what is missing.")
+                                          "in SQLite as they arrive; a rerun (--overwrite: the output exists) asks "
+                                          "only what is missing.")
     add_input(p, "records from mathlora ingest (JSON lines)")
     add_output(p, "labeled records (JSON lines)")
     option(p, "--judge", field="label.judge", choices=list(JUDGES), help="who rates difficulty")
@@ -46,7 +47,7 @@ def run_label(args: argparse.Namespace) -> int:
         print(f"difficulty distribution  {dist}")
         print(f"wrote {summary['written']} records to {args.output}")
         if summary["failed"]:
-            raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
+            raise MathloraError(failure_message(summary, args.output) + "; --retry-failed --overwrite asks them again")
 
     return stage_command(args, lambda cfg: label_file(
         cfg.label, runtime_from(cfg) if judge_of(cfg.label).needs_runtime else None, args.input, args.output,

@@ -24,7 +24,7 @@ from mathlora.label.reply import parse_difficulty, probs_from_logprobs
 # The client machinery is shared with the remote generation backend; these names stay importable from here.
 from mathlora.modeling.openai_client import (  # noqa: F401
     RETRY_AFTER_CAP, AskAgain, FatalRequestError, GaveUp, RetryableError, RetryPolicy, auth_headers, check_base_url,
-    endpoint_url, json_payload, parse_retry_after, post_json, run_pool, scrub, with_retries,
+    endpoint_url, json_payload, parse_retry_after, post_json, public_url, run_pool, scrub, with_retries,
 )
 
 
@@ -105,7 +105,7 @@ class OpenAIJudge:
                 state["last_error"] = verdict.error
                 if state["failed_in_a_row"] >= self.max_consecutive_failures:
                     raise MathloraError(
-                        f"openai judge: {state['failed_in_a_row']} records failed in a row at {self.url} "
+                        f"openai judge: {state['failed_in_a_row']} records failed in a row at {public_url(self.url)} "
                         f"(last error: {state['last_error']}); finished labels are cached, rerun to resume")
 
         await run_pool(records, self.concurrency, self.timeout, handle)

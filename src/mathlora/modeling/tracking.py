@@ -183,7 +183,8 @@ class MlflowTracker:
     """An MLflow run through ``MlflowClient`` (no global active run): continued when ``run_id`` still exists,
     else created in the experiment ``MLFLOW_EXPERIMENT_NAME`` (default mathlora) with ``params``."""
 
-    def __init__(self, folder: Path, run_id: str | None, name: str, params: dict | None):
+    def __init__(self, folder: Path, run_id: str | None, name: str, params: dict | None,
+                 purge_step: int | None = None):
         from mlflow.entities import Param
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -208,12 +209,26 @@ class MlflowTracker:
         else:
             self.client.update_run(run.info.run_id, status="RUNNING")
         self.run_id = run.info.run_id
+        # a training resumed after kill -9 (``purge_step``: its first step) continues its run: the steps from
+        # there that the run already has are not logged twice (MLflow cannot purge them as TensorBoard does;
+        # the resumed training computes the same values). Scores (no purge_step) are logged as they change.
+        self._from = purge_step
+        self._logged: dict[str, set[int]] | None = \
+            {} if purge_step is not None and run_id and run.info.run_id == run_id else None
+
+    def _already(self, key: str, step: int) -> bool:
+        if self._logged is None or step < self._from:
+            return False
+        if key not in self._logged:
+            self._logged[key] = {m.step for m in self.client.get_metric_history(self.run_id, key)}
+        return step in self._logged[key]
 
     def log(self, scalars: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        metrics = [Metric(mlflow_key(k), float(v), stamp, int(step)) for k, v in scalars.items()]
+        metrics = [Metric(mlflow_key(k), float(v), stamp, int(step)) for k, v in scalars.items()
+                   if not self._already(mlflow_key(k), int(step))]
         for i in range(0, len(metrics), 500):
             self.client.log_batch(self.run_id, metrics=metrics[i:i + 500])
 
@@ -268,7 +283,7 @@ def _open_backend(backend: str, folder: Path, state: dict, purge_step: int | Non
         tracker = WandbTracker(folder / WANDB_DIR, run_id or uuid.uuid4().hex[:12], name, None if run_id else params)
         state["wandb"] = {"id": tracker.run.id, "project": tracker.run.project}
         return tracker
-    tracker = MlflowTracker(folder, (state.get("mlflow") or {}).get("run_id"), name, params)
+    tracker = MlflowTracker(folder, (state.get("mlflow") or {}).get("run_id"), name, params, purge_step)
     state["mlflow"] = {"run_id": tracker.run_id, "tracking_uri": tracker.uri}
     return tracker
 

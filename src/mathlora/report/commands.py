@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mathlora.run_dir.layout import RunLayout
@@ -34,10 +35,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     if run is None:
         raise MathloraError("give the run folder: mathlora report --run DIR")
     root = Path(run)
-    Manifest(RunLayout(root)).require()
+    manifest = Manifest(RunLayout(root))
+    manifest.require()
     with RunLock(root):
+        disagree = manifest.disagreements()
         build_report(root)
-        lay = RunLayout(root)  # the rebuilt report is the report stage's: the next run finds it intact
-        Manifest(lay).rewritten("report", [lay.report_html])
+        # the rebuilt report is the report stage's: the next run finds it intact
+        manifest.rewritten("report", [manifest.layout.report_html])
+    for line in disagree:  # the report is built from what is there; say what no longer belongs together
+        print(f"warning: {line}; the report mixes artifacts of different runs (rerun mathlora run to redo them)",
+              file=sys.stderr)
     print(headline(root))
     return 0

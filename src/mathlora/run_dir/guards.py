@@ -63,6 +63,40 @@ def check_output_dir(path: str | os.PathLike, kind: str, *, overwrite: bool = Fa
     return p
 
 
+def guard_outputs(outputs, inputs=(), *, overwrite: bool = False) -> None:
+    """The one output guard of the single-stage commands (``mathlora run`` rewrites its own artifacts under
+    its manifest instead). Paths compare resolved, so ``./X`` and a symbolic link to X are X. An entry is a
+    path or ``(flag, path)`` (the flag names it in the message; default ``output``/``input``); None is skipped.
+
+    - an output that is one of the inputs (or another output) is always refused, ``--overwrite`` or not;
+    - an output that already exists as a file is refused unless ``overwrite`` (a folder output is left to the
+      stage's own folder rule, ``check_output_dir``)."""
+    ins = {}
+    for label, i in _labelled(inputs, "input"):
+        ins.setdefault(Path(i).resolve(), f"{label} {i}")
+    seen: dict[Path, str] = {}
+    for label, o in _labelled(outputs, "output"):
+        r = Path(o).resolve()
+        if r in ins:
+            raise MathloraError(f"{label} {o} is the {ins[r]}; refusing to write over a command's own input "
+                                "(give the output its own path)")
+        if r in seen:
+            raise MathloraError(f"{label} {o} is also the {seen[r]}; give each output its own path")
+        seen[r] = f"{label} {o}"
+        if not overwrite and Path(o).exists() and not Path(o).is_dir():
+            raise MathloraError(f"{label} {o} already exists; refusing to replace it: give a new path, or "
+                                "--overwrite to replace it")
+
+
+def _labelled(entries, default: str) -> list[tuple[str, str]]:
+    out = []
+    for e in entries:
+        label, path = e if isinstance(e, tuple) else (default, e)
+        if path is not None and str(path) != "":
+            out.append((label, str(path)))
+    return out
+
+
 _HELD_LOCKS: dict[str, list] = {}
 
 

@@ -26,6 +26,7 @@ from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.artifacts import artifact_problem, artifact_record, format_problem
 from mathlora.run_dir.atomic import write_json_atomic
+from mathlora.run_dir.hashing import file_sha256
 from mathlora import __version__
 
 
@@ -152,6 +153,27 @@ class Manifest:
         rec["verify"] = verify
         write_json_atomic(self.path, data)
         return True
+
+    def disagreements(self) -> list[str]:
+        """What in the run folder no longer agrees with the manifest, one line each: a stage's output changed
+        since the stage wrote it, or tokens that are not the ones the finished training was trained on."""
+        out = []
+        stages = self.read()["stages"]
+        for name, rec in stages.items():
+            if name == "report" or not isinstance(rec, dict) or not isinstance(rec.get("verify"), dict):
+                continue
+            for key, entry in rec["verify"].items():
+                path = Path(key) if Path(key).is_absolute() else self.layout.root / key
+                problem = artifact_problem(path, entry) if isinstance(entry, dict) else None
+                if problem:
+                    out.append(f"{key} {problem} since {name} wrote it")
+        train = stages.get("train")
+        trained_on = train.get("settings", {}).get("tokens") if isinstance(train, dict) else None
+        tokens = self.layout.tokens_parquet
+        if isinstance(trained_on, str) and tokens.is_file() and file_sha256(tokens) != trained_on:
+            out.append(f"{self._key(tokens)} is not the tokens {self._key(self.layout.train_adapter)} was trained "
+                       "on (the data was made again after the training)")
+        return out
 
     def forget(self, stage: str) -> None:
         """Drop a stage's record (it will run again)."""

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -59,9 +60,30 @@ def parse_json(text: str | bytes) -> Any:
         raise JsonProblem(str(e).split(";")[0]) from None
 
 
+def not_a_regular_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder (a FIFO, a device such as
+    ``/dev/null``, a socket): the words of a one-line error, else None."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device, not a file"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
 def require_file(path: str | os.PathLike, what: str = "input") -> Path:
     """Return ``path`` as a Path if it is an existing regular file, else raise a one-line error."""
     p = Path(path)
+    special = not_a_regular_file(p)
+    if special:
+        raise MathloraError(f"{what} {p} is {special}; expected a regular file")
     if not p.exists():
         raise MathloraError(f"{what} file not found: {p}")
     if p.is_dir():

@@ -7,7 +7,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from mathlora.app.cliargs import add_config_args, add_output, config_from_args, option, show_progress
+from mathlora.app.cliargs import (add_config_args, add_output, config_from_args, guard_command_outputs, option,
+                                  show_progress)
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_records
 from mathlora.synth.stage import synth_data
@@ -53,6 +54,7 @@ def run_synth_command(args: argparse.Namespace) -> int:
     for path in (output, test_output):
         if path is not None and path.is_dir():
             raise MathloraError(f"output {path} is a directory; expected a file path")
+    guard_command_outputs(args, output, ("--test-output", test_output))
     if args.kind == "squad":
         synth_data(cfg.synth, seed=cfg.seed, squad_out=output)
         squad = json.loads(output.read_text(encoding="utf-8"))

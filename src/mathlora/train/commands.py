@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     add_config_args(p)
     add_run(p, help="run folder whose tokens/ to read and train/ to write (default: the config's run_dir)")
     p.add_argument("--tokens", default=None, help="tokenize stage output folder (default: <run>/tokens)")
-    add_output(p, "training output folder (default: <run>/train)", required=False)
+    add_output(p, "training output folder (default: <run>/train)", required=False, overwrite_help=None)
     flag(p, "--resume", default=True, help="continue from the newest complete checkpoint (default: on)")
     add_runtime_args(p)
     option(p, "--epochs", field="train.epochs", type=float, help="epochs")
@@ -41,10 +41,10 @@ def register(subparsers) -> None:
     m.add_argument("--model", "-m", required=True,
                    help="base model spec (HF folder, .gguf, smollm2-135m-instruct, ...)")
     m.add_argument("--adapter", required=True, help="adapter folder (adapter_config.json + adapter_model.safetensors)")
-    add_output(m, "output folder")
+    add_output(m, "output folder", overwrite_help="replace an existing output folder even if it is not an "
+                                                   "earlier merge")
     m.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="dtype of the merged weights (default: the base model's stored dtype)")
-    flag(m, "--overwrite", help="replace an existing output folder even if it is not an earlier merge")
     add_runtime_args(m)  # where the merge runs; --precision pins its arithmetic (default: fp32)
     add_config_args(m)
     m.set_defaults(func=run_merge)
