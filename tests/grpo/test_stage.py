@@ -118,7 +118,7 @@ def test_resume_after_an_interruption_matches_the_uninterrupted_run(problems, sf
     rows_a, rows_b = metric_rows(tmp_path / "whole"), metric_rows(out)
     assert [r["step"] for r in rows_b] == [1, 2, 3, 4]
     for ra, rb in zip(rows_a, rows_b):
-        for key in ("reward", "accuracy", "completion_length", "loss"):
+        for key in ("reward", "accuracy", "completion_length", "loss", "kl", "entropy"):
             assert ra[key] == pytest.approx(rb[key], abs=1e-6), (ra["step"], key)
 
 

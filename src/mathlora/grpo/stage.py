@@ -346,6 +346,20 @@ def trl_arguments(cfg: GrpoConfig, runtime: Runtime, out: Path, *, seed: int, pr
         vllm_mode="colocate", shuffle_dataset=True)
 
 
+def load_trained_adapter(peft_model, checkpoint: Path) -> None:
+    """The checkpoint's trained ("default") adapter weights into ``peft_model``, after TRL copied the SFT adapter
+    into its reference ("ref"). Trainer's resume loads them too on transformers 5; transformers 4.56 loads only
+    the adapters in subfolders (TRL's ``ref/``) when a checkpoint has any, and would resume from the SFT weights."""
+    from peft import set_peft_model_state_dict
+
+    from mathlora.adapters import read_adapter_weights
+
+    result = set_peft_model_state_dict(peft_model, read_adapter_weights(checkpoint), adapter_name="default")
+    missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if missing:
+        raise MathloraError(f"GRPO checkpoint {checkpoint} does not fit the adapter (e.g. {missing[0]})")
+
+
 def grpo_train(cfg: GrpoConfig, runtime: Runtime, problems_path, sft_adapter, output_dir, *, model: str,
                template: str, seed: int, solution_style: str = "answer", atol: float = DEFAULT_ATOL,
                rtol: float = DEFAULT_RTOL, answer_scope: str = "auto", merged_dir=None, resume: bool = True,
@@ -410,6 +424,8 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
             from transformers.trainer_callback import PrinterCallback
 
             trainer.remove_callback(PrinterCallback)
+        if start is not None:
+            load_trained_adapter(trainer.model, start)
         trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
     finally:
         callback.close()
