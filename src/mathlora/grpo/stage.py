@@ -41,6 +41,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from mathlora.errors import MathloraError
@@ -55,10 +56,11 @@ MIN_TRL = "1.16"  # the version tested (pyproject's grpo extra); older ones lack
 SUMMARY, METRICS, FINGERPRINT_FILE = "summary.json", "metrics.jsonl", "mathlora.json"
 OWN_NAMES = ("checkpoints", "adapter", "tensorboard", METRICS, SUMMARY)  # what the stage writes (and clears)
 KIND = "grpo"
-CALCULATOR_NOTE = ("rollouts run without the calculator: TRL's generation takes a GenerationConfig, not a "
-                   "logits processor (a custom one needs rollout_func, an experimental TRL API), and "
-                   "CalculatorLogitsProcessor forces tokens from the greedy choice while GRPO samples; forced "
-                   "calculator tokens would also enter the policy loss as the model's own")
+CALCULATOR_NOTE = ("rollouts run without the calculator: TRL builds a GenerationConfig from grpo's generation "
+                   "kwargs, which refuses a logits_processor (transformers: it must be passed to generate() "
+                   "itself), so CalculatorLogitsProcessor cannot reach TRL's generate without rewriting the trainer "
+                   "(or TRL's experimental rollout_func); it also forces tokens from the greedy choice while GRPO "
+                   "samples, and forced calculator tokens would enter the policy loss as the model's own")
 # metrics.jsonl names for TRL's log keys (others are kept under their own names)
 RENAMED = {"rewards/correct/mean": "accuracy", "rewards/correct/std": "accuracy_std",
            "rewards/format/mean": "format", "rewards/format/std": "format_std",
@@ -346,6 +348,20 @@ def trl_arguments(cfg: GrpoConfig, runtime: Runtime, out: Path, *, seed: int, pr
         vllm_mode="colocate", shuffle_dataset=True)
 
 
+def quiet_logs(trainer) -> None:
+    """Trainer prints every log dict (PrinterCallback without a bar, ProgressCallback under one): metrics.jsonl
+    holds them; the progress bar stays."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BarOnly)
+
+
 def load_trained_adapter(peft_model, checkpoint: Path) -> None:
     """The checkpoint's trained ("default") adapter weights into ``peft_model``, after TRL copied the SFT adapter
     into its reference ("ref"). Trainer's resume loads them too on transformers 5; transformers 4.56 loads only
@@ -414,21 +430,21 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
     grading = Grading(atol=atol, rtol=rtol, scope=scope, timeout=cfg.reward_timeout, events=events)
     timer = GenerationTimer(peft_model)
     callback = metrics_callback(out, cfg, timer, events, fingerprint)
-    args = trl_arguments(cfg, runtime, out, seed=seed, progress=progress, backend=backend)
     started = time.perf_counter()
-    try:
-        trainer = GRPOTrainer(model=peft_model, reward_funcs=[correct_reward(grading), format_reward(grading)],
-                              args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                              callbacks=[callback])
-        if not progress:  # Trainer prints each log dict without a progress bar; metrics.jsonl has them
-            from transformers.trainer_callback import PrinterCallback
-
-            trainer.remove_callback(PrinterCallback)
-        if start is not None:
-            load_trained_adapter(trainer.model, start)
-        trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
-    finally:
-        callback.close()
+    with warnings.catch_warnings():
+        # TRL's calls of names transformers 5 deprecated (gradient_checkpointing, ...): nothing a user can change
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
+        args = trl_arguments(cfg, runtime, out, seed=seed, progress=progress, backend=backend)
+        try:
+            trainer = GRPOTrainer(model=peft_model, reward_funcs=[correct_reward(grading), format_reward(grading)],
+                                  args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                  callbacks=[callback])
+            quiet_logs(trainer)
+            if start is not None:
+                load_trained_adapter(trainer.model, start)
+            trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
+        finally:
+            callback.close()
     seconds = time.perf_counter() - started
     final = trainer.model
     name_base_model(final, model)
