@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from mathlora.grpo.config import GrpoConfig
-    from mathlora.grpo.stage import grpo_train, read_metrics
+    from mathlora.grpo.metrics import read_metrics
+    from mathlora.grpo.trainer import grpo_train
     from mathlora.runtime import Runtime
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -13,7 +13,7 @@ pytest.fixture(autouse=True)(single_torch_thread)
 
 def trl_or_skip():
     """``trl`` when installed at the tested version, else the test is skipped with one line."""
-    from mathlora.grpo.stage import MIN_TRL
+    from mathlora.grpo.trainer import MIN_TRL
 
     return pytest.importorskip("trl", minversion=MIN_TRL,
                                reason=f"trl>={MIN_TRL} not installed (pip install 'mathlora[grpo]')")

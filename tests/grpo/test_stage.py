@@ -21,7 +21,7 @@ def small(**over) -> GrpoConfig:
 
 
 def run(cfg: GrpoConfig, problems: Path, adapter: Path, out: Path, **kwargs) -> dict:
-    from mathlora.grpo.stage import grpo_train
+    from mathlora.grpo.trainer import grpo_train
     from mathlora.runtime import Runtime
 
     return grpo_train(cfg, Runtime.resolve(), problems, adapter, out, model=MODEL, template="plain", seed=0,
@@ -84,7 +84,7 @@ def test_resume_after_an_interruption_matches_the_uninterrupted_run(problems, sf
     """Interrupted right after the step-2 checkpoint (as a kill would leave it), then run again: the final
     adapter and the logged rewards of steps 3-4 are those of the run that was never interrupted."""
     trl_or_skip()
-    from mathlora.grpo import stage
+    from mathlora.grpo import trainer as stage
 
     cfg = small(steps=4, save_steps=2)
     whole = run(cfg, problems, sft_adapter, tmp_path / "whole")
