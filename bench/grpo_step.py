@@ -59,8 +59,14 @@ def main(argv=None) -> int:
     p.add_argument("--num-generations", type=int, default=4)
     p.add_argument("--max-completion-length", type=int, default=128)
     p.add_argument("--beta", type=float, default=0.04)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (1: a small model is latency-bound, and immune to a busy machine)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
 
     from mathlora.grpo.config import GrpoConfig
     from mathlora.grpo.metrics import read_metrics
@@ -83,7 +89,7 @@ def main(argv=None) -> int:
     step = sum(r["step_seconds"] for r in timed) / len(timed)
     gen = sum(r["generation_seconds"] for r in timed) / len(timed)
     tokens = sum(r["completion_length"] for r in timed) / len(timed) * args.prompts_per_step * args.num_generations
-    out = {"model": args.model, "steps": args.steps, "completions_per_step": args.prompts_per_step * args.num_generations,
+    out = {"model": args.model, "threads": args.threads, "steps": args.steps, "completions_per_step": args.prompts_per_step * args.num_generations,
            "max_completion_length": args.max_completion_length, "beta": args.beta,
            "seconds_per_step": round(step, 3), "generation_seconds_per_step": round(gen, 3),
            "generation_share": round(gen / step, 3) if step else None,
