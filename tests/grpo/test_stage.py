@@ -59,6 +59,11 @@ def test_runs_end_to_end_and_logs_the_rewards(problems, sft_adapter, tmp_path):
     assert (tmp_path / "grpo_merged" / "config.json").is_file()
     assert sorted(p.name for p in (out / "checkpoints").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
     assert json.loads((out / "summary.json").read_text())["fingerprint"] == summary["fingerprint"]
+    import shutil
+
+    shutil.rmtree(tmp_path / "grpo_merged")  # the merge alone lost: a rerun merges again, trains nothing
+    again = run(small(), problems, sft_adapter, out, merged_dir=tmp_path / "grpo_merged")
+    assert again["skipped"] is True and (tmp_path / "grpo_merged" / "config.json").is_file()
 
 
 def test_a_finished_run_is_skipped_and_other_settings_are_refused(problems, sft_adapter, tmp_path):

@@ -17,7 +17,9 @@ from mathlora.runtime import Runtime
 from mathlora.same_result import result_settings
 
 SUMMARY, METRICS, FINGERPRINT_FILE = "summary.json", "metrics.jsonl", "mathlora.json"
-OWN_NAMES = ("checkpoints", "adapter", "tensorboard", METRICS, SUMMARY)  # what the stage writes (and clears)
+# what the stage writes (and clears); merged/ when the caller puts the merge there (mathlora run does)
+OWN_FOLDERS, OWN_FILES = ("checkpoints", "adapter", "merged", "tensorboard"), (METRICS, SUMMARY)
+OWN_NAMES = OWN_FOLDERS + OWN_FILES
 KIND = "grpo"
 
 
@@ -97,9 +99,9 @@ def claim_folder(out: Path) -> None:
 
 
 def clear_outputs(out: Path) -> None:
-    for name in OWN_NAMES[:3]:
+    for name in OWN_FOLDERS:
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in OWN_NAMES[3:]:
+    for name in OWN_FILES:
         (out / name).unlink(missing_ok=True)
 
 

@@ -136,6 +136,8 @@ def grpo_train(cfg: GrpoConfig, runtime: Runtime, problems_path, sft_adapter, ou
     claim_folder(out)
     done = finished_summary(out, fingerprint, resume)
     if done is not None:
+        if merged_dir is not None and not (Path(merged_dir) / "config.json").is_file():
+            done["merged"] = _merge(runtime, model, out, merged_dir, template)  # the merge alone was lost
         print(f"grpo: {out} holds this finished run (step {done.get('steps')}); nothing to do", file=sys.stderr)
         return {**done, "skipped": True}
     rows, skipped = load_prompts(problems_path, template, cfg.max_prompts)
@@ -195,17 +197,20 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
         final.save_pretrained(str(tmp), selected_adapters=["default"], safe_serialization=True,
                               save_embedding_layers=False)
         save_tokenizer(tokenizer, tmp)
-    merged = None
-    if merged_dir is not None:
-        from mathlora.train.merge import merge_adapter
-
-        merged = str(merge_adapter(runtime, model, out / "adapter", merged_dir, template=template))
+    merged = _merge(runtime, model, out, merged_dir, template) if merged_dir is not None else None
     rows_logged = read_metrics(out / METRICS)
     summary = _summary(cfg, rows_logged, fingerprint, settings, trl_version, seconds, events,
                        prompts=len(rows), skipped=skipped, resumed_from=str(start) if start else None,
                        merged=merged)
     write_json_atomic(out / SUMMARY, summary)
     return summary
+
+
+def _merge(runtime: Runtime, model: str, out: Path, merged_dir, template: str) -> str:
+    """base + the GRPO adapter, a plain transformers folder (``mathlora.train.merge``)."""
+    from mathlora.train.merge import merge_adapter
+
+    return str(merge_adapter(runtime, model, out / "adapter", merged_dir, template=template))
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
