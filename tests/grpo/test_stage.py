@@ -86,12 +86,13 @@ class Interrupted(Exception):
 
 
 def test_resume_after_an_interruption_matches_the_uninterrupted_run(problems, sft_adapter, tmp_path, monkeypatch):
-    """Interrupted right after the step-2 checkpoint (as a kill would leave it), then run again: the final
-    adapter and the logged rewards of steps 3-4 are those of the run that was never interrupted."""
+    """Interrupted right after the step-4 checkpoint (as a kill would leave it; in the second pass over the six
+    problems), then run again: the final adapter and the logged rewards, KL and entropy of step 5 are those of
+    the run that was never interrupted."""
     trl_or_skip()
     from mathlora.grpo import trainer as stage
 
-    cfg = small(steps=4, save_steps=2)
+    cfg = small(steps=5, save_steps=2)
     whole = run(cfg, problems, sft_adapter, tmp_path / "whole")
 
     make = stage.metrics_callback
@@ -102,7 +103,7 @@ def test_resume_after_an_interruption_matches_the_uninterrupted_run(problems, sf
 
         def save_then_die(a, state, control, **kw):
             on_save(a, state, control, **kw)
-            if state.global_step == 2:
+            if state.global_step == 4:
                 raise Interrupted()
 
         callback.on_save = save_then_die
@@ -113,15 +114,15 @@ def test_resume_after_an_interruption_matches_the_uninterrupted_run(problems, sf
     with pytest.raises(Interrupted):
         run(cfg, problems, sft_adapter, out)
     monkeypatch.setattr(stage, "metrics_callback", make)
-    assert not (out / "summary.json").exists() and (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (out / "summary.json").exists() and (out / "checkpoints" / "checkpoint-4").is_dir()
     resumed = run(cfg, problems, sft_adapter, out)
-    assert resumed["resumed_from"].endswith("checkpoint-2")
+    assert resumed["resumed_from"].endswith("checkpoint-4")
     assert resumed["fingerprint"] == whole["fingerprint"]
     a, b = adapter_weights(tmp_path / "whole" / "adapter"), adapter_weights(out / "adapter")
     for key in a:
         assert (a[key] - b[key]).abs().max().item() <= 1e-6, key
     rows_a, rows_b = metric_rows(tmp_path / "whole"), metric_rows(out)
-    assert [r["step"] for r in rows_b] == [1, 2, 3, 4]
+    assert [r["step"] for r in rows_b] == [1, 2, 3, 4, 5]
     for ra, rb in zip(rows_a, rows_b):
         for key in ("reward", "accuracy", "completion_length", "loss", "kl", "entropy"):
             assert ra[key] == pytest.approx(rb[key], abs=1e-6), (ra["step"], key)

@@ -29,7 +29,8 @@ Semantics:
   fingerprint returns its summary (nothing runs); one of another fingerprint is refused unless
   ``resume=False`` (then the folder starts over);
 * resume: the newest checkpoint with this fingerprint whose ``trainer_state.json`` and adapter weights are
-  intact; Trainer restores optimizer, scheduler, RNG states and the data position;
+  intact; Trainer restores optimizer, scheduler, RNG states and the data position (the steps' problems are laid
+  out in advance, ``schedule``: a resume replays the same order);
 * rollouts run without the calculator (``CALCULATOR_NOTE``).
 """
 
@@ -87,7 +88,23 @@ def trl_arguments(cfg: GrpoConfig, runtime: Runtime, out: Path, *, seed: int, pr
         save_only_model=False, report_to="none", seed=seed, data_seed=seed, use_cpu=on_cpu,
         bf16=runtime.precision == "bf16", fp16=runtime.precision == "fp16",
         dataloader_num_workers=0, disable_tqdm=not progress, log_completions=False, use_vllm=backend == "vllm",
-        vllm_mode="colocate", shuffle_dataset=True)
+        vllm_mode="colocate", shuffle_dataset=False)  # our order: schedule()
+
+
+def schedule(rows: list[dict], cfg: GrpoConfig, seed: int) -> list[dict]:
+    """The problems of every step in order, ``prompts_per_step`` per step: one pass over the problems after another,
+    each a permutation seeded by ``(seed, pass)``. TRL's sampler draws its permutations from one generator that a
+    resume starts afresh, and Trainer fast-forwards only within an epoch: as one epoch of exactly ``steps``
+    batches, a resume anywhere replays the uninterrupted run's order."""
+    import random
+
+    need, order, n = cfg.steps * cfg.prompts_per_step, [], 0
+    while len(order) < need:
+        perm = list(range(len(rows)))
+        random.Random(f"{seed}:{n}").shuffle(perm)
+        order += perm
+        n += 1
+    return [rows[i] for i in order[:need]]
 
 
 def quiet_logs(trainer) -> None:
@@ -181,7 +198,8 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
         args = trl_arguments(cfg, runtime, out, seed=seed, progress=progress, backend=backend)
         try:
             trainer = GRPOTrainer(model=peft_model, reward_funcs=[correct_reward(grading), format_reward(grading)],
-                                  args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                                  args=args, train_dataset=Dataset.from_list(schedule(rows, cfg, seed)),
+                                  processing_class=tokenizer,
                                   callbacks=[callback])
             quiet_logs(trainer)
             if start is not None:
