@@ -60,7 +60,7 @@ def run(args) -> dict:
     from mathlora.evaluate.config import EvalConfig
     from mathlora.evaluate.predict import predict_file
     from mathlora.models import load_tokenizer
-    from mathlora.records import read_jsonl, write_jsonl
+    from mathlora.run_dir.records import read_jsonl, write_jsonl
     from mathlora.runtime import Runtime, RuntimeConfig
 
     problems = competition_problems(args.count, args.seed)

@@ -129,7 +129,7 @@ def realistic(folder: Path, records: int, seq: int = 256, tokenizer: str | None 
     from mathlora.data.config import ConvertConfig, TokenizeConfig
     from mathlora.data.convert import convert_file
     from mathlora.data.tokenize import tokenize_file
-    from mathlora.records import write_jsonl
+    from mathlora.run_dir.records import write_jsonl
     from mathlora.synth.competition import generate
 
     tokenizer = tokenizer or realistic_tokenizer()

@@ -55,7 +55,7 @@ def default_model() -> str:
 
 
 def write_problems(path: Path, count: int) -> None:
-    from mathlora.records import write_jsonl
+    from mathlora.run_dir.records import write_jsonl
     from mathlora.synth.competition import generate
 
     recs = generate(count, seed=1_000_003)
@@ -93,7 +93,7 @@ def run_generate(row: dict) -> dict:
     import torch
 
     from mathlora.evaluate.generation import eos_ids, load_inference_model
-    from mathlora.records import read_jsonl
+    from mathlora.run_dir.records import read_jsonl
     from mathlora.templates import render_prompt
 
     from mathlora.runtime import Runtime

@@ -4,7 +4,7 @@ Which reader should plain JSON lines go through? Each candidate runs in its own 
 time and peak memory) on the same generated 100k-line file of ``{problem, solution}`` records:
 
 * ``ours``: ``mathlora.data.ingest.ingest_file`` as ``mathlora run`` calls it (the line reader of
-  ``mathlora.records``: per-line rejects, UTF-8 errors named by byte, NaN refused), ids, dedup, the output file;
+  ``mathlora.run_dir.records``: per-line rejects, UTF-8 errors named by byte, NaN refused), ids, dedup, the output file;
 * ``datasets``: ``datasets.load_dataset("json")`` into a fresh cache (what a cold first run pays), then every
   row iterated as a dict (the least ingest would do on top);
 * ``datasets-streaming``: the same loader streamed (no Arrow cache written), rows iterated;

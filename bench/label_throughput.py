@@ -81,7 +81,7 @@ def bench_local(model_spec: str, n: int, batch_size: int, new_tokens: int, skip_
 def bench_openai(n: int, concurrencies: list[int], delay: float) -> list[dict]:
     from mathlora.label.config import LabelConfig
     from mathlora.label.run import label_file
-    from mathlora.records import write_jsonl
+    from mathlora.run_dir.records import write_jsonl
 
     rows = []
     base_url, stop_stub = serve_in_child(delay=delay)

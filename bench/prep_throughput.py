@@ -129,7 +129,7 @@ def main() -> None:
         worker(args.worker, Path(args.data), args.model)
         return
 
-    from mathlora.records import write_jsonl
+    from mathlora.run_dir.records import write_jsonl
     from mathlora.synth.competition import generate
 
     with tempfile.TemporaryDirectory(prefix="prep-bench-") as d:

@@ -4,7 +4,7 @@ import json
 from tests.cli_helpers import assert_one_error, cli, records, write_lines
 
 from mathlora.cli import main
-from mathlora.layout import RunLayout
+from mathlora.run_dir.layout import RunLayout
 
 SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=160", "synth.test_count=16",
          "synth.squad_paragraphs=4", "sample.total=64", "train.max_steps=4", "train.global_batch_size=8",

@@ -50,9 +50,9 @@ def test_stop_after_stops_right_after_each_stage_in_every_configuration(tmp_path
 
 def _context(tmp_path, model: str):
     from mathlora.config import load_config
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.runtime import Runtime
-    from mathlora.stages import Context
+    from mathlora.run_dir.stage import Context
 
     return Context(load_config(None, {"model": model}), RunLayout(tmp_path / "run"), Runtime.resolve(), None)
 
@@ -60,7 +60,9 @@ def _context(tmp_path, model: str):
 def test_a_base_model_replaced_at_the_same_path_changes_every_model_stage_fingerprint(tmp_path):
     import os
 
-    from mathlora.stages import MERGE, TOKENIZE, eval_stages
+    from mathlora.data.stage import TOKENIZE
+    from mathlora.evaluate.stage import eval_stages
+    from mathlora.train.stage import MERGE
 
     base = tmp_path / "base"
     base.mkdir()
@@ -78,7 +80,7 @@ def test_a_base_model_replaced_at_the_same_path_changes_every_model_stage_finger
 
 
 def test_the_tuned_evaluation_names_the_merged_model_relative_to_the_run_folder(tmp_path):
-    from mathlora.stages import eval_stages
+    from mathlora.evaluate.stage import eval_stages
 
     settings = eval_stages("tuned")[0].settings(_context(tmp_path, "tiny-random-llama"))
     assert settings["model"] == "merged" and str(tmp_path) not in str(settings)
@@ -88,7 +90,7 @@ def test_the_merge_stage_never_replaces_a_merged_folder_the_user_made(tmp_path):
     from tests.cli_helpers import tiny_adapter
 
     from mathlora.errors import MathloraError
-    from mathlora.stages import MERGE
+    from mathlora.train.stage import MERGE
 
     ctx = _context(tmp_path, "tiny-random-llama")
     tiny_adapter(ctx.layout.train_adapter)
@@ -101,7 +103,7 @@ def test_the_merge_stage_never_replaces_a_merged_folder_the_user_made(tmp_path):
 
 
 def _completions(path) -> list[str]:
-    from mathlora.records import read_jsonl
+    from mathlora.run_dir.records import read_jsonl
 
     return [line["completion"] for line in read_jsonl(path)]
 
@@ -112,8 +114,8 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     skipped with its reason; the report tables and plots accuracy per step."""
     import json
 
-    from mathlora.layout import RunLayout
-    from mathlora.stages import EVAL_CHECKPOINTS
+    from mathlora.run_dir.layout import RunLayout
+    from mathlora.evaluate.stage import EVAL_CHECKPOINTS
 
     run = tmp_path / "run"
     args = [*TINY, "train.max_steps=2", "eval.checkpoints=true", "train.merge_checkpoints=true"]
@@ -131,6 +133,13 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     assert "## Accuracy per checkpoint" in report and (lay.plots / "checkpoints.png").is_file()
     assert main(["run", "--no-progress", "-o", str(run), *args]) == 0
     assert "eval_checkpoints: fresh, skipped" in capsys.readouterr().out
+    # the stages' own commands call the same entry functions on the run folder: the same scores, the same cards
+    before = lay.checkpoint_scores.read_text()
+    assert main(["eval", "checkpoints", "--run", str(run), "--no-progress"]) == 0
+    assert "scored 2 checkpoint(s), skipped 0" in capsys.readouterr().out
+    assert lay.checkpoint_scores.read_text() == before
+    assert main(["cards", "--run", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == "model cards: 0 written, 2 unchanged"
 
     merged_step1 = _completions(lay.eval_checkpoint(1).math_predictions)
     import shutil
@@ -149,3 +158,43 @@ def test_eval_checkpoints_scores_every_checkpoint_like_the_tuned_model(tmp_path,
     assert not lay.eval_checkpoint(2).root.exists()  # a checkpoint no longer scored leaves no stale scores
     assert all(p.exists() for p in EVAL_CHECKPOINTS.outputs(ctx))  # so a rerun finds the stage fresh
     assert _completions(lay.eval_checkpoint(1).math_predictions) == merged_step1
+
+
+def test_a_damaged_rejects_file_of_ingest_test_or_tokenize_is_noticed(tmp_path, capsys):
+    """B6: ingest_test and tokenize did not declare their rejects files: damage to them went unnoticed."""
+    from mathlora.run_dir.layout import RunLayout
+
+    run = tmp_path / "run"
+    assert main(["run", "--no-progress", "-o", str(run), *TINY, "--stop-after", "tokenize"]) == 0
+    lay = RunLayout(run)
+    for damaged in (lay.test_rejects, lay.tokens_rejects):
+        assert damaged.is_file(), damaged
+        damaged.write_text("not what the stage wrote\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["run", "--no-progress", "-o", str(run), *TINY, "--stop-after", "tokenize"]) == 0
+    out = capsys.readouterr().out
+    assert "ingest_test: done" in out and "tokenize: done" in out, out
+    assert lay.tokens_rejects.read_text(encoding="utf-8") != "not what the stage wrote\n"
+
+
+def test_an_interrupted_training_with_changed_settings_points_to_force(tmp_path, capsys):
+    """B8: interrupt a training, change train.lr, rerun: it said "pass --no-resume", a flag `run` lacks."""
+    import json
+
+    from mathlora.run_dir.layout import RunLayout
+
+    run = tmp_path / "run"
+    args = [*TINY, "train.max_steps=2"]
+    assert main(["run", "--no-progress", "--run", str(run), *args, "--stop-after", "train"]) == 0
+    lay = RunLayout(run)  # as a crash after the first checkpoint leaves it: checkpoints, no summary, no record
+    lay.train_summary.unlink()
+    manifest = json.loads(lay.manifest.read_text())
+    del manifest["stages"]["train"]
+    lay.manifest.write_text(json.dumps(manifest))
+    capsys.readouterr()
+    assert main(["run", "--no-progress", "--run", str(run), *args, "train.lr=0.5", "--stop-after", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "--no-resume" not in err and "--force" in err, err
+    assert main(["run", "--no-progress", "--run", str(run), *args, "train.lr=0.5", "--force",
+                 "--stop-after", "train"]) == 0
+    assert "train: done" in capsys.readouterr().out

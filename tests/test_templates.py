@@ -14,7 +14,8 @@ import pytest
 
 from mathlora.data.config import TokenizeConfig
 from mathlora.data.tokenize import tokenize_file
-from mathlora.templates import TEMPLATES, added_special_tokens, chat_template, exported_tokenizer, pad_token_for, render_prompt
+from mathlora.models import pad_token_for
+from mathlora.templates import TEMPLATES, added_special_tokens, chat_template, exported_tokenizer, render_prompt
 from tests.conftest import smollm2_installed
 
 PROBLEMS = [

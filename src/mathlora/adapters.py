@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

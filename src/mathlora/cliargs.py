@@ -16,9 +16,11 @@ import contextlib
 import os
 import sys
 import warnings
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+from pathlib import Path
 
 from mathlora.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
+from mathlora.errors import MathloraError
 from mathlora.runtime import Runtime
 
 BOOLEAN_ACTIONS = ("store_true", "store_false", argparse.BooleanOptionalAction)
@@ -49,6 +51,11 @@ def option(parser: argparse.ArgumentParser, *flags: str, field: str, **kwargs: A
     if kwargs.get("help") not in (None, argparse.SUPPRESS):
         kwargs["help"] += f" [{field}]"
     parser.add_argument(*flags, dest=f"cfg:{field}", **kwargs)
+
+
+def int_or_auto(value: str):
+    """An argparse type: a whole number, or ``auto``."""
+    return value if value == "auto" else int(value)
 
 
 def flag(parser: argparse.ArgumentParser, *flags: str, default: bool = False, **kwargs: Any) -> None:
@@ -139,6 +146,45 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     option(parser, "--device", field="runtime.device", help="auto (cuda when available), cpu, cuda, cuda:N")
     option(parser, "--precision", field="runtime.precision", choices=["auto", "fp32", "bf16", "fp16"],
            help="auto = bf16 on CUDA, fp32 on CPU")
+
+
+def print_counts(title: str, counts: dict) -> None:
+    """``title: key value, ...``: a stage's scalar counts on one line."""
+    flat = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, (dict, list)))
+    print(f"{title}: {flat}")
+
+
+def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, title: str,
+                  show: Callable[[dict, Config], None] | None = None, output=None) -> int:
+    """The shape of a stage's command: the config from the flags, the output locked (``output``, default
+    ``--output``), the stage's entry function called (``call(cfg)``), what it returned printed (``show``,
+    default the counts on one line under ``title``)."""
+    from mathlora.run_dir.guards import lock_for_output
+
+    cfg = config_from_args(args)
+    with lock_for_output(output if output is not None else args.output):
+        counts = call(cfg)
+    (show or (lambda c, _: print_counts(title, c)))(counts, cfg)
+    return 0
+
+
+def run_config_from_args(args: argparse.Namespace, run: str | os.PathLike) -> Config:
+    """The config of a command on a run folder: the run's own ``config.yaml`` (never another ``--config``,
+    refused in one line), with the command's flags and ``--set`` overrides on top."""
+    from mathlora.run_dir.layout import RunLayout
+
+    root = Path(run)
+    if not root.is_dir():
+        raise MathloraError(f"run folder not found: {root}")
+    layout = RunLayout(root)
+    if not layout.config.is_file():
+        raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
+    given = getattr(args, "config", None)
+    if given is not None and Path(given).resolve() != layout.config.resolve():  # never dropped silently
+        raise MathloraError(f"--run reads the run's own config ({layout.config}), not --config {given}; "
+                            "leave one out (a setting: --set KEY=VALUE)")
+    args.config = str(layout.config)
+    return config_from_args(args)
 
 
 def runtime_from(cfg: Config) -> Runtime:

@@ -29,6 +29,7 @@ from mathlora.export.config import PublishConfig
 from mathlora.label.config import LabelConfig
 from mathlora.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
+from mathlora.templates import DEFAULT_TEMPLATE
 from mathlora.train.config import LoraConfig, TrainConfig
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -68,7 +69,7 @@ class Config(BaseModel):
     model: str = Field("smollm2-135m-instruct",
                        description="base model: a Hugging Face Hub id (org/name, org/name@revision), an HF "
                                    "folder, a .gguf file, smollm2-135m-instruct or tiny-random-llama")
-    template: str = Field("alpaca", description="named prompt template used for training AND inference")
+    template: str = Field(DEFAULT_TEMPLATE, description="named prompt template used for training AND inference")
     runtime: RuntimeConfig = RuntimeConfig()
     solution_style: Literal["answer", "steps", "calculator"] = Field(
         "answer", description="training solutions: the competition's answers, worked steps, or worked steps "

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mathlora.errors import MathloraError
-from mathlora.same_result import NOT_RESULT
+from mathlora.run_dir.same_result import NOT_RESULT
 
 RETRY_AFTER_CAP = 600.0
 MAX_REPLY_BYTES = 16 << 20  # a reply (after decompression) larger than this is refused, not read on

@@ -9,7 +9,7 @@ manifest records each stage's fingerprint (hashes of its input files + its setti
 fingerprint is unchanged and whose outputs exist is skipped, so a rerun takes seconds and a rerun after
 a crash continues where it stopped (training resumes from its newest checkpoint). ``--force`` redoes all.
 
-The run folder's artifacts are named by ``mathlora.layout.RunLayout``; docs/ARCHITECTURE.md lists them with
+The run folder's artifacts are named by ``mathlora.run_dir.layout.RunLayout``; docs/ARCHITECTURE.md lists them with
 the stage that writes each one. The runtime (device, precision) is resolved once (``Runtime``) and given to
 every stage that runs a model.
 
@@ -36,14 +36,15 @@ import time
 from mathlora import __version__
 from mathlora.config import Config, dump_config
 from mathlora.errors import MathloraError
-from mathlora.layout import RunLayout
+from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.atomic import json_text, write_text_atomic
 from mathlora.run_dir.guards import RunLock, clean_temp_files, links_out_of, make_run_folder
 from mathlora.run_dir.hashing import fingerprint
 from mathlora.run_dir.manifest import Manifest, library_versions
 from mathlora.runtime import Runtime
 from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
-from mathlora.tracking import RunLog, check_backends, log_once
+from mathlora.run_dir.run_log import RunLog
+from mathlora.tracking import check_backends, log_once
 
 __all__ = ["Pipeline", "StopAfter", "STAGES"]
 
@@ -232,7 +233,7 @@ def score_points(scores, final_step: int) -> list[tuple[int, dict[str, float]]]:
 
 def _final_step(summary_path) -> int:
     """The training's last step (``train/summary.json``), 0 when it is not there."""
-    from mathlora.records import read_json_document
+    from mathlora.run_dir.records import read_json_document
 
     try:
         summary = read_json_document(summary_path, "training summary") if summary_path.is_file() else {}

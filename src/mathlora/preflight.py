@@ -4,7 +4,7 @@ sampling ratios are checked when the config loads).
 
 Nothing heavy is loaded: a model spec is read by ``mathlora.models.model_source`` (the one reading of a spec:
 a folder with ``config.json``, a ``.gguf`` file, a packaged or tiny model, a Hub id found in the cache; a Hub
-id not cached yet is asked about, not downloaded), and a data file by ``mathlora.data.formats.check_source``
+id not cached yet is asked about, not downloaded), and a data file by ``mathlora.data.sources.check_source``
 (it exists, and where its columns are cheap to read, a table's schema, a CSV header or the first lines of
 JSON lines, they hold what ``data.format`` / ``data.columns`` need).
 """
@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
 
 def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
-    from mathlora.data.formats import check_source
+    from mathlora.data.sources import check_source
     from mathlora.label.prompt import load_prompt
-    from mathlora.records import require_file
+    from mathlora.run_dir.records import require_file
     from mathlora.templates import get_template
 
     root = Path(cfg.run_dir)

@@ -33,6 +33,8 @@ class Template:
         return self.prompt.replace("{problem}", problem)
 
 
+DEFAULT_TEMPLATE = "alpaca"  # the competition's prompt: the one default of every `template` setting
+
 TEMPLATES: dict[str, Template] = {t.name: t for t in [
     Template("alpaca",
              "Below is an instruction that describes a task. Write a response that appropriately completes "
@@ -118,37 +120,12 @@ def chat_template(name: str, tokenizer=None) -> str:
     )
 
 
-def pad_token_for(tokenizer) -> str | None:
-    """A pad token that is not EOS: the tokenizer's own when it differs from EOS, else a special token named for
-    padding, its unknown token, a reserved special token, or another special token of its vocabulary that is
-    neither BOS nor EOS; None when it has none (then EOS it stays: a new token would change the vocabulary the
-    model was trained with).
-
-    Padding with EOS is what makes a collator that masks padding mask every EOS too (the model then never
-    learns to stop); mathlora's own trainer masks by labels, but a user fine-tuning the exported model
-    further with another tool should not inherit that trap."""
-    eos, bos = tokenizer.eos_token, tokenizer.bos_token
-    if tokenizer.pad_token is not None and tokenizer.pad_token != eos:
-        return tokenizer.pad_token
-    others = sorted({*tokenizer.all_special_tokens, *(str(t) for t in tokenizer.added_tokens_decoder.values())}
-                    - {eos, bos})
-    # a token made for padding first (Llama 3.1's <|finetune_right_pad_id|>), then unk, then a reserved one
-    # (Llama 3's <|reserved_special_token_N|>) before a token with a role (<|end_header_id|>, <|eot_id|>)
-    named = [t for t in others if "pad" in t.lower()]
-    if named:
-        return named[0]
-    if tokenizer.unk_token is not None and tokenizer.unk_token not in (eos, bos):
-        return tokenizer.unk_token
-    reserved = [t for t in others if "reserved" in t.lower()]
-    return (reserved or others or [None])[0]
-
-
 def exported_tokenizer(model: str, template: str):
     """``model``'s tokenizer as mathlora exports it: the template ``template`` as its chat template and a pad
     token that is not EOS where the vocabulary has one (``pad_token_for``)."""
     import copy
 
-    from mathlora.models import load_tokenizer
+    from mathlora.models import load_tokenizer, pad_token_for
 
     get_template(template)
     tok = copy.deepcopy(load_tokenizer(model))  # the tiny model's tokenizer is shared (cached): never change it

@@ -8,7 +8,7 @@ from mathlora.cli import main
 from mathlora.data.config import ConvertConfig, TokenizeConfig
 from mathlora.data.convert import convert_file, iter_json_array
 from mathlora.data.tokenize import build_example, tokenize_file
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.tokens import IGNORE
 from mathlora.errors import MathloraError
 from mathlora.models import load_tokenizer
 from mathlora.templates import render_prompt

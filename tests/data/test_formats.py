@@ -11,8 +11,8 @@ from tests.cli_helpers import SMALL, assert_one_error, cli
 from tests.test_models import hub_answering_404  # noqa: F401 (a fixture)
 
 from mathlora.data.config import DataConfig, IngestConfig
-from mathlora.data.formats import (Format, ReadOptions, choose_format, detect_format, resolve_source,
-                                   source_problems, to_record)
+from mathlora.data.formats import Format, ReadOptions, choose_format, detect_format, to_record
+from mathlora.data.sources import resolve_source, source_problems
 from mathlora.data.ingest import ingest_file, record_id
 from mathlora.errors import MathloraError
 
@@ -369,7 +369,7 @@ def test_the_test_file_is_read_with_the_same_format_and_columns(tmp_path, capsys
 
 
 def test_a_hub_dataset_the_hub_does_not_have_stops_before_the_run(hub_answering_404, tmp_path, capsys):
-    from mathlora.data.formats import check_source
+    from mathlora.data.sources import check_source
 
     with pytest.raises(MathloraError, match=r"data.train 'org/typo': no such local file, and no such dataset on the "
                                             r"Hugging Face Hub"):

@@ -3,7 +3,7 @@
 import pytest
 
 from mathlora.data.tokenize import write_mindrecord
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.tokens import IGNORE
 
 
 def test_mindrecord_round_trip_padded_to_seq_length_plus_one(tmp_path):

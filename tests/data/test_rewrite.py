@@ -4,7 +4,7 @@ import json
 
 from mathlora.cli import main
 from mathlora.data.rewrite import rewrite_file
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.synth.competition import generate
 
 

@@ -8,7 +8,7 @@ from mathlora.data.config import SampleConfig
 from mathlora.data.config import parse_ratios
 from mathlora.data.sampling import apportion, fill_quotas, sample_file, stratified_sample
 from mathlora.errors import MathloraError
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 TYPES = ["addsub", "power", "equation"]
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from mathlora.cli import main
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 
 def test_predict_then_eval_math_cli(tmp_path, capsys):

@@ -13,7 +13,7 @@ from mathlora.evaluate.params import parameter_report
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.squad import evaluate_squad
 from mathlora.models import load_model
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.runtime import Runtime
 
 TINY = "tiny-random-llama"

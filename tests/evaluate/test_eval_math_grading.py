@@ -5,7 +5,7 @@ import pytest
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
-from mathlora.records import write_jsonl
+from mathlora.run_dir.records import write_jsonl
 
 GOLD = [
     {"id": "a", "solution": "4204.22 + -2369.17 = 1835.05", "type": "addition"},

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.memory import auto_batch_size, kv_bytes_per_token, resolve_batch_size, sequence_bytes
 from mathlora.evaluate.predict import predict_file
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 SMOLLM2 = SimpleNamespace(num_hidden_layers=30, hidden_size=576, num_attention_heads=9, num_key_value_heads=3,
                           intermediate_size=1536, vocab_size=49152)

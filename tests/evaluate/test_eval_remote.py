@@ -12,7 +12,7 @@ from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.squad import evaluate_squad, load_samples
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.openai_client import EndpointConfig
 
 FAST = dict(backend="openai", model="tuned", timeout=2.0, retry_base_delay=0.002, retry_max_delay=0.01)

@@ -7,7 +7,7 @@ from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.squad import (SQUAD_PROMPT, best_over_golds, build_samples, dump_samples, evaluate_squad,
                                      exact_match, f1_score, load_samples, normalize_answer, retention_verdict,
                                      score_predictions)
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 
 def squad_doc() -> dict:

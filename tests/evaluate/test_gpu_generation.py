@@ -14,7 +14,7 @@ import torch
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import _left_pad, load_inference_model
 from mathlora.evaluate.predict import predict_file
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.runtime import PRECISION_ENV, Runtime
 
 TINY = "tiny-random-llama"

@@ -11,7 +11,7 @@ from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.remote import CompletionsClient
 from mathlora.evaluate.remote_calculator import inside_annotation, open_expression
 from mathlora.openai_client import RetryPolicy
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.runtime import Runtime
 from mathlora.templates import render_prompt
 

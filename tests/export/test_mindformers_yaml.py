@@ -135,3 +135,32 @@ def test_mindrecord_beside_the_yaml(run_dir, tmp_path):
     assert all(len(ids) == len(lab) == 257 for ids, lab in rows)  # seq_length 256 + 1
     assert rows[0][0][:3] == [256, 65, 66] and rows[0][0][3:5] == [258, 258]  # padded with <pad>
     assert rows[0][1][:3] == [-100, 65, 66] and set(rows[0][1][3:]) == {-100}
+
+
+def test_a_run_with_an_auto_micro_batch_exports_batch_1_and_says_so(tmp_path, capsys):
+    """B1: ``train.micro_batch_size: auto`` (gpu_smollm2's) was a TypeError traceback (``'auto'`` vs an int)."""
+    cfg = load_config(None, {"model": "tiny-random-llama", "train.micro_batch_size": "auto"})
+    data = mindformers_config(cfg, LLAMA3_8B, {"kept": 1000}, dataset_dir="x", devices=8)
+    # MindFormers plans no memory: one row a pass, the global batch by gradient accumulation
+    assert data["runner_config"]["batch_size"] == 1
+    assert data["runner_config"]["gradient_accumulation_steps"] == cfg.train.global_batch_size // 8
+    from .conftest import make_run
+
+    run_dir = make_run(tmp_path / "auto", extra_overrides={"train.micro_batch_size": "auto"})
+    out = tmp_path / "mf"
+    assert main(["export", "mindformers", "--run", str(run_dir), "--output", str(out), "--devices", "1",
+                 "--no-mindrecord"]) == 0
+    printed = capsys.readouterr().out
+    assert "train.micro_batch_size auto" in printed
+    assert yaml.safe_load((out / YAML_NAME).read_text(encoding="utf-8"))["runner_config"]["batch_size"] == 1
+
+
+@pytest.mark.parametrize("recompute, expected", [(True, (True, False)), (False, (False, False)),
+                                                 ("selective", (False, True)), ("auto", (True, False))])
+def test_recompute_is_the_boolean_mindformers_reads(recompute, expected):
+    """B2: ``gradient_checkpointing: auto | selective`` went into ``recompute`` as a string MindFormers does not
+    read; selective is MindFormers' select_recompute, auto every layer (no memory plan off CUDA)."""
+    cfg = load_config(None, {"model": "tiny-random-llama", "train.gradient_checkpointing": recompute})
+    rc = mindformers_config(cfg, LLAMA3_8B, {"kept": 100}, dataset_dir="x")["recompute_config"]
+    assert (rc["recompute"], rc["select_recompute"]) == expected
+    assert all(isinstance(rc[k], bool) for k in ("recompute", "select_recompute"))

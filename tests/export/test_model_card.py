@@ -140,3 +140,13 @@ def test_the_training_data_is_named_when_it_is_a_hub_dataset(tmp_path):
     local.write_text('{"problem": "1+1", "solution": "2"}\n')
     mine = make_run(tmp_path / "local", extra_overrides={"data.train": str(local)})
     assert "datasets" not in _validated(card_text(CardFacts.from_run(mine), "adapter"))
+
+
+def test_the_cards_usage_snippet_generates_as_many_tokens_as_the_report_says(tmp_path):
+    """One usage snippet length: the run's eval.max_new_tokens, as in the report (the card said 256)."""
+    from mathlora.report.render import snippet_new_tokens
+
+    run = make_run(tmp_path / "run", extra_overrides={"eval.max_new_tokens": 77})
+    assert "max_new_tokens=77," in card_text(CardFacts.from_run(run), "adapter")
+    assert snippet_new_tokens({"max_new_tokens": 77}) == 77
+    assert snippet_new_tokens(None) == snippet_new_tokens({}) == 128  # EvalConfig's default

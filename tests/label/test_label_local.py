@@ -107,3 +107,10 @@ def test_smollm2_local_judge():
     digits = full[judge.digit_ids]
     assert torch.allclose(batched[0], digits / digits.sum(), atol=1e-4)
     assert digits.sum() > 0.5
+
+
+def test_the_default_runtime_is_the_resolved_one():
+    """B3: ``runtime=None``, documented as the default runtime, was an AttributeError."""
+    short = RubricPrompt("Rate {problem} {solution}\n", "test")
+    judge = load_local_judge("tiny-random-llama", short, None, batch_size=2)
+    assert next(judge.model.parameters()).device.type == Runtime.resolve().device.split(":")[0]

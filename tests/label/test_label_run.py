@@ -20,7 +20,7 @@ from mathlora.label.config import LabelConfig
 from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.prompt import load_prompt
 from mathlora.label.run import label_file
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]

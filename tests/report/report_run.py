@@ -7,8 +7,8 @@ import warnings
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.squad import retention_verdict
-from mathlora.layout import RunLayout
-from mathlora.records import write_jsonl
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import write_jsonl
 from mathlora.report.build import build_report
 
 HOSTILE = "Samir has 3 bags | 5 cards\n| injected | row |\n<script>alert(1)</script> `code` *x*\n答案：8"

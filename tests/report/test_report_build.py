@@ -7,8 +7,8 @@ import pytest
 from tests.report.report_run import BASE_RIGHT, PROBLEMS, TUNED_RIGHT
 
 from mathlora.label.heuristic import heuristic_difficulty
-from mathlora.report.build import (CJK_FONTS, Doc, accuracy_figure, duration, font_stack, md_cell, plot_style,
-                                   readable)
+from mathlora.report.plots import CJK_FONTS, accuracy_figure, font_stack, plot_style
+from mathlora.report.render import Doc, duration, md_cell, readable
 from mathlora.report.scores import wilson_interval
 
 
@@ -209,3 +209,27 @@ def test_a_completion_cannot_break_or_inject_into_the_markdown_table():
     rows = [line for line in doc.md if line.startswith("|")]
     assert len(rows) == 3
     assert len(re.findall(r"(?<!\\)\|", rows[2])) == 3  # the data row keeps its two cells
+
+
+def test_the_judge_version_and_the_snippets_new_tokens_come_from_their_sources(tmp_path, monkeypatch):
+    """B9: the report hard-coded ``heuristic:v2`` and, where the config does not say, 160 new tokens (the
+    evaluation's default is ``EvalConfig().max_new_tokens``)."""
+    import json
+
+    from mathlora.evaluate.config import EvalConfig
+    from mathlora.label import heuristic
+    from mathlora.report.build import build_report
+    from tests.report.report_run import build_run
+
+    built = build_run(tmp_path / "run")
+    lay = built["lay"]
+    manifest = json.loads(lay.manifest.read_text(encoding="utf-8"))
+    manifest["config"]["eval"] = {"calculator": True}  # max_new_tokens not recorded: the default applies
+    lay.manifest.write_text(json.dumps(manifest), encoding="utf-8")
+    monkeypatch.setattr(heuristic, "VERSION", "v9")
+    build_report(lay.root)
+    md = lay.report_md.read_text(encoding="utf-8")
+    assert "heuristic:v9" in md and "heuristic:v2" not in md
+    default = EvalConfig().max_new_tokens
+    assert f"max_new_tokens={default}" in section(md, "How to use these artifacts")
+    assert "max_new_tokens=160" not in md

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mathlora.errors import MathloraError
-from mathlora.layout import RunLayout
+from mathlora.run_dir.layout import RunLayout
 from mathlora.report.scores import RunScores, headline
 
 

@@ -11,7 +11,7 @@ CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrom
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")]
 
-# the fine-tuned + calculator bars' colour (report.build.COLORS), as the PNG has it
+# the fine-tuned + calculator bars' colour (report.plots.COLORS), as the PNG has it
 TUNED_CALC = (0xE6, 0x55, 0x0D)
 
 

@@ -160,3 +160,19 @@ def test_run_into_a_users_folder_changes_nothing_the_user_made(tmp_path, capsys)
     (other / ".notes.txt.old.1").write_text("keep")
     assert cli(capsys, "run", "--no-progress", "-o", other, "--stop-after", "synth", *SMALL)[0] == 0
     assert (other / "notes.txt").read_text() == "keep" and (other / ".notes.txt.old.1").read_text() == "keep"
+
+
+def test_temp_cleanup_reaches_the_checkpoint_evaluations(tmp_path):
+    """B7: leftovers under eval/checkpoints/ (scores.json, a step's predictions) were never cleaned."""
+    from mathlora.run_dir.guards import clean_temp_files
+
+    run = tmp_path / "run"
+    ours = [run / "eval" / "checkpoints" / ".scores.json.ab12cd34.tmp",
+            run / "eval" / "checkpoints" / "step-2" / ".predictions.jsonl.zz99aa11.tmp"]
+    for p in ours:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("partial")
+    kept = run / "eval" / "checkpoints" / "step-2" / "predictions.jsonl"
+    kept.write_text("{}\n")
+    assert clean_temp_files(run) == len(ours)
+    assert not any(p.exists() for p in ours) and kept.exists()

@@ -29,7 +29,7 @@ def test_a_truncated_tokens_file_is_redone_and_the_finished_training_kept(tmp_pa
     # the manifest carries size and hash of each output: overwritten bytes (same size) are caught too
     record = json.loads((run / "manifest.json").read_text())["stages"]["tokenize"]["verify"]["tokens/tokens.parquet"]
     assert record["size"] == len(good) and len(record["sha256"]) == 64
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.run_dir.manifest import Manifest
 
     damaged = bytearray(good)

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 from mathlora.cli import main
-from mathlora.records import read_jsonl
+from mathlora.run_dir.records import read_jsonl
 
 
 def config_file(tmp_path):

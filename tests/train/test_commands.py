@@ -53,3 +53,14 @@ def test_train_never_clears_an_output_folder_it_did_not_make(tmp_path, tokens_di
     assert (out / ".mathlora-artifact").is_file()
     assert main([*args[:-4], str(out), "--max-steps", "2", "--no-resume", "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["steps"] == 2
+
+
+def test_micro_batch_size_auto_is_taken_on_the_command_line(capsys):
+    """B5: ``--micro-batch-size auto`` was refused by argparse although ``train.micro_batch_size`` takes auto."""
+    from mathlora.cliargs import config_from_args
+    from mathlora.cli import build_parser
+
+    args = build_parser().parse_args(["train", "model=tiny-random-llama", "--micro-batch-size", "auto"])
+    assert config_from_args(args).train.micro_batch_size == "auto"
+    args = build_parser().parse_args(["train", "model=tiny-random-llama", "--micro-batch-size", "4"])
+    assert config_from_args(args).train.micro_batch_size == 4

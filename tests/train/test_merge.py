@@ -68,3 +68,35 @@ def test_merge_computes_in_fp32_unless_pinned_and_saves_in_the_stored_dtype(tmp_
                                          dtype="bf16") / "model.safetensors"))
     assert {t.dtype for t in pinned.values()} == {torch.bfloat16}
     assert max(float((pinned[k].float() - reference[k]).abs().max()) for k in reference) < 1e-2
+
+
+def test_merge_on_the_default_runtime(tmp_path):
+    """B3: ``runtime=None`` (the documented default, ``Runtime.resolve()``) was an AttributeError."""
+    from tests.cli_helpers import tiny_adapter
+
+    adapter = tiny_adapter(tmp_path / "adapter")
+    assert (merge_adapter(None, "tiny-random-llama", adapter, tmp_path / "merged") / "config.json").is_file()
+
+
+def test_an_adapter_without_a_card_on_a_base_without_pad_is_not_shipped_with_pad_eos(tmp_path):
+    """B4: a base tokenizer with no pad and no unk token (Llama 3's) got pad == EOS from ``load_tokenizer``'s
+    older rule; the merged folder shipped it. One rule now: ``models.pad_token_for``."""
+    import copy
+
+    from transformers import AutoTokenizer
+
+    from mathlora.models import load_tokenizer
+    from tests.cli_helpers import tiny_adapter
+
+    base = tmp_path / "base"
+    load_model("tiny-random-llama", Runtime()).save_pretrained(str(base))
+    tok = copy.deepcopy(load_tokenizer("tiny-random-llama"))
+    tok.pad_token = None  # like Llama 3: no pad, no unk; <pad> stays a special token of the vocabulary
+    tok.save_pretrained(str(base))
+    assert AutoTokenizer.from_pretrained(str(base)).pad_token is None
+    adapter = tiny_adapter(tmp_path / "adapter")
+    (adapter / "README.md").unlink(missing_ok=True)  # not mathlora's: no card, no template
+    merged = merge_adapter(Runtime(), str(base), adapter, tmp_path / "merged")
+    shipped = AutoTokenizer.from_pretrained(str(merged))
+    assert shipped.pad_token is not None and shipped.pad_token != shipped.eos_token
+    assert load_tokenizer(str(base)).pad_token != load_tokenizer(str(base)).eos_token

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, config_from_args, flag, option,
-                              show_progress)
+from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
+                              show_progress, stage_command)
 from mathlora.data.formats import FORMATS
-from mathlora.run_dir.guards import lock_for_output
 
 
 def _io(p: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
@@ -31,32 +30,23 @@ def column_mapping(text: str) -> dict[str, str]:
     return {str(k): v for k, v in value.items()}
 
 
-def _print_counts(title: str, counts: dict) -> None:
-    flat = ", ".join(f"{k} {v}" for k, v in counts.items() if not isinstance(v, (dict, list)))
-    print(f"{title}: {flat}")
-
-
 def cmd_ingest(args) -> int:
     from mathlora.data.ingest import ingest_file
 
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        counts = ingest_file(cfg.ingest, args.input, args.output, rejects_path=args.rejects,
-                             reading=cfg.data.reading("train"))
-    _print_counts("ingest", counts)
-    for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
-        print(f"  rejected {n}: {reason}")
-    return 0
+    def show(counts: dict, cfg) -> None:
+        print_counts("ingest", counts)
+        for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
+            print(f"  rejected {n}: {reason}")
+
+    return stage_command(args, lambda cfg: ingest_file(cfg.ingest, args.input, args.output,
+                                                       rejects_path=args.rejects, reading=cfg.data.reading("train")),
+                         title="ingest", show=show)
 
 
 def cmd_normalize(args) -> int:
     from mathlora.data.normalize import normalize_file
 
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        counts = normalize_file(cfg.normalize, args.input, args.output)
-    _print_counts("normalize", counts)
-    return 0
+    return stage_command(args, lambda cfg: normalize_file(cfg.normalize, args.input, args.output), title="normalize")
 
 
 def cmd_rewrite(args) -> int:
@@ -64,58 +54,54 @@ def cmd_rewrite(args) -> int:
 
     from mathlora.data.rewrite import rewrite_file
 
-    cfg = config_from_args(args)
     report = args.report or str(Path(args.output).with_name("rewrite_report.json"))
-    with lock_for_output(args.output):
-        counts = rewrite_file(args.input, args.output, report, style=cfg.solution_style)
-    _print_counts("rewrite", counts)
-    for family, c in counts["per_family"].items():
-        print(f"  {family:<18} recognised {c['recognised']}, rewritten {c['rewritten']}, mismatch {c['mismatch']}, "
-              f"refused {c['refused']}")
-    print(f"report: {report}")
-    return 0
+
+    def show(counts: dict, cfg) -> None:
+        print_counts("rewrite", counts)
+        for family, c in counts["per_family"].items():
+            print(f"  {family:<18} recognised {c['recognised']}, rewritten {c['rewritten']}, "
+                  f"mismatch {c['mismatch']}, refused {c['refused']}")
+        print(f"report: {report}")
+
+    return stage_command(args, lambda cfg: rewrite_file(args.input, args.output, report, style=cfg.solution_style),
+                         title="rewrite", show=show)
 
 
 def cmd_convert(args) -> int:
     from mathlora.data.convert import convert_file
 
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        counts = convert_file(cfg.convert, args.input, args.output, template=cfg.template)
-    _print_counts("convert", counts)
-    return 0
+    return stage_command(args, lambda cfg: convert_file(cfg.convert, args.input, args.output, template=cfg.template),
+                         title="convert")
 
 
 def cmd_tokenize(args) -> int:
     from mathlora.data.tokenize import tokenize_file
 
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        counts = tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model, template=cfg.template,
-                               overwrite=args.overwrite, progress=show_progress(args))
-    _print_counts("tokenize", counts)
-    return 0
+    return stage_command(args, lambda cfg: tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model,
+                                                         template=cfg.template, overwrite=args.overwrite,
+                                                         progress=show_progress(args)), title="tokenize")
 
 
 def cmd_sample(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     from mathlora.data.sampling import sample_file
 
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        summary = sample_file(cfg.sample, args.input, args.output, seed=cfg.seed)
-    table = Table(title=f"stratified sample (ratios {summary['ratios']}, seed {summary['seed']})")
-    for column in ("level", "available", "requested", "drawn"):
-        table.add_column(column, justify="right")
-    for row in summary["rows"]:
-        table.add_row(*(str(row[c]) for c in ("level", "available", "requested", "drawn")))
-    totals = summary["totals"]
-    table.add_row("total", str(totals["available"]), str(totals["requested"]), str(totals["drawn"]), style="bold")
-    Console().print(table)
-    print(f"wrote {totals['drawn']} records to {args.output}")
-    return 0
+    def show(summary: dict, cfg) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"stratified sample (ratios {summary['ratios']}, seed {summary['seed']})")
+        for column in ("level", "available", "requested", "drawn"):
+            table.add_column(column, justify="right")
+        for row in summary["rows"]:
+            table.add_row(*(str(row[c]) for c in ("level", "available", "requested", "drawn")))
+        totals = summary["totals"]
+        table.add_row("total", str(totals["available"]), str(totals["requested"]), str(totals["drawn"]),
+                      style="bold")
+        Console().print(table)
+        print(f"wrote {totals['drawn']} records to {args.output}")
+
+    return stage_command(args, lambda cfg: sample_file(cfg.sample, args.input, args.output, seed=cfg.seed),
+                         title="sample", show=show)
 
 
 def register(sub) -> None:

@@ -17,10 +17,10 @@ from typing import Iterator
 
 from mathlora.data.config import ConvertConfig
 from mathlora.errors import MathloraError
-from mathlora.records import (JsonProblem, decode_line, dumps_line, iter_lines, parse_json, read_json_document,
+from mathlora.run_dir.records import (JsonProblem, decode_line, dumps_line, iter_lines, parse_json, read_json_document,
                               read_jsonl, require_file)
 from mathlora.run_dir.atomic import atomic_path
-from mathlora.templates import get_template
+from mathlora.templates import DEFAULT_TEMPLATE, get_template
 
 
 def to_conversation(rec: dict, prompt: str, fmt: str = "sharegpt") -> dict:
@@ -34,7 +34,7 @@ def to_conversation(rec: dict, prompt: str, fmt: str = "sharegpt") -> dict:
 
 
 def convert_file(cfg: ConvertConfig, input_path: str | os.PathLike, output_path: str | os.PathLike, *,
-                 template: str = "alpaca") -> dict:
+                 template: str = DEFAULT_TEMPLATE) -> dict:
     """Records -> conversations (``cfg.format``) with ``template`` applied to each problem; returns counts."""
     fmt = cfg.format
     tpl = get_template(template)

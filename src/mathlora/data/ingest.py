@@ -15,13 +15,12 @@ import os
 import re
 from itertools import chain
 from pathlib import Path
-from typing import Iterator
 
 from mathlora.data.config import IngestConfig
-from mathlora.data.formats import Format, ReadOptions, Source, choose_format, hint, iter_rows, peek, \
-    resolve_source, to_record
+from mathlora.data.formats import Format, ReadOptions, choose_format, hint, to_record
+from mathlora.data.sources import Source, iter_rows, peek, resolve_source
 from mathlora.errors import MathloraError
-from mathlora.records import (JsonProblem, dumps_line, first_byte, iter_lines, parse_json, read_json_document)
+from mathlora.run_dir.records import dumps_line, first_byte, read_json_document
 from mathlora.run_dir.atomic import atomic_path
 
 _WS = re.compile(r"\s+")
@@ -55,38 +54,6 @@ def check_record(obj: object) -> str | None:
         if not _INVISIBLE.sub("", value).strip():
             return f"empty {field} (only invisible characters such as zero-width spaces)"
     return None
-
-
-def iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
-    """Yield (line_number, parsed value or None, reject reason or None, raw text) for each entry."""
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    for head, kind, tool in ((b"\x1f\x8b", "gzip", "gunzip"), (b"PK\x03\x04", "zip", "unzip"),
-                             (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"), (b"BZh", "bzip2", "bunzip2"),
-                             (b"\xfd7zX", "xz", "unxz")):
-        if magic.startswith(head):
-            raise MathloraError(f"{path} is {kind}-compressed; decompress it first ({tool} {path.name}) and give "
-                                "the JSON lines or JSON array file")
-    if first_byte(path) == b"[":
-        data = read_json_document(path)
-        if not isinstance(data, list):
-            raise MathloraError(f"{path}: expected a JSON array or JSON lines")
-        for i, obj in enumerate(data, 1):
-            yield i, obj, None, ""
-        return
-    for lineno, start, line in iter_lines(path):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as e:
-            yield (lineno, None, f"undecodable bytes (not UTF-8) at byte {start + e.start} of the file",
-                   repr(line[:200]))
-            continue
-        if not text.strip():
-            continue
-        try:
-            yield lineno, parse_json(text), None, text.rstrip("\r\n")
-        except JsonProblem as e:
-            yield lineno, None, f"not JSON ({e})", text.rstrip("\r\n")[:500]
 
 
 def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: str | os.PathLike, *,

@@ -7,7 +7,7 @@ import os
 from mathlora.data.config import NormalizeConfig
 from mathlora.data.numbers import cut_decimals
 from mathlora.errors import MathloraError
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 
 def normalize_file(cfg: NormalizeConfig, input_path: str | os.PathLike, output_path: str | os.PathLike) -> dict:

@@ -17,7 +17,7 @@ import os
 from collections import defaultdict
 
 from mathlora.errors import MathloraError
-from mathlora.records import read_jsonl, write_jsonl
+from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.run_dir import write_json_atomic
 from mathlora.worked import STYLES, rewrite_solution
 

@@ -15,10 +15,10 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from mathlora.apportion import largest_remainder
+from mathlora.data.apportion import largest_remainder
 from mathlora.data.config import LEVELS, SampleConfig
 from mathlora.errors import MathloraError
-from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
 
 TABLE_FILE = "sample_table.json"

@@ -26,10 +26,11 @@ from pathlib import Path
 from mathlora.data.config import TokenizeConfig
 from mathlora.data.convert import conversation_pair, iter_json_array
 from mathlora.errors import MathloraError
-from mathlora.records import dumps_line, require_file
+from mathlora.run_dir.records import dumps_line, require_file
 from mathlora.run_dir.atomic import atomic_path, write_json_atomic
 from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.tokens import IGNORE
+from mathlora.templates import DEFAULT_TEMPLATE
 
 CHUNK = 8192
 OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
@@ -132,7 +133,7 @@ def length_histogram(lengths: list[int], seq_length: int, bins: int = 16) -> lis
 
 
 def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir: str | os.PathLike, *, model: str,
-                  template: str = "alpaca", progress: bool = True, overwrite: bool = False) -> dict:
+                  template: str = DEFAULT_TEMPLATE, progress: bool = True, overwrite: bool = False) -> dict:
     """Conversations -> the tokens folder (see the module docstring) with ``model``'s tokenizer; returns
     ``stats.json``'s content without the histogram. ``stats.json`` names ``model``, ``template`` and
     ``seq_length``: the train stage reads them from there. ``overwrite``: replace an existing folder that is

@@ -28,11 +28,41 @@ class Generated:
         return self.source.get("backend") == "openai"
 
 
+class HeldModel:
+    """A local model (and adapter) loaded on first use and kept for every prediction of one stage: the math
+    evaluation predicts with and without the calculator from one load."""
+
+    def __init__(self, model: str, adapter, runtime: Runtime | None, *, merge: bool):
+        self.model, self.adapter, self.runtime, self.merge = model, adapter, runtime, merge
+        self._loaded = None
+
+    def get(self, model: str | None, adapter) -> tuple[tuple, float]:
+        """((model, tokenizer), seconds spent loading by this call: 0 once loaded)."""
+        from mathlora.evaluate.generation import load_inference_model
+
+        if (model, None if adapter is None else str(adapter)) != \
+                (self.model, None if self.adapter is None else str(self.adapter)):
+            raise ValueError(f"held model {self.model} (adapter {self.adapter}) asked for {model} ({adapter})")
+        if self._loaded is not None:
+            return self._loaded, 0.0
+        start = time.perf_counter()
+        self._loaded = load_inference_model(self.model, self.adapter, self.runtime or Runtime.resolve(),
+                                            merge=self.merge)
+        return self._loaded, time.perf_counter() - start
+
+
+def hold_model(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter) -> HeldModel | None:
+    """A ``HeldModel`` for the local backend (None for a server: nothing to load)."""
+    return HeldModel(model, adapter, runtime, merge=cfg.merge_adapter) if cfg.backend == "local" else None
+
+
 def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapter, prompts: list[str], *,
              max_new_tokens: int, min_new_tokens: int = 0, calculator: bool = False, progress: bool = True,
-             desc: str = "generate", stop: tuple[str, ...] | list[str] = ()) -> Generated:
+             desc: str = "generate", stop: tuple[str, ...] | list[str] = (),
+             held: HeldModel | None = None) -> Generated:
     """Greedy completions of ``prompts`` in input order, by ``cfg.backend`` (``runtime``: local only);
-    ``stop``: strings that end a completion (cut before the first)."""
+    ``stop``: strings that end a completion (cut before the first); ``held``: the local model, loaded once
+    for several calls (default: loaded for this call alone)."""
     if cfg.backend == "openai":
         from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
 
@@ -43,12 +73,11 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
                                min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc,
                                stop=stop)
         return Generated(gens, time.perf_counter() - start, source=info)
-    from mathlora.evaluate.generation import generate_greedy, load_inference_model
+    from mathlora.evaluate.generation import generate_greedy
     from mathlora.evaluate.memory import resolve_batch_size
 
-    start = time.perf_counter()
-    lm, tokenizer = load_inference_model(model, adapter, runtime, merge=cfg.merge_adapter)
-    load_seconds = time.perf_counter() - start
+    (lm, tokenizer), load_seconds = (held or HeldModel(model, adapter, runtime, merge=cfg.merge_adapter)).get(
+        model, adapter)
     start = time.perf_counter()
     batch_size = resolve_batch_size(cfg.batch_size, lm, max_length=cfg.max_length, prompts=len(prompts))
     gens = generate_greedy(lm, tokenizer, prompts, max_new_tokens=max_new_tokens, max_length=cfg.max_length,

@@ -6,19 +6,16 @@ import argparse
 from pathlib import Path
 
 from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
-                              deprecated, on_off, option, runtime_from, show_progress)
+                              deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
+                              stage_command)
 from mathlora.errors import MathloraError
-
-
-def _int_or_auto(value: str):
-    return value if value == "auto" else int(value)
 
 
 def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
     add_model(p)
     p.add_argument("--adapter", default=None, help="peft LoRA adapter folder (default: the base model alone)")
     if generation:
-        option(p, "--batch-size", field="eval.batch_size", type=_int_or_auto,
+        option(p, "--batch-size", field="eval.batch_size", type=int_or_auto,
                 help="prompts per batch, or auto (as many as fit on the GPU)")
         add_runtime_args(p)
         option(p, "--backend", field="eval.backend", choices=["local", "openai"],
@@ -98,6 +95,17 @@ def register(subparsers) -> None:
     mm.add_argument("--baseline", default=None, help="another model's folder of the same kind: adds the comparison")
     mm.set_defaults(func=cmd_eval_model)
 
+    ck = sub.add_parser("checkpoints", help="score every training checkpoint of a run folder (the eval_checkpoints "
+                                            "stage)",
+                        description="Score each train/checkpoints/step-N/ of a run folder on its held-out problems "
+                                    "like the tuned model, into eval/checkpoints/step-N/ and eval/checkpoints/"
+                                    "scores.json (compared with eval/base/ when it is there). The run's config.yaml "
+                                    "gives the model, the template and the eval settings.")
+    ck.add_argument("--run", required=True, metavar="DIR", help="run folder (config.yaml, train/checkpoints/)")
+    add_runtime_args(ck)
+    add_config_args(ck, positional=False)
+    ck.set_defaults(func=cmd_eval_checkpoints)
+
     s = sub.add_parser("squad", help="SQuAD v1.1 F1/EM (retention check against a baseline result)",
                        description="Score a model (or --predictions made elsewhere) on SQuAD v1.1: official F1/EM; "
                                    "with --baseline, the retention verdict (keep * base).")
@@ -138,32 +146,31 @@ def print_settings(command: str, args, cfg) -> None:
 def cmd_predict(args) -> int:
     from mathlora.evaluate.predict import predict_file
 
-    cfg = config_from_args(args)
-    from mathlora.run_dir.guards import lock_for_output
+    def call(cfg) -> dict:
+        print_settings("predict", args, cfg)
+        return predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                            template=cfg.template, progress=show_progress(args), solution_style=cfg.solution_style)
 
-    print_settings("predict", args, cfg)
-    with lock_for_output(args.output):
-        summary = predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                               template=cfg.template, progress=show_progress(args),
-                               solution_style=cfg.solution_style)
-    calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
-            if summary["calculator"] else "")
-    print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
-          f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
-          f"{summary['stopped']} stopped at EOS or a stop string{calc}) -> {summary['output']}")
-    return 0
+    def show(summary: dict, cfg) -> None:
+        calc = (f", calculator {summary['calculator_calls']} calls / {summary['calculator_refused']} refused"
+                if summary["calculator"] else "")
+        print(f"predict: {summary['count']} problems, {summary['generated_tokens']} tokens in {summary['seconds']} s "
+              f"({summary['tokens_per_s']} tokens/s, {summary['device']} {summary['dtype']}, "
+              f"{summary['stopped']} stopped at EOS or a stop string{calc}) -> {summary['output']}")
+
+    return stage_command(args, call, title="predict", show=show)
 
 
 def cmd_eval_math(args) -> int:
     from mathlora.evaluate.math_grading import grade_file
 
-    cfg = config_from_args(args)
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
-    from mathlora.run_dir.guards import lock_for_output
+    return stage_command(args, lambda cfg: grade_file(cfg.eval, args.predictions, output, gold_path=args.gold,
+                                                      baseline_path=args.baseline, solution_style=cfg.solution_style),
+                         title="eval math", show=lambda r, cfg: _show_math(r, output), output=output)
 
-    with lock_for_output(output):
-        r = grade_file(cfg.eval, args.predictions, output, gold_path=args.gold, baseline_path=args.baseline,
-                       solution_style=cfg.solution_style)
+
+def _show_math(r: dict, output: str) -> None:
     print(f"math accuracy {r['accuracy']:.4f} ({r['correct']}/{r['count']}, {r['unparsable']} unparsable"
           + (f", {r['gold_unparsable']} gold unparsable, left out" if r["gold_unparsable"] else "") + ")")
     comparison = r.get("comparison")
@@ -175,21 +182,43 @@ def cmd_eval_math(args) -> int:
         print(f"before {comparison['before']:.4f} -> after {comparison['after']:.4f} "
               f"({comparison['change']:+.4f}; fixed {comparison['fixed']}, broken {comparison['broken']})")
     print(f"report -> {output}")
-    return 0
 
 
 def cmd_eval_model(args) -> int:
     from mathlora.evaluate.math_eval import evaluate_math
-    from mathlora.run_dir.guards import lock_for_output
 
-    cfg = config_from_args(args)
-    print_settings("eval model", args, cfg)
-    with lock_for_output(Path(args.output) / "math.json"):
-        counts = evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
-                               baseline_dir=args.baseline, template=cfg.template,
-                               solution_style=cfg.solution_style, progress=show_progress(args))
-    without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts else "")
-    print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> {args.output}")
+    def call(cfg) -> dict:
+        print_settings("eval model", args, cfg)
+        return evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
+                             baseline_dir=args.baseline, template=cfg.template, solution_style=cfg.solution_style,
+                             progress=show_progress(args))
+
+    def show(counts: dict, cfg) -> None:
+        without = (f", {counts['accuracy_nocalc']:.4f} without the calculator" if "accuracy_nocalc" in counts
+                   else "")
+        print(f"math accuracy {counts['accuracy']:.4f} ({counts['correct']}/{counts['count']}{without}) -> "
+              f"{args.output}")
+
+    return stage_command(args, call, title="eval model", show=show, output=Path(args.output) / "math.json")
+
+
+def cmd_eval_checkpoints(args) -> int:
+    from mathlora.cliargs import run_config_from_args
+    from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
+    from mathlora.run_dir.layout import RunLayout
+    from mathlora.run_dir.guards import RunLock
+
+    cfg = run_config_from_args(args, args.run)
+    lay = RunLayout(args.run)
+    base = lay.eval("base").root
+    baseline = base if all(p.is_file() for p in math_baselines(base, cfg.eval.calculator).values()) else None
+    with RunLock(lay.root):
+        counts = evaluate_checkpoints(cfg.eval, runtime_from(cfg), cfg.model, lay.train_checkpoints,
+                                      lay.test_records, lay.eval_checkpoints, baseline_dir=baseline,
+                                      template=cfg.template, solution_style=cfg.solution_style,
+                                      progress=show_progress(args))
+    best = (f"; best step {counts['best_step']}: {counts['best_accuracy']:.4f}" if "best_step" in counts else "")
+    print(f"scored {counts['scored']} checkpoint(s), skipped {counts['skipped']}{best} -> {lay.checkpoint_scores}")
     return 0
 
 

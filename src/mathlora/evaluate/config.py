@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
 from mathlora.openai_client import EndpointConfig
-from mathlora.same_result import NOT_RESULT
+from mathlora.run_dir.same_result import NOT_RESULT
 
 
 class EvalEndpoint(EndpointConfig):

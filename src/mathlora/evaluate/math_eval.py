@@ -15,13 +15,15 @@ import shutil
 from pathlib import Path
 
 from mathlora.errors import MathloraError
+from mathlora.evaluate.backend import hold_model
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.predict import predict_file
-from mathlora.layout import EvalLayout
-from mathlora.records import read_json_document
+from mathlora.run_dir.layout import EvalLayout
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import write_json_atomic
 from mathlora.runtime import Runtime
+from mathlora.templates import DEFAULT_TEMPLATE
 
 SCORES_FILE = "scores.json"  # RunLayout.checkpoint_scores
 STEP_FOLDER = re.compile(r"^step-\d+$")
@@ -47,13 +49,14 @@ def math_baselines(baseline_dir: str | os.PathLike | None, calculator: bool) -> 
 
 def evaluate_math(cfg: EvalConfig, runtime: Runtime, model: str, adapter: str | os.PathLike | None,
                   test_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                  baseline_dir: str | os.PathLike | None = None, template: str = "alpaca",
+                  baseline_dir: str | os.PathLike | None = None, template: str = DEFAULT_TEMPLATE,
                   solution_style: str = "answer", progress: bool = True) -> dict:
     """Predict and grade ``test_path`` into ``out_dir`` (see the module docstring); returns the counts."""
     out = EvalLayout(Path(out_dir))
     baselines = math_baselines(baseline_dir, cfg.calculator)
     counts: dict = {}
     calls = None
+    held = hold_model(cfg, runtime, model, adapter)  # one load for the predictions with and without the calculator
     if not cfg.calculator:  # scores of an earlier run with the calculator would mislead the report
         for stale in out.root.glob("math_nocalc*"):
             stale.unlink()
@@ -64,7 +67,8 @@ def evaluate_math(cfg: EvalConfig, runtime: Runtime, model: str, adapter: str | 
             shutil.copyfile(out.math_predictions, preds)
         else:
             gen = predict_file(cfg, runtime, model, adapter, test_path, preds, template=template,
-                               progress=progress, solution_style=solution_style, calculator=with_calculator)
+                               progress=progress, solution_style=solution_style, calculator=with_calculator,
+                               held=held)
             calls = gen.get("calculator_calls", 0) + gen.get("calculator_refused", 0)
             counts.setdefault("tokens_per_s", gen.get("tokens_per_s"))
             counts.setdefault("predict_seconds", gen.get("seconds"))
@@ -107,7 +111,7 @@ def checkpoint_outputs(checkpoints_dir: str | os.PathLike, out_dir: str | os.Pat
 
 def evaluate_checkpoints(cfg: EvalConfig, runtime: Runtime, model: str, checkpoints_dir: str | os.PathLike,
                          test_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                         baseline_dir: str | os.PathLike | None = None, template: str = "alpaca",
+                         baseline_dir: str | os.PathLike | None = None, template: str = DEFAULT_TEMPLATE,
                          solution_style: str = "answer", progress: bool = True) -> dict:
     """Score every training checkpoint under ``checkpoints_dir`` (``step-N/``) on ``test_path``.
 

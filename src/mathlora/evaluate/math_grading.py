@@ -18,7 +18,7 @@ from mathlora.evaluate.answers import (DEFAULT_ATOL, DEFAULT_RTOL, Answer, answe
                                       requires_lowest_terms, resolve_scope)
 from mathlora.evaluate.config import EvalConfig
 from mathlora.families import family_of
-from mathlora.records import read_records
+from mathlora.run_dir.records import read_records
 from mathlora.run_dir import write_json_atomic
 
 UNKNOWN_TYPE = "unknown"

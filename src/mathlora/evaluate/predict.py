@@ -11,7 +11,7 @@ from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import extract_prediction_answer, resolve_scope
 from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
-from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.runtime import Runtime
 from mathlora.families import family_of
 from mathlora.templates import get_template, render_prompt
@@ -61,12 +61,13 @@ def stop_strings(cfg: EvalConfig, template: str) -> tuple[str, ...]:
 
 def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: str | None, input_path, output_path,
                  *, template: str, progress: bool = True, solution_style: str = "answer",
-                 calculator: bool | None = None) -> dict:
+                 calculator: bool | None = None, held=None) -> dict:
     """Generate a completion per problem and write prediction lines; returns a summary.
 
     The model runs on the runtime's device and dtype, or on a server (``eval.backend: openai``, no runtime).
     ``calculator`` (default ``cfg.calculator``) turns on calculator-assisted decoding; ``solution_style``
-    resolves ``cfg.answer_scope: auto`` for the ``answer`` field.
+    resolves ``cfg.answer_scope: auto`` for the ``answer`` field. ``held``: a ``backend.HeldModel`` that
+    keeps the loaded model for the caller's next prediction.
     """
     calculator = cfg.calculator if calculator is None else calculator
     scope = resolve_scope(cfg.answer_scope, solution_style)
@@ -74,7 +75,7 @@ def predict_file(cfg: EvalConfig, runtime: Runtime | None, model: str, adapter: 
     records = read_problems(input_path)
     prompts = [render_prompt(template, r["problem"]) for r in records]
     out = generate(cfg, runtime, model, adapter, prompts, max_new_tokens=cfg.max_new_tokens, calculator=calculator,
-                   progress=progress, desc="predict", stop=stop)
+                   progress=progress, desc="predict", stop=stop, held=held)
     gens, server = out.generations, (out.source if out.remote else {})
     write_jsonl(output_path, ({**prediction_line(r, p, g.completion, scope=scope,
                                                  generated_tokens=g.generated_tokens, stopped=g.stopped,

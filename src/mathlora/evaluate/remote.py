@@ -29,9 +29,10 @@ from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import Generation, cut_at_stop
 from mathlora.openai_client import (
-    AskAgain, GaveUp, RetryableError, RetryPolicy, auth_headers, check_base_url, endpoint_url, json_payload, post_json,
+    AskAgain, GaveUp, RetryPolicy, auth_headers, check_base_url, endpoint_url, json_payload, post_json,
     run_pool, scrub, with_retries,
 )
+from mathlora.evaluate.remote_calculator import read_choice
 
 
 def served_model(cfg: EvalConfig, fallback: str | None) -> str:
@@ -44,24 +45,6 @@ def served_model(cfg: EvalConfig, fallback: str | None) -> str:
 def server_info(cfg: EvalConfig, fallback: str | None) -> dict:
     """What prediction files record about where their completions came from."""
     return {"backend": "openai", "server": cfg.endpoint.base_url, "server_model": served_model(cfg, fallback)}
-
-
-def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
-    """(text, stopped at a stop token, completion tokens, prompt tokens) of a completions reply."""
-    try:
-        choice = payload["choices"][0]
-        text = choice["text"]
-    except (KeyError, IndexError, TypeError):
-        raise RetryableError("malformed response: no choices[0].text") from None
-    if not isinstance(text, str):
-        raise RetryableError("malformed response: choices[0].text is not a string")
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    usage = usage if isinstance(usage, dict) else {}
-    completion_tokens = usage.get("completion_tokens")
-    prompt_tokens = usage.get("prompt_tokens")
-    return (text, choice.get("finish_reason") == "stop",
-            completion_tokens if isinstance(completion_tokens, int) else None,
-            prompt_tokens if isinstance(prompt_tokens, int) else None)
 
 
 class CompletionsClient:

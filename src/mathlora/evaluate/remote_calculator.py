@@ -41,11 +41,29 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mathlora.evaluate.generation import Generation, cut_at_stop
-from mathlora.openai_client import AskAgain, GaveUp, json_payload
+from mathlora.openai_client import AskAgain, GaveUp, RetryableError, json_payload
 
 STOP = "="
 _INCLUDE = "include_stop_str_in_output"
 _NO_INFO = object()
+
+
+def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
+    """(text, stopped at a stop token, completion tokens, prompt tokens) of a completions reply."""
+    try:
+        choice = payload["choices"][0]
+        text = choice["text"]
+    except (KeyError, IndexError, TypeError):
+        raise RetryableError("malformed response: no choices[0].text") from None
+    if not isinstance(text, str):
+        raise RetryableError("malformed response: choices[0].text is not a string")
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    completion_tokens = usage.get("completion_tokens")
+    prompt_tokens = usage.get("prompt_tokens")
+    return (text, choice.get("finish_reason") == "stop",
+            completion_tokens if isinstance(completion_tokens, int) else None,
+            prompt_tokens if isinstance(prompt_tokens, int) else None)
 
 
 def open_expression(text: str) -> str | None:
@@ -75,8 +93,6 @@ class Piece:
 
 def read_piece(payload, text_so_far: str) -> Piece:
     """Where one completions reply stopped (see the module docstring)."""
-    from mathlora.evaluate.remote import read_choice
-
     text, stopped, completion_tokens, prompt_tokens = read_choice(payload)
     if not stopped:
         return Piece(text, False, False, prompt_tokens, completion_tokens)
@@ -111,8 +127,6 @@ class CalculatorLoop:
 
     async def _stopped_at_equals(self, http, prompt: str, text: str) -> bool:
         """Whether the model's next token after ``text`` writes ``=`` (one token, no stop strings)."""
-        from mathlora.evaluate.remote import read_choice
-
         async def ask() -> bool:
             response = await self.client.post(http, self.client.body(prompt + text, 1, 0))
             return read_choice(json_payload(response))[0].startswith(STOP)

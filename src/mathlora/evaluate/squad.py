@@ -26,7 +26,7 @@ from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import first_line
 from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
-from mathlora.records import read_json_document, read_jsonl, require_file, write_jsonl
+from mathlora.run_dir.records import read_json_document, read_jsonl, require_file, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
 from mathlora.runtime import Runtime
 

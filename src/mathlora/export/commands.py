@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import add_config_args, add_output, config_from_args, deprecated, flag, option
+from mathlora.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
+                              run_config_from_args)
 from mathlora.errors import MathloraError
+from mathlora.run_dir.layout import RunLayout
 
 
 def register(subparsers) -> None:
@@ -64,6 +66,13 @@ def register(subparsers) -> None:
                      help="LoRA alpha (pet_config.lora_alpha) when the checkpoint does not record it")
     ick.set_defaults(func=cmd_import_ckpt)
 
+    cards = subparsers.add_parser("cards", help="(re)write the model cards of a run's adapter and merged model",
+                                  description="Write README.md (the model card: recipe, scores, usage) into a run "
+                                              "folder's train/adapter/ and merged/, as the cards stage of "
+                                              "`mathlora run` does.")
+    cards.add_argument("--run", required=True, metavar="DIR", help="run folder (config.yaml, train/, merged/)")
+    cards.set_defaults(func=cmd_cards)
+
     pb = subparsers.add_parser("publish", help="upload a run's adapters, merged models and report (S3, OBS, NFS)",
                                description="Publish a run folder to object storage or a file system through fsspec: "
                                            "resumable (skips files already there with the same sha256), verified "
@@ -81,6 +90,19 @@ def register(subparsers) -> None:
     flag(pb, "--dry-run", help="list what would go; touch nothing")
     add_config_args(pb)
     pb.set_defaults(func=cmd_publish)
+
+
+def cmd_cards(args: argparse.Namespace) -> int:
+    from mathlora.export.model_card import write_cards
+    from mathlora.run_dir.guards import RunLock
+
+    lay = RunLayout(args.run)
+    if not lay.config.is_file():
+        raise MathloraError(f"{args.run} is not a mathlora run folder (no config.yaml)")
+    with RunLock(lay.root):
+        counts = write_cards(lay.root)
+    print(f"model cards: {counts['written']} written, {counts['unchanged']} unchanged")
+    return 0
 
 
 def cmd_export_mindformers(args: argparse.Namespace) -> int:
@@ -130,14 +152,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from mathlora.export.publish import publish_run
 
     run_arg = getattr(args, "cfg:run_dir", None)
-    if args.config is None and run_arg and (Path(run_arg) / "config.yaml").is_file():
-        args.config = str(Path(run_arg) / "config.yaml")  # the run's own config: its publish section applies
-    cfg = config_from_args(args)
+    if args.config is None and run_arg and RunLayout(run_arg).config.is_file():
+        cfg = run_config_from_args(args, run_arg)  # the run's own config: its publish section applies
+    else:
+        cfg = config_from_args(args)
     if not cfg.publish.to:
         raise MathloraError("give --to (or publish.to in the config): s3://bucket/prefix, hf://user/repo, "
                             "file:///path or a path")
     run = Path(cfg.run_dir)
-    if not (run / "config.yaml").is_file():
+    if not RunLayout(run).config.is_file():
         raise MathloraError(f"{run} is not a mathlora run folder (no config.yaml); give --run")
     publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
                 verify_all=cfg.publish.verify_all, replace=cfg.publish.replace, private=cfg.publish.private)

@@ -36,9 +36,9 @@ import yaml
 from mathlora.errors import MathloraError
 from mathlora.export import ms_names
 from mathlora.export.recipe import RunRecipe
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
+from mathlora.run_dir.tokens import IGNORE
 
 YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"
@@ -94,6 +94,14 @@ def batch_layout(global_batch: int, micro_batch: int, devices: int) -> tuple[int
     return batch, per_device // batch
 
 
+def recompute_flags(gradient_checkpointing) -> dict:
+    """``train.gradient_checkpointing`` as the booleans MindFormers reads: ``selective`` is its
+    ``select_recompute``; ``auto`` (a CUDA memory plan, none on Ascend) recomputes every layer."""
+    if gradient_checkpointing == "selective":
+        return {"recompute": False, "select_recompute": True}
+    return {"recompute": gradient_checkpointing in (True, "auto"), "select_recompute": False}
+
+
 def checkpoint_interval(save_steps, total: int) -> int:
     """MindFormers saves every N steps: the recipe's interval, the gcd of its list, or the last step."""
     if save_steps is None:
@@ -118,7 +126,9 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
     if records < 1:
         raise MathloraError("tokens/stats.json counts no kept record")
     total = total_steps(records, tc.global_batch_size, tc.epochs, tc.max_steps)
-    batch, accumulation = batch_layout(tc.global_batch_size, tc.micro_batch_size, devices)
+    # MindFormers plans no memory: ``auto`` (the CUDA memory plan's choice) becomes one row a pass
+    batch, accumulation = batch_layout(tc.global_batch_size, 1 if tc.micro_batch_size == "auto" else
+                                       tc.micro_batch_size, devices)
     interval = checkpoint_interval(tc.save_steps, total)
     rope = hf.get("rope_parameters") or {}
     theta = hf.get("rope_theta") or rope.get("rope_theta") or 10000.0
@@ -205,8 +215,7 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
         },
         "micro_batch_interleave_num": 1,
         "recompute_config": {
-            "recompute": tc.gradient_checkpointing,
-            "select_recompute": False,
+            **recompute_flags(tc.gradient_checkpointing),
             "parallel_optimizer_comm_recompute": False,
             "mp_comm_recompute": True,
             "recompute_slice_activation": True,
@@ -295,7 +304,7 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
         from mathlora.export.ms_ckpt import require_mindspore
 
         require_mindspore("the MindRecord tokens of export mindformers (or give --no-mindrecord)")
-    tokens_dir = Path(run_dir) / "tokens"
+    tokens_dir = RunLayout(run_dir).tokens
     table = read_tokens(tokens_dir) if mindrecord else None
     tok = load_tokenizer(cfg.model)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -326,6 +335,12 @@ def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint
               f"several NPUs: MindFormers' msrun launcher)\n")
     write_text_atomic(out / YAML_NAME, header + dump_yaml(data))
     notes = []
+    if cfg.train.micro_batch_size == "auto":
+        notes.append(f"train.micro_batch_size auto -> batch_size 1 with gradient_accumulation_steps "
+                     f"{data['runner_config']['gradient_accumulation_steps']} (MindFormers plans no memory; set "
+                     f"train.micro_batch_size for more rows a pass)")
+    if cfg.train.gradient_checkpointing == "auto":
+        notes.append("train.gradient_checkpointing auto -> recompute: true (every layer; MindFormers plans no memory)")
     if tc_fraction(cfg.train.epochs):
         notes.append(f"train.epochs {cfg.train.epochs} rounds up to {math.ceil(cfg.train.epochs)} "
                      f"(runner_config.epochs is whole)")

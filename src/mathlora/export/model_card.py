@@ -30,10 +30,12 @@ from typing import Any
 from mathlora import __version__
 from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
-from mathlora.report.build import interval_text, pct
-from mathlora.report.scores import RunScores, retention_word
+from mathlora.run_dir.records import read_json_document
+from mathlora.export.card_scores import cell, eval_results, score_lines
+from mathlora.report.render import snippet_new_tokens
+from mathlora.report.scores import RunScores
 from mathlora.run_dir.hashing import CARD
+from mathlora.run_dir.layout import RunLayout
 from mathlora.templates import TEMPLATES
 
 TAGS = ["mathlora", "lora", "math", "text-generation"]
@@ -88,6 +90,7 @@ class CardFacts:
     recipe: dict[str, str]
     solution_style: str | None = None  # None: not known to the writer (the trainer)
     datasets: tuple[str, ...] = field(default_factory=tuple)
+    max_new_tokens: int = field(default_factory=lambda: snippet_new_tokens(None))  # the usage snippet's
 
     @classmethod
     def from_run(cls, root: str | os.PathLike) -> "CardFacts":
@@ -96,13 +99,14 @@ class CardFacts:
 
         root = Path(root)
         cfg = RunRecipe.read(root)
-        summary = _read_json(root / "train" / "summary.json") or {}
+        summary = _read_json(RunLayout(root).train_summary) or {}
         precision = str(summary.get("dtype") or cfg.runtime.precision)  # what it trained in (auto -> bf16/fp32)
         rows = recipe_rows(cfg.lora, cfg.train, seq_length=cfg.tokenize.seq_length, precision=precision,
                            template=cfg.template, seed=cfg.seed, solution_style=cfg.solution_style,
                            steps=summary.get("steps"), ratio_line=summary.get("ratio_line"))
         data = _hub_dataset(cfg.data_train) if cfg.data_train else None
-        return cls(cfg.model, cfg.template, rows, cfg.solution_style, (data,) if data else ())
+        return cls(cfg.model, cfg.template, rows, cfg.solution_style, (data,) if data else (),
+                   snippet_new_tokens(cfg.eval))
 
     def metadata(self) -> dict[str, Any]:
         return {"model": self.model, "template": self.template, "solution_style": self.solution_style,
@@ -134,7 +138,7 @@ class CardFacts:
 def _hub_dataset(spec: str) -> str | None:
     """The Hub dataset a ``data.train`` names: ``org/name`` itself (read from the Hub by ingest), or the repo of
     a file in a Hugging Face cache; None for a local file."""
-    from mathlora.data.formats import is_hub_dataset
+    from mathlora.data.sources import is_hub_dataset
 
     return hub_id(spec, "datasets") or (spec if is_hub_dataset(spec) else None)
 
@@ -168,114 +172,13 @@ def base_license(spec: str) -> str | None:
     return None
 
 
-# -- scores ------------------------------------------------------------------------------------------------------
-
-def _num(v) -> str:
-    return "n/a" if v is None else f"{v:.1f}"
-
-
-def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
-    """An accuracy with its Wilson 95% interval where the report records correct and count."""
-    text = pct(scores.accuracy(which, calculator=calculator))
-    interval = scores.interval(which, calculator=calculator)
-    if interval and scores.accuracy(which, calculator=calculator) is not None:
-        text += f" (95% CI {interval_text(interval)})"
-    return text
-
-
-def _eval_results(scores: RunScores):
-    from huggingface_hub import EvalResult
-
-    results = []
-    for report, name in ((scores.tuned_math, "math accuracy"), (scores.tuned_math_nocalc,
-                                                               "math accuracy without the calculator")):
-        if report and report.get("accuracy") is not None:
-            results.append(EvalResult(task_type="text-generation", task_name="math word problems",
-                                      dataset_type="mathlora-heldout-math", dataset_name="held-out math test set",
-                                      metric_type="accuracy", metric_name=name,
-                                      metric_value=round(float(report["accuracy"]), 4)))
-    for key, metric in (("f1", "f1"), ("em", "exact_match")):
-        value = scores.squad("tuned", key)
-        if value is not None:
-            results.append(EvalResult(task_type="question-answering", task_name="reading comprehension (retention)",
-                                      dataset_type="rajpurkar/squad", dataset_name="SQuAD v1.1 (first question per "
-                                      "paragraph)", metric_type=metric, metric_name=f"SQuAD {key.upper()}",
-                                      metric_value=round(float(value), 2)))
-    return results
-
-
-def _family_rows(scores: RunScores) -> list[str]:
-    base = (scores.base_math or {}).get("per_type") or {}
-    tuned = (scores.tuned_math or {}).get("per_type") or {}
-    base_plain = (scores.base_math_nocalc or {}).get("per_type") or {}
-    tuned_plain = (scores.tuned_math_nocalc or {}).get("per_type") or {}
-    families = sorted(set(base) | set(tuned))
-    if not families:
-        return []
-    plain = bool(base_plain or tuned_plain)
-
-    def acc(table: dict, name: str) -> str:
-        row = table.get(name)
-        return pct(row.get("accuracy")) if isinstance(row, dict) else "n/a"
-
-    head = "| family | problems | base | fine-tuned |" + (" base, no calculator | fine-tuned, no calculator |"
-                                                         if plain else "")
-    lines = ["", "Per family:", "", head, "|---" * (6 if plain else 4) + "|"]
-    for name in families:
-        count = (tuned.get(name) or base.get(name) or {}).get("count", "")
-        cells = [_cell(name), str(count), acc(base, name), acc(tuned, name)]
-        if plain:
-            cells += [acc(base_plain, name), acc(tuned_plain, name)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _score_lines(scores: RunScores | None, kind: str) -> list[str]:
-    if kind == "checkpoint":
-        return ["A checkpoint is not scored on its own: the run's scores are in the final adapter's card."]
-    if scores is None or not (scores.base_math or scores.tuned_math or scores.base_squad or scores.tuned_squad):
-        return ["Not evaluated yet: `mathlora run` scores the base and the fine-tuned model and writes the "
-                "scores here."]
-    lines = ["Held-out math test set (greedy decoding, graded numerically):", "",
-             "| model | accuracy" + (" | without the calculator" if scores.tuned_math_nocalc or
-                                     scores.base_math_nocalc else "") + " |"]
-    plain = bool(scores.tuned_math_nocalc or scores.base_math_nocalc)
-    lines.append("|---|---|" + ("---|" if plain else ""))
-    for which, label in (("base", "base"), ("tuned", "fine-tuned")):
-        row = f"| {label} | {_with_interval(scores, which, True)}"
-        if plain:
-            row += f" | {_with_interval(scores, which, False)}"
-        lines.append(row + " |")
-    count = (scores.tuned_math or scores.base_math or {}).get("count")
-    if count:
-        lines[0] = f"Held-out math test set ({count} problems, greedy decoding, graded numerically):"
-    lines += _family_rows(scores)
-    rows = scores.checkpoint_rows()
-    if rows:
-        lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
-        lines += [f"| {r['step']} | {pct(r.get('accuracy'))} |" for r in rows]
-    if scores.base_squad or scores.tuned_squad:
-        lines += ["", "Reading comprehension kept (SQuAD v1.1):", "", "| metric | base | fine-tuned |", "|---|---|---|",
-                  f"| F1 | {_num(scores.squad('base', 'f1'))} | {_num(scores.squad('tuned', 'f1'))} |",
-                  f"| EM | {_num(scores.squad('base', 'em'))} | {_num(scores.squad('tuned', 'em'))} |"]
-        if scores.retention is not None:
-            keep = scores.retention.get("keep", 0.9)
-            lines += ["", f"Retention (fine-tuned >= {keep:.0%} of base on SQuAD F1 and EM): "
-                          f"{retention_word(scores.retention)}."]
-    return lines
-
-
 # -- how to load it ------------------------------------------------------------------------------------------------
 
 def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     base = base_model_name(facts.model)
     here = "path/to/this/folder"
     problem = "计算 4204.22 + -2369.17 等于多少？"
-    generate = ("out = model.generate(**inputs, max_new_tokens=256, do_sample=False)",
+    generate = (f"out = model.generate(**inputs, max_new_tokens={facts.max_new_tokens}, do_sample=False)",
                 "print(tok.decode(out[0, inputs[\"input_ids\"].shape[1]:], skip_special_tokens=True))")
     if kind == "checkpoint":  # no tokenizer of its own: the base's, whose chat template is not the training prompt
         template = TEMPLATES.get(facts.template)
@@ -336,7 +239,7 @@ def build_card(facts: CardFacts, kind: str, *, scores: RunScores | None = None, 
     what = {"adapter": "LoRA adapter", "merged": "merged model (LoRA merged into the base)",
             "checkpoint": f"LoRA adapter, checkpoint at step {step}"}[kind]
     title = f"{base_model_name(facts.model).rsplit('/', 1)[-1]} math LoRA"
-    results = _eval_results(scores) if scores is not None and kind != "checkpoint" else []
+    results = eval_results(scores) if scores is not None and kind != "checkpoint" else []
     data = ModelCardData(
         base_model=base, library_name="transformers" if kind == "merged" else "peft",
         license=base_license(facts.model), tags=[*TAGS, *(["peft"] if kind != "merged" else [])],
@@ -350,8 +253,8 @@ def build_card(facts: CardFacts, kind: str, *, scores: RunScores | None = None, 
             f"`{base_model_name(facts.model)}`, fine-tuned for math word problems by "
             f"[mathlora](https://pypi.org/project/mathlora/) {__version__}: difficulty-stratified training data, "
             "the prompt masked out of the loss.", "", "## Recipe", "", "| setting | value |", "|---|---|"]
-    body += [f"| {_cell(k)} | {_cell(v)} |" for k, v in facts.recipe.items()]
-    body += ["", "## Scores", "", *_score_lines(scores, kind), "", *_use_lines(facts, kind), ""]
+    body += [f"| {cell(k)} | {cell(v)} |" for k, v in facts.recipe.items()]
+    body += ["", "## Scores", "", *score_lines(scores, kind), "", *_use_lines(facts, kind), ""]
     card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
     return card
 
@@ -376,8 +279,6 @@ def write_card(folder: str | os.PathLike, text: str) -> bool:
 
 def write_cards(run_dir: str | os.PathLike) -> dict:
     """The ``cards`` stage: the cards of ``train/adapter/`` and ``merged/`` with the run's scores."""
-    from mathlora.layout import RunLayout
-
     lay = RunLayout(run_dir)
     facts = CardFacts.from_run(lay.root)
     scores = RunScores.read(lay.root, strict=False)
@@ -392,8 +293,6 @@ def write_cards(run_dir: str | os.PathLike) -> dict:
 
 def card_paths(run_dir: str | os.PathLike) -> list[Path]:
     """The cards ``write_cards`` writes (the ``cards`` stage's outputs)."""
-    from mathlora.layout import RunLayout
-
     lay = RunLayout(run_dir)
     return [lay.train_adapter / CARD, lay.merged / CARD]
 

@@ -56,6 +56,7 @@ from mathlora.errors import MathloraError
 from mathlora.export.recipe import RunRecipe
 from mathlora.export.store import Remote, destination, scrub
 from mathlora.run_dir.hashing import CARD, file_sha256
+from mathlora.run_dir.layout import RunLayout
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
@@ -128,10 +129,11 @@ def plan(run_dir, *, hub: bool = False) -> list[Item]:
     RunRecipe.read(root)  # a run folder (one-line error otherwise)
     items: list[Item] = []
     adapters: list[tuple[Path, int | None]] = []
-    for step, ckpt in list_checkpoints(root / "train" / "checkpoints"):
+    lay = RunLayout(root)
+    for step, ckpt in list_checkpoints(lay.train_checkpoints):
         adapters.append((ckpt, step))
         items += [_file_item(root, f) for f in _tree(root, ckpt / "merged")]
-    final = root / "train" / "adapter"
+    final = lay.train_adapter
     if all((final / f).is_file() for f in ADAPTER_FILES):
         adapters.append((final, None))
     for folder, step in adapters:
@@ -143,11 +145,11 @@ def plan(run_dir, *, hub: bool = False) -> list[Item]:
             [f for f in _tree(root, folder) if f.name != CARD or f.parent != folder]
         items += [_file_item(root, f) for f in files]
         items.append(_card_item(root, folder, step))
-    items += [_file_item(root, f) for f in _tree(root, root / "merged")]
-    for name in ("report.html", "report.md"):
-        if (root / name).is_file():
-            items.append(_file_item(root, root / name))
-    items += [_file_item(root, f) for f in _tree(root, root / "plots")]
+    items += [_file_item(root, f) for f in _tree(root, lay.merged)]
+    for report in (lay.report_html, lay.report_md):
+        if report.is_file():
+            items.append(_file_item(root, report))
+    items += [_file_item(root, f) for f in _tree(root, lay.plots)]
     if not items:
         raise MathloraError(f"{root} has nothing to publish (no adapter, merged model or report yet)")
     if hub:

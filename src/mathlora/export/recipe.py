@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from mathlora.data.config import TokenizeConfig
 from mathlora.errors import MathloraError
+from mathlora.run_dir.layout import RunLayout
 from mathlora.runtime import RuntimeConfig
 from mathlora.train.config import LoraConfig, TrainConfig
 
@@ -33,6 +34,7 @@ class RunRecipe:
     runtime: RuntimeConfig
     solution_style: str = "answer"
     data_train: str | None = None  # the user's training file (None: synth made the data)
+    eval: dict | None = None  # the run's eval section as written (the usage snippets read max_new_tokens)
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike) -> "RunRecipe":
@@ -40,7 +42,7 @@ class RunRecipe:
         root = Path(run_dir)
         if not root.is_dir():
             raise MathloraError(f"run folder not found: {root}")
-        path = root / "config.yaml"
+        path = RunLayout(root).config
         if not path.is_file():
             raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
         try:
@@ -61,4 +63,5 @@ class RunRecipe:
         given = data.get("data") if isinstance(data.get("data"), dict) else {}
         return cls(str(data["model"]), str(data["template"]), int(data["seed"]), **sections,
                    solution_style=str(data.get("solution_style") or "answer"),
-                   data_train=str(given["train"]) if given.get("train") else None)
+                   data_train=str(given["train"]) if given.get("train") else None,
+                   eval=data.get("eval") if isinstance(data.get("eval"), dict) else None)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mathlora.errors import MathloraError
-from mathlora.records import JsonProblem, parse_json
+from mathlora.run_dir.records import JsonProblem, parse_json
 
 if TYPE_CHECKING:
     from mathlora.export.publish import Item

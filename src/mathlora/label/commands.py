@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import (add_config_args, add_input, add_output, add_runtime_args, config_from_args,
-                              deprecated, option, runtime_from, show_progress)
+from mathlora.cliargs import (add_config_args, add_input, add_output, add_runtime_args,
+                              deprecated, option, runtime_from, show_progress, stage_command)
 
 
 def register(subparsers) -> None:
@@ -37,21 +37,18 @@ def register(subparsers) -> None:
 def run_label(args: argparse.Namespace) -> int:
     from mathlora.label.run import label_file
 
-    cfg = config_from_args(args)
-    runtime = runtime_from(cfg) if cfg.label.judge == "local" else None
-    from mathlora.run_dir.guards import lock_for_output
+    def show(summary: dict, cfg) -> None:
+        dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
+        print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
+              f"({summary['source']}, {summary['seconds']:.1f}s)")
+        print(f"difficulty distribution  {dist}")
+        print(f"wrote {summary['written']} records to {args.output}")
+        if summary["failed"]:
+            from mathlora.errors import MathloraError
+            from mathlora.label.run import failure_message
 
-    with lock_for_output(args.output):
-        summary = label_file(cfg.label, runtime, args.input, args.output, base_model=cfg.model,
-                             progress=show_progress(args))
-    dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
-    print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
-          f"({summary['source']}, {summary['seconds']:.1f}s)")
-    print(f"difficulty distribution  {dist}")
-    print(f"wrote {summary['written']} records to {args.output}")
-    if summary["failed"]:
-        from mathlora.errors import MathloraError
-        from mathlora.label.run import failure_message
+            raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
 
-        raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
-    return 0
+    return stage_command(args, lambda cfg: label_file(
+        cfg.label, runtime_from(cfg) if cfg.label.judge == "local" else None, args.input, args.output,
+        base_model=cfg.model, progress=show_progress(args)), title="label", show=show)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mathlora.openai_client import EndpointConfig
-from mathlora.same_result import NOT_RESULT
+from mathlora.run_dir.same_result import NOT_RESULT
 
 
 class LabelConfig(BaseModel):

@@ -19,7 +19,7 @@ from mathlora.label.heuristic import VERSION as HEURISTIC_VERSION
 from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.openai_judge import scrub
 from mathlora.label.prompt import load_prompt
-from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.runtime import Runtime
 
 FAILURES_FILE = "label_failures.jsonl"

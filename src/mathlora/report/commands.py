@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.layout import RunLayout
+from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.manifest import Manifest
 
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
 
 
 def _read(path: Path, strict: bool) -> dict | None:

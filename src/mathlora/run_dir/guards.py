@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import json_text
 
 ARTIFACT_MARKER = ".mathlora-artifact"
@@ -140,14 +140,18 @@ def lock_for_output(path: str | os.PathLike | None) -> contextlib.AbstractContex
 
 
 # the names atomic writes make: ``.<name>.<random>.tmp`` (tempfile's) and ``.<name>.old.<pid>``
+_STEP_FOLDER = re.compile(r"^step-\d+$")
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.(?:[a-z0-9_]+\.tmp|old\.\d+)$")
 
 
 def _artifact_folders(layout: RunLayout) -> list[Path]:
     """The run folder and the folders of its own artifacts: the only places atomic writes leave temp names."""
     lay = layout
+    checkpoints = lay.eval_checkpoints  # and each checkpoint's evaluation (eval/checkpoints/step-N/)
+    steps = sorted(p for p in checkpoints.iterdir() if _STEP_FOLDER.match(p.name) and not p.is_symlink()
+                   ) if checkpoints.is_dir() and not checkpoints.is_symlink() else []
     return [lay.root, lay.raw, lay.tokens, lay.train, lay.train_checkpoints, lay.root / "eval",
-            lay.eval("base").root, lay.eval("tuned").root, lay.plots]
+            lay.eval("base").root, lay.eval("tuned").root, checkpoints, *steps, lay.plots]
 
 
 def clean_temp_files(root: str | os.PathLike) -> int:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mathlora.errors import MathloraError
-from mathlora.layout import RunLayout
-from mathlora.records import read_json_document
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.artifacts import artifact_problem, artifact_record, format_problem
 from mathlora.run_dir.atomic import write_json_atomic
 

@@ -49,7 +49,7 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     unless ``eval.backend`` is ``openai``."""
     from mathlora.adapters import require_adapter_dir
     from mathlora.cliargs import config_from_args
-    from mathlora.layout import RunLayout
+    from mathlora.run_dir.layout import RunLayout
     from mathlora.templates import get_template
 
     adapter = args.adapter

@@ -54,7 +54,7 @@ def run_synth_command(args: argparse.Namespace) -> int:
               f"{paragraphs} paragraphs, {questions} questions (seed {cfg.seed})")
         return 0
 
-    from mathlora.records import write_jsonl
+    from mathlora.run_dir.records import write_jsonl
     from mathlora.synth.competition import generate
 
     records = generate(cfg.synth.count, cfg.seed, cfg.synth.types, progress=show_progress(args), style=cfg.solution_style,

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Callable, Iterable
 
 from mathlora import families
-from mathlora.apportion import largest_remainder
+from mathlora.data.apportion import largest_remainder
 from mathlora.data.numbers import format_number
 from mathlora.errors import MathloraError
 

@@ -11,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from mathlora.records import read_records, write_jsonl
+from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
+from mathlora.run_dir.stage import DATA_KEYS, Stage
 from mathlora.synth.config import SynthConfig
-
 
 
 def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
@@ -46,3 +46,28 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
         write_json_atomic(Path(squad_out), generate_squad(cfg.squad_paragraphs, seed), indent=None)
         counts["squad_paragraphs"] = cfg.squad_paragraphs
     return counts
+
+
+# -- the declaration (``mathlora.run_dir.stage``) ----------------------------------------------------------------
+
+def _synth(ctx) -> dict:
+    from mathlora.data.stage import train_problems
+
+    cfg = ctx.cfg
+    # the problems of the user's training data, in its format (the test set is drawn disjoint from them)
+    user_train = train_problems(ctx) if cfg.data.train is not None else None
+    return synth_data(cfg.synth, seed=cfg.seed, user_train=user_train,
+                      **{f"{k}_out": ctx.source(k) for k in ctx.missing_data()})
+
+
+def _synth_inputs(ctx) -> dict:
+    from mathlora.data.stage import ingest_inputs
+
+    return {"train": p for p in ingest_inputs(ctx, "train").values()} if ctx.cfg.data.train else {}
+
+
+SYNTH = Stage(
+    "synth", inputs=_synth_inputs, outputs=lambda ctx: [ctx.source(k) for k in ctx.missing_data()],
+    settings=lambda ctx: {"synth": ctx.cfg.synth.model_dump(), "seed": ctx.cfg.seed, "missing": ctx.missing_data()},
+    run=_synth, enabled=lambda cfg: any(getattr(cfg.data, k) is None for k in DATA_KEYS),
+    unused_because="data.train, data.test and data.squad are given")

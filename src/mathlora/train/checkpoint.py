@@ -25,9 +25,10 @@ import torch
 
 from mathlora.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import atomic_path, json_text
 from mathlora.run_dir.hashing import file_sha256
+from mathlora.templates import DEFAULT_TEMPLATE
 from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device
 from mathlora.train.job import TrainJob
 
@@ -104,6 +105,15 @@ def write_training_state(folder: Path, opt_state: dict, trainer_state: dict) -> 
     save_file(tensors, str(folder / OPTIMIZER_FILE))
     (folder / STATE_FILE).write_text(json_text({**trainer_state, "optimizer": meta}) + "\n",
                                      encoding="utf-8")
+
+
+def checkpoint_fingerprint(folder: Path) -> str | None:
+    """The run fingerprint a checkpoint was trained under (None when its state does not say)."""
+    try:
+        state = read_json_document(folder / STATE_FILE, "trainer state")
+    except MathloraError:
+        return None
+    return state.get("fingerprint") if isinstance(state, dict) else None
 
 
 def read_training_state(folder: Path) -> tuple[dict, dict]:
@@ -194,8 +204,8 @@ def run_template(job: TrainJob) -> str:
     from mathlora.train.data import read_token_stats
 
     if job.tokens_dir is None:
-        return "alpaca"
-    return str(read_token_stats(job.tokens_dir).get("template") or "alpaca")
+        return DEFAULT_TEMPLATE
+    return str(read_token_stats(job.tokens_dir).get("template") or DEFAULT_TEMPLATE)
 
 
 def check_finite_weights(weights: dict[str, torch.Tensor], group: ProcessGroup, step: int) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args,
-                              flag, option, runtime_from, show_progress)
-from mathlora.layout import RunLayout
+from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
+                              flag, option, runtime_from, show_progress, stage_command)
+from mathlora.run_dir.layout import RunLayout
 
 
 def register(subparsers) -> None:
@@ -31,7 +30,8 @@ def register(subparsers) -> None:
     option(p, "--max-steps", field="train.max_steps", type=int, help="stop after this many optimizer steps")
     option(p, "--lr", field="train.lr", type=float, help="peak learning rate")
     option(p, "--global-batch-size", field="train.global_batch_size", type=int, help="records per step")
-    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int, help="rows per forward pass")
+    option(p, "--micro-batch-size", field="train.micro_batch_size", type=int_or_auto,
+           help="rows per forward pass, or auto (the memory plan's)")
     p.set_defaults(func=run_train)
 
     m = subparsers.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)",
@@ -73,11 +73,8 @@ def run_train(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from mathlora.train.merge import merge_adapter
 
-    from mathlora.run_dir.guards import lock_for_output
-
-    cfg = config_from_args(args)
-    with lock_for_output(args.output):
-        out = merge_adapter(runtime_from(cfg), args.model, args.adapter, args.output, dtype=args.dtype,
-                            overwrite=args.overwrite)
-    print(f"merged {args.adapter} into {args.model}: {out}", file=sys.stdout)
-    return 0
+    return stage_command(args, lambda cfg: {"merged": merge_adapter(runtime_from(cfg), args.model, args.adapter,
+                                                                    args.output, dtype=args.dtype,
+                                                                    overwrite=args.overwrite)},
+                         title="merge", show=lambda r, cfg: print(f"merged {args.adapter} into {args.model}: "
+                                                                  f"{r['merged']}"))

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from mathlora.same_result import NOT_RESULT
+from mathlora.run_dir.same_result import NOT_RESULT
 
 
 class LoraConfig(BaseModel):
@@ -21,7 +21,7 @@ class LoraConfig(BaseModel):
 
 class TrainConfig(BaseModel):
     # fields marked NOT_RESULT change float rounding at most, never which tokens are trained on or how: a resume
-    # may change them, and they never make a finished run stale (mathlora.same_result)
+    # may change them, and they never make a finished run stale (mathlora.run_dir.same_result)
     model_config = ConfigDict(extra="forbid")
 
     epochs: float = Field(3, gt=0)

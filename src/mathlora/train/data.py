@@ -21,8 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
-from mathlora.tokens import IGNORE, STATS_FILE, TOKENS_FILE
+from mathlora.run_dir.records import read_json_document
+from mathlora.run_dir.tokens import IGNORE, STATS_FILE, TOKENS_FILE
 
 REQUIRED_COLUMNS = ("id", "input_ids", "labels")
 

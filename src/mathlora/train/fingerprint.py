@@ -1,6 +1,6 @@
 """What makes two trainings the same run, for the trainer (resume, a finished run) and ``mathlora run`` (keep
 or start over ``train/``) alike: model, seed, LoRA, the ``train`` settings that can change the result
-(``mathlora.same_result``), the sequence length, the precision (not the device), the tokens' hash and the
+(``mathlora.run_dir.same_result``), the sequence length, the precision (not the device), the tokens' hash and the
 base model's identity (``mathlora.models.model_identity``: a model replaced at the same path is noticed)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from mathlora.run_dir.hashing import file_sha256
 from mathlora.runtime import Runtime
-from mathlora.same_result import result_settings
+from mathlora.run_dir.same_result import result_settings
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.job import TrainJob, tokens_file
 

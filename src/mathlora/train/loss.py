@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.tokens import IGNORE
 from mathlora.train.data import Row, StepBatch, collate
 from mathlora.train.distributed import ProcessGroup, full_tensor, no_gradient_sync
 

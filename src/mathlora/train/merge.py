@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mathlora.adapters import adapter_problem, require_adapter_dir
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.hashing import CARD
 from mathlora.runtime import Runtime
 
@@ -51,7 +51,7 @@ def adapter_facts(model: str, adapter: Path):
     return CardFacts(model, "unknown", recipe)
 
 
-def merge_adapter(runtime: Runtime, model: str, adapter_dir, output_dir, *, dtype=None,
+def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, *, dtype=None,
                   overwrite: bool = False, template: str | None = None) -> Path:
     """Load ``model`` (any mathlora model spec), apply the adapter, merge, save; returns ``output_dir``.
 
@@ -76,6 +76,7 @@ def merge_adapter(runtime: Runtime, model: str, adapter_dir, output_dir, *, dtyp
     from mathlora.run_dir.atomic import atomic_path
     from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 
+    runtime = runtime or Runtime.resolve()
     adapter = require_adapter_dir(adapter_dir)
     out = check_output_dir(output_dir, "merged", overwrite=overwrite)
     problem = adapter_problem(adapter)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
-from mathlora.records import JsonProblem, dumps_line, parse_json
+from mathlora.run_dir.records import JsonProblem, dumps_line, parse_json
 from mathlora.run_dir.atomic import no_space_message, write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
@@ -96,10 +96,9 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak) -> dict:
-    """Wait for the device, stop on a non-finite step since the last sync, and make the metrics row."""
-    from mathlora.train.flops import model_flops, utilization
-
+def sync_interval(state: TrainState, result: StepResult, interval: Interval) -> tuple[float, float, float]:
+    """Wait for the device, stop on a non-finite step since the last sync, and add the interval to the
+    loop's counters; returns (loss, gradient norm, the interval's seconds)."""
     loss, grad_norm = float(result.loss), float(result.grad_norm)
     if int(state.first_bad):
         bad = int(state.first_bad)
@@ -111,6 +110,15 @@ def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmu
     state.tokens_done = state.tokens_done + interval.tokens if state.tokens_done is not None else None
     state.seconds_done += dt
     state.last_loss = loss
+    return loss, grad_norm, dt
+
+
+def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak, *, loss: float,
+                grad_norm: float, seconds: float) -> dict:
+    """The metrics row of a synced interval (``sync_interval``): a pure formatter, changes nothing."""
+    from mathlora.train.flops import model_flops, utilization
+
+    dt = seconds
     row = {"step": state.step, "epoch": round(state.step / state.n_epoch, 4), "loss": loss, "lr": result.lr,
            "grad_norm": grad_norm, "learnable_tokens": result.batch.learnable_tokens,
            "tokens_per_s": interval.learnable / dt, "seconds": round(state.seconds_done, 3),

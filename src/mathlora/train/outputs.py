@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.records import read_json_document
+from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.artifacts import format_problem
 
 SUMMARY = "summary.json"

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 from mathlora.compat import enable_activation_checkpointing
-from mathlora.tokens import IGNORE
+from mathlora.run_dir.tokens import IGNORE
 from mathlora.train.memory import ModelShape, Plan, plan
 
 

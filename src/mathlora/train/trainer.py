@@ -67,7 +67,7 @@ from mathlora.train.fingerprint import run_fingerprint
 from mathlora.train.job import TrainJob, tokens_file
 from mathlora.train.lora import build_model
 from mathlora.train.loss import LearnableTokenLoss, clip_gradients, run_micro_batches
-from mathlora.train.metrics import MetricsLog, metrics_row
+from mathlora.train.metrics import MetricsLog, metrics_row, sync_interval
 from mathlora.train.outputs import SUMMARY, claim_training_folder, clear_outputs, finished_summary
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
 from mathlora.train.state import Interval, StepResult, TrainState
@@ -173,16 +173,18 @@ def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenR
                                      device=group.device)
     if opt_state is not None:
         load_optimizer_state(optimizer, wrapped, opt_state)
-    state = TrainState(job, group, out, records, skipped, fingerprint, peft_model, wrapped, optimizer, params,
-                       parameters, plan,
-                       use_liger, load_tokenizer(job.model).pad_token_id or 0,
-                       steps_per_epoch(len(records), tc.global_batch_size), n_total,
-                       warmup_steps(n_total, tc.warmup_ratio), set(resolve_save_steps(tc.save_steps, n_total)),
-                       pack_length, static_shape)
+    position = ({"step": resumed["step"], "learnable_done": resumed["learnable_tokens"],
+                 "seconds_done": resumed["seconds"], "tokens_done": resumed.get("tokens"),
+                 **({"last_loss": resumed["loss"]} if "loss" in resumed else {})} if resumed else {})
+    state = TrainState(job=job, group=group, out=out, records=records, skipped=skipped, fingerprint=fingerprint,
+                       peft_model=peft_model, wrapped=wrapped, optimizer=optimizer, params=params,
+                       parameters=parameters, plan=plan, use_liger=use_liger,
+                       pad_id=load_tokenizer(job.model).pad_token_id or 0,
+                       n_epoch=steps_per_epoch(len(records), tc.global_batch_size), n_total=n_total,
+                       n_warmup=warmup_steps(n_total, tc.warmup_ratio),
+                       save_at=set(resolve_save_steps(tc.save_steps, n_total)), pack_length=pack_length,
+                       static_shape=static_shape, **position)
     if resumed:
-        state.step, state.learnable_done = resumed["step"], resumed["learnable_tokens"]
-        state.seconds_done, state.tokens_done = resumed["seconds"], resumed.get("tokens")
-        state.last_loss = resumed.get("loss", state.last_loss)
         if group.is_main:
             print(f"resuming from {start} (step {state.step}/{n_total})", file=sys.stderr)
     state.checkpoints = [str(p) for s, p in list_checkpoints(ckpt_root) if s <= state.step]
@@ -235,7 +237,8 @@ def train_loop(state: TrainState, *, progress: bool = True) -> dict:
             bar.update(1)
             if not (state.step % tc.log_every == 0 or state.step == state.n_total or state.step in state.save_at):
                 continue
-            row = metrics_row(state, result, interval, matmul, peak)  # waits for the device
+            loss, grad_norm, seconds = sync_interval(state, result, interval)  # waits for the device
+            row = metrics_row(state, result, interval, matmul, peak, loss=loss, grad_norm=grad_norm, seconds=seconds)
             metrics.write(row)
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
             if state.step in state.save_at:

@@ -3,7 +3,7 @@
 from mathlora.data.sampling import TABLE_FILE
 from mathlora.evaluate.squad import default_predictions_path
 from mathlora.label.run import FAILURES_FILE, default_cache_path
-from mathlora.layout import RunLayout
+from mathlora.run_dir.layout import RunLayout
 from mathlora.train.data import STATS_FILE, TOKENS_FILE
 from mathlora.train.outputs import METRICS, SUMMARY
 

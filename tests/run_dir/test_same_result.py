@@ -6,7 +6,7 @@ from mathlora.cli import main
 from mathlora.evaluate.config import EvalConfig
 from mathlora.label.config import LabelConfig
 from mathlora.openai_client import EndpointConfig
-from mathlora.same_result import NOT_RESULT, result_settings
+from mathlora.run_dir.same_result import NOT_RESULT, result_settings
 from mathlora.train.config import TrainConfig
 
 

@@ -1,6 +1,6 @@
 """apportion.largest_remainder: whole shares that sum to the count, ties broken by the caller's key."""
 
-from mathlora.apportion import largest_remainder
+from mathlora.data.apportion import largest_remainder
 
 
 def test_shares_sum_to_the_count_and_follow_the_weights():

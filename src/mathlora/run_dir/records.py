@@ -165,3 +165,35 @@ def write_jsonl(path: str | os.PathLike, records: Iterable[dict]) -> int:
             fh.write("\n")
             n += 1
     return n
+
+
+def iter_raw(path: Path) -> Iterator[tuple[int, object, str | None, str]]:
+    """Yield (line_number, parsed value or None, reject reason or None, raw text) for each entry."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    for head, kind, tool in ((b"\x1f\x8b", "gzip", "gunzip"), (b"PK\x03\x04", "zip", "unzip"),
+                             (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"), (b"BZh", "bzip2", "bunzip2"),
+                             (b"\xfd7zX", "xz", "unxz")):
+        if magic.startswith(head):
+            raise MathloraError(f"{path} is {kind}-compressed; decompress it first ({tool} {path.name}) and give "
+                                "the JSON lines or JSON array file")
+    if first_byte(path) == b"[":
+        data = read_json_document(path)
+        if not isinstance(data, list):
+            raise MathloraError(f"{path}: expected a JSON array or JSON lines")
+        for i, obj in enumerate(data, 1):
+            yield i, obj, None, ""
+        return
+    for lineno, start, line in iter_lines(path):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            yield (lineno, None, f"undecodable bytes (not UTF-8) at byte {start + e.start} of the file",
+                   repr(line[:200]))
+            continue
+        if not text.strip():
+            continue
+        try:
+            yield lineno, parse_json(text), None, text.rstrip("\r\n")
+        except JsonProblem as e:
+            yield lineno, None, f"not JSON ({e})", text.rstrip("\r\n")[:500]

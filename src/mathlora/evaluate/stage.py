@@ -1,0 +1,115 @@
+"""The evaluation stages of ``mathlora run``, declared (``mathlora.run_dir.stage``): the math and SQuAD
+evaluations of the base model and of the tuned (merged) one, and, with ``eval.checkpoints``, every training
+checkpoint scored like the tuned model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mathlora.models import model_identity
+from mathlora.run_dir.stage import Context, Stage
+from mathlora.run_dir.same_result import result_settings
+
+
+def _eval_model(ctx: Context, which: str) -> str:
+    return ctx.cfg.model if which == "base" else str(ctx.layout.merged)
+
+
+def _eval_settings(ctx: Context, which: str) -> dict:
+    cfg = ctx.cfg
+    # the tuned model by its place in the run folder (a moved folder stays fresh) and the base it was merged on
+    return {"eval": result_settings(cfg.eval), "template": cfg.template,
+            "model": cfg.model if which == "base" else "merged", "model_identity": model_identity(ctx.cfg.model),
+            "solution_style": cfg.solution_style, "runtime": ctx.runtime.fingerprint()}
+
+
+def _tuned_inputs(ctx: Context, which: str) -> dict[str, Path]:
+    # the merged model is a function of base + adapter: the adapter's hash stands for it
+    return {"adapter": ctx.layout.train_adapter} if which == "tuned" else {}
+
+
+def _math_inputs(ctx: Context, which: str) -> dict[str, Path]:
+    from mathlora.evaluate.math_eval import math_baselines
+
+    baseline = ctx.layout.eval("base").root if which == "tuned" else None
+    return {"test": ctx.layout.test_records, **_tuned_inputs(ctx, which),
+            **{f"baseline{tag}": p for tag, p in math_baselines(baseline, ctx.cfg.eval.calculator).items()}}
+
+
+def _math_outputs(ctx: Context, which: str) -> list[Path]:
+    from mathlora.evaluate.math_eval import math_outputs
+
+    return math_outputs(ctx.layout.eval(which).root, ctx.cfg.eval.calculator)
+
+
+def _run_math(ctx: Context, which: str) -> dict:
+    from mathlora.evaluate.math_eval import evaluate_math
+
+    cfg, lay = ctx.cfg, ctx.layout
+    return evaluate_math(cfg.eval, ctx.runtime, _eval_model(ctx, which), None, lay.test_records,
+                         lay.eval(which).root, baseline_dir=lay.eval("base").root if which == "tuned" else None,
+                         template=cfg.template, solution_style=cfg.solution_style, progress=ctx.progress)
+
+
+def _squad_baseline(ctx: Context, which: str) -> Path | None:
+    return ctx.layout.eval("base").squad if which == "tuned" else None
+
+
+def _squad_inputs(ctx: Context, which: str) -> dict[str, Path]:
+    baseline = _squad_baseline(ctx, which)
+    return {"squad": ctx.source("squad"), **_tuned_inputs(ctx, which), **({"baseline": baseline} if baseline else {})}
+
+
+def _run_squad(ctx: Context, which: str) -> dict:
+    from mathlora.evaluate.squad import evaluate_squad
+
+    res = evaluate_squad(ctx.cfg.eval, ctx.runtime, _eval_model(ctx, which), None, ctx.source("squad"),
+                         ctx.layout.eval(which).squad, progress=ctx.progress,
+                         baseline_path=_squad_baseline(ctx, which))
+    return {k: res[k] for k in ("f1", "em", "count") if k in res} | (
+        {"retained": res["retention"]["passed"]} if "retention" in res else {})
+
+
+def eval_stages(which: str) -> tuple[Stage, Stage]:
+    """The math and SQuAD evaluations of the ``base`` model or the ``tuned`` (merged) one."""
+    math = Stage(f"eval_{which}_math", inputs=lambda ctx: _math_inputs(ctx, which),
+                 outputs=lambda ctx: _math_outputs(ctx, which), settings=lambda ctx: _eval_settings(ctx, which),
+                 run=lambda ctx: _run_math(ctx, which))
+    squad = Stage(f"eval_{which}_squad", inputs=lambda ctx: _squad_inputs(ctx, which),
+                  outputs=lambda ctx: [ctx.layout.eval(which).squad], settings=lambda ctx: _eval_settings(ctx, which),
+                  run=lambda ctx: _run_squad(ctx, which))
+    return math, squad
+
+
+# -- checkpoints (eval.checkpoints): every training checkpoint scored like the tuned model ------------------
+
+def _checkpoint_inputs(ctx: Context) -> dict[str, Path]:
+    from mathlora.evaluate.math_eval import math_baselines
+    from mathlora.train.checkpoint import CHECKSUM_FILE, list_checkpoints
+
+    lay = ctx.layout
+    # a checkpoint's checksum.json stands for its files (its merged/ model is a function of base + adapter)
+    return {"test": lay.test_records,
+            **{f"baseline{tag}": p for tag, p in math_baselines(lay.eval("base").root, ctx.cfg.eval.calculator).items()},
+            **{f"step-{step}": folder / CHECKSUM_FILE for step, folder in list_checkpoints(lay.train_checkpoints)}}
+
+
+def _checkpoint_outputs(ctx: Context) -> list[Path]:
+    from mathlora.evaluate.math_eval import checkpoint_outputs
+
+    return checkpoint_outputs(ctx.layout.train_checkpoints, ctx.layout.eval_checkpoints, ctx.cfg.eval.calculator)
+
+
+def _run_checkpoints(ctx: Context) -> dict:
+    from mathlora.evaluate.math_eval import evaluate_checkpoints
+
+    cfg, lay = ctx.cfg, ctx.layout
+    return evaluate_checkpoints(cfg.eval, ctx.runtime, cfg.model, lay.train_checkpoints, lay.test_records,
+                                lay.eval_checkpoints, baseline_dir=lay.eval("base").root, template=cfg.template,
+                                solution_style=cfg.solution_style, progress=ctx.progress)
+
+
+EVAL_CHECKPOINTS = Stage("eval_checkpoints", inputs=_checkpoint_inputs, outputs=_checkpoint_outputs,
+                         settings=lambda ctx: {**_eval_settings(ctx, "tuned"), "model": "train/checkpoints"},
+                         run=_run_checkpoints, enabled=lambda cfg: cfg.eval.checkpoints,
+                         unused_because="eval.checkpoints is off")

@@ -1,0 +1,106 @@
+"""A model card's scores: the Hub's ``model-index`` results, the headline with its interval, the per-family
+table (the numbers formatted as the report formats them, ``mathlora.report.render``)."""
+
+from __future__ import annotations
+
+from mathlora.report.render import interval_text, pct
+from mathlora.report.scores import RunScores, retention_word
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.1f}"
+
+
+def _with_interval(scores: RunScores, which: str, calculator: bool) -> str:
+    """An accuracy with its Wilson 95% interval where the report records correct and count."""
+    text = pct(scores.accuracy(which, calculator=calculator))
+    interval = scores.interval(which, calculator=calculator)
+    if interval and scores.accuracy(which, calculator=calculator) is not None:
+        text += f" (95% CI {interval_text(interval)})"
+    return text
+
+
+def eval_results(scores: RunScores):
+    from huggingface_hub import EvalResult
+
+    results = []
+    for report, name in ((scores.tuned_math, "math accuracy"), (scores.tuned_math_nocalc,
+                                                               "math accuracy without the calculator")):
+        if report and report.get("accuracy") is not None:
+            results.append(EvalResult(task_type="text-generation", task_name="math word problems",
+                                      dataset_type="mathlora-heldout-math", dataset_name="held-out math test set",
+                                      metric_type="accuracy", metric_name=name,
+                                      metric_value=round(float(report["accuracy"]), 4)))
+    for key, metric in (("f1", "f1"), ("em", "exact_match")):
+        value = scores.squad("tuned", key)
+        if value is not None:
+            results.append(EvalResult(task_type="question-answering", task_name="reading comprehension (retention)",
+                                      dataset_type="rajpurkar/squad", dataset_name="SQuAD v1.1 (first question per "
+                                      "paragraph)", metric_type=metric, metric_name=f"SQuAD {key.upper()}",
+                                      metric_value=round(float(value), 2)))
+    return results
+
+
+def _family_rows(scores: RunScores) -> list[str]:
+    base = (scores.base_math or {}).get("per_type") or {}
+    tuned = (scores.tuned_math or {}).get("per_type") or {}
+    base_plain = (scores.base_math_nocalc or {}).get("per_type") or {}
+    tuned_plain = (scores.tuned_math_nocalc or {}).get("per_type") or {}
+    families = sorted(set(base) | set(tuned))
+    if not families:
+        return []
+    plain = bool(base_plain or tuned_plain)
+
+    def acc(table: dict, name: str) -> str:
+        row = table.get(name)
+        return pct(row.get("accuracy")) if isinstance(row, dict) else "n/a"
+
+    head = "| family | problems | base | fine-tuned |" + (" base, no calculator | fine-tuned, no calculator |"
+                                                         if plain else "")
+    lines = ["", "Per family:", "", head, "|---" * (6 if plain else 4) + "|"]
+    for name in families:
+        count = (tuned.get(name) or base.get(name) or {}).get("count", "")
+        cells = [cell(name), str(count), acc(base, name), acc(tuned, name)]
+        if plain:
+            cells += [acc(base_plain, name), acc(tuned_plain, name)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def score_lines(scores: RunScores | None, kind: str) -> list[str]:
+    if kind == "checkpoint":
+        return ["A checkpoint is not scored on its own: the run's scores are in the final adapter's card."]
+    if scores is None or not (scores.base_math or scores.tuned_math or scores.base_squad or scores.tuned_squad):
+        return ["Not evaluated yet: `mathlora run` scores the base and the fine-tuned model and writes the "
+                "scores here."]
+    lines = ["Held-out math test set (greedy decoding, graded numerically):", "",
+             "| model | accuracy" + (" | without the calculator" if scores.tuned_math_nocalc or
+                                     scores.base_math_nocalc else "") + " |"]
+    plain = bool(scores.tuned_math_nocalc or scores.base_math_nocalc)
+    lines.append("|---|---|" + ("---|" if plain else ""))
+    for which, label in (("base", "base"), ("tuned", "fine-tuned")):
+        row = f"| {label} | {_with_interval(scores, which, True)}"
+        if plain:
+            row += f" | {_with_interval(scores, which, False)}"
+        lines.append(row + " |")
+    count = (scores.tuned_math or scores.base_math or {}).get("count")
+    if count:
+        lines[0] = f"Held-out math test set ({count} problems, greedy decoding, graded numerically):"
+    lines += _family_rows(scores)
+    rows = scores.checkpoint_rows()
+    if rows:
+        lines += ["", "Per checkpoint (`eval.checkpoints`):", "", "| step | accuracy |", "|---|---|"]
+        lines += [f"| {r['step']} | {pct(r.get('accuracy'))} |" for r in rows]
+    if scores.base_squad or scores.tuned_squad:
+        lines += ["", "Reading comprehension kept (SQuAD v1.1):", "", "| metric | base | fine-tuned |", "|---|---|---|",
+                  f"| F1 | {_num(scores.squad('base', 'f1'))} | {_num(scores.squad('tuned', 'f1'))} |",
+                  f"| EM | {_num(scores.squad('base', 'em'))} | {_num(scores.squad('tuned', 'em'))} |"]
+        if scores.retention is not None:
+            keep = scores.retention.get("keep", 0.9)
+            lines += ["", f"Retention (fine-tuned >= {keep:.0%} of base on SQuAD F1 and EM): "
+                          f"{retention_word(scores.retention)}."]
+    return lines
