@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from mathlora.grpo.config import GrpoConfig
-from mathlora.same_result import result_settings
+from mathlora.run_dir.same_result import result_settings
 
 
 def test_defaults_are_off_and_valid():

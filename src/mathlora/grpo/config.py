@@ -1,6 +1,6 @@
 """Config section of the GRPO stage (``grpo:``): reinforcement learning on verifiable rewards after SFT.
 
-Off unless ``grpo.enabled``. Fields marked ``NOT_RESULT`` (``mathlora.same_result``) never make a finished GRPO
+Off unless ``grpo.enabled``. Fields marked ``NOT_RESULT`` (``mathlora.run_dir.same_result``) never make a finished GRPO
 run stale or refuse a resume: whether the stage runs, how often it logs and saves, where metrics go.
 """
 
@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mathlora.same_result import NOT_RESULT
+from mathlora.run_dir.same_result import NOT_RESULT
 
 # TRL's GRPOTrainer loss aggregations (trl>=1.16): grpo (per-sequence mean), dr_grpo (a constant normaliser,
 # "Dr. GRPO"), dapo (TRL's default: token-level over the batch), bnpo (token-level over the local batch),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mathlora.grpo.config import GrpoConfig
 from mathlora.grpo.outputs import FINGERPRINT_FILE, METRICS
-from mathlora.records import JsonProblem, dumps_line, parse_json
+from mathlora.run_dir.records import JsonProblem, dumps_line, parse_json
 from mathlora.run_dir.atomic import write_json_atomic, write_text_atomic
 
 RENAMED = {"rewards/correct/mean": "accuracy", "rewards/correct/std": "accuracy_std",

@@ -12,9 +12,9 @@ from pathlib import Path
 from mathlora.errors import MathloraError
 from mathlora.evaluate.answers import extract_gold_answer, resolve_scope
 from mathlora.grpo.config import GrpoConfig
-from mathlora.records import read_json_document, read_jsonl
+from mathlora.run_dir.records import read_json_document, read_jsonl
 from mathlora.runtime import Runtime
-from mathlora.same_result import result_settings
+from mathlora.run_dir.same_result import result_settings
 
 SUMMARY, METRICS, FINGERPRINT_FILE = "summary.json", "metrics.jsonl", "mathlora.json"
 # what the stage writes (and clears); merged/ when the caller puts the merge there (mathlora run does)
@@ -154,6 +154,19 @@ def checkpoint_problem(folder: Path, fingerprint: str) -> str | None:
         if not (folder / name).is_file():
             return f"lacks {name}"
     return adapter_problem(folder)
+
+
+def checkpoint_fingerprints(out: Path) -> set[str]:
+    """The fingerprints the checkpoints in ``out`` were saved under (an interrupted run's settings)."""
+    marks = set()
+    for folder in (out / "checkpoints").glob("checkpoint-*"):
+        try:
+            mark = json.loads((folder / FINGERPRINT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(mark, dict) and isinstance(mark.get("fingerprint"), str):
+            marks.add(mark["fingerprint"])
+    return marks
 
 
 def newest_checkpoint(out: Path, fingerprint: str) -> Path | None:

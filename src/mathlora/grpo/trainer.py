@@ -155,7 +155,6 @@ def grpo_train(cfg: GrpoConfig, runtime: Runtime, problems_path, sft_adapter, ou
     if done is not None:
         if merged_dir is not None and not (Path(merged_dir) / "config.json").is_file():
             done["merged"] = _merge(runtime, model, out, merged_dir, template)  # the merge alone was lost
-        print(f"grpo: {out} holds this finished run (step {done.get('steps')}); nothing to do", file=sys.stderr)
         return {**done, "skipped": True}
     rows, skipped = load_prompts(problems_path, template, cfg.max_prompts)
     start = newest_checkpoint(out, fingerprint) if resume else None
