@@ -37,9 +37,13 @@ def test_mathlora_run_trains_grpo_after_sft_and_scores_it_against_sft(tmp_path, 
     assert "holds a finished GRPO run made with other settings (changed: grpo.lr)" in err and "--force" in err
     assert main([*args, "grpo.save_steps=7", "grpo.log_every=2"]) == 0  # marked settings: the same run
     assert "grpo: fresh, skipped" in capsys.readouterr().out
-
     assert main(["grpo", "--no-progress", "--run", str(run), *TINY, *GRPO, "grpo.steps=2"]) == 0
     assert "holds this finished run (2 steps); nothing to do" in capsys.readouterr().out
+    lay.grpo_summary.unlink()  # as an interrupted run leaves it: checkpoints only
+    assert main([*args, "grpo.lr=0.001"]) == 2
+    assert "holds an interrupted GRPO run made with other settings" in capsys.readouterr().err
+    assert main([*args, "grpo.lr=0.001", "--force"]) == 0
+    assert json.loads(lay.grpo_summary.read_text())["settings"]["grpo"]["lr"] == 0.001
 
 
 def test_mathlora_grpo_trains_from_a_run_folders_sft_adapter(tmp_path, capsys):
