@@ -19,6 +19,7 @@ def test_mathlora_run_trains_grpo_after_sft_and_scores_it_against_sft(tmp_path, 
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "grpo: done" in out and "eval_grpo_math: done" in out and "eval_grpo_squad: done" in out
+    assert "; GRPO " in out.strip().splitlines()[-1]  # the run's last line: SFT -> GRPO accuracy
     lay = RunLayout(run)
     summary = json.loads(lay.grpo_summary.read_text())
     assert summary["steps"] == 2 and lay.grpo_merged_config.is_file() and lay.grpo_metrics.is_file()
@@ -26,6 +27,8 @@ def test_mathlora_run_trains_grpo_after_sft_and_scores_it_against_sft(tmp_path, 
     assert math["baseline"] == str(lay.eval("tuned").math_predictions)  # SFT -> GRPO, per family too
     assert "per_type" in math["comparison"]
     assert "retention" in json.loads(lay.eval("grpo").squad.read_text())  # against the base model
+    report = lay.report_md.read_text(encoding="utf-8")  # SFT -> GRPO per family, side by side
+    assert "| GRPO |" in report and "change (points, GRPO + calculator - fine-tuned + calculator)" in report
 
     assert main(args) == 0
     out = capsys.readouterr().out
