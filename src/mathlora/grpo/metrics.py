@@ -51,8 +51,25 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def metrics_callback(out: Path, cfg: GrpoConfig, timer: GenerationTimer, events, fingerprint: str):
-    """A ``TrainerCallback`` writing a ``metrics.jsonl`` row (and the trackers' scalars) per TRL log."""
+def name_checkpoint_base(folder: Path, base: str) -> None:
+    """The checkpoint's adapter configs (TRL's ``ref/`` too) name the base model (``adapters.base_model_name``):
+    the model is trained with no name in them, so peft's save never looks the base up on the Hub."""
+    import json
+
+    for path in [folder / "adapter_config.json", *folder.glob("*/adapter_config.json")]:
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict):
+            config["base_model_name_or_path"] = base
+            write_json_atomic(path, config)
+
+
+def metrics_callback(out: Path, cfg: GrpoConfig, timer: GenerationTimer, events, fingerprint: str,
+                     base: str | None = None):
+    """A ``TrainerCallback`` writing a ``metrics.jsonl`` row (and the trackers' scalars) per TRL log, and each
+    checkpoint's ``mathlora.json`` (the fingerprint, written last) with the base named in its adapter configs."""
     from transformers import TrainerCallback
 
     class MetricsCallback(TrainerCallback):
@@ -103,6 +120,8 @@ def metrics_callback(out: Path, cfg: GrpoConfig, timer: GenerationTimer, events,
         def on_save(self, args, state, control, **kwargs):
             folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if folder.is_dir():  # written last: a checkpoint without it was interrupted
+                if base is not None:
+                    name_checkpoint_base(folder, base)
                 write_json_atomic(folder / FINGERPRINT_FILE, {"fingerprint": fingerprint, "step": state.global_step})
 
         def close(self):

@@ -107,6 +107,14 @@ def schedule(rows: list[dict], cfg: GrpoConfig, seed: int) -> list[dict]:
     return [rows[i] for i in order[:need]]
 
 
+def unname_base(peft_model) -> None:
+    """No base model named in the adapter configs while training: peft's save (Trainer's checkpoints) would look
+    the name up on the Hub to see whether the vocabulary was resized (mathlora never resizes it). The final
+    adapter and each checkpoint name it again (``name_base_model``, ``metrics.name_checkpoint_base``)."""
+    for config in getattr(peft_model, "peft_config", {}).values():
+        config.base_model_name_or_path = None
+
+
 def quiet_logs(trainer) -> None:
     """Trainer prints every log dict (PrinterCallback without a bar, ProgressCallback under one): metrics.jsonl
     holds them; the progress bar stays."""
@@ -175,7 +183,7 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from mathlora.adapters import attach_adapter, name_base_model
+    from mathlora.adapters import attach_adapter, base_model_name, name_base_model
     from mathlora.grpo.rewards import Grading, RewardEvents, correct_reward, format_reward
     from mathlora.models import load_model
     from mathlora.run_dir.atomic import atomic_path
@@ -186,10 +194,11 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
     tokenizer = exported_tokenizer(model, template)  # a copy: TRL sets its padding side
     base = load_model(model, runtime)
     peft_model = attach_adapter(base, sft_adapter, model_name=model, trainable=True)
+    unname_base(peft_model)
     events = RewardEvents()
     grading = Grading(atol=atol, rtol=rtol, scope=scope, timeout=cfg.reward_timeout, events=events)
     timer = GenerationTimer(peft_model)
-    callback = metrics_callback(out, cfg, timer, events, fingerprint)
+    callback = metrics_callback(out, cfg, timer, events, fingerprint, base=base_model_name(model))
     started = time.perf_counter()
     with warnings.catch_warnings():
         # TRL's calls of names transformers 5 deprecated (gradient_checkpointing, ...): nothing a user can change
@@ -201,6 +210,7 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
                                   processing_class=tokenizer,
                                   callbacks=[callback])
             quiet_logs(trainer)
+            unname_base(trainer.model)  # TRL's "ref" copy too
             if start is not None:
                 load_trained_adapter(trainer.model, start)
             trainer.train(resume_from_checkpoint=str(start) if start is not None else None)
