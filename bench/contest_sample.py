@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from mathlora.evaluate.math_grading import grade_one
-from mathlora.families import family_of, recognise
+from mathlora.arith.families import family_of, recognise
 from mathlora.label.heuristic import heuristic_difficulty
-from mathlora.worked import rewrite_solution
+from mathlora.arith.worked import rewrite_solution
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "contest_sample.jsonl"
 

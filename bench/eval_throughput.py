@@ -59,9 +59,9 @@ def machine() -> dict:
 def run(args) -> dict:
     from mathlora.evaluate.config import EvalConfig
     from mathlora.evaluate.predict import predict_file
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
     from mathlora.run_dir.records import read_jsonl, write_jsonl
-    from mathlora.runtime import Runtime, RuntimeConfig
+    from mathlora.modeling.runtime import Runtime, RuntimeConfig
 
     problems = competition_problems(args.count, args.seed)
     load_tokenizer(args.model)  # converts a GGUF once, outside the timings

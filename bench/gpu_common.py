@@ -40,7 +40,7 @@ def call_train(cfg, tokens_dir: Path, output_dir: Path) -> dict:
     ``tokens/stats.json``; a bench trains ``cfg.model`` (e.g. a random 8B shape) on tokens another tokenizer
     made, so it trains on a view of the tokens folder whose stats name ``cfg.model`` and
     ``cfg.tokenize.seq_length``."""
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.trainer import train
 
     runtime = Runtime.resolve(cfg.runtime).activate()
@@ -157,7 +157,7 @@ def read_records(tokens_dir: Path) -> list[dict]:
 
 def matmul_params(model_spec: str, lora_r: int = 8):
     """MatmulParams of the bench model from its config alone (no weights loaded)."""
-    from mathlora.models import is_tiny, resolve_model_dir, tiny_config
+    from mathlora.modeling.models import is_tiny, resolve_model_dir, tiny_config
     from mathlora.train.flops import llama_matmul_params
 
     if is_tiny(model_spec):
@@ -188,7 +188,7 @@ def device_info() -> tuple[str, str | None]:
 
     import torch
 
-    from mathlora.runtime import cuda_available
+    from mathlora.modeling.runtime import cuda_available
 
     if cuda_available():
         return "cuda", torch.cuda.get_device_name()
@@ -198,7 +198,7 @@ def device_info() -> tuple[str, str | None]:
 def peak_memory_gib() -> float | None:
     import torch
 
-    from mathlora.runtime import cuda_available
+    from mathlora.modeling.runtime import cuda_available
 
     return round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda_available() else None
 
@@ -207,7 +207,7 @@ def peak_memory_gib() -> float | None:
 
 def run_mathlora(row: dict) -> dict:
     """One ``mathlora.train`` run; throughput over the steps after ``warmup`` (from metrics.jsonl)."""
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
 
     device, name = device_info()
     warmup, steps = row["warmup"], row["steps"]
@@ -243,7 +243,7 @@ def run_mathlora(row: dict) -> dict:
 
 
 def matmul_layers(model_spec: str) -> int:
-    from mathlora.models import is_tiny, resolve_model_dir, tiny_config
+    from mathlora.modeling.models import is_tiny, resolve_model_dir, tiny_config
 
     if is_tiny(model_spec):
         return tiny_config(model_spec)[0].num_hidden_layers
@@ -259,8 +259,8 @@ def run_transformers(row: dict) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorWithFlattening, Trainer, TrainerCallback, TrainingArguments
 
-    from mathlora.models import load_model
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.models import load_model
+    from mathlora.modeling.runtime import Runtime
 
     device, name = device_info()
     cuda = device == "cuda"
@@ -270,11 +270,11 @@ def run_transformers(row: dict) -> dict:
     model = load_model(row["model"], Runtime(device, "bf16" if cuda else "fp32"))
     model.config.use_cache = False
     if row.get("attn_implementation"):
-        from mathlora.compat import set_attn_implementation
+        from mathlora.modeling.compat import set_attn_implementation
 
         set_attn_implementation(model, row["attn_implementation"])
     if recompute:
-        from mathlora.compat import enable_activation_checkpointing
+        from mathlora.modeling.compat import enable_activation_checkpointing
 
         enable_activation_checkpointing(model)
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_common as gc  # noqa: E402
-from mathlora.runtime import cuda_available  # noqa: E402
+from mathlora.modeling.runtime import cuda_available  # noqa: E402
 
 TRAIN_ROWS = {
     "mathlora-default": ("mathlora", {"train": {"gradient_checkpointing": False, "micro_batch_size": "auto"}}),
@@ -67,7 +67,7 @@ def run_predict(row: dict) -> dict:
 
     from mathlora.evaluate.config import EvalConfig
     from mathlora.evaluate.predict import predict_file
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     cfg = EvalConfig(batch_size=row["batch_size"], max_new_tokens=row["max_new_tokens"], max_length=512)
     out = Path(row["work"]) / f"{row['name']}.jsonl"
@@ -94,9 +94,9 @@ def run_generate(row: dict) -> dict:
 
     from mathlora.evaluate.generation import eos_ids, load_inference_model
     from mathlora.run_dir.records import read_jsonl
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.templates import render_prompt
 
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     lm, tok = load_inference_model(row["model"], None, Runtime.resolve().activate())
     tok.padding_side = "left"

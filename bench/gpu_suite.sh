@@ -55,13 +55,13 @@ if [ -n "$missing" ]; then
   fi
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-if [ -z "$SMOKE" ] && [ -d .whl ] && ! "$PY" -c "import mathlora.config" 2>/dev/null; then
+if [ -z "$SMOKE" ] && [ -d .whl ] && ! "$PY" -c "import mathlora.app.config" 2>/dev/null; then
   # pydantic may need a newer typing-extensions than the image's
   "$PY" -m pip install --no-index --find-links .whl --no-deps -q --upgrade typing-extensions 2>/dev/null \
     || "$PY" -m pip install --no-index --find-links .whl --no-deps -q --upgrade --break-system-packages \
        typing-extensions 2>/dev/null
   installed="$installed typing-extensions(upgrade)"
 fi
-"$PY" -c "import mathlora.config" || echo "gpu_suite: mathlora cannot start (see the error above)" >&2
+"$PY" -c "import mathlora.app.config" || echo "gpu_suite: mathlora cannot start (see the error above)" >&2
 export TOKENIZERS_PARALLELISM=false
 exec "$PY" bench/gpu_suite.py $SMOKE --output "$RESULT" --missing "$missing" --installed "$installed"

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_common as gc  # noqa: E402
-from mathlora.runtime import cuda_available  # noqa: E402
+from mathlora.modeling.runtime import cuda_available  # noqa: E402
 
 AUTO = {"gradient_checkpointing": "auto", "micro_batch_size": "auto"}
 ROWS = {
@@ -116,7 +116,7 @@ def main() -> int:
         ap.error("--steps must be a multiple of --warmup")
     chosen = pick_rows(args.rows)
     started = time.perf_counter()
-    from mathlora.models import tiny_config, is_tiny
+    from mathlora.modeling.models import tiny_config, is_tiny
 
     vocab = tiny_config(args.model)[0].vocab_size if is_tiny(args.model) else 32000
     results: dict = {d: {} for d in ROWS}

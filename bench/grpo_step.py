@@ -22,7 +22,7 @@ from pathlib import Path
 
 
 def fresh_adapter(model: str, folder: Path) -> Path:
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.checkpoint import save_adapter
     from mathlora.train.config import LoraConfig, TrainConfig
     from mathlora.train.distributed import adapter_state
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     from mathlora.grpo.config import GrpoConfig
     from mathlora.grpo.metrics import read_metrics
     from mathlora.grpo.trainer import grpo_train
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

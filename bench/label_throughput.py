@@ -30,7 +30,7 @@ def bench_local(model_spec: str, n: int, batch_size: int, new_tokens: int, skip_
 
     from mathlora.label.local import load_local_judge
     from mathlora.label.reply import parse_difficulty
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     torch.manual_seed(0)
     judge = load_local_judge(model_spec, __import__("mathlora.label.prompt", fromlist=["x"]).default_prompt(),

@@ -38,7 +38,7 @@ def run_ours(data: Path, work: Path, model: str) -> dict:
     from mathlora.data.ingest import ingest_file
     from mathlora.data.normalize import normalize_file
     from mathlora.data.tokenize import tokenize_file
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     load_tokenizer(model)  # warm the tokenizer cache outside the timings, as the baseline does
     times = {}
@@ -61,8 +61,8 @@ def run_ours(data: Path, work: Path, model: str) -> dict:
 def run_baseline(data: Path, work: Path, model: str) -> dict:
     import numpy as np
 
-    from mathlora.models import load_tokenizer
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.models import load_tokenizer
+    from mathlora.modeling.templates import render_prompt
 
     tok = load_tokenizer(model)
     times = {}

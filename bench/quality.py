@@ -1,12 +1,16 @@
-"""Quality: the three solution styles at equal training compute, base vs fine-tuned, with and without the calculator.
+"""Quality: the solution styles at equal training compute, base vs fine-tuned, with and without the calculator.
 
-    python bench/quality.py                                  # answer, steps, calculator (about 15 min each here)
+    python bench/quality.py                                  # answer, steps, calculator, decomposed
     python bench/quality.py --styles calculator              # one style
     python bench/quality.py --output runs/q2 train.lr=5e-4   # any config override, applied to every style
+    python bench/quality.py --styles decomposed --output runs/q_all lora.target_modules=all-linear
 
 Each style runs `mathlora run` (the embedded demo config, the bench budget below and your overrides) into
 its own run folder under --output: the same generated records, the same sample, the same number of
-optimizer steps (`train.max_steps`) and the same held-out set, so only the training solutions differ.
+optimizer steps (`train.max_steps`) and the same held-out set, so only the training solutions differ. A
+`decomposed` solution is longer (median about 150 SmolLM2 tokens against 45), so that style gets
+`tokenize.seq_length=512` and `eval.max_new_tokens=400` (STYLE_BUDGET): the same records and optimizer steps,
+about twice the tokens.
 Every run decodes with the calculator on; a model that never opens `<<` makes no call, so its score with
 the calculator is its score without it (the pipeline then reuses that decoding). Prints per style and
 family: base and fine-tuned accuracy without / with the calculator, retention F1/EM, and one JSON line.
@@ -24,14 +28,16 @@ from pathlib import Path
 
 BUDGET = ["synth.count=2400", "synth.test_count=300", "synth.squad_paragraphs=40", "sample.total=960",
           "train.max_steps=60", "eval.calculator=true"]
-STYLES = ("answer", "steps", "calculator")
+STYLES = ("answer", "steps", "calculator", "decomposed")
+STYLE_BUDGET = {"decomposed": ["tokenize.seq_length=512", "eval.max_new_tokens=400"]}
 
 
 def run_style(style: str, output: Path, overrides: list[str]) -> dict:
-    from mathlora.config import load_config
-    from mathlora.pipeline import Pipeline
+    from mathlora.app.config import load_config
+    from mathlora.app.pipeline import Pipeline
 
-    cfg = load_config(None, [*BUDGET, f"solution_style={style}", f"run_dir={output / style}", *overrides])
+    cfg = load_config(None, [*BUDGET, *STYLE_BUDGET.get(style, []), f"solution_style={style}",
+                             f"run_dir={output / style}", *overrides])
     start = time.perf_counter()
     Pipeline(cfg, progress=False).run()
     root = Path(cfg.run_dir)
@@ -52,7 +58,7 @@ def run_style(style: str, output: Path, overrides: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--output", default="runs/quality")
-    ap.add_argument("--styles", default=",".join(STYLES), help="comma-separated styles (default: all three)")
+    ap.add_argument("--styles", default=",".join(STYLES), help="comma-separated styles (default: all four)")
     ap.add_argument("overrides", nargs="*", help="config overrides, applied after the bench budget")
     args = ap.parse_args()
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]

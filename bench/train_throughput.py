@@ -65,8 +65,8 @@ def write_token_file(folder: Path, model: str, count: int) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mathlora.models import load_tokenizer
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.models import load_tokenizer
+    from mathlora.modeling.templates import render_prompt
 
     tok = load_tokenizer(model)
     inputs, labels = [], []
@@ -89,8 +89,8 @@ def write_token_file(folder: Path, model: str, count: int) -> dict:
 
 
 def run_ours(tokens: Path, work: Path, model: str, steps: int) -> dict:
-    from mathlora.config import load_config
-    from mathlora.runtime import Runtime
+    from mathlora.app.config import load_config
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.trainer import train
 
     cfg = load_config(None, {"model": model, "seed": 0, "train.global_batch_size": GLOBAL_BATCH,
@@ -115,8 +115,8 @@ def run_baseline(tokens: Path, work: Path, model: str, steps: int, flat: bool = 
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from mathlora.models import load_model, load_tokenizer
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.models import load_model, load_tokenizer
+    from mathlora.modeling.runtime import Runtime
 
     torch.manual_seed(0)
     tok = load_tokenizer(model)

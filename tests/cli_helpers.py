@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tests.loopback import LoopbackServer
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 
 # A whole `mathlora run` on the tiny model in a few seconds.
 SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=60", "synth.test_count=4",
@@ -59,8 +59,8 @@ def strict_json_lines(path: Path) -> list:
 
 def tiny_adapter(folder: Path) -> Path:
     """A fresh LoRA adapter of tiny-random-llama (peft format), without training."""
-    from mathlora.config import load_config
-    from mathlora.runtime import Runtime
+    from mathlora.app.config import load_config
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.checkpoint import save_adapter
     from mathlora.train.distributed import adapter_state
     from mathlora.train.job import TrainJob
@@ -78,7 +78,7 @@ def write_tokens(folder: Path, n: int = 16) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     tok = load_tokenizer("tiny-random-llama")
     ids, inputs, labels = [], [], []

@@ -10,7 +10,7 @@ import importlib.util
 
 import pytest
 
-from mathlora.runtime import DETERMINISTIC_ENV, DEVICE_ENV, PRECISION_ENV, cuda_available
+from mathlora.modeling.runtime import DETERMINISTIC_ENV, DEVICE_ENV, PRECISION_ENV, cuda_available
 
 
 def smollm2_installed() -> bool:

@@ -5,10 +5,10 @@ from fractions import Fraction
 
 import pytest
 
-from mathlora.calculator import CalculatorError, calculate, calculate_value
-from mathlora.data.numbers import format_decimals, format_number
+from mathlora.arith.calculator import CalculatorError, calculate, calculate_value
+from mathlora.arith.numbers import format_decimals, format_number
 from mathlora.synth.competition import generate
-from mathlora.worked import CALC_RE
+from mathlora.arith.worked import CALC_RE
 
 
 @pytest.mark.parametrize("expr, expected", [

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from tests.cli_helpers import SMALL, assert_one_error, cli, write_lines
 
-from mathlora.cli import all_parsers, build_parser, command_parsers
+from mathlora.app.cli import all_parsers, build_parser, command_parsers
 
 sys.path.insert(0, str(Path(__file__).parent / "evaluate"))  # calculator_model: the calculator-style stub model
 
@@ -180,7 +180,7 @@ def test_predict_no_calculator_beats_the_demo_config(capsys, tmp_path, calculato
 def test_quiet_silences_the_libraries_and_restores_them(capsys, tmp_path):
     import warnings
 
-    from mathlora.cliargs import library_output
+    from mathlora.app.cliargs import library_output
 
     import transformers
     from transformers.utils import logging as tlog
@@ -198,11 +198,11 @@ def test_quiet_silences_the_libraries_and_restores_them(capsys, tmp_path):
 
 
 def test_config_list_show_copy(capsys, tmp_path):
-    from mathlora.config import CONFIG_DIR, load_config
+    from mathlora.app.config import CONFIG_DIR, load_config
 
     rc, out, _ = cli(capsys, "config", "list")
     names = [line.split()[0] for line in out.splitlines()[:-1]]
-    assert rc == 0 and names == ["demo", "gpu_smollm2", "llama3_8b_lora", "defaults"]
+    assert rc == 0 and names == ["demo", "demo_notool", "gpu_smollm2", "llama3_8b_lora", "defaults"]
     assert "(base: demo)" in out.splitlines()[1]
 
     mine = tmp_path / "my.yaml"

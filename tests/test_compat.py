@@ -1,10 +1,10 @@
-"""The version workarounds in mathlora.compat, on the installed transformers/peft."""
+"""The version workarounds in mathlora.modeling.compat, on the installed transformers/peft."""
 
 import torch
 
-from mathlora import compat
-from mathlora.models import load_model
-from mathlora.runtime import Runtime
+from mathlora.modeling import compat
+from mathlora.modeling.models import load_model
+from mathlora.modeling.runtime import Runtime
 
 
 def test_version_parsing():

@@ -10,7 +10,7 @@ one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)
 
 
 def test_ratios_are_text_not_base_60(tmp_path):
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
 
     assert load_config(None, ["sample.ratios=5:1"]).sample.ratios == "5:1"
     cfg = tmp_path / "c.yaml"
@@ -25,7 +25,7 @@ def test_ratios_are_text_not_base_60(tmp_path):
     ("sample.ratios=1:1e308,2:1e308", "ratios"),
 ])
 def test_values_torch_and_peft_would_reject_are_refused_at_load(override, field):
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
     from mathlora.errors import MathloraError
 
     with pytest.raises(MathloraError, match=field):
@@ -42,7 +42,7 @@ def _write(path, text):
 
 
 def test_a_base_chain_merges_mappings_and_replaces_lists(tmp_path):
-    from mathlora.config import load_config_layers
+    from mathlora.app.config import load_config_layers
 
     _write(tmp_path / "team" / "team.yaml", "seed: 7\ntrain: {lr: 0.002, epochs: 4}\n"
                                             "lora: {r: 16, target_modules: [q_proj, k_proj, v_proj]}\n")
@@ -59,7 +59,7 @@ def test_a_base_chain_merges_mappings_and_replaces_lists(tmp_path):
 
 
 def test_a_layers_column_mapping_replaces_its_bases(tmp_path):
-    from mathlora.config import load_config_layers
+    from mathlora.app.config import load_config_layers
 
     _write(tmp_path / "team.yaml", "data: {format: alpaca, columns: {instruction: prompt, output: reply}}\n")
     mine = _write(tmp_path / "mine.yaml", "base: team.yaml\n"
@@ -69,7 +69,7 @@ def test_a_layers_column_mapping_replaces_its_bases(tmp_path):
 
 
 def test_base_demo_is_the_demo_with_only_what_differs(tmp_path):
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
 
     mine = _write(tmp_path / "my.yaml", "base: demo\ntrain: {lr: 1.0e-3}\nrun_dir: runs/mine\n")
     demo = load_config("demo").model_dump()
@@ -81,7 +81,7 @@ def test_base_demo_is_the_demo_with_only_what_differs(tmp_path):
 
 
 def test_no_base_means_the_library_defaults(tmp_path):
-    from mathlora.config import Config, load_config
+    from mathlora.app.config import Config, load_config
 
     cfg = load_config(_write(tmp_path / "my.yaml", "train: {lr: 0.5}\n"))
     expected = Config().model_dump()
@@ -93,7 +93,7 @@ def test_no_base_means_the_library_defaults(tmp_path):
 
 
 def test_the_shipped_gpu_config_keeps_its_values_on_the_demo_base():
-    from mathlora.config import load_config, read_layers
+    from mathlora.app.config import load_config, read_layers
 
     cfg = load_config("gpu_smollm2")
     assert read_layers("gpu_smollm2")[1] == ["gpu_smollm2", "demo"]
@@ -117,7 +117,7 @@ def test_the_shipped_gpu_config_keeps_its_values_on_the_demo_base():
     ({"a.yaml": "base: demo\ntrain: {nope: 1}\n"}, "config error in {tmp}/a.yaml <- demo: train.nope: unknown key"),
 ])
 def test_bad_bases_are_one_line_errors(tmp_path, files, needle):
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
     from mathlora.errors import MathloraError
 
     for name, text in files.items():
@@ -128,7 +128,7 @@ def test_bad_bases_are_one_line_errors(tmp_path, files, needle):
 
 
 def test_base_is_not_an_override():
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
     from mathlora.errors import MathloraError
 
     with pytest.raises(MathloraError, match="base is not an override"):

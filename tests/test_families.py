@@ -18,9 +18,9 @@ import pytest
 from mathlora.data.ingest import ingest_file
 from mathlora.data.config import IngestConfig
 from mathlora.evaluate.math_grading import grade_one
-from mathlora.families import BY_NAME, CHINESE, family_of, recognise
+from mathlora.arith.families import BY_NAME, CHINESE, family_of, recognise
 from mathlora.label.heuristic import heuristic_difficulty
-from mathlora.worked import CALC_RE, rewrite_solution
+from mathlora.arith.worked import CALC_RE, rewrite_solution
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "contest_sample.jsonl"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"the real contest sample is not at {SAMPLE}")
@@ -111,7 +111,7 @@ def test_every_real_chinese_line_is_recognised_and_reproduced_byte_for_byte(samp
 
 
 def _independent(expr: str) -> Fraction:
-    """An annotation recomputed without mathlora.calculator: Python's own arithmetic on the expression."""
+    """An annotation recomputed without mathlora.arith.calculator: Python's own arithmetic on the expression."""
     text = re.sub(r"count\(([^()]*)\)", lambda m: str(len(m.group(1).split(","))), expr)
     text = re.sub(r"gcd\((\d+), (\d+)\)", lambda m: str(__import__("math").gcd(int(m[1]), int(m[2]))), text)
     if m := re.fullmatch(r"sqrt\(([\d.]+)\)", text):

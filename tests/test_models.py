@@ -3,7 +3,7 @@
 import pytest
 
 from mathlora.errors import MathloraError
-from mathlora.models import model_source
+from mathlora.modeling.models import model_source
 
 
 def test_each_kind_of_spec(tmp_path):
@@ -32,7 +32,7 @@ def test_a_bad_spec_is_one_line_naming_the_setting(tmp_path, spec, message):
 def test_model_identity_follows_the_content_not_the_path(tmp_path):
     import os
 
-    from mathlora.models import model_identity
+    from mathlora.modeling.models import model_identity
 
     assert model_identity("tiny-random-llama") == model_identity("tiny-random-llama")
     assert model_identity("tiny-random-llama") != model_identity("tiny-random-llama:seed=1")
@@ -69,8 +69,8 @@ def fake_hub_cache(root, repo: str, folder, commit: str = COMMIT, ref: str = "ma
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     """tiny-random-llama saved as a transformers folder (config, safetensors, tokenizer)."""
-    from mathlora.models import load_model, load_tokenizer
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.models import load_model, load_tokenizer
+    from mathlora.modeling.runtime import Runtime
 
     folder = tmp_path_factory.mktemp("tiny-hf")
     load_model("tiny-random-llama", Runtime.resolve()).save_pretrained(folder, safe_serialization=True)
@@ -89,7 +89,7 @@ def hub(tmp_path, monkeypatch, tiny_folder):
 
 
 def test_a_hub_id_resolves_from_the_cache(hub):
-    from mathlora.models import load_tokenizer, model_identity, resolve_model_dir
+    from mathlora.modeling.models import load_tokenizer, model_identity, resolve_model_dir
 
     source = model_source("org/tiny")
     assert (source.kind, source.repo_id, source.revision) == ("hub", "org/tiny", None)
@@ -103,8 +103,8 @@ def test_a_hub_id_resolves_from_the_cache(hub):
 def test_a_hub_model_loads_with_the_same_weights_and_names_its_base_by_the_hub_id(hub):
     import torch
 
-    from mathlora.models import load_model
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.models import load_model
+    from mathlora.modeling.runtime import Runtime
 
     runtime = Runtime.resolve()
     model, reference = load_model("org/tiny", runtime), load_model("tiny-random-llama", runtime)
@@ -126,7 +126,7 @@ def test_no_network_and_not_cached_is_one_line(tmp_path, monkeypatch):
     """Not offline, but the Hub cannot be reached (a closed local port stands for it): the same one line."""
     import huggingface_hub.constants as hub_constants
 
-    from mathlora.models import check_hub_model, resolve_model_dir
+    from mathlora.modeling.models import check_hub_model, resolve_model_dir
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -202,7 +202,7 @@ def hub_answering_404(tmp_path, monkeypatch):
 
 
 def test_a_model_the_hub_does_not_have_is_one_line(hub_answering_404):
-    from mathlora.models import check_hub_model, resolve_model_dir
+    from mathlora.modeling.models import check_hub_model, resolve_model_dir
 
     for call in (lambda: check_hub_model(model_source("org/typo")), lambda: resolve_model_dir("org/typo")):
         with pytest.raises(MathloraError, match=r"model 'org/typo' not found on the Hugging Face Hub \(a private or "
@@ -215,7 +215,7 @@ def test_a_model_the_hub_does_not_have_is_one_line(hub_answering_404):
 def test_a_name_the_hub_would_refuse_is_no_hub_id(spec):
     """org/name in shape but not by the Hub's rules: the spec's own one line, never huggingface_hub's
     validation error as a traceback."""
-    from mathlora.models import split_hub_id
+    from mathlora.modeling.models import split_hub_id
 
     assert split_hub_id(spec) is None
     with pytest.raises(MathloraError, match=r"not found: give a HF model folder, a Hub id \(org/name\[@revision\]\)"):

@@ -55,7 +55,7 @@ def test_timeout_bounds_the_whole_request(tmp_path, capsys):
 def test_an_endpoint_gives_its_retry_policy_and_key_and_refuses_a_bad_url(monkeypatch):
     from pydantic import ValidationError
 
-    from mathlora.openai_client import EndpointConfig, RetryPolicy
+    from mathlora.modeling.openai_client import EndpointConfig, RetryPolicy
 
     end = EndpointConfig(max_retries=2, retry_base_delay=0.1, retry_max_delay=1.0, api_key_env="MY_KEY")
     assert end.policy() == RetryPolicy(2, 0.1, 1.0)
@@ -68,7 +68,7 @@ def test_an_endpoint_gives_its_retry_policy_and_key_and_refuses_a_bad_url(monkey
 
 
 def test_scrub_covers_the_escaped_forms_of_a_key():
-    from mathlora.openai_client import scrub
+    from mathlora.modeling.openai_client import scrub
 
     key = "sk-abc123\r"
     for text in (f"key {key}", f"header {('Bearer ' + key).encode()!r}", json.dumps({"k": key}),
@@ -88,7 +88,7 @@ def _post(server, max_bytes: int):
 
     import httpx
 
-    from mathlora.openai_client import post_json
+    from mathlora.modeling.openai_client import post_json
 
     async def go():
         async with httpx.AsyncClient() as client:
@@ -100,7 +100,7 @@ def _post(server, max_bytes: int):
 def test_replies_are_bounded_in_bytes_after_decompression():
     import gzip
 
-    from mathlora.openai_client import FatalRequestError
+    from mathlora.modeling.openai_client import FatalRequestError
 
     big = b'{"x": "' + b"a" * 50_000 + b'"}'
     bomb = gzip.compress(b" " * (20 << 20), compresslevel=9)
@@ -114,7 +114,7 @@ def test_replies_are_bounded_in_bytes_after_decompression():
 
 
 def test_deep_json_and_lone_surrogates_in_a_reply():
-    from mathlora.openai_client import Reply, RetryableError, json_payload
+    from mathlora.modeling.openai_client import Reply, RetryableError, json_payload
 
     with pytest.raises(RetryableError, match="malformed"):
         json_payload(Reply(200, {}, b"[" * 200_000 + b"]" * 200_000))
@@ -127,7 +127,7 @@ def test_retry_after_is_capped_by_the_longest_backoff():
     import asyncio
     import random
 
-    from mathlora.openai_client import RetryableError, RetryPolicy, with_retries
+    from mathlora.modeling.openai_client import RetryableError, RetryPolicy, with_retries
 
     calls = []
 

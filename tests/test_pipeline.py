@@ -3,7 +3,7 @@
 import json
 from tests.cli_helpers import assert_one_error, cli, records, write_lines
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.run_dir.layout import RunLayout
 
 SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=160", "synth.test_count=16",
@@ -176,8 +176,8 @@ def test_run_log_gets_every_stage_line_per_invocation_and_the_manifest_the_envir
 def test_scores_go_to_the_trackers_once_at_the_last_training_step(tmp_path):
     from tests.test_tracking import tensorboard_scalars
 
-    from mathlora.config import load_config
-    from mathlora.pipeline import Pipeline
+    from mathlora.app.config import load_config
+    from mathlora.app.pipeline import Pipeline
 
     run = tmp_path / "run"
     pipeline = Pipeline(load_config(None, {"run_dir": str(run), "train.report_to": ["tensorboard"]}))
@@ -217,7 +217,7 @@ def test_a_run_logs_its_scores_to_mlflow_and_a_fresh_rerun_logs_nothing(tmp_path
     from tests.cli_helpers import SMALL as FAST
     from tests.test_tracking import tensorboard_scalars
 
-    from mathlora.stages import STAGES
+    from mathlora.app.stages import STAGES
 
     MlflowClient = pytest.importorskip("mlflow.tracking").MlflowClient
 

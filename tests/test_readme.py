@@ -11,7 +11,7 @@ import pytest
 from tests.cli_helpers import SMALL, cli
 from tests.conftest import single_torch_thread
 
-from mathlora.cli import build_parser
+from mathlora.app.cli import build_parser
 
 one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)
 

@@ -1,16 +1,16 @@
 """The runtime policy: resolved once, from the environment or the config; the tiny model is the same model
-whatever the device and dtype; nothing but mathlora.runtime asks torch about CUDA."""
+whatever the device and dtype; nothing but mathlora.modeling.runtime asks torch about CUDA."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
-from mathlora import runtime as rt
-from mathlora.config import load_config
+from mathlora.modeling import runtime as rt
+from mathlora.app.config import load_config
 from mathlora.errors import MathloraError
-from mathlora.models import load_model
-from mathlora.runtime import Runtime, RuntimeConfig
+from mathlora.modeling.models import load_model
+from mathlora.modeling.runtime import Runtime, RuntimeConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mathlora"
 

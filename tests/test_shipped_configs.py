@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mathlora.cli import main
-from mathlora.config import load_config
+from mathlora.app.cli import main
+from mathlora.app.config import load_config
 
 CONFIGS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs").glob("*.yaml"))
 SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "label.model=null", "data.train=null",
@@ -18,7 +18,7 @@ SMALL = ["model=tiny-random-llama", "label.judge=heuristic", "label.model=null",
 
 
 def test_every_shipped_config_is_covered():
-    assert CONFIGS == ["demo", "gpu_smollm2", "llama3_8b_lora"]
+    assert CONFIGS == ["demo", "demo_notool", "gpu_smollm2", "llama3_8b_lora"]
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -5,8 +5,8 @@ import shutil
 
 import pytest
 
-from mathlora.cli import main
-from mathlora.pipeline import STAGES
+from mathlora.app.cli import main
+from mathlora.app.pipeline import STAGES
 
 TINY = ["model=tiny-random-llama", "label.judge=heuristic", "synth.count=48", "synth.test_count=4",
         "synth.squad_paragraphs=2", "sample.total=16", "train.max_steps=1", "train.global_batch_size=4",
@@ -67,9 +67,9 @@ def test_stop_after_stops_right_after_each_stage_in_every_configuration(tmp_path
 
 
 def _context(tmp_path, model: str):
-    from mathlora.config import load_config
+    from mathlora.app.config import load_config
     from mathlora.run_dir.layout import RunLayout
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
     from mathlora.run_dir.stage import Context
 
     return Context(load_config(None, {"model": model}), RunLayout(tmp_path / "run"), Runtime.resolve(), None)

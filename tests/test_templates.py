@@ -14,8 +14,8 @@ import pytest
 
 from mathlora.data.config import TokenizeConfig
 from mathlora.data.tokenize import tokenize_file
-from mathlora.models import pad_token_for
-from mathlora.templates import TEMPLATES, added_special_tokens, chat_template, exported_tokenizer, render_prompt
+from mathlora.modeling.models import pad_token_for
+from mathlora.modeling.templates import TEMPLATES, added_special_tokens, chat_template, exported_tokenizer, render_prompt
 from tests.conftest import smollm2_installed
 
 PROBLEMS = [
@@ -101,7 +101,7 @@ def test_an_exported_tokenizer_loads_in_transformers_4_and_5(tmp_path):
     import subprocess
     import sys
 
-    from mathlora.templates import save_tokenizer
+    from mathlora.modeling.templates import save_tokenizer
 
     env = _other_transformers_env()
     if env is None:
@@ -129,7 +129,7 @@ def _bos_tokenizer():
     """The tiny byte tokenizer made to add BOS like a Llama tokenizer (``tok(text)`` -> [<s>] + ids)."""
     from tokenizers import processors
 
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     tok = copy.deepcopy(load_tokenizer("tiny-random-llama"))
     tok._tokenizer.post_processor = processors.TemplateProcessing(
@@ -178,7 +178,7 @@ def test_turns_system_messages_and_content_parts(tmp_path):
 
 
 def test_the_pad_token_is_not_eos_where_the_vocabulary_has_another():
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     tok = copy.deepcopy(load_tokenizer("tiny-random-llama"))
     assert pad_token_for(tok) == "<pad>"

@@ -1,4 +1,4 @@
-"""mathlora.tracking: TensorBoard, W&B (offline) and MLflow (a file store) behind one interface; scores logged
+"""mathlora.modeling.tracking: TensorBoard, W&B (offline) and MLflow (a file store) behind one interface; scores logged
 once."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from mathlora import tracking
+from mathlora.modeling import tracking
 from mathlora.errors import MathloraError
-from mathlora.tracking import Trackers, check_backends, log_once
+from mathlora.modeling.tracking import Trackers, check_backends, log_once
 
 needs_wandb = pytest.mark.skipif(not tracking.installed("wandb"), reason="wandb not installed")
 needs_mlflow = pytest.mark.skipif(not tracking.installed("mlflow"), reason="mlflow not installed")
@@ -114,7 +114,7 @@ def test_config_reads_report_to_as_a_list_and_it_never_changes_the_result():
 
 
 def test_a_config_error_names_report_to(tmp_path, capsys):
-    from mathlora.cli import main
+    from mathlora.app.cli import main
 
     assert main(["run", f"run_dir={tmp_path / 'r'}", "train.report_to=[tensorboard,comet]"]) == 2
     (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]

@@ -7,16 +7,16 @@ from fractions import Fraction
 
 import pytest
 
-from mathlora.evaluate.answers import answers_match, extract_gold_answer, requires_lowest_terms
+from mathlora.arith.answers import answers_match, extract_gold_answer, requires_lowest_terms
 from mathlora.synth.competition import FAMILIES, generate
-from mathlora.families import recognise
-from mathlora.worked import CALC_RE, rewrite_solution, strip_annotations
+from mathlora.arith.families import recognise
+from mathlora.arith.worked import CALC_RE, rewrite_solution, strip_annotations
 
 getcontext().prec = 60
 
 
 def independent_value(expr: str) -> Fraction:
-    """Recompute an annotation with Python's own arithmetic (not mathlora.calculator)."""
+    """Recompute an annotation with Python's own arithmetic (not mathlora.arith.calculator)."""
     m = re.fullmatch(r"gcd\((\d+), (\d+)\)", expr)
     if m:
         return Fraction(math.gcd(int(m.group(1)), int(m.group(2))))

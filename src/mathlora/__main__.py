@@ -1,3 +1,3 @@
-from mathlora.cli import main
+from mathlora.app.cli import main
 
 raise SystemExit(main())

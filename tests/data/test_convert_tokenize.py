@@ -4,14 +4,14 @@ import pyarrow.parquet as pq
 import pytest
 from tests.cli_helpers import assert_one_error, cli
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.data.config import ConvertConfig, TokenizeConfig
 from mathlora.data.convert import convert_file, iter_json_array
 from mathlora.data.tokenize import build_example, tokenize_file
 from mathlora.run_dir.tokens import IGNORE
 from mathlora.errors import MathloraError
-from mathlora.models import load_tokenizer
-from mathlora.templates import render_prompt
+from mathlora.modeling.models import load_tokenizer
+from mathlora.modeling.templates import render_prompt
 from tests.conftest import requires_smollm2
 
 RECORDS = [

@@ -3,7 +3,7 @@ import json
 import pytest
 from tests.cli_helpers import assert_one_error, cli, strict_json_lines
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.data.config import IngestConfig
 from mathlora.data.ingest import ingest_file, record_id
 from mathlora.errors import MathloraError

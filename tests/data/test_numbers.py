@@ -1,6 +1,6 @@
 import pytest
 
-from mathlora.data.numbers import cut_decimals, format_decimals
+from mathlora.arith.numbers import cut_decimals, format_decimals
 
 
 @pytest.mark.parametrize("text, rounded, truncated", [

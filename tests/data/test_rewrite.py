@@ -2,7 +2,7 @@
 
 import json
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.data.rewrite import rewrite_file
 from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.synth.competition import generate

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.data.config import SampleConfig
 from mathlora.data.config import parse_ratios
 from mathlora.data.sampling import apportion, fill_quotas, sample_file, stratified_sample

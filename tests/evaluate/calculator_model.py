@@ -1,7 +1,7 @@
 """A deterministic calculator-style "model", three ways: a torch module for our decoding loop, a transformers
 ``PreTrainedModel`` for ``model.generate``, and a loopback completions server (vLLM's stop semantics).
 
-The model knows each problem's worked solution (``mathlora.worked.render`` of the real family's plan, in
+The model knows each problem's worked solution (``mathlora.arith.worked.render`` of the real family's plan, in
 ``calculator`` style) and writes it character by character, except the values: after ``<<expr=`` it writes its
 own wrong guess ``7`` unless the calculator filled the value in, and its final answer copies the last value
 it sees. So with the calculator its answers are right, without it wrong: the behaviour of the demo's model.
@@ -19,10 +19,10 @@ from collections import Counter
 
 import torch
 
-from mathlora.calculator import CalculatorError
-from mathlora.families import recognise
-from mathlora.templates import render_prompt
-from mathlora.worked import render
+from mathlora.arith.calculator import CalculatorError
+from mathlora.arith.families import recognise
+from mathlora.modeling.templates import render_prompt
+from mathlora.arith.worked import render
 from tests.loopback import LoopbackServer, pick_fault, send_json
 
 WRONG = "7"

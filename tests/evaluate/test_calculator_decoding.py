@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from mathlora.calculator import CalculatorError
+from mathlora.arith.calculator import CalculatorError
 from mathlora.evaluate.generation import CalculatorHook, generate_greedy, load_inference_model
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 CHARS = list("0123456789+-*/=.abcdefghijklmnopqrstuvwxyzXYZ ")
 
@@ -79,7 +79,7 @@ def test_refused_expression_leaves_the_row_to_the_model(tokenizer, monkeypatch):
     hook = CalculatorHook(tokenizer, calculate=refuse)
     ids = tokenizer("<<2+3", add_special_tokens=False)["input_ids"]
     assert hook.intercept(ids, tokenizer.convert_tokens_to_ids("=")) is CalculatorHook.REFUSED
-    monkeypatch.setattr("mathlora.calculator.calculate", refuse)
+    monkeypatch.setattr("mathlora.arith.calculator.calculate", refuse)
     plain = _generate(model, tokenizer, ["X", "Y"])
     calc = _generate(model, tokenizer, ["X", "Y"], calculator=True)
     assert [c.token_ids for c in calc] == [p.token_ids for p in plain]

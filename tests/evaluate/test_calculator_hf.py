@@ -1,4 +1,4 @@
-"""``mathlora.calculator_hf``: greedy ``model.generate`` with the calculator's LogitsProcessor gives the token
+"""``mathlora.evaluate.calculator_hf``: greedy ``model.generate`` with the calculator's LogitsProcessor gives the token
 ids of our own calculator-assisted loop (``generate_greedy(calculator=True)``)."""
 
 import pytest
@@ -6,10 +6,10 @@ import torch
 from calculator_model import PROBLEMS, build_tokenizer, script_model
 from transformers import LogitsProcessorList
 
-from mathlora.calculator_hf import CalculatorLogitsProcessor
+from mathlora.evaluate.calculator_hf import CalculatorLogitsProcessor
 from mathlora.evaluate.generation import generate_greedy, load_inference_model
-from mathlora.runtime import Runtime
-from mathlora.templates import render_prompt
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.templates import render_prompt
 
 
 def _loop(model, tok, prompts, budget):

@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from mathlora.evaluate.answers import (answers_match, boxed_contents, extract_gold_answer,
+from mathlora.arith.answers import (answers_match, boxed_contents, extract_gold_answer,
                                        extract_prediction_answer, latex_to_plain, requires_lowest_terms)
 
 GOLD_CASES = [
@@ -156,7 +156,7 @@ def test_non_numeric_latex_needs_math_verify():
 
 # --- worked solutions: the final-answer scope -------------------------------------------------------------
 
-from mathlora.evaluate.answers import resolve_scope  # noqa: E402
+from mathlora.arith.answers import resolve_scope  # noqa: E402
 
 
 @pytest.mark.parametrize("completion, expected", [

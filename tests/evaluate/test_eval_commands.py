@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.run_dir.records import read_jsonl, write_jsonl
 
 

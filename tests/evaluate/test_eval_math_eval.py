@@ -2,7 +2,7 @@
 
 import json
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.evaluate.math_eval import math_baselines, math_outputs
 from mathlora.run_dir.records import read_jsonl, write_jsonl
 
@@ -38,7 +38,7 @@ def test_the_math_evaluation_loads_its_model_once_for_both_predictions(tmp_path,
     """With and without the calculator: two predictions, one load (it was one load per prediction)."""
     from mathlora.evaluate import generation, math_eval
     from mathlora.evaluate.config import EvalConfig
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     loads = []
     real_load, real_predict = generation.load_inference_model, math_eval.predict_file

@@ -103,7 +103,7 @@ def test_missing_file_and_directory(tmp_path):
 @pytest.mark.parametrize("mode", ["round", "truncate"])
 def test_every_synth_family_graded_correct_against_its_2_decimal_normalized_self(mode):
     """A model that learned the normalized training solutions exactly is graded 100% on the raw gold."""
-    from mathlora.data.numbers import format_decimals
+    from mathlora.arith.numbers import format_decimals
     from mathlora.evaluate.math_grading import grade_one
     from mathlora.synth.competition import generate
 

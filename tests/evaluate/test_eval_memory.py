@@ -34,7 +34,7 @@ def test_auto_batch_size_by_memory():
 def test_auto_on_cpu_predicts_like_a_fixed_batch(tmp_path):
     from mathlora.evaluate.generation import load_inference_model
 
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     lm, _ = load_inference_model("tiny-random-llama", None, Runtime("cpu", "fp32"))
     assert resolve_batch_size("auto", lm, max_length=64, prompts=3) == 3 and resolve_batch_size(5, lm, max_length=64,

@@ -6,14 +6,14 @@ import re
 import pytest
 from completions_stub import CompletionsStub
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.squad import evaluate_squad, load_samples
 from mathlora.run_dir.records import read_jsonl, write_jsonl
-from mathlora.openai_client import EndpointConfig
+from mathlora.modeling.openai_client import EndpointConfig
 
 FAST = dict(backend="openai", model="tuned", timeout=2.0, retry_base_delay=0.002, retry_max_delay=0.01)
 
@@ -133,8 +133,8 @@ def test_predict_cli_backend_flags(tmp_path, capsys):
 
 
 def test_mathlora_run_refuses_the_openai_backend_before_any_stage(tmp_path):
-    from mathlora.config import load_config
-    from mathlora.pipeline import Pipeline
+    from mathlora.app.config import load_config
+    from mathlora.app.pipeline import Pipeline
 
     cfg = load_config(None, {"run_dir": str(tmp_path / "run"), "eval.backend": "openai"})
     with pytest.raises(MathloraError, match="mathlora run generates locally"):

@@ -15,7 +15,7 @@ from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import _left_pad, load_inference_model
 from mathlora.evaluate.predict import predict_file
 from mathlora.run_dir.records import read_jsonl, write_jsonl
-from mathlora.runtime import PRECISION_ENV, Runtime
+from mathlora.modeling.runtime import PRECISION_ENV, Runtime
 
 TINY = "tiny-random-llama"
 PROMPTS = ["1 + 1 =", "A much longer prompt about 4204.22 + -2369.17, please compute it", "x",

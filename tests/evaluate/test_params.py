@@ -5,10 +5,10 @@ import shutil
 
 import pytest
 
-from mathlora import models
+from mathlora.modeling import models
 from mathlora.errors import MathloraError
 from mathlora.evaluate.params import parameter_report
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_counts_without_loading_weights(adapter, monkeypatch):
 
 
 def test_the_ratio_line_names_the_contests_count_first_and_peft_beside_it():
-    from mathlora.models import param_ratio_line
+    from mathlora.modeling.models import param_ratio_line
 
     # Llama3-8B with r=8 on q and v: the contest's 3,407,872 / 8,030,261,248; peft divides by base + adapter
     assert param_ratio_line(3_407_872, 8_033_669_120) == (

@@ -10,10 +10,10 @@ from mathlora.evaluate.generation import generate_greedy
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.remote import CompletionsClient
 from mathlora.evaluate.remote_calculator import inside_annotation, open_expression
-from mathlora.openai_client import RetryPolicy
+from mathlora.modeling.openai_client import RetryPolicy
 from mathlora.run_dir.records import read_jsonl, write_jsonl
-from mathlora.runtime import Runtime
-from mathlora.templates import render_prompt
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.templates import render_prompt
 
 SAME = ("completion", "answer", "calculator_calls", "calculator_refused", "generated_tokens", "stopped")
 FAST = dict(timeout=5.0, retry_base_delay=0.001, retry_max_delay=0.005)

@@ -19,7 +19,7 @@ def make_run(root: Path, *, model: str = "tiny-random-llama", steps=(2, 4), merg
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mathlora.config import dump_config, load_config
+    from mathlora.app.config import dump_config, load_config
 
     root.mkdir(parents=True, exist_ok=True)
     cfg = load_config(None, {"model": model, "run_dir": str(root), "train.save_steps": 2, "train.epochs": 2,

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from mathlora.cli import main
-from mathlora.config import load_config
+from mathlora.app.cli import main
+from mathlora.app.config import load_config
 from mathlora.errors import MathloraError
 from mathlora.export.mindformers import (MINDRECORD_NAME, YAML_NAME, batch_layout, checkpoint_interval, dump_yaml,
                                          mindformers_config)

@@ -12,10 +12,10 @@ pytest.importorskip("mindspore")
 
 import torch  # noqa: E402
 
-from mathlora.cli import main  # noqa: E402
+from mathlora.app.cli import main  # noqa: E402
 from mathlora.export import ms_names  # noqa: E402
-from mathlora.models import load_model  # noqa: E402
-from mathlora.runtime import Runtime  # noqa: E402
+from mathlora.modeling.models import load_model  # noqa: E402
+from mathlora.modeling.runtime import Runtime  # noqa: E402
 
 IDS = torch.tensor([[1, 5, 9, 33, 100, 7, 250, 12]])
 
@@ -61,7 +61,7 @@ def test_tiny_round_trip_is_bit_exact(tmp_path, capsys):
 def test_bf16_folder_round_trip_keeps_dtype_and_bits(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     src = tmp_path / "bf16"
     model = load_model("tiny-random-llama", Runtime(device="cpu", precision="bf16"))
@@ -88,7 +88,7 @@ def test_bf16_folder_round_trip_keeps_dtype_and_bits(tmp_path):
 def test_smollm2_round_trip_with_tied_embeddings(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mathlora.models import resolve_model_dir
+    from mathlora.modeling.models import resolve_model_dir
 
     ckpt, out = tmp_path / "smol.ckpt", tmp_path / "hf"
     assert main(["export", "mindspore-ckpt", "--model", "smollm2-135m-instruct", "--output", str(ckpt)]) == 0
@@ -105,7 +105,7 @@ def test_smollm2_round_trip_with_tied_embeddings(tmp_path):
 
 
 def _adapter(tmp_path, targets=("q_proj", "v_proj", "down_proj")):
-    from mathlora.config import LoraConfig
+    from mathlora.app.config import LoraConfig
     from mathlora.train.lora import apply_lora
 
     base = load_model("tiny-random-llama", Runtime(device="cpu", precision="fp32"))
@@ -195,7 +195,7 @@ def test_mismatched_base_and_bad_files_fail_cleanly(tmp_path, capsys):
 def test_run_folder_exports_its_merged_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     run = tmp_path / "run"
     (run / "merged").mkdir(parents=True)

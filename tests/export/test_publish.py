@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.errors import MathloraError
 from mathlora.export import publish
 from mathlora.export.publish import MANIFEST_NAME, plan, publish_run, scrub
@@ -139,7 +139,7 @@ def test_resume_after_the_process_is_killed(run_dir, s3, tmp_path):
                 if len(done) == 4:
                     os.kill(os.getpid(), signal.SIGKILL)
         publish.Remote.put = put
-        from mathlora.cli import main
+        from mathlora.app.cli import main
         main(["publish", "--run", {str(run_dir)!r}, "--to", {url!r}, "--endpoint-url", {endpoint!r}])
     """))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -267,8 +267,8 @@ def test_publish_errors(run_dir, tmp_path, capsys):
 
 
 def test_run_config_publish_section_and_pipeline_hook(tmp_path, monkeypatch):
-    from mathlora import pipeline
-    from mathlora.config import load_config
+    from mathlora.app import pipeline
+    from mathlora.app.config import load_config
 
     cfg = load_config(None, {"run_dir": str(tmp_path / "r"), "publish.to": "s3://b/p",
                              "publish.endpoint_url": "http://127.0.0.1:1"})

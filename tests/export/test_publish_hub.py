@@ -15,7 +15,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.hf_api import RepoFile
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.errors import MathloraError
 from mathlora.export import store
 from mathlora.export.publish import MANIFEST_NAME, hub_path, plan, publish_run

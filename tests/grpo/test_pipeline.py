@@ -8,7 +8,7 @@ import json
 from tests.grpo.conftest import trl_or_skip
 from tests.test_stages import GRPO, TINY
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.run_dir.layout import RunLayout
 
 

@@ -22,7 +22,7 @@ def small(**over) -> GrpoConfig:
 
 def run(cfg: GrpoConfig, problems: Path, adapter: Path, out: Path, **kwargs) -> dict:
     from mathlora.grpo.trainer import grpo_train
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
     return grpo_train(cfg, Runtime.resolve(), problems, adapter, out, model=MODEL, template="plain", seed=0,
                       progress=False, **kwargs)

@@ -7,7 +7,7 @@ from mathlora.label.heuristic import exponent_size, heuristic_difficulty, operat
 
 
 @pytest.mark.parametrize("problem, solution, kind, level", [
-    # the contest's families: their level from mathlora.families (1-4, from the numbers); the kind column is
+    # the contest's families: their level from mathlora.arith.families (1-4, from the numbers); the kind column is
     # what the general rules would have read (立方厘米 looks like a power to them: why families come first)
     ("计算 3 + 4 等于多少？", "3 + 4 = 7", "addsub", 1),
     ("计算 4204.22 + -2369.17 等于多少？", "4204.22 + -2369.17 = 1835.05", "addsub", 2),

@@ -5,8 +5,8 @@ from competition_style import competition_records
 from mathlora.errors import MathloraError
 from mathlora.label.local import common_prefix_length, digit_token_ids, judge_text, load_local_judge
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt, default_prompt
-from mathlora.models import load_model, load_tokenizer
-from mathlora.runtime import Runtime
+from mathlora.modeling.models import load_model, load_tokenizer
+from mathlora.modeling.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from mathlora.label.config import LabelConfig
 from mathlora.label.openai_judge import RetryPolicy, chat_url, parse_retry_after, read_completion
 from mathlora.label.run import label_file
 from mathlora.run_dir.records import read_jsonl, write_jsonl
-from mathlora.openai_client import EndpointConfig
+from mathlora.modeling.openai_client import EndpointConfig
 
 FAST = dict(judge="openai", model="stub", timeout=0.3, retry_base_delay=0.005, retry_max_delay=0.02)
 

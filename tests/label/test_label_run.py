@@ -14,14 +14,14 @@ from tests.cli_helpers import (SMALL, Server, assert_one_error, cli, completion,
                                write_lines)
 from tests.loopback import send_json
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.errors import MathloraError
 from mathlora.label.config import LabelConfig
 from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.prompt import load_prompt
 from mathlora.label.run import label_file
 from mathlora.run_dir.records import read_jsonl, write_jsonl
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,10 +2,10 @@
 
 from pydantic import BaseModel, Field
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.evaluate.config import EvalConfig
 from mathlora.label.config import LabelConfig
-from mathlora.openai_client import EndpointConfig
+from mathlora.modeling.openai_client import EndpointConfig
 from mathlora.run_dir.same_result import NOT_RESULT, result_settings
 from mathlora.train.config import TrainConfig
 

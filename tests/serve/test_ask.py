@@ -9,7 +9,7 @@ import yaml
 from calculator_model import build_tokenizer, script_model
 from tests.cli_helpers import assert_one_error, cli, tiny_adapter
 
-from mathlora.config import load_config
+from mathlora.app.config import load_config
 
 ADD = "计算 1.5 + 2.25 等于多少？"
 MEAN = "求以下数据的平均值：[74, 13, 94]"

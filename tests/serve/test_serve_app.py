@@ -11,11 +11,11 @@ from completions_stub import CompletionsStub
 from serving import running
 
 from mathlora.evaluate.remote import CompletionsClient
-from mathlora.openai_client import RetryPolicy
+from mathlora.modeling.openai_client import RetryPolicy
 from mathlora.serve.app import build_app
 from mathlora.serve.engines import LocalEngine, ProxyEngine
 from mathlora.serve.protocol import Limits
-from mathlora.templates import render_prompt
+from mathlora.modeling.templates import render_prompt
 
 ADD = "计算 1.5 + 2.25 等于多少？"
 SUB = "计算 -3828.45 - 756.08 等于多少？"

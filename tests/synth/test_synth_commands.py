@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.run_dir.records import read_jsonl
 
 
@@ -58,3 +58,19 @@ def test_user_errors_exit_2_without_writing(tmp_path, capsys):
     assert main(["synth", "--config", cfg, "-o", str(out), "--count", "0"]) == 2
     assert "synth.count" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_command_calls_the_stages_entry_function_and_writes_its_held_out_set(tmp_path, monkeypatch, capsys):
+    from mathlora.synth import commands, stage
+
+    calls = []
+    assert commands.synth_data is stage.synth_data
+    monkeypatch.setattr(commands, "synth_data", lambda *a, **k: calls.append(k) or stage.synth_data(*a, **k))
+    train, test = tmp_path / "train.jsonl", tmp_path / "test.jsonl"
+    assert main(["synth", "--config", config_file(tmp_path), "-o", str(train), "--test-output", str(test),
+                 "--types", "addition", "synth.test_count=10"]) == 0
+    assert len(calls) == 1 and calls[0]["train_out"] == train and calls[0]["test_out"] == test
+    problems = {r["problem"] for r in read_jsonl(train)}
+    held_out = {r["problem"] for r in read_jsonl(test)}
+    assert len(problems) == 30 and len(held_out) == 10 and not problems & held_out
+    assert "10 held-out records" in capsys.readouterr().out

@@ -41,7 +41,7 @@ def significant_digits(text: str) -> int:
 
 
 # ------------------------------------------------------- every family, recomputed from its text
-# Independent of mathlora.families: the contest's formats (docstring table there) re-derived here with
+# Independent of mathlora.arith.families: the contest's formats (docstring table there) re-derived here with
 # Python's own decimal / float arithmetic and this file's own patterns.
 
 SOURCE = Context(prec=28, rounding=ROUND_HALF_EVEN)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from tests.conftest import single_torch_thread
 
-from mathlora.config import load_config
+from mathlora.app.config import load_config
 
 
 def arithmetic_pairs(n: int, seed: int) -> list[tuple[str, str]]:
@@ -30,7 +30,7 @@ def write_tokens(folder: Path, pairs: list[tuple[str, str]], model: str = "tiny-
                  seq_length: int = 256) -> Path:
     """Write ``folder/tokens.parquet`` and ``stats.json`` like the tokenize stage: prompt masked, response + EOS
     learnable; the stats name the model and the sequence length (the trainer reads both from there)."""
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
 
     tok = load_tokenizer(model)
     ids, inputs, labels, lengths = [], [], [], []
@@ -58,7 +58,7 @@ def tokens_dir(tmp_path) -> Path:
 
 def train(cfg, tokens_dir, output_dir, **kwargs) -> dict:
     """The train stage called as ``mathlora run`` calls it, from a root config (tests build root configs)."""
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.trainer import train as train_stage
 
     return train_stage(cfg.train, Runtime.resolve(cfg.runtime), tokens_dir, output_dir, lora=cfg.lora, seed=cfg.seed,

@@ -15,8 +15,8 @@ one_torch_thread = pytest.fixture(autouse=True)(single_torch_thread)
 
 
 def _train(tmp_path, out, **train):
-    from mathlora.config import load_config
-    from mathlora.runtime import Runtime
+    from mathlora.app.config import load_config
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.trainer import train as run_train
 
     overrides = {"model": "tiny-random-llama", "seed": 3, "train.global_batch_size": 8, "train.micro_batch_size": 8,

@@ -1,6 +1,6 @@
 import json
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 
 
 def test_train_command_defaults_to_run_dir_and_prints_a_summary(tmp_path, tokens_dir, capsys):
@@ -57,8 +57,8 @@ def test_train_never_clears_an_output_folder_it_did_not_make(tmp_path, tokens_di
 
 def test_micro_batch_size_auto_is_taken_on_the_command_line(capsys):
     """B5: ``--micro-batch-size auto`` was refused by argparse although ``train.micro_batch_size`` takes auto."""
-    from mathlora.cliargs import config_from_args
-    from mathlora.cli import build_parser
+    from mathlora.app.cliargs import config_from_args
+    from mathlora.app.cli import build_parser
 
     args = build_parser().parse_args(["train", "model=tiny-random-llama", "--micro-batch-size", "auto"])
     assert config_from_args(args).train.micro_batch_size == "auto"

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from mathlora.errors import MathloraError
-from mathlora.models import load_model, load_tokenizer
-from mathlora.runtime import Runtime
+from mathlora.modeling.models import load_model, load_tokenizer
+from mathlora.modeling.runtime import Runtime
 from mathlora.train.data import (
     IGNORE, TokenRecord, collate, epoch_order, global_batch_indices, load_token_records, pack_rows, shard,
     single_rows,

@@ -9,10 +9,10 @@ import shutil
 
 import torch
 
-from mathlora.adapters import base_model_name, hub_id
+from mathlora.modeling.adapters import base_model_name, hub_id
 from mathlora.export.model_card import CardFacts
-from mathlora.runtime import Runtime
-from mathlora.templates import render_prompt
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.templates import render_prompt
 from mathlora.train.merge import merge_adapter
 from .conftest import arithmetic_pairs, tiny_config, train, write_tokens
 
@@ -21,7 +21,7 @@ PROBLEM = "计算 12 + 30 等于多少？"
 
 def _base_folder(tmp_path):
     """The tiny random model saved as a plain HF folder: a base model given by its path."""
-    from mathlora.models import load_model, load_tokenizer
+    from mathlora.modeling.models import load_model, load_tokenizer
 
     folder = tmp_path / "models" / "tiny-base"
     load_model("tiny-random-llama", Runtime()).save_pretrained(str(folder), safe_serialization=True)
@@ -43,7 +43,7 @@ def test_the_base_model_is_named_by_the_users_spec():
 def test_a_pinned_hub_revision_is_recorded_as_peft_revision():
     from peft import LoraConfig
 
-    from mathlora.adapters import name_base_model
+    from mathlora.modeling.adapters import name_base_model
 
     class Wrapped:
         peft_config = {"default": LoraConfig(target_modules=["q_proj"])}

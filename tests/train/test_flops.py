@@ -65,8 +65,8 @@ def test_peak_lookup_and_unknown_devices():
 
 
 def test_count_matmul_params_of_a_peft_model_matches_the_shape_formula():
-    from mathlora.models import load_model
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.models import load_model
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.config import LoraConfig
     from mathlora.train.lora import apply_lora
 

@@ -15,8 +15,8 @@ import shutil
 import pytest
 import torch
 
-from mathlora.models import load_model, load_tokenizer
-from mathlora.runtime import DETERMINISTIC_ENV, Runtime, cuda_device_count
+from mathlora.modeling.models import load_model, load_tokenizer
+from mathlora.modeling.runtime import DETERMINISTIC_ENV, Runtime, cuda_device_count
 from mathlora.train.data import TokenRecord, collate, pack_rows
 from mathlora.train.merge import merge_adapter
 

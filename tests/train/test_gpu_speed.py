@@ -9,7 +9,7 @@
 import pytest
 import torch
 
-from mathlora.runtime import Runtime, cuda_available
+from mathlora.modeling.runtime import Runtime, cuda_available
 from mathlora.train.memory import GIB, ModelShape, estimate_bytes
 
 from .conftest import tiny_config, train
@@ -21,7 +21,7 @@ WIDE = "tiny-random-llama:layers=2,hidden=4096,heads=32,kv_heads=8,inter=14336,v
 
 
 def _peak_of_one_step(layers: int, selective: bool, rows: int = 16, seq: int = 256) -> tuple[int, ModelShape]:
-    from mathlora.models import load_model
+    from mathlora.modeling.models import load_model
     from mathlora.train import speed
     from mathlora.train.config import LoraConfig
     from mathlora.train.lora import apply_lora

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from mathlora.cli import main
+from mathlora.app.cli import main
 from mathlora.errors import MathloraError
-from mathlora.models import load_model
-from mathlora.runtime import Runtime
+from mathlora.modeling.models import load_model
+from mathlora.modeling.runtime import Runtime
 from mathlora.train.merge import merge_adapter
 from .conftest import tiny_config, train
 
@@ -85,7 +85,7 @@ def test_an_adapter_without_a_card_on_a_base_without_pad_is_not_shipped_with_pad
 
     from transformers import AutoTokenizer
 
-    from mathlora.models import load_tokenizer
+    from mathlora.modeling.models import load_tokenizer
     from tests.cli_helpers import tiny_adapter
 
     base = tmp_path / "base"

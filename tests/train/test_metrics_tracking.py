@@ -11,7 +11,7 @@ from tests.test_tracking import local_mlflow, needs_mlflow, needs_wandb, offline
     wandb_history  # noqa: F401 (fixtures)
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.job import TrainJob
 from mathlora.train.metrics import MetricsLog, run_params
@@ -43,7 +43,7 @@ def test_no_backend_keeps_metrics_jsonl_only(tmp_path):
 
 
 def test_a_missing_backend_stops_before_the_first_step(tmp_path, tokens_dir, monkeypatch):
-    from mathlora import tracking
+    from mathlora.modeling import tracking
 
     monkeypatch.setattr(tracking, "installed", lambda name: name == "tensorboard")
     with pytest.raises(MathloraError, match="names mlflow, which is not installed"):

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from mathlora.config import load_config
-from mathlora.templates import render_prompt
+from mathlora.app.config import load_config
+from mathlora.modeling.templates import render_prompt
 
 from .conftest import write_tokens
 

@@ -13,8 +13,8 @@ SPEC = "tiny-random-llama:layers=3,hidden=64,heads=4,kv_heads=2,inter=128"
 
 
 def _model():
-    from mathlora.models import load_model
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.models import load_model
+    from mathlora.modeling.runtime import Runtime
     from mathlora.train.config import LoraConfig
     from mathlora.train.lora import apply_lora
 

@@ -5,7 +5,7 @@ import pytest
 from safetensors.torch import load_file
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.train.checkpoint import list_checkpoints, newest_valid_checkpoint
 from mathlora.train.trainer import train as train_stage
 from mathlora.train.fingerprint import training_fingerprint
@@ -64,7 +64,7 @@ def test_golden_loss_curve_and_output_layout(finished_run):
 def test_checkpoint_adapter_loads_with_peft(finished_run):
     from peft import PeftModel
 
-    from mathlora.models import load_model
+    from mathlora.modeling.models import load_model
 
     out, _ = finished_run
     model = PeftModel.from_pretrained(load_model("tiny-random-llama", Runtime.resolve()),

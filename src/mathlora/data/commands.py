@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
+from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, flag, option, print_counts,
                               show_progress, stage_command)
 from mathlora.data.formats import FORMATS
+import yaml
+from mathlora.app.config import yaml_load
+from mathlora.data.ingest import ingest_file
+from mathlora.data.normalize import normalize_file
+from mathlora.data.rewrite import rewrite_file
+from mathlora.data.convert import convert_file
+from mathlora.data.tokenize import tokenize_file
+from mathlora.data.sampling import sample_file
 
 
 def _io(p: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
@@ -16,9 +25,7 @@ def _io(p: argparse.ArgumentParser, input_help: str, output_help: str) -> None:
 
 def column_mapping(text: str) -> dict[str, str]:
     """``--columns '{problem: question, solution: answer}'`` -> the mapping (YAML flow or JSON)."""
-    import yaml
 
-    from mathlora.config import yaml_load
 
     try:
         value = yaml_load(text)
@@ -31,8 +38,6 @@ def column_mapping(text: str) -> dict[str, str]:
 
 
 def cmd_ingest(args) -> int:
-    from mathlora.data.ingest import ingest_file
-
     def show(counts: dict, cfg) -> None:
         print_counts("ingest", counts)
         for reason, n in sorted(counts["reject_reasons"].items(), key=lambda x: -x[1]):
@@ -44,15 +49,11 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_normalize(args) -> int:
-    from mathlora.data.normalize import normalize_file
-
     return stage_command(args, lambda cfg: normalize_file(cfg.normalize, args.input, args.output), title="normalize")
 
 
 def cmd_rewrite(args) -> int:
-    from pathlib import Path
 
-    from mathlora.data.rewrite import rewrite_file
 
     report = args.report or str(Path(args.output).with_name("rewrite_report.json"))
 
@@ -68,23 +69,17 @@ def cmd_rewrite(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from mathlora.data.convert import convert_file
-
     return stage_command(args, lambda cfg: convert_file(cfg.convert, args.input, args.output, template=cfg.template),
                          title="convert")
 
 
 def cmd_tokenize(args) -> int:
-    from mathlora.data.tokenize import tokenize_file
-
     return stage_command(args, lambda cfg: tokenize_file(cfg.tokenize, args.input, args.output, model=cfg.model,
                                                          template=cfg.template, overwrite=args.overwrite,
                                                          progress=show_progress(args)), title="tokenize")
 
 
 def cmd_sample(args) -> int:
-    from mathlora.data.sampling import sample_file
-
     def show(summary: dict, cfg) -> None:
         from rich.console import Console
         from rich.table import Table
@@ -151,8 +146,9 @@ def register(sub) -> None:
                                    "<<expr=value>> calculator annotations; a record keeps its solution when the "
                                    "family is unknown or the rebuilt answer disagrees (counted in the report).")
     _io(p, "normalized records (JSON lines)", "rewritten records (JSON lines)")
-    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
-           help="steps: computations with results; calculator: computations as <<expr=value>>")
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
+           help="steps: computations with results; calculator: computations as <<expr=value>>; decomposed: "
+                "tool-free steps small enough to compute digit by digit")
     p.add_argument("--report", default=None, help="report JSON (default: rewrite_report.json beside the output)")
     add_config_args(p)
     p.set_defaults(func=cmd_rewrite)

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mathlora.errors import MathloraError
+from mathlora.data.formats import mapping_format
+from mathlora.data.formats import ReadOptions
 
 LEVELS = range(6)  # difficulty levels 0..5
 MAX_TOTAL = 1e12  # sample counts are apportioned as count * weight / sum: weights must leave room for that
@@ -40,8 +42,6 @@ class DataConfig(_Section):
     @field_validator("columns")
     @classmethod
     def _columns_of_one_format(cls, value: dict[str, str]) -> dict[str, str]:
-        from mathlora.data.formats import mapping_format
-
         for key, column in value.items():
             if not column.strip():
                 raise ValueError(f"the column for {key} is empty")
@@ -54,7 +54,6 @@ class DataConfig(_Section):
     def reading(self, key: str):
         """How ``data.<key>`` (train or test) is read (``mathlora.data.formats.ReadOptions``): the format, the
         columns, the Hub subset, split and revision."""
-        from mathlora.data.formats import ReadOptions
 
         return ReadOptions(format=self.format, columns=dict(self.columns), subset=self.subset,
                            split=self.train_split if key == "train" else self.test_split, revision=self.revision)

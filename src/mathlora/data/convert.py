@@ -20,7 +20,7 @@ from mathlora.errors import MathloraError
 from mathlora.run_dir.records import (JsonProblem, decode_line, dumps_line, iter_lines, parse_json, read_json_document,
                               read_jsonl, require_file)
 from mathlora.run_dir.atomic import atomic_path
-from mathlora.templates import DEFAULT_TEMPLATE, get_template
+from mathlora.modeling.templates import DEFAULT_TEMPLATE, get_template
 
 
 def to_conversation(rec: dict, prompt: str, fmt: str = "sharegpt") -> dict:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from mathlora.errors import MathloraError
+from mathlora.modeling.models import hub_offline as offline
 
 
 FORMATS = ("problem_solution", "alpaca", "sharegpt", "messages")
@@ -58,7 +59,6 @@ HUB_DATASET = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` (or ``HF_DATASETS_OFFLINE``) is set, read now (the libraries read it at import)."""
-    from mathlora.models import hub_offline as offline
 
     return offline("HF_DATASETS_OFFLINE")
 

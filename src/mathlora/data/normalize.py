@@ -1,11 +1,11 @@
-"""Normalize stage: the decimals rule (``mathlora.data.numbers``) on every record's problem and solution."""
+"""Normalize stage: the decimals rule (``mathlora.arith.numbers``) on every record's problem and solution."""
 
 from __future__ import annotations
 
 import os
 
 from mathlora.data.config import NormalizeConfig
-from mathlora.data.numbers import cut_decimals
+from mathlora.arith.numbers import cut_decimals
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_jsonl, write_jsonl
 

@@ -1,7 +1,7 @@
 """Rewrite stage: the competition's answer-only solutions become rule-based worked solutions.
 
-Each record's problem is matched against the contest families' wordings (:mod:`mathlora.families`); a
-recognised problem gets its solution rebuilt from its own numbers (:mod:`mathlora.worked`) in the chosen style (``steps``: each computation with its result; ``calculator``: each computation as
+Each record's problem is matched against the contest families' wordings (:mod:`mathlora.arith.families`); a
+recognised problem gets its solution rebuilt from its own numbers (:mod:`mathlora.arith.worked`) in the chosen style (``steps``: each computation with its result; ``calculator``: each computation as
 ``<<expr=value>>``), ending in ``答案：<final>``. A record keeps its original solution when its family is
 unknown (the English MATH-style problems), when the calculator refuses a step, or when the rebuilt final
 answer disagrees with the original (the grader's tolerances, fractions exactly): a rule that misread a problem
@@ -19,7 +19,7 @@ from collections import defaultdict
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.run_dir import write_json_atomic
-from mathlora.worked import STYLES, rewrite_solution
+from mathlora.arith.worked import STYLES, rewrite_solution
 
 MISMATCH_EXAMPLES = 5
 
@@ -33,7 +33,7 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     if style not in STYLES:
         raise MathloraError(f"solution style {style!r}: allowed {', '.join(STYLES)}")
     per_family: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0})
+        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0, **({"fallback": 0} if style == "decomposed" else {})})
     totals = {"records": 0, "rewritten": 0, "mismatch": 0, "refused": 0, "unknown": 0, "kept": 0}
     examples: list[dict] = []
 
@@ -50,6 +50,8 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
                 per_family[result.family]["recognised"] += 1
                 if result.status in ("rewritten", "mismatch", "refused"):
                     per_family[result.family][result.status] += 1
+                if result.fallback:  # decomposed: too long to decompose, written in the steps style
+                    per_family[result.family]["fallback"] += 1
             if result.status in ("mismatch", "refused") and len(examples) < MISMATCH_EXAMPLES:
                 examples.append({"id": rec.get("id"), "family": result.family, "status": result.status,
                                  "problem": problem, "solution": solution, "rebuilt_answer": result.rebuilt_answer,

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Iterator
+from itertools import chain
 
 from mathlora.errors import MathloraError
 from mathlora.data.formats import (DETECT_ROWS, HUB_DATASET, JSON_SUFFIXES, TABLE_SUFFIXES, ReadOptions, choose_format,
                                    hint, hub_offline, missing_columns, to_record)
+from mathlora.run_dir.records import iter_raw
+from mathlora.run_dir.records import first_byte
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,6 @@ def table_columns(source: Source) -> list[str] | None:
         if source.kind == "table" and source.builder == "csv":
             return _csv_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")
         if source.kind == "json":
-            from mathlora.run_dir.records import first_byte
-
             if first_byte(path) == b"[":
                 return None
             _, keys = peek(iter_rows(source, ReadOptions()))  # the first lines, as ingest detects the format
@@ -257,8 +258,6 @@ class Row:
 
 def iter_rows(source: Source, options: ReadOptions) -> Iterator[Row]:
     if source.kind == "json":
-        from mathlora.run_dir.records import iter_raw
-
         for lineno, obj, reason, raw in iter_raw(source.path):
             yield Row(("line", lineno), obj, reason, raw)
         return
@@ -309,7 +308,6 @@ def _builder_errors_unlogged(active: bool) -> Iterator[None]:
 
 def source_problems(source: Source, options: ReadOptions) -> Iterator[str]:
     """The problem text of every readable row (what synth keeps its test set disjoint from)."""
-    from itertools import chain
 
     rows = iter_rows(source, options)
     head, columns = peek(rows)

@@ -6,8 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
+from mathlora.data.formats import ReadOptions
+from mathlora.data.sources import Source, resolve_source
+from mathlora.data.sources import hub_dataset_revision
+from mathlora.run_dir.hashing import content_identity
+from mathlora.data.sources import source_problems
+from mathlora.data.ingest import ingest_file
+from mathlora.data.config import IngestConfig
+from mathlora.data.sampling import sample_file
+from mathlora.data.normalize import normalize_file
+from mathlora.data.rewrite import rewrite_file
+from mathlora.data.convert import convert_file
+from mathlora.data.tokenize import tokenize_file
 
 
 def _data_given(ctx: Context, key: str) -> str | None:
@@ -16,14 +28,12 @@ def _data_given(ctx: Context, key: str) -> str | None:
 
 def reading(ctx: Context, key: str):
     """How ingest reads ``data.<key>``: the user's format, columns and split; synth's own file is plain."""
-    from mathlora.data.formats import ReadOptions
 
     return ctx.cfg.data.reading(key) if _data_given(ctx, key) is not None else ReadOptions()
 
 
 def ingest_source(ctx: Context, key: str):
     """``data.<key>`` as a source (a file, a saved dataset folder, a Hub dataset), or synth's file."""
-    from mathlora.data.sources import Source, resolve_source
 
     given = _data_given(ctx, key)
     if given is None:
@@ -37,9 +47,6 @@ def ingest_inputs(ctx: Context, key: str) -> dict[str, Path]:
 
 
 def _ingest_settings(ctx: Context, key: str) -> dict:
-    from mathlora.data.sources import hub_dataset_revision
-    from mathlora.run_dir.hashing import content_identity
-
     source, read = ingest_source(ctx, key), reading(ctx, key)
     settings: dict = {"reading": read.settings(hub=source.kind in ("hub", "saved"))}
     if key == "train":
@@ -53,43 +60,31 @@ def _ingest_settings(ctx: Context, key: str) -> dict:
 
 def train_problems(ctx: Context) -> set[str]:
     """The problems of the user's training data (synth draws its test set disjoint from them)."""
-    from mathlora.data.sources import source_problems
 
     return set(source_problems(ingest_source(ctx, "train"), reading(ctx, "train")))
 
 
 def _ingest(ctx: Context) -> dict:
-    from mathlora.data.ingest import ingest_file
-
     lay = ctx.layout
     return ingest_file(ctx.cfg.ingest, _data_given(ctx, "train") or ctx.source("train"), lay.records,
                        rejects_path=lay.rejects, reading=reading(ctx, "train"), what="data.train")
 
 
 def _ingest_test(ctx: Context) -> dict:
-    from mathlora.data.config import IngestConfig
-    from mathlora.data.ingest import ingest_file
-
     lay = ctx.layout
     return ingest_file(IngestConfig(), _data_given(ctx, "test") or ctx.source("test"), lay.test_records,
                        rejects_path=lay.test_rejects, reading=reading(ctx, "test"), what="data.test")
 
 
 def _sample(ctx: Context) -> dict:
-    from mathlora.data.sampling import sample_file
-
     return sample_file(ctx.cfg.sample, ctx.layout.labeled, ctx.layout.sampled, seed=ctx.cfg.seed)
 
 
 def _normalize(ctx: Context) -> dict:
-    from mathlora.data.normalize import normalize_file
-
     return normalize_file(ctx.cfg.normalize, ctx.layout.sampled, ctx.layout.normalized)
 
 
 def _rewrite(ctx: Context) -> dict:
-    from mathlora.data.rewrite import rewrite_file
-
     lay = ctx.layout
     return rewrite_file(lay.normalized, lay.rewritten, lay.rewrite_report, style=ctx.cfg.solution_style)
 
@@ -100,14 +95,10 @@ def solutions(ctx: Context) -> Path:
 
 
 def _convert(ctx: Context) -> dict:
-    from mathlora.data.convert import convert_file
-
     return convert_file(ctx.cfg.convert, solutions(ctx), ctx.layout.conversations, template=ctx.cfg.template)
 
 
 def _tokenize(ctx: Context) -> dict:
-    from mathlora.data.tokenize import tokenize_file
-
     cfg = ctx.cfg
     return tokenize_file(cfg.tokenize, ctx.layout.conversations, ctx.layout.tokens, model=cfg.model,
                          template=cfg.template, progress=ctx.progress)

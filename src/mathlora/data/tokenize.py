@@ -30,7 +30,9 @@ from mathlora.run_dir.records import dumps_line, require_file
 from mathlora.run_dir.atomic import atomic_path, write_json_atomic
 from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 from mathlora.run_dir.tokens import IGNORE
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.models import load_tokenizer
+from mathlora.modeling.templates import get_template
 
 CHUNK = 8192
 OUTPUT_FILES = ("tokens.parquet", "stats.json", "rejects.jsonl", "tokens.mindrecord", "tokens.mindrecord.db")
@@ -50,8 +52,6 @@ class PromptEncoder:
     CHECK = 256
 
     def __init__(self, tok, template: str):
-        from mathlora.templates import get_template
-
         self.tok = tok
         self.prefix, _, self.suffix = get_template(template).prompt.partition("{problem}")
         self.enabled = (self.prefix.endswith("\n") and self.suffix.startswith("\n")
@@ -142,7 +142,6 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    from mathlora.models import load_tokenizer
 
     seq_length, overflow, fmt = cfg.seq_length, cfg.overflow, cfg.format
 
@@ -156,6 +155,7 @@ def tokenize_file(cfg: TokenizeConfig, input_path: str | os.PathLike, output_dir
         except ImportError:
             raise MathloraError("format mindrecord needs MindSpore: pip install 'mathlora[mindspore]'") from None
     tok = load_tokenizer(model)
+    tok.split_special_tokens = True  # '</s>' written in a record is text, never a control token (as serve reads it)
     if tok.eos_token_id is None:
         raise MathloraError(f"tokenizer of {model} has no EOS token; cannot mark the end of responses")
     eos, bos = tok.eos_token_id, tok.bos_token_id

@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mathlora.evaluate.config import EvalConfig
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
+from mathlora.evaluate.generation import generate_greedy
+from mathlora.evaluate.memory import resolve_batch_size
+from mathlora.evaluate import generation
+from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
 
 if TYPE_CHECKING:
     from mathlora.evaluate.generation import Generation
@@ -38,7 +42,6 @@ class HeldModel:
 
     def get(self, model: str | None, adapter) -> tuple[tuple, float]:
         """((model, tokenizer), seconds spent loading by this call: 0 once loaded)."""
-        from mathlora.evaluate.generation import load_inference_model
 
         if (model, None if adapter is None else str(adapter)) != \
                 (self.model, None if self.adapter is None else str(self.adapter)):
@@ -46,8 +49,8 @@ class HeldModel:
         if self._loaded is not None:
             return self._loaded, 0.0
         start = time.perf_counter()
-        self._loaded = load_inference_model(self.model, self.adapter, self.runtime or Runtime.resolve(),
-                                            merge=self.merge)
+        self._loaded = generation.load_inference_model(self.model, self.adapter, self.runtime or Runtime.resolve(),
+                                                       merge=self.merge)
         return self._loaded, time.perf_counter() - start
 
 
@@ -64,8 +67,6 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
     ``stop``: strings that end a completion (cut before the first); ``held``: the local model, loaded once
     for several calls (default: loaded for this call alone)."""
     if cfg.backend == "openai":
-        from mathlora.evaluate.remote import remote_generate, require_no_adapter, server_info
-
         require_no_adapter(adapter)
         info = server_info(cfg, model)
         start = time.perf_counter()
@@ -73,8 +74,6 @@ def generate(cfg: EvalConfig, runtime: Runtime | None, model: str | None, adapte
                                min_new_tokens=min_new_tokens, calculator=calculator, progress=progress, desc=desc,
                                stop=stop)
         return Generated(gens, time.perf_counter() - start, source=info)
-    from mathlora.evaluate.generation import generate_greedy
-    from mathlora.evaluate.memory import resolve_batch_size
 
     (lm, tokenizer), load_seconds = (held or HeldModel(model, adapter, runtime, merge=cfg.merge_adapter)).get(
         model, adapter)

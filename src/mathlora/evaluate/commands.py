@@ -5,10 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
+from mathlora.app.cliargs import (add_config_args, add_input, add_model, add_output, add_runtime_args, config_from_args,
                               deprecated, int_or_auto, on_off, option, runtime_from, show_progress,
                               stage_command)
 from mathlora.errors import MathloraError
+from mathlora.evaluate.predict import predict_file
+from mathlora.evaluate.math_grading import grade_file
+from mathlora.evaluate.math_eval import evaluate_math
+from mathlora.app.cliargs import run_config_from_args
+from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
+from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.guards import RunLock
+from mathlora.evaluate.squad import dump_samples, evaluate_squad
+from mathlora.run_dir.guards import lock_for_output
+from mathlora.evaluate.params import parameter_report
+from mathlora.run_dir.atomic import write_json_atomic
 
 
 def _model_args(p: argparse.ArgumentParser, *, generation: bool = True) -> None:
@@ -47,7 +58,7 @@ def _decoding_args(p: argparse.ArgumentParser) -> None:
     option(p, "--calculator", field="eval.calculator", action="store_true",
            help="calculator-assisted decoding: force the result of every <<expr= the model opens (eval model: "
                 "scored with and without it); the demo config turns it on, --no-calculator off")
-    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+    option(p, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
            help="the style the model was trained on (picks where the answer is read when --scope is auto)")
     _scope(p)
     add_config_args(p)
@@ -79,7 +90,7 @@ def register(subparsers) -> None:
     option(m, "--atol", field="eval.atol", type=float, help="absolute tolerance (default 1e-2)")
     option(m, "--rtol", field="eval.rtol", type=float, help="relative tolerance, added to --atol (default 1e-12; 1e-5 grades like numpy.isclose)")
     _scope(m)
-    option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator"],
+    option(m, "--solution-style", field="solution_style", choices=["answer", "steps", "calculator", "decomposed"],
            help="the style the model was trained on (resolves --scope auto)")
     add_config_args(m)
     m.set_defaults(func=cmd_eval_math)
@@ -144,8 +155,6 @@ def print_settings(command: str, args, cfg) -> None:
 
 
 def cmd_predict(args) -> int:
-    from mathlora.evaluate.predict import predict_file
-
     def call(cfg) -> dict:
         print_settings("predict", args, cfg)
         return predict_file(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
@@ -162,8 +171,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_eval_math(args) -> int:
-    from mathlora.evaluate.math_grading import grade_file
-
     output = args.output or str(Path(args.predictions).with_name(Path(args.predictions).stem + ".math.json"))
     return stage_command(args, lambda cfg: grade_file(cfg.eval, args.predictions, output, gold_path=args.gold,
                                                       baseline_path=args.baseline, solution_style=cfg.solution_style),
@@ -185,8 +192,6 @@ def _show_math(r: dict, output: str) -> None:
 
 
 def cmd_eval_model(args) -> int:
-    from mathlora.evaluate.math_eval import evaluate_math
-
     def call(cfg) -> dict:
         print_settings("eval model", args, cfg)
         return evaluate_math(cfg.eval, runtime_from(cfg), cfg.model, args.adapter, args.input, args.output,
@@ -203,11 +208,6 @@ def cmd_eval_model(args) -> int:
 
 
 def cmd_eval_checkpoints(args) -> int:
-    from mathlora.cliargs import run_config_from_args
-    from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
-    from mathlora.run_dir.layout import RunLayout
-    from mathlora.run_dir.guards import RunLock
-
     cfg = run_config_from_args(args, args.run)
     lay = RunLayout(args.run)
     base = lay.eval("base").root
@@ -223,8 +223,6 @@ def cmd_eval_checkpoints(args) -> int:
 
 
 def cmd_eval_squad(args) -> int:
-    from mathlora.evaluate.squad import dump_samples, evaluate_squad
-
     cfg = config_from_args(args)
     data = args.data or cfg.data.squad
     if data is None:
@@ -236,7 +234,6 @@ def cmd_eval_squad(args) -> int:
         return 0
     if args.output is None:
         raise MathloraError("give --output RESULT.json (where the SQuAD scores go)")
-    from mathlora.run_dir.guards import lock_for_output
 
     runtime = None if args.predictions else runtime_from(cfg)
     with lock_for_output(args.output):
@@ -255,9 +252,6 @@ def cmd_eval_squad(args) -> int:
 
 
 def cmd_eval_params(args) -> int:
-    from mathlora.evaluate.params import parameter_report
-    from mathlora.run_dir.atomic import write_json_atomic
-
     cfg = config_from_args(args)
     if args.adapter is None:
         raise MathloraError("give --adapter DIR (a peft LoRA adapter folder)")

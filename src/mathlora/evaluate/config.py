@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
-from mathlora.openai_client import EndpointConfig
+from mathlora.arith.answers import DEFAULT_ATOL, DEFAULT_RTOL
+from mathlora.modeling.openai_client import EndpointConfig
 from mathlora.run_dir.same_result import NOT_RESULT
 
 

@@ -30,10 +30,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from mathlora.adapters import adapter_problem, attach_adapter, require_adapter_dir
-from mathlora.compat import cache_argument  # noqa: F401  (decode_batch's KV-cache keyword; re-exported)
+from mathlora.modeling.adapters import adapter_problem, attach_adapter, require_adapter_dir
+from mathlora.modeling.compat import cache_argument  # noqa: F401  (decode_batch's KV-cache keyword; re-exported)
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.models import load_model, load_tokenizer
+from mathlora.arith import calculator as calculator_module
+from mathlora.arith.calculator import CalculatorError
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,8 @@ class CalculatorHook:
     REFUSED: list[int] = []
 
     def __init__(self, tokenizer, calculate=None):
-        from mathlora.calculator import calculate as default_calculate
-
         self.tokenizer = tokenizer
-        self.calculate = calculate or default_calculate
+        self.calculate = calculate or calculator_module.calculate
         self._pieces: dict[int, str] = {}
 
     def _piece(self, token: int) -> str:
@@ -78,7 +79,6 @@ class CalculatorHook:
     def intercept(self, ids: list[int], token: int) -> list[int] | None:
         """``token`` is the row's next choice after ``ids``. None: emit it as is; ``REFUSED``: the calculator
         refused the expression (emit it as is); else the ids to emit from now on (see the class docstring)."""
-        from mathlora.calculator import CalculatorError
 
         piece = self._piece(token)
         if "=" not in piece:
@@ -105,7 +105,6 @@ class CalculatorHook:
 def load_inference_model(model: str, adapter, runtime: Runtime, *, merge: bool = True):
     """(model, tokenizer) ready for generation on the runtime's device and dtype: eval mode, adapter attached
     (merged when ``merge``; ``adapter`` None: the base model alone)."""
-    from mathlora.models import load_model, load_tokenizer
 
     if adapter is not None:
         problem = adapter_problem(require_adapter_dir(adapter))

@@ -22,8 +22,8 @@ from mathlora.evaluate.predict import predict_file
 from mathlora.run_dir.layout import EvalLayout
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import write_json_atomic
-from mathlora.runtime import Runtime
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
 
 SCORES_FILE = "scores.json"  # RunLayout.checkpoint_scores
 STEP_FOLDER = re.compile(r"^step-\d+$")

@@ -2,7 +2,7 @@
 
 Input: prediction lines ``{"id", "completion", "gold"?, "type"?}`` (``predict`` writes them). The gold
 solution comes from ``--gold`` (lines ``{"id", "solution", "type"?}``, joined by id) or else from each line's
-``gold`` field. Extraction and comparison rules are in ``mathlora.evaluate.answers``.
+``gold`` field. Extraction and comparison rules are in ``mathlora.arith.answers``.
 
 Items whose gold has no parsable answer are left out of the accuracy and counted as ``gold_unparsable``.
 """
@@ -14,10 +14,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import (DEFAULT_ATOL, DEFAULT_RTOL, Answer, answers_match, extract_gold_answer, extract_prediction_answer,
+from mathlora.arith.answers import (DEFAULT_ATOL, DEFAULT_RTOL, Answer, answers_match, extract_gold_answer, extract_prediction_answer,
                                       requires_lowest_terms, resolve_scope)
 from mathlora.evaluate.config import EvalConfig
-from mathlora.families import family_of
+from mathlora.arith.families import family_of
 from mathlora.run_dir.records import read_records
 from mathlora.run_dir import write_json_atomic
 

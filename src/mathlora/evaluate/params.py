@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.generation import require_adapter_dir
+from mathlora.modeling.compat import quiet_peft
+from mathlora.modeling.models import count_parameters, meta_model, param_ratio_line
 
 
 def parameter_report(model: str, adapter: str) -> dict:
     """Count the parameters of ``model`` with ``adapter`` attached for training, on the meta device."""
     from peft import PeftConfig, get_peft_model
 
-    from mathlora.compat import quiet_peft
-    from mathlora.models import count_parameters, meta_model, param_ratio_line
 
     path = require_adapter_dir(adapter)
     base = meta_model(model)

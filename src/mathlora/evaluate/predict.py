@@ -2,19 +2,19 @@
 
 Input lines ``{"id", "problem", "solution"?, "type"?}``; output lines
 ``{"id", "prompt", "completion", "answer", "type"?, "gold"?, "generated_tokens", "stopped"}`` where ``answer``
-is the extracted final answer (``mathlora.evaluate.answers``) and ``gold`` the reference solution.
+is the extracted final answer (``mathlora.arith.answers``) and ``gold`` the reference solution.
 """
 
 from __future__ import annotations
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import extract_prediction_answer, resolve_scope
+from mathlora.arith.answers import extract_prediction_answer, resolve_scope
 from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.run_dir.records import read_records, write_jsonl
-from mathlora.runtime import Runtime
-from mathlora.families import family_of
-from mathlora.templates import get_template, render_prompt
+from mathlora.modeling.runtime import Runtime
+from mathlora.arith.families import family_of
+from mathlora.modeling.templates import get_template, render_prompt
 
 
 def read_problems(input_path) -> list[dict]:

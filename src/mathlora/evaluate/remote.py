@@ -2,7 +2,6 @@
 
 For ``mathlora predict`` and ``mathlora eval squad`` on a server such as vLLM serving the base model with
 LoRA adapters::
-
     vllm serve /models/Meta-Llama-3-8B --enable-lora --lora-modules tuned=runs/x/train/adapter --port 8000
     mathlora predict --backend openai --base-url http://127.0.0.1:8000/v1 --server-model tuned ...
 
@@ -28,11 +27,12 @@ import random
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.evaluate.generation import Generation, cut_at_stop
-from mathlora.openai_client import (
+from mathlora.modeling.openai_client import (
     AskAgain, GaveUp, RetryPolicy, auth_headers, check_base_url, endpoint_url, json_payload, post_json,
-    run_pool, scrub, with_retries,
+    public_url, run_pool, scrub, url_secrets, with_retries,
 )
 from mathlora.evaluate.remote_calculator import read_choice
+from mathlora.evaluate.remote_calculator import CalculatorLoop
 
 
 def served_model(cfg: EvalConfig, fallback: str | None) -> str:
@@ -44,7 +44,7 @@ def served_model(cfg: EvalConfig, fallback: str | None) -> str:
 
 def server_info(cfg: EvalConfig, fallback: str | None) -> dict:
     """What prediction files record about where their completions came from."""
-    return {"backend": "openai", "server": cfg.endpoint.base_url, "server_model": served_model(cfg, fallback)}
+    return {"backend": "openai", "server": public_url(cfg.endpoint.base_url), "server_model": served_model(cfg, fallback)}
 
 
 class CompletionsClient:
@@ -53,7 +53,8 @@ class CompletionsClient:
         self.url = endpoint_url(check_base_url(base_url, "eval.endpoint.base_url"), "completions")
         self.model = model
         self._headers = auth_headers(api_key)
-        self._secret = api_key
+        self._secrets = (api_key, *url_secrets(base_url))  # the key, and the URL's user info if it has one
+        self.public_url = public_url(self.url)  # what messages show: no user info
         self.concurrency = concurrency
         self.timeout = timeout
         self.policy = policy
@@ -77,8 +78,8 @@ class CompletionsClient:
         return response
 
     def scrub(self, text: str) -> str:
-        """``text`` without the API key."""
-        return scrub(text, self._secret)
+        """``text`` without the API key, the URL's credentials or any credential form a server echoes."""
+        return scrub(text, *self._secrets)
 
     async def retry(self, call):
         """``await call()`` under the retry policy; ``GaveUp`` when it keeps failing."""
@@ -99,8 +100,6 @@ class CompletionsClient:
         """``async (client, prompt) -> Generation``: one plain request, or the calculator loop
         (``mathlora.evaluate.remote_calculator``); ``GaveUp`` when requests keep failing."""
         if calculator:
-            from mathlora.evaluate.remote_calculator import CalculatorLoop
-
             loop = CalculatorLoop(self)
             return lambda client, prompt: loop.complete(client, prompt, max_tokens, min_tokens)
         return lambda client, prompt: self.retry(lambda: self.ask_once(client, prompt, max_tokens, min_tokens))
@@ -113,13 +112,13 @@ class CompletionsClient:
             try:
                 results[index] = await complete(client, prompts[index])
             except GaveUp as e:
-                errors.append((index, f"{scrub(str(e), self._secret)} (after {e.attempts} attempt(s))"))
+                errors.append((index, f"{self.scrub(str(e))} (after {e.attempts} attempt(s))"))
             on_done()
 
         await run_pool(list(range(len(prompts))), self.concurrency, self.timeout, handle)
         if errors:
             index, message = min(errors)
-            raise MathloraError(f"{len(errors)} of {len(prompts)} completion request(s) to {self.url} failed "
+            raise MathloraError(f"{len(errors)} of {len(prompts)} completion request(s) to {self.public_url} failed "
                                 f"(first: prompt {index}: {message})")
         return results
 

@@ -29,7 +29,7 @@ prompt's end (``Response: `` + ``<<``) counts one token fewer. On the demo's tun
 problems, a transformers server with vLLM's stop semantics) 38 completions were identical, every
 calculator-family one among them; the counts were one lower.
 
-Each request goes through the shared client (``mathlora.openai_client``): retries with backoff, the per-request
+Each request goes through the shared client (``mathlora.modeling.openai_client``): retries with backoff, the per-request
 deadline, ``Retry-After``; prompts run ``concurrency`` at once, their pieces one after another. A server with
 prefix caching (vLLM's automatic prefix caching) reuses the KV cache of prompt + text so far, so a
 continuation costs about its new tokens.
@@ -41,7 +41,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mathlora.evaluate.generation import Generation, cut_at_stop
-from mathlora.openai_client import AskAgain, GaveUp, RetryableError, json_payload
+from mathlora.modeling.openai_client import AskAgain, GaveUp, RetryableError, json_payload
+from mathlora.arith import calculator as calculator_module
+from mathlora.arith.calculator import CalculatorError
 
 STOP = "="
 _INCLUDE = "include_stop_str_in_output"
@@ -109,10 +111,8 @@ class CalculatorLoop:
     """Decodes prompts piece by piece through a :class:`~mathlora.evaluate.remote.CompletionsClient`."""
 
     def __init__(self, client, calculate: Callable[[str], str] | None = None):
-        from mathlora.calculator import calculate as default_calculate
-
         self.client = client
-        self.calculate = calculate or default_calculate
+        self.calculate = calculate or calculator_module.calculate
         self.include_stop = True  # dropped (and the request repeated) if the server refuses the field
 
     async def _ask(self, http, prompt: str, text: str, max_tokens: int, min_tokens: int) -> Piece:
@@ -135,7 +135,6 @@ class CalculatorLoop:
 
     async def complete(self, http, prompt: str, max_new_tokens: int, min_new_tokens: int = 0) -> Generation:
         """One prompt's calculator-assisted completion; ``GaveUp`` when a piece's request keeps failing."""
-        from mathlora.calculator import CalculatorError
 
         text, used, pending = "", 0, 0   # pending: characters the calculator appended since the last reply
         first: int | None = None

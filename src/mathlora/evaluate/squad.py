@@ -23,12 +23,12 @@ from collections import Counter
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import first_line
+from mathlora.arith.answers import first_line
 from mathlora.evaluate.backend import generate
 from mathlora.evaluate.config import EvalConfig
 from mathlora.run_dir.records import read_json_document, read_jsonl, require_file, write_jsonl
 from mathlora.run_dir.atomic import write_json_atomic
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 SQUAD_PROMPT = ("Read the passage and answer the question below.\n\n### Instruction:\n{context}\n\n"
                 "### Input:\n{question}\n\n### Response:")

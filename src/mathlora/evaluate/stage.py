@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
 from mathlora.run_dir.same_result import result_settings
+from mathlora.evaluate.math_eval import math_baselines
+from mathlora.evaluate.math_eval import math_outputs
+from mathlora.evaluate.math_eval import evaluate_math
+from mathlora.evaluate.squad import evaluate_squad
+from mathlora.evaluate.math_eval import checkpoint_outputs
+from mathlora.evaluate.math_eval import evaluate_checkpoints
 
 
 # the model each evaluation scores, by its place in the run folder; the adapter whose hash stands for it
@@ -39,22 +45,16 @@ def _math_baseline(ctx: Context, which: str) -> Path | None:
 
 
 def _math_inputs(ctx: Context, which: str) -> dict[str, Path]:
-    from mathlora.evaluate.math_eval import math_baselines
-
     baseline = _math_baseline(ctx, which)
     return {"test": ctx.layout.test_records, **_tuned_inputs(ctx, which),
             **{f"baseline{tag}": p for tag, p in math_baselines(baseline, ctx.cfg.eval.calculator).items()}}
 
 
 def _math_outputs(ctx: Context, which: str) -> list[Path]:
-    from mathlora.evaluate.math_eval import math_outputs
-
     return math_outputs(ctx.layout.eval(which).root, ctx.cfg.eval.calculator)
 
 
 def _run_math(ctx: Context, which: str) -> dict:
-    from mathlora.evaluate.math_eval import evaluate_math
-
     cfg, lay = ctx.cfg, ctx.layout
     return evaluate_math(cfg.eval, ctx.runtime, _eval_model(ctx, which), None, lay.test_records,
                          lay.eval(which).root, baseline_dir=_math_baseline(ctx, which),
@@ -71,8 +71,6 @@ def _squad_inputs(ctx: Context, which: str) -> dict[str, Path]:
 
 
 def _run_squad(ctx: Context, which: str) -> dict:
-    from mathlora.evaluate.squad import evaluate_squad
-
     res = evaluate_squad(ctx.cfg.eval, ctx.runtime, _eval_model(ctx, which), None, ctx.source("squad"),
                          ctx.layout.eval(which).squad, progress=ctx.progress,
                          baseline_path=_squad_baseline(ctx, which))
@@ -99,7 +97,6 @@ def eval_stages(which: str) -> tuple[Stage, Stage]:
 # -- checkpoints (eval.checkpoints): every training checkpoint scored like the tuned model ------------------
 
 def _checkpoint_inputs(ctx: Context) -> dict[str, Path]:
-    from mathlora.evaluate.math_eval import math_baselines
     from mathlora.train.checkpoint import CHECKSUM_FILE, list_checkpoints
 
     lay = ctx.layout
@@ -110,14 +107,10 @@ def _checkpoint_inputs(ctx: Context) -> dict[str, Path]:
 
 
 def _checkpoint_outputs(ctx: Context) -> list[Path]:
-    from mathlora.evaluate.math_eval import checkpoint_outputs
-
     return checkpoint_outputs(ctx.layout.train_checkpoints, ctx.layout.eval_checkpoints, ctx.cfg.eval.calculator)
 
 
 def _run_checkpoints(ctx: Context) -> dict:
-    from mathlora.evaluate.math_eval import evaluate_checkpoints
-
     cfg, lay = ctx.cfg, ctx.layout
     return evaluate_checkpoints(cfg.eval, ctx.runtime, cfg.model, lay.train_checkpoints, lay.test_records,
                                 lay.eval_checkpoints, baseline_dir=lay.eval("base").root, template=cfg.template,

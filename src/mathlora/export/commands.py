@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
+from mathlora.app.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag, option,
                               run_config_from_args)
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
+from mathlora.export.model_card import write_cards
+from mathlora.run_dir.guards import RunLock
+from mathlora.export.mindformers import export_mindformers
+from mathlora.export.ms_ckpt import export_ckpt
+from mathlora.export.ms_ckpt import import_ckpt
+from mathlora.export import publish
 
 
 def register(subparsers) -> None:
@@ -93,9 +99,6 @@ def register(subparsers) -> None:
 
 
 def cmd_cards(args: argparse.Namespace) -> int:
-    from mathlora.export.model_card import write_cards
-    from mathlora.run_dir.guards import RunLock
-
     lay = RunLayout(args.run)
     if not lay.config.is_file():
         raise MathloraError(f"{args.run} is not a mathlora run folder (no config.yaml)")
@@ -106,8 +109,6 @@ def cmd_cards(args: argparse.Namespace) -> int:
 
 
 def cmd_export_mindformers(args: argparse.Namespace) -> int:
-    from mathlora.export.mindformers import export_mindformers
-
     summary = export_mindformers(args.run, args.output, devices=args.devices, load_checkpoint=args.load_checkpoint,
                                  dataset_dir=args.dataset_dir, mindrecord=args.mindrecord)
     for note in summary["notes"]:
@@ -119,8 +120,6 @@ def cmd_export_mindformers(args: argparse.Namespace) -> int:
 
 
 def cmd_export_ckpt(args: argparse.Namespace) -> int:
-    from mathlora.export.ms_ckpt import export_ckpt
-
     summary = export_ckpt(args.model, args.output, adapter=args.adapter)
     what = []
     if summary["tensors"]:
@@ -133,8 +132,6 @@ def cmd_export_ckpt(args: argparse.Namespace) -> int:
 
 
 def cmd_import_ckpt(args: argparse.Namespace) -> int:
-    from mathlora.export.ms_ckpt import import_ckpt
-
     if not args.base:
         raise MathloraError("give --model BASE: the base model spec (its config.json and tokenizer)")
     summary = import_ckpt(args.ckpt, args.base, args.output, adapter_output=args.adapter_output,
@@ -149,8 +146,6 @@ def cmd_import_ckpt(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from mathlora.export.publish import publish_run
-
     run_arg = getattr(args, "cfg:run_dir", None)
     if args.config is None and run_arg and RunLayout(run_arg).config.is_file():
         cfg = run_config_from_args(args, run_arg)  # the run's own config: its publish section applies
@@ -162,6 +157,6 @@ def cmd_publish(args: argparse.Namespace) -> int:
     run = Path(cfg.run_dir)
     if not RunLayout(run).config.is_file():
         raise MathloraError(f"{run} is not a mathlora run folder (no config.yaml); give --run")
-    publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
+    publish.publish_run(run, cfg.publish.to, endpoint_url=cfg.publish.endpoint_url, dry_run=args.dry_run,
                 verify_all=cfg.publish.verify_all, replace=cfg.publish.replace, private=cfg.publish.private)
     return 0

@@ -2,7 +2,6 @@
 
 Reads the run folder (``config.yaml``: the resolved recipe; ``tokens/``: ``stats.json`` and ``tokens.parquet``)
 and the base model's HF config, and writes into the output folder::
-
     finetune_mathlora.yaml   run_mode finetune, LlamaForCausalLM with pet_config (LoRA), the recipe's optimizer,
                              schedule, batch, epochs, seed, checkpointing and recompute
     tokens.mindrecord(.db)   input_ids/labels padded to seq_length + 1 (MindFormers drops the last position)
@@ -30,6 +29,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any
+import shutil
+import tempfile
 
 import yaml
 
@@ -39,6 +40,12 @@ from mathlora.export.recipe import RunRecipe
 from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.tokens import IGNORE
+from mathlora.export.ms_ckpt import hf_config
+from mathlora.train.schedule import total_steps
+from mathlora.data.tokenize import read_tokens, write_mindrecord
+from mathlora.modeling.models import load_tokenizer
+from mathlora.run_dir.atomic import write_text_atomic
+from mathlora.export.ms_ckpt import require_mindspore
 
 YAML_NAME = "finetune_mathlora.yaml"
 MINDRECORD_NAME = "tokens.mindrecord"
@@ -72,7 +79,6 @@ def load_run(run_dir) -> tuple[RunRecipe, dict]:
 
 def base_config_dict(spec: str) -> dict:
     """The base model's HF config as a dict (no weights loaded)."""
-    from mathlora.export.ms_ckpt import hf_config
 
     return hf_config(spec).to_dict()
 
@@ -116,7 +122,6 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
                        load_checkpoint: str = "", pad_token_id: int | None = None,
                        bos_token_id: int | None = None, eos_token_id: int | None = None) -> dict:
     """The MindFormers finetune config (a dict) for a mathlora recipe ``cfg`` and base HF config ``hf``."""
-    from mathlora.train.schedule import total_steps
 
     if hf.get("model_type") != "llama":
         raise MathloraError(f"base model {cfg.model} is a {hf.get('model_type')!r} model; the MindFormers export "
@@ -289,20 +294,13 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
 def export_mindformers(run_dir, output_dir, *, devices: int = 8, load_checkpoint: str = "",
                        dataset_dir: str | None = None, mindrecord: bool = True) -> dict:
     """Write the finetune YAML (and, with MindSpore installed, the MindRecord tokens) into ``output_dir``."""
-    import shutil
-    import tempfile
 
-    from mathlora.data.tokenize import read_tokens, write_mindrecord
-    from mathlora.models import load_tokenizer
-    from mathlora.run_dir.atomic import write_text_atomic
 
     cfg, stats = load_run(run_dir)
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise MathloraError(f"output {out} exists and is a file; expected a folder path")
     if mindrecord:
-        from mathlora.export.ms_ckpt import require_mindspore
-
         require_mindspore("the MindRecord tokens of export mindformers (or give --no-mindrecord)")
     tokens_dir = RunLayout(run_dir).tokens
     table = read_tokens(tokens_dir) if mindrecord else None

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mathlora import __version__
-from mathlora.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
+from mathlora.modeling.adapters import ADAPTER_CONFIG, HUB_LICENSES, base_model_name, hub_id
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.export.card_scores import cell, eval_results, score_lines
@@ -36,7 +36,10 @@ from mathlora.report.render import snippet_new_tokens
 from mathlora.report.scores import RunScores
 from mathlora.run_dir.hashing import CARD
 from mathlora.run_dir.layout import RunLayout
-from mathlora.templates import TEMPLATES
+from mathlora.modeling.templates import TEMPLATES
+from mathlora.data.sources import is_hub_dataset
+from mathlora.run_dir.atomic import write_text_atomic
+from mathlora.export.recipe import RunRecipe
 
 TAGS = ["mathlora", "lora", "math", "text-generation"]
 KINDS = ("adapter", "merged", "checkpoint")
@@ -95,7 +98,6 @@ class CardFacts:
     @classmethod
     def from_run(cls, root: str | os.PathLike) -> "CardFacts":
         """The facts of a run folder (its ``config.yaml`` and ``train/summary.json``)."""
-        from mathlora.export.recipe import RunRecipe
 
         root = Path(root)
         cfg = RunRecipe.read(root)
@@ -138,7 +140,6 @@ class CardFacts:
 def _hub_dataset(spec: str) -> str | None:
     """The Hub dataset a ``data.train`` names: ``org/name`` itself (read from the Hub by ingest), or the repo of
     a file in a Hugging Face cache; None for a local file."""
-    from mathlora.data.sources import is_hub_dataset
 
     return hub_id(spec, "datasets") or (spec if is_hub_dataset(spec) else None)
 
@@ -223,7 +224,7 @@ def _use_lines(facts: CardFacts, kind: str) -> list[str]:
     if facts.solution_style == "calculator":
         lines += ["", "The model writes its arithmetic as `<<expression=` and expects a calculator to append the "
                       "value and `>>`: `mathlora serve` (an OpenAI-compatible server, or a proxy in front of vLLM) "
-                      "and `mathlora.calculator_hf.CalculatorLogitsProcessor` (plain `generate`) do that."]
+                      "and `mathlora.evaluate.calculator_hf.CalculatorLogitsProcessor` (plain `generate`) do that."]
     return lines
 
 
@@ -265,7 +266,6 @@ def card_text(facts: CardFacts, kind: str, *, scores: RunScores | None = None, s
 
 def write_card(folder: str | os.PathLike, text: str) -> bool:
     """Write ``folder/README.md`` when its text differs (atomically); True when written."""
-    from mathlora.run_dir.atomic import write_text_atomic
 
     path = Path(folder) / CARD
     try:

@@ -18,9 +18,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mathlora.adapters import ADAPTER_WEIGHTS
+from mathlora.modeling.adapters import ADAPTER_WEIGHTS
 from mathlora.errors import MathloraError
 from mathlora.export import ms_names
+from mathlora.modeling.models import is_tiny, resolve_model_dir, tiny_config
+from mathlora.modeling.models import is_tiny, load_model, resolve_model_dir
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.adapters import read_adapter_config, require_adapter_dir
+from mathlora.modeling.models import load_tokenizer
+from mathlora.run_dir.atomic import atomic_path
 
 MINDSPORE_HINT = "pip install 'mathlora[mindspore]'"
 # Extra scalars stored next to the tensors (mindspore.save_checkpoint's append_dict); not model parameters.
@@ -50,7 +56,6 @@ def resolve_export_model(spec: str) -> str:
 
 def hf_config(spec: str):
     """The transformers config of a model spec (no weights loaded)."""
-    from mathlora.models import is_tiny, resolve_model_dir, tiny_config
 
     if is_tiny(spec):
         return tiny_config(spec)[0]
@@ -67,8 +72,6 @@ def hf_state_dict(spec: str) -> dict[str, Any]:
     """Every stored tensor of a model spec, as stored (safetensors read directly; the tiny model built)."""
     import torch
 
-    from mathlora.models import is_tiny, load_model, resolve_model_dir
-    from mathlora.runtime import Runtime
 
     if is_tiny(spec):
         model = load_model(spec, Runtime(device="cpu", precision="fp32"))
@@ -89,7 +92,6 @@ def read_adapter(adapter_dir) -> tuple[dict[str, Any], dict]:
     """(tensors, adapter_config) of a peft LoRA folder."""
     from safetensors.torch import load_file
 
-    from mathlora.adapters import read_adapter_config, require_adapter_dir
 
     d = require_adapter_dir(adapter_dir)
     config = read_adapter_config(d)
@@ -231,8 +233,6 @@ def import_ckpt(ckpt, base: str, output, *, adapter_output=None, lora_alpha: flo
     import torch
     from safetensors.torch import save_file
 
-    from mathlora.models import load_tokenizer
-    from mathlora.run_dir.atomic import atomic_path
 
     out = Path(output)
     if out.exists() and not out.is_dir():

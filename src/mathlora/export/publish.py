@@ -9,7 +9,6 @@ or another fsspec URL, or ``hf://user/repo`` (a Hugging Face Hub model repositor
 credentials in it is refused, and every message is scrubbed of credential values.
 
 What goes (remote paths mirror the run folder)::
-
     train/checkpoints/step-N/  adapter_config.json, adapter_model.safetensors, README.md (model card),
                                merged/ (when the checkpoint was merged)
     train/adapter/             the final adapter + README.md (model card)
@@ -51,12 +50,14 @@ from pathlib import Path
 from typing import Callable
 
 from mathlora import __version__
-from mathlora.adapters import ADAPTER_FILES
+from mathlora.modeling.adapters import ADAPTER_FILES
 from mathlora.errors import MathloraError
 from mathlora.export.recipe import RunRecipe
 from mathlora.export.store import Remote, destination, scrub
+from mathlora.run_dir.atomic import json_text
 from mathlora.run_dir.hashing import CARD, file_sha256
 from mathlora.run_dir.layout import RunLayout
+from mathlora.export.model_card import is_mathlora_card, run_card
 
 MANIFEST_NAME = "publish_manifest.json"
 MANIFEST_FORMAT = "mathlora-publish/1"
@@ -96,7 +97,6 @@ def _tree(root: Path, folder: Path) -> list[Path]:
 def _card_item(root: Path, folder: Path, step: int | None) -> Item:
     """The folder's own card when mathlora wrote it (``mathlora.export.model_card``), else one made from the run
     folder in memory (a run written before cards were kept in it: peft's empty card is never published)."""
-    from mathlora.export.model_card import is_mathlora_card, run_card
 
     card = folder / CARD
     if is_mathlora_card(card):
@@ -178,7 +178,7 @@ def _manifest(run_dir: Path, url: str, items: list[Item], *, complete: bool, sta
 
 
 def _manifest_item(obj: dict) -> Item:
-    return _bytes_item(MANIFEST_NAME, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    return _bytes_item(MANIFEST_NAME, (json_text(obj) + "\n").encode("utf-8"))  # what write_json_atomic writes
 
 
 def _previous_files(remote: Remote, root: Path, items: list[Item], replace: bool) -> list[str]:

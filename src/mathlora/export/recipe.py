@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from mathlora.data.config import TokenizeConfig
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
-from mathlora.runtime import RuntimeConfig
+from mathlora.modeling.runtime import RuntimeConfig
 from mathlora.train.config import LoraConfig, TrainConfig
 
 SECTIONS: dict[str, type[BaseModel]] = {"lora": LoraConfig, "train": TrainConfig, "tokenize": TokenizeConfig,

@@ -7,17 +7,15 @@ from pathlib import Path
 
 from mathlora import __version__
 from mathlora.run_dir.stage import Context, Stage
+from mathlora.export.model_card import write_cards
+from mathlora.export.model_card import card_paths
 
 
 def _cards(ctx: Context) -> dict:
-    from mathlora.export.model_card import write_cards
-
     return write_cards(ctx.layout.root)
 
 
 def _card_outputs(ctx: Context) -> list[Path]:
-    from mathlora.export.model_card import card_paths
-
     return card_paths(ctx.layout.root)
 
 

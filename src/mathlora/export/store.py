@@ -11,8 +11,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+import tempfile
 
 from mathlora.errors import MathloraError
+from mathlora.modeling.openai_client import scrub as scrub_secrets
 from mathlora.run_dir.records import JsonProblem, parse_json
 
 if TYPE_CHECKING:
@@ -24,7 +26,6 @@ S3_HINT = "pip install 'mathlora[s3]'"
 
 # -- credentials never leave the process ---------------------------------------------------------------------
 _SECRET_ENV = re.compile(r"(SECRET|TOKEN|PASSWORD|PASSWD|ACCESS_KEY|API_KEY|CREDENTIAL)", re.I)
-_USERINFO = re.compile(r"(?<=://)[^@\s]*@")
 _SIGNED = re.compile(r"(X-Amz-(?:Credential|Signature|Security-Token)=)[^&\s\"']+", re.I)
 
 
@@ -38,14 +39,9 @@ def _secret_values() -> list[str]:
 
 
 def scrub(text: str) -> str:
-    """``text`` without credential values (environment secrets, URL user info, signed-request fields)."""
-    from mathlora.openai_client import scrub as scrub_key
-
-    text = str(text)
-    for value in _secret_values():  # as written and in every escaped form (a value ending in \r)
-        text = scrub_key(text, value)
-    text = _USERINFO.sub("***@", text)
-    return _SIGNED.sub(r"\1***", text)
+    """``text`` without credential values: the one scrub (``mathlora.modeling.openai_client.scrub``: URL user
+    info, auth headers, key fields) given the environment's secrets, plus signed-request fields."""
+    return _SIGNED.sub(r"\1***", scrub_secrets(str(text), *_secret_values()))
 
 
 def glob_escape(path: str) -> str:
@@ -290,8 +286,6 @@ class HubRemote:
         return str(sha) if sha else None
 
     def _download(self, rel: str) -> Path:
-        import tempfile
-
         if self._downloads is None:  # the cache's folders (refs, locks) go with it, not only the files
             self._downloads = tempfile.TemporaryDirectory(prefix="mathlora-hub-")
         return Path(self.api.hf_hub_download(self.repo_id, self.full(rel), repo_type="model",

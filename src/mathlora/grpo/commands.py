@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, flag, option, runtime_from,
+from mathlora.app.cliargs import (add_config_args, add_output, add_run, add_runtime_args, flag, option, runtime_from,
                               show_progress, stage_command)
 from mathlora.grpo.config import LOSS_TYPES
 from mathlora.run_dir.layout import RunLayout
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
 
 
 def run_grpo(args: argparse.Namespace) -> int:
-    from mathlora.cliargs import config_from_args
+    from mathlora.app.cliargs import config_from_args
 
     layout = RunLayout(config_from_args(args).run_dir)
     output = Path(args.output) if args.output else layout.grpo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -54,8 +55,6 @@ def read_metrics(path: Path) -> list[dict]:
 def name_checkpoint_base(folder: Path, base: str) -> None:
     """The checkpoint's adapter configs (TRL's ``ref/`` too) name the base model (``adapters.base_model_name``):
     the model is trained with no name in them, so peft's save never looks the base up on the Hub."""
-    import json
-
     for path in [folder / "adapter_config.json", *folder.glob("*/adapter_config.json")]:
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
@@ -83,7 +82,7 @@ def metrics_callback(out: Path, cfg: GrpoConfig, timer: GenerationTimer, events,
             self.seconds = 0.0
 
         def on_train_begin(self, args, state, control, **kwargs):
-            from mathlora.tracking import Trackers
+            from mathlora.modeling.tracking import Trackers
 
             start = state.global_step  # a resume: the checkpoint's step
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= start]

@@ -4,16 +4,17 @@ settings, claiming and clearing its folder, a finished run, and the checkpoint t
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import sys
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import extract_gold_answer, resolve_scope
+from mathlora.arith.answers import extract_gold_answer, resolve_scope
 from mathlora.grpo.config import GrpoConfig
 from mathlora.run_dir.records import read_json_document, read_jsonl
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.run_dir.same_result import result_settings
 
 SUMMARY, METRICS, FINGERPRINT_FILE = "summary.json", "metrics.jsonl", "mathlora.json"
@@ -28,7 +29,7 @@ KIND = "grpo"
 def load_prompts(problems_path, template: str, max_prompts: int | None = None) -> tuple[list[dict], int]:
     """The GRPO dataset: ``{"prompt": the problem in the template, "gold": its solution, "id", "type"}`` per
     record whose solution has a gradable answer; and how many records were left out (no gradable gold)."""
-    from mathlora.templates import render_prompt
+    from mathlora.modeling.templates import render_prompt
 
     rows, skipped = [], 0
     for n, rec in enumerate(read_jsonl(problems_path), 1):
@@ -52,8 +53,6 @@ def load_prompts(problems_path, template: str, max_prompts: int | None = None) -
 
 def generation_backend(cfg: GrpoConfig, runtime: Runtime) -> str:
     """``transformers`` or ``vllm`` (``grpo.generation``; auto: vLLM on CUDA when it is installed)."""
-    import importlib.util
-
     if cfg.generation != "auto":
         if cfg.generation == "vllm" and not runtime.device.startswith("cuda"):
             raise MathloraError("grpo.generation=vllm needs a CUDA device (runtime.device); use auto or "
@@ -65,8 +64,8 @@ def generation_backend(cfg: GrpoConfig, runtime: Runtime) -> str:
 def grpo_settings(cfg: GrpoConfig, runtime: Runtime, problems_path, adapter_dir, *, model: str, template: str,
                   seed: int, solution_style: str, atol: float, rtol: float, answer_scope: str) -> dict:
     """What the fingerprint hashes, readable (a changed run names what changed)."""
-    from mathlora.adapters import ADAPTER_FILES, require_adapter_dir
-    from mathlora.models import model_identity
+    from mathlora.modeling.adapters import ADAPTER_FILES, require_adapter_dir
+    from mathlora.modeling.models import model_identity
     from mathlora.run_dir.hashing import file_sha256
 
     adapter = require_adapter_dir(adapter_dir)
@@ -108,7 +107,7 @@ def clear_outputs(out: Path) -> None:
 def finished_summary(out: Path, fingerprint: str, resume: bool) -> dict | None:
     """The summary of a finished run of this fingerprint whose adapter is intact; None when there is none. A
     finished run of another fingerprint is refused when resuming."""
-    from mathlora.adapters import adapter_problem
+    from mathlora.modeling.adapters import adapter_problem
 
     path = out / SUMMARY
     if not path.is_file():
@@ -142,7 +141,7 @@ def _step_of(folder: Path) -> int:
 
 def checkpoint_problem(folder: Path, fingerprint: str) -> str | None:
     """Why a TRL checkpoint cannot be resumed from (None: it can)."""
-    from mathlora.adapters import adapter_problem
+    from mathlora.modeling.adapters import adapter_problem
 
     try:
         mark = json.loads((folder / FINGERPRINT_FILE).read_text(encoding="utf-8"))

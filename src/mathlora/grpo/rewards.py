@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
+from mathlora.arith.answers import DEFAULT_ATOL, DEFAULT_RTOL
 from mathlora.evaluate.math_grading import GradedItem, grade_one
 
 MAX_CHARS = 100_000  # a completion is max_completion_length tokens; this bounds a hostile caller's text

@@ -2,7 +2,7 @@
 
 ``grpo_train(cfg.grpo, runtime, problems, sft_adapter, output_dir, model=..., template=..., seed=...)`` reads the
 training problems (``normalized.jsonl``: ``problem`` and the gold ``solution``), renders each in the run's
-template (``mathlora.templates``), and writes::
+template (``mathlora.modeling.templates``), and writes::
 
     <output_dir>/
       checkpoints/checkpoint-N/   TRL/Trainer checkpoints (adapter, optimizer, scheduler, RNG states,
@@ -13,7 +13,7 @@ template (``mathlora.templates``), and writes::
       metrics.jsonl               per log step: reward mean/std, accuracy (the ``correct`` reward's mean), the
                                   format reward, completion length, KL (beta > 0), loss, entropy, grad norm,
                                   step seconds and the generation seconds in them, reward events
-      tensorboard/                the same scalars (``grpo.report_to``: ``mathlora.tracking``)
+      tensorboard/                the same scalars (``grpo.report_to``: ``mathlora.modeling.tracking``)
       summary.json                written last: a finished run of the same fingerprint is skipped when rerun
 
 Semantics:
@@ -36,19 +36,20 @@ Semantics:
 
 from __future__ import annotations
 
+import random
 import sys
 import time
 import warnings
 from pathlib import Path
 
 from mathlora.errors import MathloraError
-from mathlora.evaluate.answers import DEFAULT_ATOL, DEFAULT_RTOL
+from mathlora.arith.answers import DEFAULT_ATOL, DEFAULT_RTOL
 from mathlora.grpo.config import GrpoConfig
 from mathlora.grpo.metrics import GenerationTimer, metrics_callback, read_metrics
 from mathlora.grpo.outputs import (METRICS, SUMMARY, claim_folder, clear_outputs, finished_summary, grpo_settings,
                                    load_prompts, newest_checkpoint, settings_fingerprint)
 from mathlora.run_dir.atomic import write_json_atomic
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 MIN_TRL = "1.16"  # the version tested (pyproject's grpo extra); older ones lack loss types and the ref adapter
 CALCULATOR_NOTE = ("rollouts run without the calculator: TRL builds a GenerationConfig from grpo's generation "
@@ -96,8 +97,6 @@ def schedule(rows: list[dict], cfg: GrpoConfig, seed: int) -> list[dict]:
     each a permutation seeded by ``(seed, pass)``. TRL's sampler draws its permutations from one generator that a
     resume starts afresh, and Trainer fast-forwards only within an epoch: as one epoch of exactly ``steps``
     batches, a resume anywhere replays the uninterrupted run's order."""
-    import random
-
     need, order, n = cfg.steps * cfg.prompts_per_step, [], 0
     while len(order) < need:
         perm = list(range(len(rows)))
@@ -135,7 +134,7 @@ def load_trained_adapter(peft_model, checkpoint: Path) -> None:
     the adapters in subfolders (TRL's ``ref/``) when a checkpoint has any, and would resume from the SFT weights."""
     from peft import set_peft_model_state_dict
 
-    from mathlora.adapters import read_adapter_weights
+    from mathlora.modeling.adapters import read_adapter_weights
 
     result = set_peft_model_state_dict(peft_model, read_adapter_weights(checkpoint), adapter_name="default")
     missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
@@ -183,11 +182,11 @@ def _run(cfg: GrpoConfig, runtime: Runtime, out: Path, rows: list[dict], skipped
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from mathlora.adapters import attach_adapter, base_model_name, name_base_model
+    from mathlora.modeling.adapters import attach_adapter, base_model_name, name_base_model
     from mathlora.grpo.rewards import Grading, RewardEvents, correct_reward, format_reward
-    from mathlora.models import load_model
+    from mathlora.modeling.models import load_model
     from mathlora.run_dir.atomic import atomic_path
-    from mathlora.templates import exported_tokenizer, save_tokenizer
+    from mathlora.modeling.templates import exported_tokenizer, save_tokenizer
 
     backend = settings["generation"]
     torch.manual_seed(seed)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from mathlora.cliargs import (add_config_args, add_input, add_output, add_runtime_args,
+from mathlora.app.cliargs import (add_config_args, add_input, add_output, add_runtime_args,
                               deprecated, option, runtime_from, show_progress, stage_command)
+from mathlora.label.run import label_file
+from mathlora.errors import MathloraError
+from mathlora.label.run import failure_message
 
 
 def register(subparsers) -> None:
@@ -35,8 +38,6 @@ def register(subparsers) -> None:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    from mathlora.label.run import label_file
-
     def show(summary: dict, cfg) -> None:
         dist = "  ".join(f"{lv}:{n}" for lv, n in summary["distribution"].items())
         print(f"labeled {summary['labeled']}, from cache {summary['from_cache']}, failed {summary['failed']} "
@@ -44,9 +45,6 @@ def run_label(args: argparse.Namespace) -> int:
         print(f"difficulty distribution  {dist}")
         print(f"wrote {summary['written']} records to {args.output}")
         if summary["failed"]:
-            from mathlora.errors import MathloraError
-            from mathlora.label.run import failure_message
-
             raise MathloraError(failure_message(summary, args.output) + "; --retry-failed asks them again")
 
     return stage_command(args, lambda cfg: label_file(

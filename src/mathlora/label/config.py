@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mathlora.openai_client import EndpointConfig
+from mathlora.modeling.openai_client import EndpointConfig
 from mathlora.run_dir.same_result import NOT_RESULT
 
 

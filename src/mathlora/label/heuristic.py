@@ -1,7 +1,7 @@
 """The heuristic judge (``heuristic:v2``): a deterministic difficulty from the record itself.
 
 For users without any LLM, and as a fast fallback. A problem of one of the contest's families
-(:mod:`mathlora.families`) gets its family's level, 1-4 from its numbers (the exponent of a power or a
+(:mod:`mathlora.arith.families`) gets its family's level, 1-4 from its numbers (the exponent of a power or a
 function value, the operands' signs and sizes, the list's length, whether a fraction reduces, ...), so the
 recipe's 4:3:2:1 sample over levels 1-4 keeps every family. Any other problem (English MATH, a user's own
 wording) gets the general rules, in order:
@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 
-from mathlora.families import recognise
+from mathlora.arith.families import recognise
 
 VERSION = "v2"
 

@@ -11,12 +11,14 @@ and its key/value cache reused by every batch, so a batch costs only its records
 from __future__ import annotations
 
 from typing import Callable, Iterable, Sequence
+import copy
 
-from mathlora.compat import cache_argument, output_cache
+from mathlora.modeling.compat import cache_argument, output_cache
 from mathlora.errors import MathloraError
 from mathlora.label.cache import Judgement
 from mathlora.label.prompt import ANSWER_PREFIX, RubricPrompt
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.models import load_model, load_tokenizer
 
 
 def digit_token_ids(tokenizer) -> list[int]:
@@ -76,7 +78,6 @@ class LocalJudge:
         runs only the record-specific suffixes, left-padded between prefix and suffix. Positions come
         from the attention mask, so the result equals a plain forward pass of each whole sequence.
         """
-        import copy
 
         import torch
 
@@ -146,7 +147,6 @@ def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
 def load_local_judge(spec: str, prompt: RubricPrompt, runtime: Runtime | None = None, *,
                      batch_size: int) -> LocalJudge:
     """The judge ``spec`` on the runtime's device and dtype (default: ``Runtime.resolve()``)."""
-    from mathlora.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(spec)
     model = load_model(spec, runtime)

@@ -22,7 +22,7 @@ from mathlora.label.cache import Judgement
 from mathlora.label.prompt import RubricPrompt
 from mathlora.label.reply import parse_difficulty, probs_from_logprobs
 # The client machinery is shared with the remote generation backend; these names stay importable from here.
-from mathlora.openai_client import (  # noqa: F401
+from mathlora.modeling.openai_client import (  # noqa: F401
     RETRY_AFTER_CAP, AskAgain, FatalRequestError, GaveUp, RetryableError, RetryPolicy, auth_headers, check_base_url,
     endpoint_url, json_payload, parse_retry_after, post_json, run_pool, scrub, with_retries,
 )

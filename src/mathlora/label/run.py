@@ -20,7 +20,9 @@ from mathlora.label.heuristic import heuristic_difficulty
 from mathlora.label.openai_judge import scrub
 from mathlora.label.prompt import load_prompt
 from mathlora.run_dir.records import read_records, write_jsonl
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
+from mathlora.label.local import load_local_judge
+from mathlora.label.openai_judge import OpenAIJudge
 
 FAILURES_FILE = "label_failures.jsonl"
 CACHE_FILE = "label_cache.sqlite"
@@ -84,14 +86,10 @@ def _run_judge(cfg: LabelConfig, runtime: Runtime | None, base_model: str, pendi
                 on_batch([Judgement(r["id"], difficulty=heuristic_difficulty(r["problem"], r.get("solution") or ""))
                           for r in pending[start:start + 1000]])
         elif cfg.judge == "local":
-            from mathlora.label.local import load_local_judge
-
             judge = load_local_judge(cfg.model or base_model, load_prompt(cfg.prompt_file), runtime,
                                      batch_size=cfg.batch_size)
             judge.judge(pending, on_batch)
         else:
-            from mathlora.label.openai_judge import OpenAIJudge
-
             end = cfg.endpoint
             judge = OpenAIJudge(
                 base_url=end.base_url, model=cfg.model or "", api_key=end.api_key(),

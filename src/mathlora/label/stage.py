@@ -4,14 +4,14 @@ records, with its own policy: a run always asks again about records that failed 
 from __future__ import annotations
 
 from mathlora.errors import MathloraError
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
 from mathlora.run_dir.same_result import result_settings
+from mathlora.label.run import judge_source
+from mathlora.label.run import failure_message, label_file
 
 
 def _label_settings(ctx: Context) -> dict:
-    from mathlora.label.run import judge_source
-
     settings = result_settings(ctx.cfg.label)
     if ctx.cfg.label.judge == "local":
         settings["runtime"] = ctx.runtime.fingerprint()
@@ -27,8 +27,6 @@ def _forget_failed_label(ctx: Context, fp: str) -> None:
 
 
 def _label(ctx: Context) -> dict:
-    from mathlora.label.run import failure_message, label_file
-
     lay = ctx.layout
     # a run always asks again about records that failed before: a label stage with failures is not done
     summary = label_file(ctx.cfg.label.model_copy(update={"retry_failed": True}), ctx.runtime, lay.records,

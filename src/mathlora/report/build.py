@@ -31,11 +31,14 @@ from mathlora.run_dir.records import read_json_document, read_jsonl
 from mathlora.report.scores import RunScores
 from mathlora.run_dir.atomic import write_text_atomic
 from mathlora.run_dir.manifest import Manifest
-from mathlora.tracking import MLFLOW_DIR, WANDB_DIR
+from mathlora.modeling.tracking import MLFLOW_DIR, WANDB_DIR
 from mathlora.report.grading import Run, _graded, problem_levels, report_runs
 from mathlora.report.plots import _save, accuracy_figure, checkpoints_figure, plot_style
 from mathlora.report.render import CSS, Doc, snippet_new_tokens
 from mathlora.report.sections import _configuration, _data_sections, _math, _retention, _summary, _timings, _training
+from mathlora.modeling.adapters import hub_id
+from mathlora.modeling.models import split_hub_id
+from mathlora.modeling.templates import TEMPLATES
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -194,9 +197,6 @@ def _artifacts(lay: RunLayout) -> list[list[str]]:
 
 def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     """"How to use these artifacts": the commands and the Python that load them."""
-    from mathlora.adapters import hub_id
-    from mathlora.models import split_hub_id
-    from mathlora.templates import TEMPLATES
 
     run = lay.root.as_posix()
     calculator = bool((cfg.get("eval") or {}).get("calculator"))
@@ -220,7 +220,7 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     if calculator:
         lines += ["# the model writes <<expr= and expects the calculator's value: force it as the evaluation did",
                   "from transformers import LogitsProcessorList",
-                  "from mathlora.calculator_hf import CalculatorLogitsProcessor",
+                  "from mathlora.evaluate.calculator_hf import CalculatorLogitsProcessor",
                   f"out = model.generate(**batch, max_new_tokens={new_tokens}"
                   ", do_sample=False,",
                   "                     logits_processor=LogitsProcessorList([CalculatorLogitsProcessor(tokenizer)]))"]
@@ -240,7 +240,7 @@ def _usage(doc: Doc, lay: RunLayout, cfg: dict) -> None:
     revision = f', revision="{pinned[1]}"' if pinned and pinned[1] else ""
     note = ("" if base != "BASE_MODEL_FOLDER" else
             f"# BASE_MODEL_FOLDER: {model} as a transformers folder; a .gguf model is converted once:\n"
-            f"#   python -c \"from mathlora.models import resolve_model_dir; print(resolve_model_dir('{model}'))\"\n")
+            f"#   python -c \"from mathlora.modeling.models import resolve_model_dir; print(resolve_model_dir('{model}'))\"\n")
     doc.p("The adapter with peft, on the base model:")
     doc.code("from peft import PeftModel\nfrom transformers import AutoModelForCausalLM\n\n" + note +
              f'base = AutoModelForCausalLM.from_pretrained("{base}"{revision})\n'

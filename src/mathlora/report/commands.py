@@ -7,6 +7,11 @@ from pathlib import Path
 
 from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.manifest import Manifest
+from mathlora.report.build import build_report
+from mathlora.report.scores import headline
+from mathlora.run_dir.guards import RunLock
+from mathlora.app.cliargs import warn_deprecated
+from mathlora.errors import MathloraError
 
 
 def register(sub) -> None:
@@ -19,12 +24,7 @@ def register(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from mathlora.report.build import build_report
-    from mathlora.report.scores import headline
-    from mathlora.run_dir.guards import RunLock
 
-    from mathlora.cliargs import warn_deprecated
-    from mathlora.errors import MathloraError
 
     if args.run_dir is not None:
         if args.run is not None:

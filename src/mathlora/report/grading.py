@@ -9,6 +9,8 @@ from pathlib import Path
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
 from mathlora.report.scores import RunScores
+from mathlora.evaluate.math_grading import grade_predictions
+from mathlora.label.heuristic import heuristic_difficulty
 
 
 # -- per-problem grading and levels -----------------------------------------------------------------------------
@@ -27,7 +29,6 @@ class Run:
 def regrade(predictions: Path, report: dict):
     """The per-problem grades of ``predictions`` under ``report``'s recorded rules (id -> ``GradedItem``); None
     when the file is missing or damaged, or when the grades disagree with the recorded count."""
-    from mathlora.evaluate.math_grading import grade_predictions
 
     if not predictions.is_file() or not all(k in report for k in ("atol", "rtol", "scope")):
         return None
@@ -61,7 +62,6 @@ def report_runs(lay: RunLayout, scores: RunScores, calculator: bool) -> list[Run
 
 def problem_levels(records: list[dict] | None) -> dict[str, int]:
     """id -> difficulty 0-5 of each held-out problem, by the heuristic judge."""
-    from mathlora.label.heuristic import heuristic_difficulty
 
     out = {}
     for rec in records or []:

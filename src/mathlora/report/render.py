@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import math
 import re
+from mathlora.evaluate.config import EvalConfig
 
 
 # -- numbers for reading ----------------------------------------------------------------------------------------
@@ -14,7 +15,6 @@ import re
 def snippet_new_tokens(eval_section) -> int:
     """The ``max_new_tokens`` of a usage snippet (the report's and the model cards'): the run's
     ``eval.max_new_tokens``, else the evaluation's default."""
-    from mathlora.evaluate.config import EvalConfig
 
     value = eval_section.get("max_new_tokens") if isinstance(eval_section, dict) else None
     return value if isinstance(value, int) and value > 0 else EvalConfig.model_fields["max_new_tokens"].default

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mathlora import __version__
 from mathlora.run_dir.stage import Context, Stage
+from mathlora.report.build import build_report
 
 
 def _report_inputs(ctx: Context) -> dict[str, Path]:
@@ -21,8 +22,6 @@ def _report_inputs(ctx: Context) -> dict[str, Path]:
 
 
 def _report(ctx: Context) -> dict:
-    from mathlora.report.build import build_report
-
     return build_report(ctx.layout.root)
 
 

@@ -72,7 +72,7 @@ class RunLayout:
 
     @property
     def run_log(self) -> Path:
-        """What each ``mathlora run`` printed, appended per invocation (``mathlora.tracking.RunLog``)."""
+        """What each ``mathlora run`` printed, appended per invocation (``mathlora.modeling.tracking.RunLog``)."""
         return self.root / "run.log"
 
     # -- synth: generated data when data.* are not given ---------------------------------------------------

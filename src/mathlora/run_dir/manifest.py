@@ -26,6 +26,7 @@ from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.artifacts import artifact_problem, artifact_record, format_problem
 from mathlora.run_dir.atomic import write_json_atomic
+from mathlora import __version__
 
 
 # the libraries whose versions can change a run's numbers (import name, distribution name)
@@ -38,7 +39,6 @@ def library_versions() -> dict[str, str]:
     """The versions of python, mathlora and each of ``LIBRARIES`` that is installed: the imported module's own
     ``__version__`` when it is loaded (what really ran, also under a ``PYTHONPATH`` override), else the installed
     distribution's. Nothing is imported here."""
-    from mathlora import __version__
 
     out = {"python": platform.python_version(), "mathlora": __version__}
     for module, dist in LIBRARIES:

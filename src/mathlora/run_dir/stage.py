@@ -5,7 +5,7 @@ Each ``Stage`` says what it is (``name``), whether the config uses it (``enabled
 the files it reads (``inputs``) and writes (``outputs``), the settings that can change its result
 (``settings``: with the inputs' hashes they make its fingerprint) and how it runs (``run``: one call of the
 stage package's entry function, the same one its CLI subcommand calls). Each stage package declares its own
-stages in its ``stage`` module; ``mathlora.stages`` lists them in order.
+stages in its ``stage`` module; ``mathlora.app.stages`` lists them in order.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.records import require_file
 
 if TYPE_CHECKING:
-    from mathlora.config import Config
+    from mathlora.app.config import Config
     from mathlora.run_dir.manifest import Manifest
-    from mathlora.runtime import Runtime
+    from mathlora.modeling.runtime import Runtime
 
 DATA_KEYS = ("train", "test", "squad")
 

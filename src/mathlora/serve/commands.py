@@ -13,10 +13,37 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+import stat
+import json
+import sys
+import importlib.util
+import ipaddress
+import socket
+import os
 
-from mathlora.cliargs import add_config_args, add_runtime_args, flag, option
-from mathlora.config import Config
+from mathlora.app.cliargs import add_config_args, add_runtime_args, flag, option
+from mathlora.app.config import Config
 from mathlora.errors import MathloraError
+from mathlora.modeling.adapters import require_adapter_dir
+from mathlora.app.cliargs import config_from_args, run_config_from_args
+from mathlora.run_dir.layout import RunLayout
+from mathlora.modeling.templates import get_template
+from mathlora.evaluate.commands import add_served_model
+from mathlora.serve.protocol import clean_text
+from mathlora.app.cliargs import runtime_from
+from mathlora.arith.answers import extract_prediction_answer, resolve_scope
+from mathlora.evaluate.backend import generate
+from mathlora.evaluate.predict import stop_strings
+from mathlora.modeling.templates import render_prompt
+from mathlora.app.cliargs import on_off
+from mathlora.arith.answers import resolve_scope
+from mathlora.serve.protocol import Limits
+from mathlora.serve.run import GRACE_SECONDS, serve_app
+from mathlora.modeling.openai_client import checked_api_key
+from mathlora.modeling.openai_client import public_url
+from mathlora.serve.engines import ProxyEngine, proxy_client
+from mathlora.evaluate import generation
+from mathlora.serve.engines import LocalEngine
 
 
 @dataclass(frozen=True)
@@ -47,25 +74,14 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     """The target of ``args`` (see the module docstring); one-line errors for a bad run folder or adapter.
     ``need_adapter`` False: a run's adapter is not looked for (a server elsewhere applies it); None: looked for
     unless ``eval.backend`` is ``openai``."""
-    from mathlora.adapters import require_adapter_dir
-    from mathlora.cliargs import config_from_args
-    from mathlora.run_dir.layout import RunLayout
-    from mathlora.templates import get_template
 
     adapter = args.adapter
     layout = None
     if args.run is not None:
-        root = Path(args.run)
-        if not root.is_dir():
-            raise MathloraError(f"run folder not found: {root}")
-        layout = RunLayout(root)
-        if not layout.config.is_file():
-            raise MathloraError(f"{root} is not a mathlora run folder (no config.yaml)")
-        if args.config is not None and Path(args.config).resolve() != layout.config.resolve():  # never dropped silently
-            raise MathloraError(f"--run reads the run's own config ({layout.config}), not --config {args.config}; "
-                                "leave one out (a setting: --set KEY=VALUE)")
-        args.config = str(layout.config)
-    cfg = config_from_args(args)
+        cfg = run_config_from_args(args, args.run)  # the one reader of a run's own config
+        layout = RunLayout(Path(args.run))
+    else:
+        cfg = config_from_args(args)
     if args.model is not None:
         cfg = cfg.model_copy(update={"model": args.model})
     if need_adapter is None:
@@ -85,8 +101,6 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
 
 
 def register(sub) -> None:
-    from mathlora.evaluate.commands import add_served_model
-
     a = sub.add_parser("ask", help="answer math problems from the shell (the base model, --adapter or --run)",
                        description="Prints the worked solution and the final answer of each problem: the "
                                    "arguments, the lines of --file, or the lines of standard input. The calculator "
@@ -106,7 +120,9 @@ def register(sub) -> None:
     s = sub.add_parser("serve", help="an OpenAI-compatible endpoint for the model (calculator included)",
                        description="Serves /v1/completions, /v1/chat/completions and /v1/models: the local model "
                                    "with its adapter, or a proxy in front of an upstream OpenAI-compatible server "
-                                   "(--upstream). Clients send only the problem; the template is applied here.")
+                                   "(--upstream). Clients send only the problem; the template is applied here. Beyond "
+                                   "127.0.0.1 clients must send an API key (--api-key or $MATHLORA_API_KEY). SIGTERM "
+                                   "lets requests in flight finish within --shutdown-grace, then answers the rest 503.")
     add_target_args(s)
     add_runtime_args(s)
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
@@ -116,40 +132,91 @@ def register(sub) -> None:
     s.add_argument("--upstream", default=None, metavar="URL",
                    help="proxy mode: the upstream server's /v1 URL (e.g. vLLM with --enable-lora)")
     s.add_argument("--upstream-model", default=None, metavar="NAME", help="proxy mode: the upstream's model name")
+    s.add_argument("--api-key", default=None, metavar="KEY",
+                   help=f"the key clients must send (Authorization: Bearer KEY); default ${API_KEY_ENV} (better: a "
+                        "command line is visible to other users). Needed to "
+                        "listen beyond loopback")
+    s.add_argument("--shutdown-grace", type=float, default=None, metavar="SECONDS",
+                   help="after SIGTERM/SIGINT, how long requests in flight may still take (default 30); the "
+                        "rest are answered 503")
+    s.add_argument("--upstream-deadline", type=float, default=120.0, metavar="SECONDS",
+                   help="proxy mode: the longest a request may wait on the upstream, retries included "
+                        "(default 120; then 504)")
     s.add_argument("--max-tokens-limit", type=int, default=1024, help="the most new tokens a request may ask for")
     s.add_argument("--max-prompt-chars", type=int, default=4000, help="the longest problem accepted, in characters")
     s.set_defaults(func=cmd_serve)
 
 
+API_KEY_ENV = "MATHLORA_API_KEY"
+MAX_ASK_BYTES = 16 << 20  # ask --file / standard input: more than this is refused, not read on
+
+
+def _read_capped(stream, what: str) -> str:
+    """At most ``MAX_ASK_BYTES`` of ``stream`` (binary) as text: invalid UTF-8 becomes U+FFFD."""
+    data = stream.read(MAX_ASK_BYTES + 1)
+    if len(data) > MAX_ASK_BYTES:
+        raise MathloraError(f"{what} is over {MAX_ASK_BYTES >> 20} MiB; ask fewer problems at a time")
+    return data.decode("utf-8", "replace")
+
+
+def _read_file(name: str) -> str:
+    """``--file``'s text: a regular file or a pipe (``<(...)``), read up to the cap; anything else says what it
+    is."""
+
+    path = Path(name)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MathloraError(f"cannot read {name}: not found") from None
+    except OSError as e:
+        raise MathloraError(f"cannot read {name}: {e.strerror or e}") from None
+    kinds = [(stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket")]
+    what = next((label for test, label in kinds if test(mode)), None)
+    if what is not None:
+        raise MathloraError(f"--file {name} is {what}, not a file of problems (one a line)")
+    try:
+        with open(path, "rb") as f:
+            return _read_capped(f, f"--file {name}")
+    except OSError as e:
+        raise MathloraError(f"cannot read {name}: {e.strerror or e}") from None
+
+
 def read_problems(args) -> list[str]:
-    """The problems to ask: the arguments, else ``--file``'s lines, else standard input's."""
-    import json
-    import sys
-    from pathlib import Path
+    """The problems to ask: the arguments, else ``--file``'s lines, else standard input's (at most
+    ``MAX_ASK_BYTES``). A line that is a JSON object must have a non-empty ``"problem"`` string; lone
+    surrogates (undecodable bytes) become U+FFFD."""
+
 
     if args.problem and args.file:
         raise MathloraError("give problems as arguments or with --file, not both")
+    where = "argument"
     if args.problem:
         lines = args.problem
     elif args.file and args.file != "-":
-        try:
-            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
-            raise MathloraError(f"cannot read {args.file}: {e}") from None
+        lines, where = _read_file(args.file).splitlines(), f"{args.file} line"
     elif args.file == "-" or not sys.stdin.isatty():
-        lines = sys.stdin.read().splitlines()
+        stream = getattr(sys.stdin, "buffer", None)
+        text = _read_capped(stream, "standard input") if stream is not None else sys.stdin.read(MAX_ASK_BYTES + 1)
+        lines, where = text.splitlines(), "standard input line"
     else:
         raise MathloraError("give a problem (mathlora ask \"计算 1.5 + 2.25 等于多少？\"), --file FILE, or lines on "
                             "standard input")
     problems = []
-    for line in (x.strip() for x in lines):
+    for n, line in enumerate((clean_text(x).strip() for x in lines), 1):
         if line.startswith("{"):
             try:
                 record = json.loads(line)
-            except ValueError:
-                record = None
-            if isinstance(record, dict) and isinstance(record.get("problem"), str):
-                line = record["problem"].strip()
+            except (ValueError, RecursionError):
+                record = None  # not JSON: a problem that starts with '{'
+            if isinstance(record, dict):
+                problem = record.get("problem")
+                if not isinstance(problem, str):
+                    raise MathloraError(f"{where} {n}: a JSON object without a \"problem\" string (keys: "
+                                        f"{', '.join(map(str, list(record)[:8])) or 'none'})")
+                line = clean_text(problem).strip()
+                if not line:
+                    raise MathloraError(f"{where} {n}: \"problem\" is empty")
         if line:
             problems.append(line)
     if not problems:
@@ -158,16 +225,9 @@ def read_problems(args) -> list[str]:
 
 
 def cmd_ask(args) -> int:
-    import json
 
-    from mathlora.cliargs import runtime_from
-    from mathlora.evaluate.answers import extract_prediction_answer, resolve_scope
-    from mathlora.evaluate.backend import generate
-    from mathlora.templates import render_prompt
 
-    import sys
 
-    from mathlora.cliargs import on_off
 
     problems = read_problems(args)
     target = resolve_target(args)
@@ -177,7 +237,8 @@ def cmd_ask(args) -> int:
     remote = cfg.eval.backend == "openai"
     out = generate(cfg.eval, None if remote else runtime_from(cfg), target.model, target.adapter,
                    [render_prompt(target.template, p) for p in problems], max_new_tokens=cfg.eval.max_new_tokens,
-                   calculator=target.calculator, progress=False, desc="ask")
+                   calculator=target.calculator, progress=False, desc="ask",
+                   stop=stop_strings(cfg.eval, target.template))  # as predict and eval stop
     scope = resolve_scope(cfg.eval.answer_scope, target.solution_style)
     for n, (problem, gen) in enumerate(zip(problems, out.generations)):
         found = extract_prediction_answer(gen.completion, scope)
@@ -197,37 +258,34 @@ def cmd_ask(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import importlib.util
-
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise MathloraError(f"mathlora serve needs {' and '.join(missing)}: pip install 'mathlora[serve]'")
-    from mathlora.cliargs import runtime_from
-    from mathlora.evaluate.answers import resolve_scope
     from mathlora.serve.app import build_app
-    from mathlora.serve.protocol import Limits
-    from mathlora.serve.run import serve_app
 
     for flag, value in (("--max-tokens-limit", args.max_tokens_limit), ("--max-prompt-chars", args.max_prompt_chars)):
         if value < 1:
             raise MathloraError(f"{flag} must be at least 1, got {value}")
     if not 0 <= args.port <= 65535:
         raise MathloraError(f"--port must be 0-65535, got {args.port}")
+    for flag, value in (("--shutdown-grace", args.shutdown_grace), ("--upstream-deadline", args.upstream_deadline)):
+        if value is not None and not 0 <= value <= 3600:
+            raise MathloraError(f"{flag} must be 0-3600 seconds, got {value:g}")
+    api_key = server_api_key(args.api_key, args.host)
     target = resolve_target(args, need_adapter=args.upstream is None)
     cfg = target.cfg
+    stop = stop_strings(cfg.eval, target.template)  # the template's next section: served text stops as predict's
     if args.upstream is not None:
         if args.adapter is not None:
             raise MathloraError("with --upstream the upstream server applies the adapter (vllm serve BASE "
                                 "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --upstream-model NAME instead")
-        engine, served, mode = _proxy(args, cfg, target.calculator)
+        engine, served, mode = _proxy(args, cfg, target.calculator, stop)
     else:
-        from mathlora.evaluate.generation import load_inference_model
-        from mathlora.serve.engines import LocalEngine
-
-        lm, tok = load_inference_model(target.model, target.adapter, runtime_from(cfg), merge=cfg.eval.merge_adapter)
+        lm, tok = generation.load_inference_model(target.model, target.adapter, runtime_from(cfg),
+                                                  merge=cfg.eval.merge_adapter)
         batch = cfg.eval.batch_size if isinstance(cfg.eval.batch_size, int) else 16
         engine = LocalEngine(lm, tok, max_length=cfg.eval.max_length, batch_size=batch, calculator=target.calculator,
-                             long_prompts=cfg.eval.long_prompts)
+                             long_prompts=cfg.eval.long_prompts, stop=stop)
         served = args.name or target.name
         mode = f"{target.model}" + (f" + {target.adapter}" if target.adapter else "")
     limits = Limits(max_tokens=args.max_tokens_limit, prompt_chars=args.max_prompt_chars,
@@ -235,23 +293,57 @@ def cmd_serve(args) -> int:
     scope = resolve_scope(cfg.eval.answer_scope, target.solution_style)
 
     def ready(port: int) -> None:
+        access = ("clients must send its API key (Authorization: Bearer)" if api_key else
+                  "no API key: this machine only")
         print(f"serving {served!r} on http://{args.host}:{port}/v1 ({mode}; calculator "
-              f"{'on' if target.calculator else 'off'}; template {target.template}); Ctrl-C or SIGTERM stops it",
-              flush=True)
+              f"{'on' if target.calculator else 'off'}; template {target.template}; {access}); Ctrl-C or SIGTERM "
+              "stops it", flush=True)
 
-    return serve_app(lambda on_ready: build_app(engine, served=served, template=target.template, scope=scope,
-                                                limits=limits, on_ready=on_ready), args.host, args.port, ready)
+    grace = GRACE_SECONDS if args.shutdown_grace is None else args.shutdown_grace
+    return serve_app(lambda on_ready, shutdown: build_app(
+        engine, served=served, template=target.template, scope=scope, limits=limits, on_ready=on_ready,
+        api_key=api_key, shutdown=shutdown), args.host, args.port, ready, grace=grace)
 
 
-def _proxy(args, cfg, calculator: bool):
-    from mathlora.evaluate.remote import CompletionsClient
-    from mathlora.serve.engines import ProxyEngine
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is this machine's loopback (127.0.0.0/8, ::1)."""
 
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def server_api_key(given: str | None, host: str) -> str | None:
+    """The key clients must send: ``--api-key``, else ``$MATHLORA_API_KEY``; a one-line error when there is
+    none and ``host`` is beyond loopback (anyone on the network could use the model, and a proxy's upstream
+    key)."""
+
+
+    source = "--api-key" if given is not None else f"${API_KEY_ENV}"
+    value = given if given is not None else os.environ.get(API_KEY_ENV)
+    key = checked_api_key(value, source.lstrip("$")) if value is not None else "EMPTY"
+    key = None if key == "EMPTY" else key
+    if key is None and value is not None:
+        raise MathloraError(f"{source} is empty; give the key clients must send")
+    if key is None and not is_loopback(host):
+        raise MathloraError(f"--host {host} listens beyond this machine: give an API key that clients must send "
+                            f"(--api-key KEY or ${API_KEY_ENV}), or listen on 127.0.0.1")
+    return key
+
+
+def _proxy(args, cfg, calculator: bool, stop=()):
     end = cfg.eval.endpoint
     upstream_model = args.upstream_model or cfg.eval.model
     if not upstream_model:
         raise MathloraError("give --upstream-model NAME: the upstream's name for the model (or LoRA)")
-    client = CompletionsClient(base_url=args.upstream, model=upstream_model, api_key=end.api_key(),
-                               concurrency=end.concurrency, timeout=end.timeout, policy=end.policy())
-    return ProxyEngine(client, calculator=calculator), args.name or upstream_model, \
-        f"proxy for {args.upstream} ({upstream_model})"
+    client = proxy_client(base_url=args.upstream, model=upstream_model, api_key=end.api_key(),
+                          concurrency=end.concurrency, timeout=min(end.timeout, args.upstream_deadline),
+                          policy=end.policy(), stop=stop)
+    return ProxyEngine(client, calculator=calculator, deadline=args.upstream_deadline), \
+        args.name or upstream_model, f"proxy for {public_url(args.upstream)} ({upstream_model})"

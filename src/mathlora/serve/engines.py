@@ -8,25 +8,74 @@
   adapter), through the shared client (retries, deadlines, ``concurrency`` requests in flight), with the
   calculator loop of ``evaluate.remote_calculator`` when on.
 
-Both take rendered prompts (the app applies the template) and return :class:`Generation` objects.
+Both take rendered prompts (the app applies the template) and return :class:`Generation` objects cut at the
+template's stop strings (its next section, as ``predict`` and ``eval`` cut them). Text from requests is
+tokenized with ``split_special_tokens``: ``</s>`` written by a client is text, never a control token.
+``cancel()`` (the server's shutdown grace is over) ends the batch in progress at its next decoding step.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+import re
+import copy
+import threading
+import dataclasses
 
 from mathlora.errors import MathloraError
 from mathlora.evaluate.generation import Generation
+from mathlora.evaluate.remote import CompletionsClient
+from mathlora.modeling.openai_client import FatalRequestError, RetryableError
+from mathlora.evaluate.generation import generate_greedy
+from mathlora.evaluate.remote_calculator import CalculatorLoop
+from mathlora.modeling.openai_client import GaveUp, parse_retry_after
 
 
 class UpstreamError(MathloraError):
-    """The upstream server failed a request (after its retries): ``status`` 400 when it refused the request
-    (a 4xx: too long for its context, say), else 502."""
+    """The upstream server failed a request (after its retries): ``status`` the matching client status when it
+    refused the request (429 rate limited, 401/403 credentials refused, 400 any other 4xx: too long for its
+    context, say), 504 past the deadline, else 502."""
 
-    def __init__(self, message: str, status: int = 502):
+    def __init__(self, message: str, status: int = 502, retry_after: float | None = None):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+
+
+def upstream_status(message: str) -> int:
+    """The client status for an upstream failure whose message starts ``HTTP <code>``."""
+
+    m = re.match(r"HTTP (\d{3})", message)
+    code = int(m.group(1)) if m else 0
+    if code in (401, 403, 429):
+        return code
+    return 400 if 400 <= code < 500 else 502
+
+
+class Cancelled(Exception):
+    """The server is shutting down: the batch in progress is abandoned."""
+
+
+class _Cancellable:
+    """``model`` whose forward pass raises :class:`Cancelled` once ``flag`` is set (checked every decoding
+    step, in the worker thread)."""
+
+    def __init__(self, model, flag):
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_flag", flag)
+
+    def __call__(self, *args, **kwargs):
+        if self._flag.is_set():
+            raise Cancelled()
+        return self._model(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def get_base_model(self):  # what compat.cache_argument inspects (a class's forward, not this wrapper's)
+        inner = self._model
+        return inner.get_base_model() if hasattr(inner, "get_base_model") else inner
 
 
 @dataclass
@@ -38,10 +87,12 @@ class _Job:
 
 class LocalEngine:
     def __init__(self, model, tokenizer, *, max_length: int, batch_size: int, calculator: bool,
-                 long_prompts: str = "skip"):
-        import copy
+                 long_prompts: str = "skip", stop: tuple[str, ...] | list[str] = ()):
 
-        self.model, self.tokenizer = model, tokenizer
+        tokenizer.split_special_tokens = True  # '</s>' in a request is text, as in training (data.tokenize)
+        self._cancelled = threading.Event()
+        self.model, self.tokenizer = _Cancellable(model, self._cancelled), tokenizer
+        self.stops = tuple(stop)  # the template's stop strings
         # requests are checked on the event loop while a batch decodes in the worker thread: a fast tokenizer
         # must not be used by two threads at once, so the checks have their own copy
         self._check_tokenizer = copy.deepcopy(tokenizer)
@@ -61,12 +112,19 @@ class LocalEngine:
         self._queue = asyncio.Queue()
         self._worker = asyncio.create_task(self._run())
 
+    def cancel(self) -> None:
+        """Stop work: the batch in progress ends at its next step, queued requests are never started."""
+        self._cancelled.set()
+
     async def stop(self) -> None:
+        self.cancel()
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
 
     async def complete(self, prompts: list[str], max_tokens: int) -> list[Generation]:
+        if self._cancelled.is_set():
+            raise Cancelled()
         if self._queue is None:
             raise MathloraError("the engine is not started")
         job = _Job(prompts, max_tokens, asyncio.get_running_loop().create_future())
@@ -74,11 +132,9 @@ class LocalEngine:
         return await job.done
 
     def _generate(self, prompts: list[str], max_tokens: int) -> list[Generation]:
-        from mathlora.evaluate.generation import generate_greedy
-
         return generate_greedy(self.model, self.tokenizer, prompts, max_new_tokens=max_tokens,
                                max_length=self.max_length, batch_size=self.batch_size, progress=False,
-                               calculator=self.calculator, long_prompts=self.long_prompts)
+                               calculator=self.calculator, long_prompts=self.long_prompts, stop=self.stops)
 
     async def _run(self) -> None:
         assert self._queue is not None
@@ -88,31 +144,62 @@ class LocalEngine:
                 jobs.append(self._queue.get_nowait())
             for budget in sorted({j.max_tokens for j in jobs}):
                 group = [j for j in jobs if j.max_tokens == budget and not j.done.done()]
+                if not group:
+                    continue
                 prompts = [p for j in group for p in j.prompts]
                 try:
+                    if self._cancelled.is_set():
+                        raise Cancelled()
                     gens = await asyncio.to_thread(self._generate, prompts, budget)
-                except Exception as e:  # one failed batch fails its requests, not the server
+                except Cancelled:
                     for j in group:
+                        if not j.done.done():
+                            j.done.set_exception(Cancelled())
+                    continue
+                except Exception as e:  # one failed batch fails its requests, not the server
+                    for j in (j for j in group if not j.done.done()):
                         j.done.set_exception(MathloraError(f"generation failed: {type(e).__name__}: {e}"))
                     continue
                 start = 0
                 for j in group:
-                    j.done.set_result(gens[start:start + len(j.prompts)])
+                    if not j.done.done():  # a request whose client went (its future cancelled) takes nothing
+                        j.done.set_result(gens[start:start + len(j.prompts)])
                     start += len(j.prompts)
 
 
-class ProxyEngine:
-    def __init__(self, client, *, calculator: bool):
-        from mathlora.evaluate.remote_calculator import CalculatorLoop
+MAX_CHARS_PER_TOKEN = 32  # an upstream reply longer than max_tokens * this ignored max_tokens: cut
 
+
+def proxy_client(**kw):
+    """The upstream's completions client for the proxy: a 429 is passed to the client at once (with its
+    Retry-After), never waited out while the client hangs on."""
+
+    class ProxyClient(CompletionsClient):
+        async def retry(self, call):
+            async def once():
+                try:
+                    return await call()
+                except RetryableError as e:
+                    if getattr(e, "status", None) == 429:
+                        raise FatalRequestError(str(e)) from None
+                    raise
+            return await super().retry(once)
+
+    return ProxyClient(**kw)
+
+
+class ProxyEngine:
+    def __init__(self, client, *, calculator: bool, deadline: float = 120.0):
         self.client = client  # evaluate.remote.CompletionsClient
         self.calculator = calculator
+        self.deadline = deadline  # seconds for one request's whole answer, retries included
         self.loop = CalculatorLoop(client)
         self._http = None
         self._slots: asyncio.Semaphore | None = None
+        self._cancelled = False
 
     def prompt_problem(self, prompt: str) -> str | None:
-        return None  # the upstream server knows its context length; its 400 is passed on
+        return None  # the upstream server knows its context length; its 4xx is passed on
 
     async def start(self) -> None:
         import httpx
@@ -122,23 +209,46 @@ class ProxyEngine:
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.client.timeout), limits=limits)
         self._slots = asyncio.Semaphore(self.client.concurrency)
 
+    def cancel(self) -> None:
+        self._cancelled = True  # requests in flight are cancelled by the app (their tasks)
+
     async def stop(self) -> None:
+        self.cancel()
         if self._http is not None:
             await self._http.aclose()
 
     async def _one(self, prompt: str, max_tokens: int) -> Generation:
-        from mathlora.openai_client import GaveUp
+
 
         assert self._slots is not None
-        async with self._slots:
-            try:
-                if self.calculator:
-                    return await self.loop.complete(self._http, prompt, max_tokens)
-                return await self.client.retry(lambda: self.client.ask_once(self._http, prompt, max_tokens, 0))
-            except GaveUp as e:
-                refused = str(e).startswith("HTTP 4")  # not retried: asking again would not help
-                raise UpstreamError(f"upstream {self.client.url}: {self.client.scrub(str(e))} "
-                                    f"(after {e.attempts} attempt(s))", 400 if refused else 502) from None
+        if self._cancelled:
+            raise Cancelled()
+        where = f"upstream {self.client.public_url}"
+        try:
+            async with asyncio.timeout(self.deadline):
+                async with self._slots:
+                    if self.calculator:
+                        gen = await self.loop.complete(self._http, prompt, max_tokens)
+                    else:
+                        gen = await self.client.retry(lambda: self.client.ask_once(self._http, prompt, max_tokens, 0))
+        except GaveUp as e:
+            message = self.client.scrub(str(e))
+            status = upstream_status(message)
+            retry = None
+            if status == 429:
+                m = re.search(r"retry after ([0-9.]+)s", message)
+                retry = parse_retry_after(m.group(1)) if m else None
+            raise UpstreamError(f"{where}: {message} (after {e.attempts} attempt(s))", status, retry) from None
+        except TimeoutError:
+            raise UpstreamError(f"{where}: no complete answer within this server's deadline of {self.deadline:g}s",
+                                504) from None
+        if gen.generated_tokens > max_tokens:
+            raise UpstreamError(f"{where} ignored max_tokens: asked for {max_tokens}, it sent "
+                                f"{gen.generated_tokens} tokens", 502)
+        if len(gen.completion) > max_tokens * MAX_CHARS_PER_TOKEN:  # no usage counts, but far too long
+            gen = dataclasses.replace(gen, completion=gen.completion[:max_tokens * MAX_CHARS_PER_TOKEN],
+                                      stopped=False)
+        return gen
 
     async def complete(self, prompts: list[str], max_tokens: int) -> list[Generation]:
         return list(await asyncio.gather(*(self._one(p, max_tokens) for p in prompts)))

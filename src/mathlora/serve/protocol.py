@@ -10,6 +10,7 @@ Requests are checked before any decoding: a body of at most ``Limits.body_bytes`
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mathlora.evaluate.generation import cut_at_stop
+from mathlora.arith.answers import extract_prediction_answer
 
 
 class RequestError(Exception):
@@ -37,6 +39,7 @@ class Limits:
     prompt_chars: int = 4000       # per prompt (the problem, before the template)
     prompts: int = 32              # prompts per completions request
     body_bytes: int = 1_000_000
+    body_seconds: float = 30.0     # the whole body must arrive within this
 
 
 class _Request(BaseModel):
@@ -81,6 +84,8 @@ def parse_body(raw: bytes, limits: Limits) -> dict:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise RequestError(400, "request body is not JSON") from None
+    except RecursionError:
+        raise RequestError(400, "request body is JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise RequestError(400, "request body must be a JSON object")
     return data
@@ -112,7 +117,17 @@ def check_common(req: _Request, served: str, limits: Limits, max_tokens: int | N
     return budget, stops
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` with each lone surrogate (``"\\ud800"`` in JSON: half of a UTF-16 pair, not a character, which
+    no tokenizer takes) replaced by U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def check_prompt(text: str, limits: Limits, param: str) -> str:
+    text = clean_text(text)
     if not text.strip():
         raise RequestError(400, f"{param} is empty", param)
     if len(text) > limits.prompt_chars:
@@ -149,7 +164,6 @@ def chat_problem(req: ChatRequest, limits: Limits) -> str:
 
 def choice_fields(gen, stops: list[str], scope: str) -> dict:
     """text, finish_reason and mathlora's extras (the final answer, the calculator's counts) of one choice."""
-    from mathlora.evaluate.answers import extract_prediction_answer
 
     text, cut = cut_at_stop(gen.completion, stops)
     answer = extract_prediction_answer(text, scope)

@@ -1,6 +1,6 @@
 """Contest-style math problems: the contest's families, wordings, answer formats, ranges and mix.
 
-The eleven Chinese families are declared once in :mod:`mathlora.families` (wording, numbers' ranges, the
+The eleven Chinese families are declared once in :mod:`mathlora.arith.families` (wording, numbers' ranges, the
 contest's raw solution); English MATH-style word problems (LaTeX solutions with ``\\boxed{}``) are written
 here. ``generate`` splits the requested count over the families (``mix="contest"``: the contest's shares, two
 thirds arithmetic; ``"equal"``: the same count each; a family with few distinct problems (45 fractions, 100
@@ -15,10 +15,11 @@ import random
 from fractions import Fraction
 from typing import Callable, Iterable
 
-from mathlora import families
+from mathlora.arith import families
 from mathlora.data.apportion import largest_remainder
-from mathlora.data.numbers import format_number
+from mathlora.arith.numbers import format_number
 from mathlora.errors import MathloraError
+from mathlora.arith.worked import rewrite_solution
 
 MAX_TRIES_PER_RECORD = 2000
 TEST_SEED_OFFSET = 1_000_003  # the held-out set's own stream: never the training set's
@@ -188,7 +189,7 @@ def generate(count: int, seed: int, types: list[str] | None = None,
 
     Deterministic in (count, seed, types, exclude, mix). No record's problem is in ``exclude``. ``mix``:
     ``contest`` (the contest's shares) or ``equal``. ``progress`` shows a progress bar on stderr. ``style``
-    (``answer``, ``steps``, ``calculator``) picks the solution format (:mod:`mathlora.worked`); the problems
+    (``answer``, ``steps``, ``calculator``) picks the solution format (:mod:`mathlora.arith.worked`); the problems
     and their order do not depend on it.
     """
     if count < 0:
@@ -240,7 +241,6 @@ def apply_style(record: dict, style: str) -> dict:
 
     A generated answer always agrees with its worked solution; a disagreement is a bug, so it raises.
     """
-    from mathlora.worked import rewrite_solution
 
     result = rewrite_solution(record["problem"], record["solution"], style)
     if result.status in ("mismatch", "refused"):
@@ -256,9 +256,11 @@ def _progress_bar(total: int):
 
 
 def generate_train_and_test(count: int, test_count: int, seed: int, types: list[str] | None = None,
-                            style: str = "answer", mix: str = "contest") -> tuple[list[dict], list[dict]]:
+                            style: str = "answer", mix: str = "contest", progress: bool = False,
+                            ) -> tuple[list[dict], list[dict]]:
     """A training set (solutions in ``style``) and a held-out test set (answer style: only its final answers
     are read) with no problem in common; the test set is drawn first."""
     test = generate(test_count, seed + TEST_SEED_OFFSET, types, mix=mix)
-    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix)
+    train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix,
+                     progress=progress)
     return train, test

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from mathlora.synth.competition import FAMILIES
 
 
 class SynthConfig(BaseModel):
@@ -23,7 +24,6 @@ class SynthConfig(BaseModel):
     def _known_types(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        from mathlora.synth.competition import FAMILIES
 
         unknown = [t for t in value if t not in FAMILIES]
         if unknown:

@@ -15,23 +15,34 @@ from mathlora.run_dir.records import read_records, write_jsonl
 from mathlora.run_dir import write_json_atomic
 from mathlora.run_dir.stage import DATA_KEYS, Stage
 from mathlora.synth.config import SynthConfig
+from mathlora.synth.competition import TEST_SEED_OFFSET, generate, generate_train_and_test
+from mathlora.synth.squad import generate_squad
+from mathlora.data.stage import train_problems
+from mathlora.data.stage import ingest_inputs
 
 
 def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | None = None,
                test_out: str | os.PathLike | None = None, squad_out: str | os.PathLike | None = None,
-               user_train: str | os.PathLike | Iterable[str] | None = None) -> dict:
+               user_train: str | os.PathLike | Iterable[str] | None = None, style: str = "answer",
+               progress: bool = False) -> dict:
     """Write the requested outputs (each ``None`` = not wanted); returns their counts.
+
+    ``style`` is the training set's solution format (``mathlora run`` keeps ``answer`` and rewrites later;
+    ``mathlora synth --solution-style`` writes it directly); ``progress`` shows a bar while drawing it.
 
     The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
     with ``user_train`` given (and ``train_out`` None) the test set excludes the user's problems instead.
     """
-    from mathlora.synth.competition import TEST_SEED_OFFSET, generate, generate_train_and_test
-    from mathlora.synth.squad import generate_squad
 
     counts: dict = {}
     if train_out is not None or test_out is not None:
-        if user_train is None:
-            train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix)
+        if user_train is None and test_out is None:
+            # no held-out set wanted (the user gave data.test, or ``mathlora synth`` without --test-output):
+            # nothing to keep the training set apart from
+            train, test = generate(cfg.count, seed, cfg.types, mix=cfg.mix, style=style, progress=progress), []
+        elif user_train is None:
+            train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix,
+                                                  style=style, progress=progress)
         else:
             # a path (JSON lines / array of records) or the problems themselves (mathlora run reads any format)
             seen = {r.get("problem") for r in read_records(user_train)} if isinstance(user_train, (str, os.PathLike)) \
@@ -51,8 +62,6 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
 # -- the declaration (``mathlora.run_dir.stage``) ----------------------------------------------------------------
 
 def _synth(ctx) -> dict:
-    from mathlora.data.stage import train_problems
-
     cfg = ctx.cfg
     # the problems of the user's training data, in its format (the test set is drawn disjoint from them)
     user_train = train_problems(ctx) if cfg.data.train is not None else None
@@ -61,8 +70,6 @@ def _synth(ctx) -> dict:
 
 
 def _synth_inputs(ctx) -> dict:
-    from mathlora.data.stage import ingest_inputs
-
     return {"train": p for p in ingest_inputs(ctx, "train").values()} if ctx.cfg.data.train else {}
 
 

@@ -23,14 +23,20 @@ from typing import Any
 
 import torch
 
-from mathlora.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
+from mathlora.modeling.adapters import adapter_problem, load_problem, non_finite, read_adapter_weights
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import atomic_path, json_text
 from mathlora.run_dir.hashing import file_sha256
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
 from mathlora.train.distributed import ProcessGroup, adapter_state, optimizer_state, reduce_device
 from mathlora.train.job import TrainJob
+from mathlora.modeling.adapters import name_base_model
+from mathlora.export.model_card import write_card
+from mathlora.train.data import read_token_stats
+from mathlora.export.model_card import card_text, training_facts
+from mathlora.modeling.templates import exported_tokenizer, save_tokenizer
+from mathlora.train.merge import merge_adapter
 
 CHECKPOINT_NAME = re.compile(r"^step-(\d+)$")
 STATE_FILE = "trainer_state.json"
@@ -183,8 +189,6 @@ def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path, *, 
     """The adapter files (peft format) in ``folder``; ``base``: the model spec ``adapter_config.json`` names
     (``adapters.base_model_name``: a Hub id or the path given, not this machine's cache); ``card``: the
     README.md written in place of peft's empty one."""
-    from mathlora.adapters import name_base_model
-    from mathlora.export.model_card import write_card
 
     if base is not None:
         name_base_model(peft_model, base)
@@ -201,7 +205,6 @@ def save_adapter(peft_model, weights: dict[str, torch.Tensor], folder: Path, *, 
 
 def run_template(job: TrainJob) -> str:
     """The prompt template the tokens were made with (``tokens/stats.json``; ``alpaca`` when not recorded)."""
-    from mathlora.train.data import read_token_stats
 
     if job.tokens_dir is None:
         return DEFAULT_TEMPLATE
@@ -226,16 +229,12 @@ def save_checkpoint(job: TrainJob, peft_model, wrapped, optimizer, state: dict[s
     opt_state = optimizer_state(optimizer, wrapped)
     target = checkpoint_dir(root, state["step"])
     if group.is_main:
-        from mathlora.export.model_card import card_text, training_facts
-
         template = run_template(job)
         card = card_text(training_facts(job, template=template, steps=state["step"]), "checkpoint", step=state["step"])
         with atomic_path(target, directory=True) as tmp:
             save_adapter(peft_model, weights, tmp, base=job.model, card=card)
             write_training_state(tmp, opt_state, state)
             if job.train.merge_checkpoints:
-                from mathlora.train.merge import merge_adapter
-
                 merge_adapter(job.runtime, job.model, tmp, tmp / "merged", template=template)
             write_checksum(tmp)  # last: a checkpoint whose checksum verifies is complete and intact
     group.barrier()
@@ -252,9 +251,6 @@ def save_final_adapter(peft_model, folder: Path, group: ProcessGroup, step: int,
     if group.is_main:
         card = tokenizer = None
         if job is not None:
-            from mathlora.export.model_card import card_text, training_facts
-            from mathlora.templates import exported_tokenizer, save_tokenizer
-
             template = run_template(job)
             tokenizer = exported_tokenizer(job.model, template)
             card = card_text(training_facts(job, template=template, steps=step, ratio_line=ratio_line), "adapter")

@@ -1,7 +1,6 @@
 """``mathlora train`` and ``mathlora merge``.
 
 Several processes (data parallel)::
-
     torchrun --nproc-per-node 4 -m mathlora train --config llama3_8b_lora
 """
 
@@ -11,9 +10,11 @@ import argparse
 import os
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
+from mathlora.app.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, int_or_auto,
                               flag, option, runtime_from, show_progress, stage_command)
 from mathlora.run_dir.layout import RunLayout
+from mathlora.run_dir.guards import lock_for_output
+from mathlora.train.merge import merge_adapter
 
 
 def register(subparsers) -> None:
@@ -56,7 +57,6 @@ def run_train(args: argparse.Namespace) -> int:
     layout = RunLayout(cfg.run_dir)
     tokens = Path(args.tokens) if args.tokens else layout.tokens
     output = Path(args.output) if args.output else layout.train
-    from mathlora.run_dir.guards import lock_for_output
 
     # one writer per run folder; under torchrun rank 0 holds the lock for all processes
     with lock_for_output(output / "x" if os.environ.get("RANK", "0") == "0" else None):
@@ -71,8 +71,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    from mathlora.train.merge import merge_adapter
-
     return stage_command(args, lambda cfg: {"merged": merge_adapter(runtime_from(cfg), args.model, args.adapter,
                                                                     args.output, dtype=args.dtype,
                                                                     overwrite=args.overwrite)},

@@ -16,7 +16,17 @@ class LoraConfig(BaseModel):
     alpha: float = Field(16, gt=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
-        ["q_proj", "v_proj"], min_length=1, description="module names LoRA adapts (at least one)")
+        ["q_proj", "v_proj"], min_length=1,
+        description="module names LoRA adapts (at least one), or all-linear: every linear layer but the LM head")
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _all_linear(cls, value):  # peft's own "all-linear", kept as a one-name list (every reader takes a list)
+        if value == "all-linear":
+            return ["all-linear"]
+        if isinstance(value, (list, tuple)) and "all-linear" in value and len(value) > 1:
+            raise ValueError("all-linear stands alone (it already names every linear layer)")
+        return value
 
 
 class TrainConfig(BaseModel):
@@ -64,7 +74,7 @@ class TrainConfig(BaseModel):
     log_every: int = Field(1, ge=1, description="write metrics every N steps",
                           json_schema_extra=NOT_RESULT)
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
-        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.tracking): "
+        ["tensorboard"], description="trackers of the training's scalars and the run's scores (mathlora.modeling.tracking): "
                                      "tensorboard, wandb, mlflow, each used when installed; [] or none: metrics.jsonl "
                                      "only", json_schema_extra=NOT_RESULT)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 
 
 @dataclass

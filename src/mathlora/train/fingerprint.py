@@ -1,7 +1,7 @@
 """What makes two trainings the same run, for the trainer (resume, a finished run) and ``mathlora run`` (keep
 or start over ``train/``) alike: model, seed, LoRA, the ``train`` settings that can change the result
 (``mathlora.run_dir.same_result``), the sequence length, the precision (not the device), the tokens' hash and the
-base model's identity (``mathlora.models.model_identity``: a model replaced at the same path is noticed)."""
+base model's identity (``mathlora.modeling.models.model_identity``: a model replaced at the same path is noticed)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ import os
 from pathlib import Path
 
 from mathlora.run_dir.hashing import file_sha256
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.run_dir.same_result import result_settings
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.job import TrainJob, tokens_file
+from mathlora.modeling.models import model_identity
 
 
 def run_settings(job: TrainJob, tokens: Path) -> dict:
     """What ``run_fingerprint`` hashes, readable: the manifest keeps it to name what changed."""
-    from mathlora.models import model_identity
 
     return {"model": job.model, "model_identity": model_identity(job.model), "seed": job.seed,
             "lora": job.lora.model_dump(mode="json"), "train": result_settings(job.train),

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.train.config import LoraConfig, TrainConfig
 from mathlora.train.data import TOKENS_FILE, read_token_stats
 

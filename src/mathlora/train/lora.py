@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from mathlora.compat import quiet_peft
+from mathlora.modeling.compat import quiet_peft
 from mathlora.errors import MathloraError
 from mathlora.train.config import LoraConfig
 from mathlora.train.job import TrainJob
+from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
+from mathlora.modeling.models import load_model
 
 
 def apply_lora(model, lora: LoraConfig):
@@ -14,12 +16,13 @@ def apply_lora(model, lora: LoraConfig):
     from peft import get_peft_model
 
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [t for t in lora.target_modules if t not in names]
+    all_linear = list(lora.target_modules) == ["all-linear"]  # peft's: every linear layer but the output head
+    missing = [t for t in lora.target_modules if t not in names and not all_linear]
     if missing:
         raise MathloraError(f"lora.target_modules: {', '.join(missing)} not in the model "
                             f"(linear layers include: {', '.join(sorted(n for n in names if n.endswith('proj')))})")
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                            target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+                            target_modules="all-linear" if all_linear else list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
     with quiet_peft():
         return get_peft_model(model, config)
 
@@ -33,8 +36,6 @@ def build_model(job: TrainJob, runtime, *, before_lora=None, recompute: bool | N
     """
     import torch
 
-    from mathlora.compat import enable_activation_checkpointing, set_attn_implementation
-    from mathlora.models import load_model
 
     torch.manual_seed(job.seed)
     model = load_model(job.model, runtime.replace(device="cpu"))

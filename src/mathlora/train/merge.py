@@ -12,17 +12,25 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mathlora.adapters import adapter_problem, require_adapter_dir
+from mathlora.modeling.adapters import adapter_problem, require_adapter_dir
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.hashing import CARD
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.models import is_tiny, resolve_model_dir
+from mathlora.modeling.adapters import read_adapter_config
+from mathlora.export.model_card import CardFacts
+from mathlora.modeling.compat import quiet_peft
+from mathlora.export.model_card import card_text, write_card
+from mathlora.modeling.models import load_model, load_tokenizer
+from mathlora.modeling.templates import TEMPLATES, exported_tokenizer, save_tokenizer
+from mathlora.run_dir.atomic import atomic_path
+from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 
 def stored_dtype(model: str):
     """The dtype a model is stored in (HF folder config), fp32 when unknown."""
     import torch
 
-    from mathlora.models import is_tiny, resolve_model_dir
 
     if is_tiny(model):
         return torch.float32
@@ -37,8 +45,6 @@ def stored_dtype(model: str):
 
 def adapter_facts(model: str, adapter: Path):
     """The card facts of an adapter folder: its mathlora card's, else what ``adapter_config.json`` says."""
-    from mathlora.adapters import read_adapter_config
-    from mathlora.export.model_card import CardFacts
 
     facts = CardFacts.from_card(adapter / CARD)
     if facts is not None:
@@ -69,12 +75,6 @@ def merge_adapter(runtime: Runtime | None, model: str, adapter_dir, output_dir, 
     import torch
     from peft import PeftModel
 
-    from mathlora.compat import quiet_peft
-    from mathlora.export.model_card import card_text, write_card
-    from mathlora.models import load_model, load_tokenizer
-    from mathlora.templates import TEMPLATES, exported_tokenizer, save_tokenizer
-    from mathlora.run_dir.atomic import atomic_path
-    from mathlora.run_dir.guards import check_output_dir, write_artifact_marker
 
     runtime = runtime or Runtime.resolve()
     adapter = require_adapter_dir(adapter_dir)

@@ -1,5 +1,5 @@
 """``metrics.jsonl`` (a row per log step, appended) and the trackers of ``train.report_to`` (TensorBoard, W&B,
-MLflow: ``mathlora.tracking``), written by rank 0 only."""
+MLflow: ``mathlora.modeling.tracking``), written by rank 0 only."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from mathlora.run_dir.records import JsonProblem, dumps_line, parse_json
 from mathlora.run_dir.atomic import no_space_message, write_text_atomic
 from mathlora.train.outputs import METRICS
 from mathlora.train.state import Interval, StepResult, TrainState
+from mathlora.train.flops import model_flops, utilization
+from mathlora.modeling.tracking import Trackers
 
 if TYPE_CHECKING:
-    from mathlora.tracking import Trackers
+    from mathlora.modeling.tracking import Trackers
     from mathlora.train.job import TrainJob
 
 SCALARS = ("loss", "lr", "grad_norm", "learnable_tokens", "tokens_per_s", "epoch", "mfu")  # train/<name>
@@ -40,7 +42,6 @@ class MetricsLog:
         self.trackers: Trackers | None = None
         if not enabled:
             return
-        from mathlora.tracking import Trackers
 
         names = job.train.report_to if job is not None else ["tensorboard"]
         self.trackers = Trackers.open(names, out, new_runs=start_step == 0, purge_step=start_step + 1,
@@ -116,7 +117,6 @@ def sync_interval(state: TrainState, result: StepResult, interval: Interval) -> 
 def metrics_row(state: TrainState, result: StepResult, interval: Interval, matmul: int, peak, *, loss: float,
                 grad_norm: float, seconds: float) -> dict:
     """The metrics row of a synced interval (``sync_interval``): a pure formatter, changes nothing."""
-    from mathlora.train.flops import model_flops, utilization
 
     dt = seconds
     row = {"step": state.step, "epoch": round(state.step / state.n_epoch, 4), "loss": loss, "lr": result.lr,

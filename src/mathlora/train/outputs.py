@@ -13,6 +13,7 @@ from pathlib import Path
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.artifacts import format_problem
+from mathlora.run_dir.guards import artifact_kind, write_artifact_marker
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
@@ -37,7 +38,6 @@ def claim_training_folder(out: Path) -> None:
     """Make ``out`` a training folder (its marker). A folder without the ``train`` marker (and not an older
     mathlora training) that holds any name a training writes is refused: those are never cleared or replaced
     unless mathlora made them. Other files beside them are never touched."""
-    from mathlora.run_dir.guards import artifact_kind, write_artifact_marker
 
     taken = sorted(n for n in OWN_NAMES if (out / n).exists() or (out / n).is_symlink()) if out.is_dir() else []
     if taken and artifact_kind(out) != "train" and not _older_training_folder(out):

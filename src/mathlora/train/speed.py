@@ -23,9 +23,11 @@ from typing import Callable
 
 import torch
 
-from mathlora.compat import enable_activation_checkpointing
+from mathlora.modeling.compat import enable_activation_checkpointing
 from mathlora.run_dir.tokens import IGNORE
 from mathlora.train.memory import ModelShape, Plan, plan
+from mathlora.modeling.models import count_parameters
+from mathlora.train.memory import estimate_bytes
 
 
 def log(message: str) -> None:
@@ -97,7 +99,6 @@ def apply_recompute(model, *, layers: int, selective: bool) -> None:
 
 def model_shape(model, *, dtype) -> ModelShape | None:
     """The memory model's view of a (peft-wrapped) causal LM; None when its config is not Llama-like."""
-    from mathlora.models import count_parameters
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     trainable, total = count_parameters(model)
@@ -125,8 +126,6 @@ def resolve_plan(setting, micro_setting, *, shape: ModelShape | None, n_layers: 
     selective = setting == "selective"
     m = int(micro_setting) if micro_setting != "auto" else max_rows
     if micro_setting == "auto" and budget is not None and shape is not None:
-        from mathlora.train.memory import estimate_bytes
-
         while m > 1 and estimate_bytes(shape, tokens=min(m * row_tokens, step_tokens + row_tokens),
                                        head_tokens=int(min(m * row_tokens, step_tokens + row_tokens) * head_fraction),
                                        recompute_layers=layers, selective=selective, liger=liger) > budget:

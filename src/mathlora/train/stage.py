@@ -5,21 +5,22 @@ interrupted) is started over only with ``--force``."""
 from __future__ import annotations
 
 from mathlora.errors import MathloraError
-from mathlora.models import model_identity
+from mathlora.modeling.models import model_identity
 from mathlora.run_dir.stage import Context, Stage
+from mathlora.train.fingerprint import training_fingerprint
+from mathlora.train.fingerprint import training_settings
+from mathlora.train.fingerprint import changed_settings
+from mathlora.train.outputs import discard_training
+from mathlora.train.merge import merge_adapter
 
 
 def _train_fingerprint(ctx: Context) -> str:
-    from mathlora.train.fingerprint import training_fingerprint
-
     # "same run" is the trainer's rule: settings that cannot change the result never invalidate train/
     cfg = ctx.cfg
     return training_fingerprint(cfg.train, ctx.runtime, ctx.layout.tokens, lora=cfg.lora, seed=cfg.seed)
 
 
 def _train_settings(ctx: Context) -> dict:
-    from mathlora.train.fingerprint import training_settings
-
     cfg = ctx.cfg  # recorded in the manifest: a later run names what changed
     return training_settings(cfg.train, ctx.runtime, ctx.layout.tokens, lora=cfg.lora, seed=cfg.seed)
 
@@ -28,8 +29,6 @@ def _start_over_when_changed(ctx: Context, fp: str) -> None:
     """``--force``: train again from step 0. A training of other settings, finished or interrupted, is never
     deleted without it: one line names the changed settings (when recorded) and the choices."""
     from mathlora.train.checkpoint import checkpoint_fingerprint, newest_valid_checkpoint
-    from mathlora.train.fingerprint import changed_settings
-    from mathlora.train.outputs import discard_training
 
     lay = ctx.layout
     if not lay.train.exists():
@@ -61,8 +60,6 @@ def _train(ctx: Context) -> dict:
 
 
 def _merge(ctx: Context) -> dict:
-    from mathlora.train.merge import merge_adapter
-
     lay = ctx.layout
     # replaces only an earlier merge (its marker): a folder of the user's is refused, never deleted
     return {"merged": str(merge_adapter(ctx.runtime, ctx.cfg.model, lay.train_adapter, lay.merged,

@@ -12,12 +12,13 @@ from mathlora.train.checkpoint import save_final_adapter
 from mathlora.train.distributed import is_fsdp
 from mathlora.train.outputs import SUMMARY
 from mathlora.train.state import TrainState
+from mathlora.modeling.models import param_ratio_line
+from mathlora.train.flops import count_matmul_params, step_report
 
 
 def finish(state: TrainState) -> dict:
     """Save the final adapter (with the tokenizer and the model card), then ``summary.json`` (last: a finished
     run returns it when rerun)."""
-    from mathlora.models import param_ratio_line
 
     group, plan, tc = state.group, state.plan, state.job.train
     final_adapter = state.out / "adapter"
@@ -49,7 +50,6 @@ def finish(state: TrainState) -> dict:
 
 def flops_summary(state: TrainState, recomputed_fraction: float) -> dict:
     """Strict MFU/HFU figures for the summary (``mathlora.train.flops``); MFU only on a known device."""
-    from mathlora.train.flops import count_matmul_params, step_report
 
     group, tokens, seconds = state.group, state.tokens_done, state.seconds_done
     if tokens is None or seconds <= 0:

@@ -3,7 +3,6 @@
 ``train(cfg.train, runtime, tokens_dir, output_dir, lora=cfg.lora, seed=cfg.seed)`` reads the tokenize
 stage's ``tokens.parquet`` and, from its ``stats.json``, the model to train (the spec whose tokenizer made
 the tokens) and the sequence length (the default packing length), and writes::
-
     <output_dir>/
       checkpoints/step-<N>/       adapter_config.json, adapter_model.safetensors (peft),
                                   optimizer.safetensors, trainer_state.json (step, data position, lr, ...),
@@ -54,9 +53,9 @@ from pathlib import Path
 import torch
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
 from mathlora.train import speed
-from mathlora.adapters import adapter_problem
+from mathlora.modeling.adapters import adapter_problem
 from mathlora.train.checkpoint import (list_checkpoints, newest_valid_checkpoint, resolve_save_steps,
                                        restore_checkpoint, save_checkpoint)
 from mathlora.train.config import LoraConfig, TrainConfig
@@ -72,6 +71,8 @@ from mathlora.train.outputs import SUMMARY, claim_training_folder, clear_outputs
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
 from mathlora.train.state import Interval, StepResult, TrainState
 from mathlora.train.summary import finish
+from mathlora.modeling.models import count_parameters, load_tokenizer
+from mathlora.train.flops import count_matmul_params, peak_tflops
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -121,7 +122,6 @@ def finished_run(out: Path, fingerprint: str, group: ProcessGroup, resume: bool)
 def setup(job: TrainJob, group: ProcessGroup, out: Path, data: tuple[list[TokenRecord], int], fingerprint: str,
           *, resume: bool) -> TrainState:
     """Model, memory plan, optimizer and schedule; the newest valid checkpoint's position when resuming."""
-    from mathlora.models import count_parameters, load_tokenizer
 
     tc, (records, skipped) = job.train, data
     if tc.global_batch_size % group.world:
@@ -217,7 +217,6 @@ def train_loop(state: TrainState, *, progress: bool = True) -> dict:
     """The steps; the device is waited for only at log, checkpoint and last steps."""
     from tqdm import tqdm
 
-    from mathlora.train.flops import count_matmul_params, peak_tflops
 
     group, tc = state.group, state.job.train
     metrics = MetricsLog(state.out, state.step, group.is_main, job=state.job)  # train.report_to's trackers

@@ -1,6 +1,6 @@
 """``mathlora run``: the whole recipe, one stage after another, in one run folder.
 
-The stages and their order are declared in ``mathlora.stages`` (``STAGE_LIST``); the pipeline is a loop over
+The stages and their order are declared in ``mathlora.app.stages`` (``STAGE_LIST``); the pipeline is a loop over
 that list. A stage the config does not use (synth when every ``data.*`` is given, rewrite for
 ``solution_style=answer``) prints "not used"; ``--stop-after`` stops after any stage, used or not.
 
@@ -19,7 +19,7 @@ output's recorded size and hash (or format footer) must still match, so a damage
 producer, never trusted, and never the reason a finished training is deleted. A label stage with failed
 records is not done: the run stops with their count and first error, and the next run asks them again.
 
-Tracking (``mathlora.tracking``): every line a run prints (not its progress bars) is appended to ``run.log`` under
+Tracking (``mathlora.modeling.tracking``): every line a run prints (not its progress bars) is appended to ``run.log`` under
 a timestamped header, with the error that stopped it; the backends of ``train.report_to`` are checked before the
 first stage; after the last evaluation the run's scores go to the same trackers as the training's scalars
 (``eval/...`` at the training's last step), once per set of scores. The manifest records the library versions
@@ -34,17 +34,22 @@ import sys
 import time
 
 from mathlora import __version__
-from mathlora.config import Config, dump_config
+from mathlora.app.config import Config, dump_config
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.atomic import json_text, write_text_atomic
 from mathlora.run_dir.guards import RunLock, clean_temp_files, links_out_of, make_run_folder
 from mathlora.run_dir.hashing import fingerprint
 from mathlora.run_dir.manifest import Manifest, library_versions
-from mathlora.runtime import Runtime
-from mathlora.stages import STAGE_LIST, STAGES, Context, Stage
+from mathlora.modeling.runtime import Runtime
+from mathlora.app.stages import STAGE_LIST, STAGES, Context, Stage
 from mathlora.run_dir.run_log import RunLog
-from mathlora.tracking import check_backends, log_once
+from mathlora.modeling.tracking import check_backends, log_once
+from mathlora.run_dir.records import read_json_document
+from mathlora.app.preflight import check_config
+from mathlora.report.scores import headline
+from mathlora.report.scores import RunScores
+from mathlora.export import publish
 
 __all__ = ["Pipeline", "StopAfter", "STAGES"]
 
@@ -103,7 +108,6 @@ class Pipeline:
 
     def run(self) -> dict:
         """The whole pipeline, holding the run folder's lock; the config is checked before any stage."""
-        from mathlora.preflight import check_config
 
         with RunLock(self.layout.root):
             lay = self.layout  # run.log is opened only once no name of the folder leads out of it
@@ -132,8 +136,6 @@ class Pipeline:
         return f"mathlora run{flags} ({__version__}): {self.layout.root}"
 
     def _headline(self) -> str:
-        from mathlora.report.scores import headline
-
         try:
             return headline(self.layout.root)
         except MathloraError as e:
@@ -154,9 +156,8 @@ class Pipeline:
             if stage.name == self.stop_after:
                 raise StopAfter(stage.name)
         if cfg.publish.to:  # last: not fingerprinted, publish itself skips what the store already holds
-            from mathlora.export.publish import publish_run
 
-            self.summary["publish"] = publish_run(self.layout.root, cfg.publish.to,
+            self.summary["publish"] = publish.publish_run(self.layout.root, cfg.publish.to,
                                                   endpoint_url=cfg.publish.endpoint_url,
                                                   verify_all=cfg.publish.verify_all,
                                                   replace=cfg.publish.replace, private=cfg.publish.private)
@@ -177,7 +178,6 @@ class Pipeline:
         """The run's scores to the trackers of ``train.report_to`` (in the training folder, at its last step), unless
         these very scores were logged before; a tracker that fails is a warning (the next run tries again).
         Returns the backends that logged."""
-        from mathlora.report.scores import RunScores
 
         lay, names = self.layout, self.cfg.train.report_to
         if not names or not lay.train.is_dir():
@@ -233,7 +233,6 @@ def score_points(scores, final_step: int) -> list[tuple[int, dict[str, float]]]:
 
 def _final_step(summary_path) -> int:
     """The training's last step (``train/summary.json``), 0 when it is not there."""
-    from mathlora.run_dir.records import read_json_document
 
     try:
         summary = read_json_document(summary_path, "training summary") if summary_path.is_file() else {}

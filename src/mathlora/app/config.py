@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mathlora.openai_client import FLAT_ENDPOINT_KEYS
+from mathlora.modeling.openai_client import FLAT_ENDPOINT_KEYS
 from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, NormalizeConfig, SampleConfig,
                                   TokenizeConfig)
 from mathlora.errors import MathloraError
@@ -28,20 +28,45 @@ from mathlora.evaluate.config import EvalConfig
 from mathlora.export.config import PublishConfig
 from mathlora.grpo.config import GrpoConfig
 from mathlora.label.config import LabelConfig
-from mathlora.runtime import RuntimeConfig
+from mathlora.modeling.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
-from mathlora.templates import DEFAULT_TEMPLATE
+from mathlora.modeling.templates import DEFAULT_TEMPLATE
 from mathlora.train.config import LoraConfig, TrainConfig
+from mathlora.run_dir import write_text_atomic
 
-CONFIG_DIR = Path(__file__).parent / "configs"
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
 # Keys that moved: an old config names them, the error says where they live now.
 MOVED = {("train", "precision"): "runtime.precision", ("train", "device"): "runtime.device",
          ("eval", "precision"): "runtime.precision", ("label", "device"): "runtime.device",
          **{(section, key): f"{section}.endpoint.{key}" for section in ("label", "eval") for key in FLAT_ENDPOINT_KEYS}}
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that gives one key twice (YAML keeps the last silently; a config must not)."""
+
+
 class YamlLoader(yaml.SafeLoader):
-    """SafeLoader without YAML 1.1's base-60 numbers: ``5:1`` is the text ``"5:1"``, not the integer 301."""
+    """SafeLoader without YAML 1.1's base-60 numbers (``5:1`` is the text ``"5:1"``, not the integer 301) and
+    with a key given twice in one mapping an error naming both lines (``train:`` twice would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # '<<: *base' merges; a key after it overrides by design
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: construct_mapping says so
+                    continue
+                if first is not None:
+                    where = f"on line {first} and on line {line}" if first != line else f"on line {line}"
+                    raise DuplicateKeyError(f"key {key!r} is given twice, {where}; keep one")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
@@ -72,9 +97,10 @@ class Config(BaseModel):
                                    "folder, a .gguf file, smollm2-135m-instruct or tiny-random-llama")
     template: str = Field(DEFAULT_TEMPLATE, description="named prompt template used for training AND inference")
     runtime: RuntimeConfig = RuntimeConfig()
-    solution_style: Literal["answer", "steps", "calculator"] = Field(
+    solution_style: Literal["answer", "steps", "calculator", "decomposed"] = Field(
         "answer", description="training solutions: the competition's answers, worked steps, or worked steps "
-                              "with <<expr=value>> calculator annotations (used from synth/rewrite to grading)")
+                              "with <<expr=value>> calculator annotations, or tool-free steps small enough to compute digit by "
+                              "digit (decomposed) (used from synth/rewrite to grading)")
     data: DataConfig = DataConfig()
     synth: SynthConfig = SynthConfig()
     ingest: IngestConfig = IngestConfig()
@@ -326,7 +352,6 @@ def copy_config(name: str, dest: str | os.PathLike, *, force: bool = False) -> P
     """Write shipped config ``name`` (its text, comments included) to ``dest`` (a file, or a folder that
     receives NAME.yaml); ``defaults`` writes the library defaults in full. Never replaces a file unless
     ``force``."""
-    from mathlora.run_dir import write_text_atomic
 
     shipped = shipped_name(name)
     if shipped is None:

@@ -16,8 +16,12 @@ SmolLM2's) are written into the template itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import copy
+import json
+from pathlib import Path
 
 from mathlora.errors import MathloraError
+from mathlora.modeling.models import load_tokenizer, pad_token_for
 
 
 @dataclass(frozen=True)
@@ -123,9 +127,7 @@ def chat_template(name: str, tokenizer=None) -> str:
 def exported_tokenizer(model: str, template: str):
     """``model``'s tokenizer as mathlora exports it: the template ``template`` as its chat template and a pad
     token that is not EOS where the vocabulary has one (``pad_token_for``)."""
-    import copy
 
-    from mathlora.models import load_tokenizer, pad_token_for
 
     get_template(template)
     tok = copy.deepcopy(load_tokenizer(model))  # the tiny model's tokenizer is shared (cached): never change it
@@ -147,8 +149,6 @@ _PORTABLE_CLASSES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 def save_tokenizer(tokenizer, folder) -> None:
     """``tokenizer.save_pretrained(folder)``, loadable by transformers 4 and 5 alike (vLLM pins either): the
     tokenizer class is written as one both know."""
-    import json
-    from pathlib import Path
 
     tokenizer.save_pretrained(str(folder))
     path = Path(folder) / "tokenizer_config.json"

@@ -1,5 +1,5 @@
 """Hugging Face Hub model ids (``org/name[@revision]``): parsing, the offline switch, the cache and its
-snapshots, one-line errors. ``mathlora.models`` resolves a Hub spec through these."""
+snapshots, one-line errors. ``mathlora.modeling.models`` resolves a Hub spec through these."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from mathlora.errors import MathloraError
 
 if TYPE_CHECKING:
-    from mathlora.models import ModelSource
+    from mathlora.modeling.models import ModelSource
 
 # ``org/name`` or ``org/name@revision`` (a branch, tag or commit); a local path of that shape wins
 HUB_MODEL = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+?)(?:@(?P<rev>[\w.][\w./-]*))?$")

@@ -4,7 +4,7 @@ Thin by design: each stage package registers its own subcommands (``register(sub
 imports heavy libraries only when its command runs. Every subcommand gets ``--no-progress`` and
 ``--quiet`` here (``cliargs.add_output_switches``), applied to the libraries while it runs. User mistakes print
 one ``error:`` line and exit 2; no tracebacks (set MATHLORA_DEBUG=1 to see them). A command given no
-``--config`` runs the demo config (``mathlora.config.DEFAULT_CONFIG``).
+``--config`` runs the demo config (``mathlora.app.config.DEFAULT_CONFIG``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sys
 
 from mathlora import __version__
-from mathlora.cliargs import add_output_switches, library_output, show_progress
+from mathlora.app.cliargs import add_output_switches, library_output, show_progress
 from mathlora.errors import MathloraError
 
 # Modules exposing register(subparsers); order is the order shown in --help.
@@ -26,7 +26,7 @@ COMMAND_MODULES = [
     "mathlora.train.commands",
     "mathlora.grpo.commands",
     "mathlora.evaluate.commands",
-    "mathlora.commands",
+    "mathlora.app.commands",
     "mathlora.report.commands",
     "mathlora.export.commands",
     "mathlora.serve.commands",

@@ -1,7 +1,7 @@
 """The stages of ``mathlora run``, in order: an ordered list of each stage package's declarations.
 
 A stage is declared in its package's ``stage`` module (``mathlora.run_dir.stage`` says what a declaration
-holds), beside its entry function, its command and its config section. ``mathlora.pipeline`` loops over
+holds), beside its entry function, its command and its config section. ``mathlora.app.pipeline`` loops over
 ``STAGE_LIST``; nothing else decides which stages exist or in what order.
 """
 

@@ -2,7 +2,7 @@
 judge settings, a path or the data's format is reported in seconds, not after labeling spent its time (the
 sampling ratios are checked when the config loads).
 
-Nothing heavy is loaded: a model spec is read by ``mathlora.models.model_source`` (the one reading of a spec:
+Nothing heavy is loaded: a model spec is read by ``mathlora.modeling.models.model_source`` (the one reading of a spec:
 a folder with ``config.json``, a ``.gguf`` file, a packaged or tiny model, a Hub id found in the cache; a Hub
 id not cached yet is asked about, not downloaded), and a data file by ``mathlora.data.sources.check_source``
 (it exists, and where its columns are cheap to read, a table's schema, a CSV header or the first lines of
@@ -15,18 +15,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mathlora.errors import MathloraError
-from mathlora.models import check_hub_model, model_source
+from mathlora.modeling.models import check_hub_model, model_source
+from mathlora.data.sources import check_source
+from mathlora.label.prompt import load_prompt
+from mathlora.run_dir.records import require_file
+from mathlora.modeling.templates import get_template
 
 if TYPE_CHECKING:  # the root config is the CLI's: this module only reads it
-    from mathlora.config import Config
+    from mathlora.app.config import Config
 
 
 def check_config(cfg: "Config") -> None:
     """Validate what a run will need, in the order the stages need it; raises MathloraError."""
-    from mathlora.data.sources import check_source
-    from mathlora.label.prompt import load_prompt
-    from mathlora.run_dir.records import require_file
-    from mathlora.templates import get_template
 
     root = Path(cfg.run_dir)
     if root.exists() and not root.is_dir():
@@ -51,7 +51,7 @@ def check_config(cfg: "Config") -> None:
         raise MathloraError(f"label.cache {label.cache} is a directory; expected a SQLite file path")
     if cfg.grpo.enabled:  # TRL and the trackers before hours of SFT, not after
         from mathlora.grpo.trainer import require_trl
-        from mathlora.tracking import check_backends
+        from mathlora.modeling.tracking import check_backends
 
         require_trl()
         check_backends(cfg.grpo.report_to, where="grpo.report_to")

@@ -7,7 +7,6 @@ is installed; a named backend that is not installed is one ``error:`` line befor
 Only the process that writes files (rank 0 under torchrun) opens trackers.
 
 Everything lives in one folder, the training's (``train/`` of a run folder)::
-
     tensorboard/   TensorBoard event files (a resume purges the steps after its checkpoint)
     wandb/         W&B's own folder (``wandb.init(dir=...)``); with ``WANDB_MODE=offline`` the whole run stays
                    here and ``wandb sync`` uploads it later. ``WANDB_PROJECT`` names the project (default mathlora)
@@ -34,8 +33,12 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Protocol
+import netrc
+from urllib.parse import urlparse
 
 from mathlora.errors import MathloraError
+from mathlora.run_dir.records import read_json_document
+from mathlora.run_dir.atomic import write_json_atomic
 
 BACKENDS = ("tensorboard", "wandb", "mlflow")
 _MODULE = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
@@ -93,8 +96,6 @@ def _wandb_login() -> bool:
     """Whether W&B has an API key: ``WANDB_API_KEY``, or the ``~/.netrc`` entry ``wandb login`` writes; else,
     without a terminal, W&B's own check (``verify=False``: no request; it raises). In a terminal that check
     would prompt for a key and hold the run before its first stage, so there a missing key is simply no key."""
-    import netrc
-    from urllib.parse import urlparse
 
     if os.environ.get("WANDB_API_KEY", "").strip():
         return True
@@ -244,7 +245,6 @@ def _read_state(folder: Path) -> dict:
     path = folder / STATE_FILE
     if not path.is_file():
         return {}
-    from mathlora.run_dir.records import read_json_document
 
     try:
         data = read_json_document(path, "tracking state")
@@ -255,8 +255,6 @@ def _read_state(folder: Path) -> dict:
 
 
 def _write_state(folder: Path, state: dict) -> None:
-    from mathlora.run_dir.atomic import write_json_atomic
-
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / STATE_FILE, state)
 

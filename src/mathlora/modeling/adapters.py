@@ -15,6 +15,8 @@ from typing import Any
 
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
+from mathlora.modeling.compat import quiet_peft
+from mathlora.modeling.models import split_hub_id
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -85,7 +87,6 @@ def attach_adapter(base, adapter: str | os.PathLike, *, model_name: str, trainab
     """Wrap ``base`` in a peft model with the adapter folder loaded (one-line error on a mismatch)."""
     from peft import PeftModel
 
-    from mathlora.compat import quiet_peft
 
     path = require_adapter_dir(adapter)
     try:
@@ -120,7 +121,6 @@ def hub_id(spec: str, kind: str = "models") -> str | None:
 
 def _hub_model(spec: str) -> tuple[str, str | None] | None:
     """(repo id, revision) of a spec that is a Hub model id (``org/name[@revision]``, no such local path)."""
-    from mathlora.models import split_hub_id
 
     return None if Path(spec).expanduser().exists() else split_hub_id(str(spec))
 

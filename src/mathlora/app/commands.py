@@ -1,4 +1,4 @@
-"""CLI: ``mathlora run``, the whole recipe in one run folder (``mathlora.pipeline``), and ``mathlora config
+"""CLI: ``mathlora run``, the whole recipe in one run folder (``mathlora.app.pipeline``), and ``mathlora config
 list | show | copy``, the shipped configs and the resolved one."""
 
 from __future__ import annotations
@@ -7,8 +7,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathlora.cliargs import (add_config_args, add_run, config_from_args, deprecated, flag, on_off, show_progress)
-from mathlora.stages import STAGES
+from mathlora.app.cliargs import (add_config_args, add_run, config_from_args, deprecated, flag, on_off, show_progress)
+from mathlora.app.stages import STAGES
+from mathlora.app.pipeline import Pipeline, StopAfter
+from mathlora.report.scores import headline
+from mathlora.app.config import LIBRARY_DEFAULTS, read_layers, shipped_configs, shipped_description
+from mathlora.app.config import dump_config
+from mathlora.app.config import copy_config
 
 
 def register(sub) -> None:
@@ -53,9 +58,6 @@ def register(sub) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from mathlora.pipeline import Pipeline, StopAfter
-    from mathlora.report.scores import headline
-
     cfg = config_from_args(args)
     # which config, and the settings that decide what the scores mean (stderr; run.log's first line too)
     line = (f"config: {args.config_layers}; run folder {cfg.run_dir}; solution_style {cfg.solution_style}, "
@@ -73,8 +75,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_list(args: argparse.Namespace) -> int:
-    from mathlora.config import LIBRARY_DEFAULTS, read_layers, shipped_configs, shipped_description
-
     rows = []
     for name, path in shipped_configs().items():
         chain = read_layers(path)[1]
@@ -90,8 +90,6 @@ def cmd_config_list(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
-    from mathlora.config import dump_config
-
     cfg = config_from_args(args)
     print(f"# mathlora config: {args.config_layers}")
     print(dump_config(cfg), end="")
@@ -99,8 +97,6 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_copy(args: argparse.Namespace) -> int:
-    from mathlora.config import copy_config
-
     target = copy_config(args.name, args.path, force=args.force)
     print(f"wrote {target} (a copy of {args.name}); edit it, then: mathlora run --config {target}")
     return 0

@@ -4,7 +4,7 @@ Stage flags are sugar for config overrides: an option declared with ``field="sam
 its value under that dotted name, and ``config_from_args`` applies every such value (when given) on
 top of ``--config`` and the ``key=value`` overrides (positional or ``--set``). A boolean option always has
 its ``--no-X`` form. Old spellings stay for one release through ``deprecated`` (one warning line on stderr).
-``--no-progress`` and ``--quiet`` are added to every subcommand by ``mathlora.cli``; ``library_output``
+``--no-progress`` and ``--quiet`` are added to every subcommand by ``mathlora.app.cli``; ``library_output``
 applies them to transformers, peft, huggingface_hub and datasets too. Modules that register commands must
 stay light: import torch/transformers inside the command function, not at module level.
 """
@@ -18,10 +18,13 @@ import sys
 import warnings
 from typing import Any, Callable, Iterator
 from pathlib import Path
+import logging
 
-from mathlora.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
+from mathlora.app.config import DEFAULT_CONFIG, Config, describe_layers, load_config_layers, parse_override
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
+from mathlora.modeling.runtime import Runtime
+from mathlora.run_dir.guards import lock_for_output
+from mathlora.run_dir.layout import RunLayout
 
 BOOLEAN_ACTIONS = ("store_true", "store_false", argparse.BooleanOptionalAction)
 
@@ -107,7 +110,7 @@ def add_run(parser: argparse.ArgumentParser, help: str = "run folder", **kwargs:
 
 
 def add_output_switches(parser: argparse.ArgumentParser) -> None:
-    """``--no-progress`` and ``--quiet`` (every subcommand has both; ``mathlora.cli`` adds them)."""
+    """``--no-progress`` and ``--quiet`` (every subcommand has both; ``mathlora.app.cli`` adds them)."""
     flag(parser, "--progress", default=True, help="progress bars, ours and the libraries' (default: on)")
     flag(parser, "--quiet", "-q", help="no progress bars and no warnings or notes from transformers, peft, "
                                        "huggingface_hub, datasets or torch; mathlora's own lines stay")
@@ -159,7 +162,6 @@ def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, t
     """The shape of a stage's command: the config from the flags, the output locked (``output``, default
     ``--output``), the stage's entry function called (``call(cfg)``), what it returned printed (``show``,
     default the counts on one line under ``title``)."""
-    from mathlora.run_dir.guards import lock_for_output
 
     cfg = config_from_args(args)
     with lock_for_output(output if output is not None else args.output):
@@ -171,7 +173,6 @@ def stage_command(args: argparse.Namespace, call: Callable[[Config], dict], *, t
 def run_config_from_args(args: argparse.Namespace, run: str | os.PathLike) -> Config:
     """The config of a command on a run folder: the run's own ``config.yaml`` (never another ``--config``,
     refused in one line), with the command's flags and ``--set`` overrides on top."""
-    from mathlora.run_dir.layout import RunLayout
 
     root = Path(run)
     if not root.is_dir():
@@ -285,8 +286,6 @@ def _quietly(fn) -> None:
 
 
 def _defaults(name: str) -> None:
-    import logging
-
     if name == "transformers":
         from transformers.utils import logging as tlog
 

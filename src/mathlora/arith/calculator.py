@@ -10,7 +10,7 @@ Arithmetic is exact (``fractions.Fraction``) while a value has at most ``MAX_RES
 that (``57 * 4.03^54``, ``86 * 0.54^90``) it is rounded to ``SIGNIFICANT_DIGITS`` significant digits instead of
 being refused, so the work is bounded by significant digits and magnitude (``MAX_MAGNITUDE``), not by the
 exponent. A square root is computed with 40 significant digits (``decimal``). The result is formatted by
-:func:`mathlora.data.numbers.format_result`: the normalize rule (more than two decimals -> rounded half-up to
+:func:`mathlora.arith.numbers.format_result`: the normalize rule (more than two decimals -> rounded half-up to
 two) for ordinary numbers, and scientific notation with 10 significant digits (``2.769155521E+34``,
 ``7.078428268E-23``) for a magnitude of 1e28 or more or a nonzero one below 1e-6 (where the source switches too), where two decimals would
 lose the value, so the calculator's output and the training text share one number format.
@@ -28,7 +28,7 @@ import re
 from decimal import Context, Decimal
 from fractions import Fraction
 
-from mathlora.data.numbers import format_result
+from mathlora.arith.numbers import format_result
 from mathlora.errors import MathloraError
 
 MAX_EXPR_CHARS = 200

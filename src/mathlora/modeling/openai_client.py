@@ -24,6 +24,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
+import base64
+from urllib.parse import unquote
+import json
+import sys
+import os
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,9 +51,10 @@ class RetryPolicy:
 
 
 class RetryableError(Exception):
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status  # the HTTP status that caused it, if any
 
 
 class AskAgain(Exception):
@@ -92,40 +98,89 @@ def auth_headers(api_key: str) -> dict[str, str]:
 
 def check_base_url(base_url: str, setting: str = "base_url") -> str:
     """``base_url`` when it is a usable http(s) URL with a host and a valid port; a one-line error otherwise."""
+    shown = public_url(base_url)  # a message never shows the user info
     try:
         parts = urlsplit(base_url)
         port = parts.port  # ValueError when out of range or not a number
     except ValueError as e:
-        raise MathloraError(f"{setting} {base_url!r} is not a usable URL ({e})") from None
+        raise MathloraError(f"{setting} {shown!r} is not a usable URL ({scrub(e, *url_secrets(base_url))})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise MathloraError(f"{setting} {base_url!r} must be an http(s) URL with a host, "
+        raise MathloraError(f"{setting} {shown!r} must be an http(s) URL with a host, "
                             "e.g. http://127.0.0.1:8000/v1")
     if port == 0:
-        raise MathloraError(f"{setting} {base_url!r}: port 0 is not a server port")
+        raise MathloraError(f"{setting} {shown!r}: port 0 is not a server port")
     return base_url
 
 
-def scrub(text: str, secret: str | None) -> str:
-    """``text`` with every occurrence of ``secret`` (an API key) replaced by ``***``: as given, stripped of
-    whitespace, and in the escaped forms that Python, JSON and HTTP libraries print (``sk-1\\r``)."""
-    if not secret or secret == "EMPTY":
-        return text
-    import json
+def public_url(url: str) -> str:
+    """``url`` without its user info (``http://user:pass@host/v1`` -> ``http://host/v1``): the form that is
+    printed, logged, recorded or sent to a client."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO.sub("", url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
 
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credential forms a URL's user info gives away: the password (as written and percent-decoded),
+    ``user:password`` and its base64 (what an HTTP client sends as Basic auth)."""
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ()
+    info = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    if not info:
+        return ()
+    user, _, password = info.partition(":")
+    forms = {info, unquote(info)}
+    if password:
+        forms |= {password, unquote(password)}
+    for pair in (f"{unquote(user)}:{unquote(password)}", info):
+        forms.add(base64.b64encode(pair.encode("utf-8", "replace")).decode("ascii"))
+    return tuple(f for f in forms if len(f) >= 4)
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s\\\"'<>]+@")
+# an Authorization header's value in any form a server may echo: 'Authorization: Basic dXNlcjpwYXNz',
+# '"authorization": "Bearer sk-..."', 'Bearer sk-...' alone
+_AUTH_HEADER = re.compile(r"((?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+                          r"(?:(?:bearer|basic|token|digest|apikey)\s+)?[^\s\"',}]+", re.I)
+_AUTH_SCHEME = re.compile(r"\b(bearer|basic|token)(\s+)[A-Za-z0-9._~+/=:-]{6,}", re.I)
+_KEY_FIELD = re.compile(r"\b((?:api[_-]?key|x-api-key|password|passwd|secret|token)[\"']?\s*[:=]\s*[\"']?)"
+                        r"[^\s\"',}&]{4,}", re.I)
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` without credentials: every occurrence of each of ``secrets`` (an API key, a URL's password)
+    replaced by ``***`` -- as given, stripped of whitespace, and in the escaped forms that Python, JSON and
+    HTTP libraries print (``sk-1\\r``) --, and every credential form a server may echo whatever the value:
+    an ``Authorization`` header (Bearer, Basic and its base64), a ``Bearer``/``Basic`` token, a URL's user
+    info (``http://user:pass@`` -> ``http://***@``), an ``api_key``/``password`` field."""
+
+    text = str(text)
     forms = set()
-    for key in {secret, secret.strip()}:
-        if len(key) >= 4:
-            forms |= {key, repr(key)[1:-1], json.dumps(key)[1:-1], key.encode("unicode_escape").decode("ascii"),
-                      repr(key.encode("utf-8", "replace"))[2:-1]}
+    for secret in secrets:
+        if not secret or secret == "EMPTY":
+            continue
+        for key in {secret, secret.strip()}:
+            if len(key) >= 4:
+                forms |= {key, repr(key)[1:-1], json.dumps(key)[1:-1], key.encode("unicode_escape").decode("ascii"),
+                          repr(key.encode("utf-8", "replace"))[2:-1]}
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "***")
-    return text
+    text = _USERINFO.sub("***@", text)
+    text = _AUTH_HEADER.sub(lambda m: m.group(1) + "***", text)
+    text = _AUTH_SCHEME.sub(lambda m: m.group(1) + m.group(2) + "***", text)
+    return _KEY_FIELD.sub(lambda m: m.group(1) + "***", text)
 
 
 def checked_api_key(value: str | None, variable: str) -> str:
     """The key in ``$variable`` ready for an HTTP header: surrounding whitespace (a key file with CRLF) is
     stripped with a warning; a non-ASCII character or whitespace inside is one error line (never shown)."""
-    import sys
 
     if not value or not value.strip():
         return "EMPTY"
@@ -142,14 +197,27 @@ def checked_api_key(value: str | None, variable: str) -> str:
 
 
 class Reply:
-    """A read reply: status, headers and the body (at most ``MAX_REPLY_BYTES``)."""
+    """A read reply: status, headers and the body (at most ``MAX_REPLY_BYTES``); ``secrets``: the credentials
+    the request carried (its key, its URL's user info), which ``excerpt`` never shows."""
 
-    def __init__(self, status_code: int, headers, content: bytes):
-        self.status_code, self.headers, self.content = status_code, headers, content
+    def __init__(self, status_code: int, headers, content: bytes, secrets: tuple[str, ...] = ()):
+        self.status_code, self.headers, self.content, self.secrets = status_code, headers, content, secrets
 
     @property
     def text(self) -> str:
         return self.content.decode("utf-8", "replace")
+
+
+def excerpt(response, limit: int) -> str:
+    """The start of a reply's body for a message: scrubbed of every credential form first, then cut (cut first,
+    a credential could be left half shown)."""
+    return scrub(response.text, *getattr(response, "secrets", ()))[:limit]
+
+
+def request_secrets(url: str, headers: dict) -> tuple[str, ...]:
+    """The credentials a request carries: its URL's user info and its Authorization header's value."""
+    values = [v.partition(" ")[2] or v for k, v in headers.items() if k.lower() in ("authorization", "x-api-key")]
+    return (*url_secrets(url), *values)
 
 
 async def _read_reply(client, url: str, body: dict, headers: dict, max_bytes: int) -> Reply:
@@ -160,7 +228,7 @@ async def _read_reply(client, url: str, body: dict, headers: dict, max_bytes: in
             if size > max_bytes:
                 raise FatalRequestError(f"reply larger than {max_bytes} bytes (after decompression); refused")
             chunks.append(chunk)
-        return Reply(response.status_code, response.headers, b"".join(chunks))
+        return Reply(response.status_code, response.headers, b"".join(chunks), request_secrets(url, headers))
 
 
 async def post_json(client, url: str, body: dict, headers: dict, timeout: float, *,
@@ -175,16 +243,18 @@ async def post_json(client, url: str, body: dict, headers: dict, timeout: float,
     except (httpx.TimeoutException, asyncio.TimeoutError):
         raise RetryableError(f"timeout: no complete reply within {timeout:g}s") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as e:
-        raise FatalRequestError(f"bad URL {url}: {e}") from None
+        raise FatalRequestError(f"bad URL {public_url(url)}: {scrub(e)}") from None
     except httpx.TransportError as e:
-        raise RetryableError(f"connection error: {type(e).__name__}: {e}") from None
+        raise RetryableError(f"connection error: {type(e).__name__}: {scrub(e)}") from None
     except httpx.DecodingError as e:
         raise RetryableError(f"reply could not be decompressed: {e}") from None
     status = response.status_code
     if status == 429:
-        raise RetryableError("HTTP 429 rate limited", parse_retry_after(response.headers.get("retry-after")))
+        wait = parse_retry_after(response.headers.get("retry-after"))
+        raise RetryableError("HTTP 429 rate limited" + (f" (retry after {wait:g}s)" if wait is not None else ""),
+                             wait, 429)
     if status >= 500:
-        raise RetryableError(f"HTTP {status}: {response.text[:120]}")
+        raise RetryableError(f"HTTP {status}: {excerpt(response, 120)}", status=status)
     return response
 
 
@@ -202,10 +272,9 @@ def json_payload(response) -> Any:
     """The JSON body of a 200 reply (``FatalRequestError`` for other statuses, retryable if not JSON or nested
     deeper than Python can read). A lone surrogate (``\\ud800``, not a character) becomes U+FFFD here, so
     it can never fail a later write."""
-    import json
 
     if response.status_code != 200:
-        raise FatalRequestError(f"HTTP {response.status_code}: {response.text[:160]}")
+        raise FatalRequestError(f"HTTP {response.status_code}: {excerpt(response, 160)}")
     try:
         obj = json.loads(response.content)
         return _replace_surrogates(obj) if _SURROGATE_ESCAPE.search(response.content) else obj
@@ -304,7 +373,6 @@ class EndpointConfig(BaseModel):
 
     def api_key(self) -> str:
         """The key from the environment (``EMPTY`` for servers that need none), checked (``checked_api_key``)."""
-        import os
 
         return checked_api_key(os.environ.get(self.api_key_env), self.api_key_env)
 

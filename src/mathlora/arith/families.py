@@ -25,7 +25,7 @@ sales                   ``去年销售额为 {a} 万元，今年销售额增加�
 ======================  ============================================  ==============================================
 
 A worked solution (:class:`Plan`) is short steps of one computation each; every value a step prints comes
-from :mod:`mathlora.calculator`, and every expression writes a negative base in parentheses
+from :mod:`mathlora.arith.calculator`, and every expression writes a negative base in parentheses
 (``(-456.58)^4``), so the sign is never ambiguous. ``difficulty`` gives a level 1-4 from the numbers, so the
 recipe's 4:3:2:1 sample over levels 1-4 keeps every family.
 """
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 from typing import Callable
 
-from mathlora.calculator import calculate
+from mathlora.arith.calculator import calculate
 
 # The source's arithmetic: the decimal module's default context (28 significant digits, half-even).
 SOURCE_CONTEXT = Context(prec=28, rounding=ROUND_HALF_EVEN)

@@ -1,9 +1,12 @@
-"""Worked solutions: a recognised problem's plan (:mod:`mathlora.families`) written in a solution style.
+"""Worked solutions: a recognised problem's plan (:mod:`mathlora.arith.families`) written in a solution style.
 
 * ``answer``: the contest's original format (not built here: the record keeps its solution);
 * ``steps``: each computation written out with its result, ``1234.5 - 1000 = 234.5``;
 * ``calculator``: the same steps with every computation written ``<<expr=value>>`` (GSM8K's annotation), so at
-  inference a calculator (:mod:`mathlora.calculator`) can supply ``value`` once the model wrote ``<<expr=``.
+  inference a calculator (:mod:`mathlora.arith.calculator`) can supply ``value`` once the model wrote ``<<expr=``;
+* ``decomposed``: no tool at all; every multi-digit operation written in steps small enough to compute digit
+  by digit (:mod:`mathlora.arith.decomposed`); a power or function value too long for that is written in the
+  ``steps`` style and marked ``fallback``.
 
 The last line is ``答案：<final>``. Every value a step prints comes from the calculator itself, so training
 text and decoding-time results share one number format. Operands are copied from the problem (or from an
@@ -15,12 +18,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from mathlora.calculator import CalculatorError
-from mathlora.evaluate.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
+from mathlora.arith.calculator import CalculatorError
+from mathlora.arith.decomposed import decompose
+from mathlora.arith.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
                                        requires_lowest_terms)
-from mathlora.families import Plan, recognise
+from mathlora.arith.families import Plan, recognise
 
-STYLES = ("answer", "steps", "calculator")
+STYLES = ("answer", "steps", "calculator", "decomposed")
 
 
 def render(plan: Plan, style: str) -> str:
@@ -45,6 +49,7 @@ class Rewrite:
     rebuilt_answer: str | None = None
     original_answer: str | None = None
     reason: str | None = None  # why the calculator refused (status "refused")
+    fallback: bool = False     # style decomposed: too long to decompose, written in the steps style
 
 
 def rewrite_solution(problem: str, solution: str, style: str, *, atol: float | None = None,
@@ -63,18 +68,24 @@ def rewrite_solution(problem: str, solution: str, style: str, *, atol: float | N
         return Rewrite("kept", family, solution)
     if found is None:
         return Rewrite("unknown", "unknown", solution)
+    fallback = False
     try:
-        plan = found.plan()
-        text = render(plan, style)
+        if style == "decomposed":
+            written = decompose(family, found.numbers)
+            fallback = written is None
+            text, final = written if written is not None else (render(found.plan(), "steps"), found.plan().final)
+        else:
+            plan = found.plan()
+            text, final = render(plan, style), plan.final
     except CalculatorError as e:
         return Rewrite("refused", family, solution, reason=str(e))
     original = extract_gold_answer(solution)
-    rebuilt = extract_gold_answer(f"答案：{plan.final}")
+    rebuilt = extract_gold_answer(f"答案：{final}")
     if not answers_match(rebuilt, original, atol=DEFAULT_ATOL if atol is None else atol,
                          rtol=DEFAULT_RTOL if rtol is None else rtol,
                          lowest_terms=requires_lowest_terms(solution)):
-        return Rewrite("mismatch", family, solution, plan.final, original.text if original else None)
-    return Rewrite("rewritten", family, text, plan.final, original.text)
+        return Rewrite("mismatch", family, solution, final, original.text if original else None)
+    return Rewrite("rewritten", family, text, final, original.text, fallback=fallback)
 
 
 CALC_RE = re.compile(r"<<([^<>=]*)=([^<>]*)>>")

@@ -1,0 +1,59 @@
+"""Learning curve: a finished run's training checkpoints scored like its tuned model, per family (issue 27).
+
+    python bench/learning_curve.py --run runs/demo_notool --steps 20,40     # the run's own eval settings
+
+`eval.checkpoints: true` scores every checkpoint inside `mathlora run`; this scores only the steps named, into
+RUN/eval/curve/step-N/ (the same files as eval/tuned/), so a curve can be drawn after a run without scoring
+ten checkpoints. Prints accuracy per family per step (without the calculator, and with it when the run's
+`eval.calculator` is on) beside the run's tuned model (its last step), and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--steps", required=True, help="comma-separated checkpoint steps (train/checkpoints/step-N)")
+    args = ap.parse_args()
+    from mathlora.app.config import load_config
+    from mathlora.evaluate.math_eval import checkpoint_model, evaluate_math
+    from mathlora.modeling.runtime import Runtime
+
+    run = Path(args.run)
+    cfg = load_config(run / "config.yaml", [])
+    runtime = Runtime.resolve(cfg.runtime)
+    tag = "" if cfg.eval.calculator else "_nocalc"
+    rows = []
+    for step in [int(s) for s in args.steps.split(",") if s.strip()]:
+        folder = run / "train" / "checkpoints" / f"step-{step}"
+        out = run / "eval" / "curve" / f"step-{step}"
+        model, adapter = checkpoint_model(cfg.model, folder)
+        start = time.perf_counter()
+        evaluate_math(cfg.eval, runtime, model, adapter, run / "test_records.jsonl", out,
+                      baseline_dir=run / "eval" / "base", template=cfg.template,
+                      solution_style=cfg.solution_style, progress=False)
+        graded = json.loads((out / "math.json").read_text(encoding="utf-8"))
+        rows.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "accuracy": graded["accuracy"],
+                     "per_type": {t: v["accuracy"] for t, v in graded["per_type"].items()}})
+    tuned = json.loads((run / "eval" / "tuned" / "math.json").read_text(encoding="utf-8"))
+    summary = json.loads((run / "train" / "summary.json").read_text(encoding="utf-8"))
+    last = summary.get("global_step") or summary.get("steps") or "last"
+    rows.append({"step": last, "accuracy": tuned["accuracy"],
+                 "per_type": {t: v["accuracy"] for t, v in tuned["per_type"].items()}})
+    families = sorted(rows[-1]["per_type"])
+    print(f"{'family':<18} " + " ".join(f"{'step ' + str(r['step']):>10}" for r in rows))
+    print(f"{'ALL':<18} " + " ".join(f"{100 * r['accuracy']:>9.1f}%" for r in rows))
+    for f in families:
+        print(f"{f:<18} " + " ".join(f"{100 * r['per_type'].get(f, 0):>9.1f}%" for r in rows))
+    print(json.dumps({"bench": "learning_curve", "run": str(run), "calculator": bool(cfg.eval.calculator),
+                      "file": f"math{tag}.json" if tag else "math.json", "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

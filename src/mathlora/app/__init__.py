@@ -1,0 +1,1 @@
+"""The app: the command line, the root config, the stage list and the runner."""

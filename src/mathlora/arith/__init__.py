@@ -1,0 +1,1 @@
+"""The math itself: problem families, the calculator, worked and decomposed solutions."""
