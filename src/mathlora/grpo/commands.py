@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.app.cliargs import (add_config_args, add_output, add_run, add_runtime_args, flag, option, runtime_from,
-                              show_progress, stage_command)
+from mathlora.app.cliargs import (add_config_args, add_output, add_run, add_runtime_args, config_from_args, flag,
+                                  option, run_config_from_args, runtime_from, show_progress, stage_command)
 from mathlora.grpo.config import LOSS_TYPES
 from mathlora.run_dir.layout import RunLayout
 
@@ -21,8 +21,8 @@ def register(subparsers) -> None:
                                           "adapter, merged/, metrics.jsonl and summary.json; resumes an "
                                           "interrupted run, skips a finished one.")
     add_config_args(p)
-    add_run(p, help="run folder whose normalized.jsonl and train/adapter/ to read and grpo/ to write (default: "
-                    "the config's run_dir)")
+    add_run(p, help="run folder whose normalized.jsonl and train/adapter/ to read and grpo/ to write, with its "
+                    "own config.yaml (default: the config's run_dir)")
     p.add_argument("--problems", default=None, help="training problems with gold solutions (default: "
                                                     "<run>/normalized.jsonl)")
     p.add_argument("--adapter", default=None, help="the SFT adapter to continue (default: <run>/train/adapter)")
@@ -44,8 +44,9 @@ def register(subparsers) -> None:
 
 
 def run_grpo(args: argparse.Namespace) -> int:
-    from mathlora.app.cliargs import config_from_args
-
+    run = getattr(args, "cfg:run_dir", None)
+    if run is not None and RunLayout(run).config.is_file():  # the run's own config: its model, template, style
+        run_config_from_args(args, run)  # (sets --config to it: stage_command reads the same config)
     layout = RunLayout(config_from_args(args).run_dir)
     output = Path(args.output) if args.output else layout.grpo
 
