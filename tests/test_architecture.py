@@ -194,7 +194,7 @@ def test_the_package_root_holds_no_more_modules_than_before():
 # The layers, bottom to top (docs/ARCHITECTURE.md, "Layers"): an import points down or sideways, never up.
 # Every ``commands`` module is the app's (it registers a stage's command on the CLI).
 LAYERS = {"mathlora": 0, "mathlora.errors": 0, "mathlora.run_dir": 1, "mathlora.arith": 2, "mathlora.modeling": 3,
-          **{f"mathlora.{p}": 4 for p in ("synth", "data", "label", "train", "evaluate", "export", "report",
+          **{f"mathlora.{p}": 4 for p in ("synth", "data", "label", "train", "grpo", "evaluate", "export", "report",
                                            "serve")},
           "mathlora.app": 5, "mathlora.__main__": 5}
 

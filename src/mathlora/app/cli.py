@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "mathlora.data.commands",
     "mathlora.label.commands",
     "mathlora.train.commands",
+    "mathlora.grpo.commands",
     "mathlora.evaluate.commands",
     "mathlora.app.commands",
     "mathlora.report.commands",

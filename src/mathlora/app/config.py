@@ -26,6 +26,7 @@ from mathlora.data.config import (ConvertConfig, DataConfig, IngestConfig, Norma
 from mathlora.errors import MathloraError
 from mathlora.evaluate.config import EvalConfig
 from mathlora.export.config import PublishConfig
+from mathlora.grpo.config import GrpoConfig
 from mathlora.label.config import LabelConfig
 from mathlora.modeling.runtime import RuntimeConfig
 from mathlora.synth.config import SynthConfig
@@ -111,6 +112,7 @@ class Config(BaseModel):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    grpo: GrpoConfig = GrpoConfig()
     publish: PublishConfig = PublishConfig()
 
 

@@ -115,7 +115,7 @@ class Pipeline:
         with RunLock(self.layout.root):
             lay = self.layout  # run.log is opened only once no name of the folder leads out of it
             links = links_out_of(self.layout.root, sorted(p.name for p in self.layout.root.iterdir()) + [
-                str(lay.eval(x).root.relative_to(lay.root)) for x in ("base", "tuned")])
+                str(lay.eval(x).root.relative_to(lay.root)) for x in ("base", "tuned", "grpo")])
             if links:
                 link, target = links[0]
                 raise MathloraError(f"{link} is a symbolic link to {target}, outside the run folder; mathlora "

@@ -47,3 +47,9 @@ def check_config(cfg: "Config") -> None:
         load_prompt(label.prompt_file)
     if label.cache is not None and Path(label.cache).is_dir():
         raise MathloraError(f"label.cache {label.cache} is a directory; expected a SQLite file path")
+    if cfg.grpo.enabled:  # TRL and the trackers before hours of SFT, not after
+        from mathlora.grpo.trainer import require_trl
+        from mathlora.modeling.tracking import check_backends
+
+        require_trl()
+        check_backends(cfg.grpo.report_to, where="grpo.report_to")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from mathlora.data.stage import CONVERT, INGEST, INGEST_TEST, NORMALIZE, REWRITE, SAMPLE, TOKENIZE
 from mathlora.evaluate.stage import EVAL_CHECKPOINTS, eval_stages
 from mathlora.export.stage import CARDS
+from mathlora.grpo.stage import GRPO
 from mathlora.label.stage import LABEL
 from mathlora.report.stage import REPORT
 from mathlora.run_dir.stage import Context, Stage
@@ -18,7 +19,7 @@ from mathlora.train.stage import MERGE, TRAIN
 
 STAGE_LIST: tuple[Stage, ...] = (SYNTH, INGEST, INGEST_TEST, LABEL, SAMPLE, NORMALIZE, REWRITE, CONVERT, TOKENIZE,
                                  *eval_stages("base"), TRAIN, MERGE, *eval_stages("tuned"), EVAL_CHECKPOINTS,
-                                 CARDS, REPORT)
+                                 GRPO, *eval_stages("grpo"), CARDS, REPORT)
 STAGES = [s.name for s in STAGE_LIST]
 
 __all__ = ["STAGE_LIST", "STAGES", "Context", "Stage"]

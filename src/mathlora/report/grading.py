@@ -20,7 +20,7 @@ from mathlora.label.heuristic import heuristic_difficulty
 class Run:
     """One math evaluation as the report shows it: its name, its scores and (when re-graded) its items."""
     name: str
-    which: str  # base | tuned
+    which: str  # base | tuned | grpo
     calculator: bool
     report: dict
     items: dict | None  # id -> GradedItem (None: predictions missing or not re-gradable)
@@ -46,9 +46,10 @@ def report_runs(lay: RunLayout, scores: RunScores, calculator: bool) -> list[Run
     """The math evaluations of the run, in the order the report shows them (the ones recorded)."""
     if calculator:
         wanted = [("base", "base", False), ("base + calculator", "base", True),
-                  ("fine-tuned", "tuned", False), ("fine-tuned + calculator", "tuned", True)]
-    else:
-        wanted = [("base", "base", True), ("fine-tuned", "tuned", True)]  # the configured run: no calculator
+                  ("fine-tuned", "tuned", False), ("fine-tuned + calculator", "tuned", True),
+                  ("GRPO", "grpo", False), ("GRPO + calculator", "grpo", True)]
+    else:  # the configured run: no calculator
+        wanted = [("base", "base", True), ("fine-tuned", "tuned", True), ("GRPO", "grpo", True)]
     runs = []
     for name, which, with_calc in wanted:
         report = scores.math(which, calculator=with_calc)

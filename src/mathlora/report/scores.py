@@ -56,19 +56,23 @@ class RunScores:
     base_squad: dict | None = None
     tuned_squad: dict | None = None
     checkpoints: dict | None = None  # eval/checkpoints/scores.json (eval.checkpoints): accuracy per step
+    grpo_math: dict | None = None  # eval/grpo/ (grpo.enabled): the GRPO model, its math against the tuned one's
+    grpo_math_nocalc: dict | None = None
+    grpo_squad: dict | None = None
 
     @classmethod
     def read(cls, run_dir: str | os.PathLike, *, strict: bool = True) -> "RunScores":
         """The scores in ``run_dir`` (None for a missing file; a damaged one is an error, or None when not
         ``strict``)."""
         lay = RunLayout(run_dir)
-        base, tuned = lay.eval("base"), lay.eval("tuned")
+        base, tuned, grpo = lay.eval("base"), lay.eval("tuned"), lay.eval("grpo")
         return cls(_read(base.math, strict), _read(tuned.math, strict), _read(base.math_nocalc, strict),
                    _read(tuned.math_nocalc, strict), _read(base.squad, strict), _read(tuned.squad, strict),
-                   _read(lay.checkpoint_scores, strict))
+                   _read(lay.checkpoint_scores, strict), _read(grpo.math, strict), _read(grpo.math_nocalc, strict),
+                   _read(grpo.squad, strict))
 
     def math(self, which: str, *, calculator: bool = True) -> dict | None:
-        """The math report of the ``base`` or ``tuned`` model (``calculator=False``: the run without it)."""
+        """The math report of the ``base``, ``tuned`` or ``grpo`` model (``calculator=False``: without it)."""
         return getattr(self, f"{which}_math" if calculator else f"{which}_math_nocalc")
 
     def accuracy(self, which: str, *, calculator: bool = True) -> float | None:
@@ -115,6 +119,9 @@ class RunScores:
         if ret:
             verdict += (f" (F1 {ret['base_f1']:.1f} -> {ret['f1']:.1f}, EM {ret['base_em']:.1f} -> {ret['em']:.1f}, "
                         f"keep {ret['keep']:.0%})")
+        grpo = self.grpo_math or {}
+        if grpo and tuned:  # GRPO after SFT: the configured run's accuracy, SFT -> GRPO
+            acc += f"; GRPO {100 * tuned.get('accuracy', 0):.1f}% -> {100 * grpo.get('accuracy', 0):.1f}%"
         return f"report: {report_html} | {acc} | {verdict}"
 
 

@@ -138,6 +138,7 @@ def _math(doc: Doc, lay: RunLayout, runs: list[Run], families: list[str], data: 
     doc.h("Math accuracy by family (held-out)")
     base = next((r for r in reversed(runs) if r.which == "base"), None)
     tuned = next((r for r in reversed(runs) if r.which == "tuned"), None)
+    grpo = next((r for r in reversed(runs) if r.which == "grpo"), None)  # grpo.enabled: SFT -> GRPO beside it
 
     def accuracy(report: dict, family: str | None):
         return report.get("accuracy") if family is None else (report.get("per_type", {}).get(family) or {}).get(
@@ -149,10 +150,13 @@ def _math(doc: Doc, lay: RunLayout, runs: list[Run], families: list[str], data: 
         count = ref.get("count") if family is None else (ref.get("per_type", {}).get(family) or {}).get("count", 0)
         change = (f"{100 * (accuracy(tuned.report, family) or 0) - 100 * (accuracy(base.report, family) or 0):+.1f}"
                   if base and tuned else "n/a")
-        rows.append([family or "ALL", readable(count), *[pct(accuracy(r.report, family)) for r in runs], change])
+        after_sft = ([f"{100 * (accuracy(grpo.report, family) or 0) - 100 * (accuracy(tuned.report, family) or 0):+.1f}"]
+                     if grpo and tuned else [])
+        rows.append([family or "ALL", readable(count), *[pct(accuracy(r.report, family)) for r in runs], change,
+                     *after_sft])
     doc.table(["family", "problems", *[r.name for r in runs],
-               f"change (points, {tuned.name if tuned else 'fine-tuned'} - {base.name if base else 'base'})"],
-              rows)
+               f"change (points, {tuned.name if tuned else 'fine-tuned'} - {base.name if base else 'base'})",
+               *([f"change (points, {grpo.name} - {tuned.name})"] if grpo and tuned else [])], rows)
     if "accuracy" in plots:
         doc.img(plots["accuracy"], "accuracy by family, base and fine-tuned, with and without the calculator")
 

@@ -12,13 +12,13 @@ from mathlora.report.build import build_report
 
 def _report_inputs(ctx: Context) -> dict[str, Path]:
     lay = ctx.layout
-    base, tuned = lay.eval("base"), lay.eval("tuned")
+    base, tuned, grpo = lay.eval("base"), lay.eval("tuned"), lay.eval("grpo")
     # the predictions too (re-graded per problem for the levels, the wrong answers and the examples), the
-    # held-out problems (their levels) and the checkpoints' scores
+    # held-out problems (their levels), the checkpoints' scores and the GRPO model's (grpo.enabled)
     return {str(p.relative_to(lay.root)): p for p in (
         base.math, tuned.math, base.math_nocalc, tuned.math_nocalc, base.squad, tuned.squad, lay.train_summary,
-        lay.sample_table, lay.tokens_stats, lay.test_records, lay.checkpoint_scores,
-        *[ev.math_files(tag)[0] for ev in (base, tuned) for tag in ("", "_nocalc")])}
+        lay.sample_table, lay.tokens_stats, lay.test_records, lay.checkpoint_scores, grpo.math, grpo.math_nocalc,
+        grpo.squad, *[ev.math_files(tag)[0] for ev in (base, tuned, grpo) for tag in ("", "_nocalc")])}
 
 
 def _report(ctx: Context) -> dict:

@@ -196,11 +196,40 @@ class RunLayout:
     def merged_config(self) -> Path:
         return self.merged / "config.json"
 
+    # -- grpo (grpo.enabled) --------------------------------------------------------------------------------
+    @property
+    def grpo(self) -> Path:
+        return self.root / "grpo"
+
+    @property
+    def grpo_checkpoints(self) -> Path:
+        return self.grpo / "checkpoints"
+
+    @property
+    def grpo_adapter(self) -> Path:
+        return self.grpo / "adapter"
+
+    @property
+    def grpo_merged(self) -> Path:
+        return self.grpo / "merged"
+
+    @property
+    def grpo_merged_config(self) -> Path:
+        return self.grpo_merged / "config.json"
+
+    @property
+    def grpo_metrics(self) -> Path:
+        return self.grpo / "metrics.jsonl"
+
+    @property
+    def grpo_summary(self) -> Path:
+        return self.grpo / "summary.json"
+
     # -- eval ----------------------------------------------------------------------------------------------
     def eval(self, which: str) -> EvalLayout:
-        """``base`` (the base model) or ``tuned`` (the merged model)."""
-        if which not in ("base", "tuned"):
-            raise ValueError(f"eval layout: expected base or tuned, got {which!r}")
+        """``base`` (the base model), ``tuned`` (the merged SFT model) or ``grpo`` (the merged GRPO model)."""
+        if which not in ("base", "tuned", "grpo"):
+            raise ValueError(f"eval layout: expected base, tuned or grpo, got {which!r}")
         return EvalLayout(self.root / "eval" / which)
 
     @property
