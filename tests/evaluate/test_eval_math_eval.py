@@ -23,8 +23,12 @@ def test_eval_model_scores_with_and_without_the_calculator_then_compares_with_a_
     assert main([*args, "-o", str(tuned), "--baseline", str(base)]) == 0
     assert "comparison" in json.loads((tuned / "math.json").read_text())
     assert "comparison" in json.loads((tuned / "math_nocalc.json").read_text())
-    # without the calculator a folder holds one evaluation: the old _nocalc files go
-    assert main([a for a in args if a != "--calculator"] + ["eval.calculator=false", "-o", str(tuned)]) == 0
+    # without the calculator a folder holds one evaluation: the old _nocalc files go (replacing the folder's
+    # evaluation is asked for with --overwrite, as every command's existing output is)
+    assert main([a for a in args if a != "--calculator"] + ["eval.calculator=false", "-o", str(tuned)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([a for a in args if a != "--calculator"] + ["eval.calculator=false", "-o", str(tuned),
+                                                             "--overwrite"]) == 0
     assert not list(tuned.glob("math_nocalc*"))
 
 

@@ -239,8 +239,14 @@ def _label(path: Path | None) -> str:
     return shipped.get(path.resolve(), str(path))
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of settings; a larger file is not one (a YAML of 37 MB parsed for minutes)
+
+
 def _read_mapping(p: Path) -> dict:
     try:
+        if p.is_file() and p.stat().st_size > MAX_CONFIG_BYTES:
+            raise MathloraError(f"config {p} is {p.stat().st_size / 2**20:.1f} MiB; a config is at most "
+                                f"{MAX_CONFIG_BYTES >> 20} MiB (is this the right file?)")
         loaded = yaml_load(p.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise MathloraError(f"config {p} is not valid YAML: {e}") from None

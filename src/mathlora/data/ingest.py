@@ -53,6 +53,16 @@ def check_record(obj: object) -> str | None:
             return f"empty {field}"
         if not _INVISIBLE.sub("", value).strip():
             return f"empty {field} (only invisible characters such as zero-width spaces)"
+    if obj["problem"].strip() == obj["solution"].strip():
+        return "solution repeats the problem (nothing to learn from the pair)"
+    return None
+
+
+def repeated_header(obj: object) -> str | None:
+    """The reason a table row is its header written again (a CSV concatenated with its header twice), or None."""
+    if isinstance(obj, dict) and len(obj) > 1 and all(isinstance(v, str) and v.strip() == str(k).strip()
+                                                      for k, v in obj.items()):
+        return "a repeated header row (every value is its column's name)"
     return None
 
 
@@ -88,7 +98,8 @@ def ingest_file(cfg: IngestConfig, input_path: str | os.PathLike, output_path: s
             with atomic_path(out) as tmp_out, open(tmp_out, "w", encoding="utf-8") as fo:
                 for row in chain(head, rows):
                     counts["read"] += 1
-                    rec, reason = (None, row.reason) if row.reason else to_record(row.obj, fmt)
+                    reason = row.reason or repeated_header(row.obj)
+                    rec, reason = (None, reason) if reason else to_record(row.obj, fmt)
                     reason = reason or check_record(rec)
                     if reason:
                         counts["rejected"] += 1

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mathlora.run_dir.same_result import NOT_RESULT
+from mathlora.train.config import report_to_list
 
 # TRL's GRPOTrainer loss aggregations (trl>=1.16): grpo (per-sequence mean), dr_grpo (a constant normaliser,
 # "Dr. GRPO"), dapo (TRL's default: token-level over the batch), bnpo (token-level over the local batch),
@@ -55,11 +56,7 @@ class GrpoConfig(BaseModel):
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to_list(cls, value):
-        if isinstance(value, str):
-            value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            value = list(dict.fromkeys(value))
-        return value
+        return report_to_list(value)
 
     @model_validator(mode="after")
     def _some_reward(self):

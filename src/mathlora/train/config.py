@@ -29,6 +29,16 @@ class LoraConfig(BaseModel):
         return value
 
 
+def report_to_list(value):
+    """A ``report_to`` field's value: one name or a comma-separated list (``train.report_to=wandb,mlflow``),
+    ``none`` for none; each once."""
+    if isinstance(value, str):
+        value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        value = list(dict.fromkeys(value))
+    return value
+
+
 class TrainConfig(BaseModel):
     # fields marked NOT_RESULT change float rounding at most, never which tokens are trained on or how: a resume
     # may change them, and they never make a finished run stale (mathlora.run_dir.same_result)
@@ -81,9 +91,4 @@ class TrainConfig(BaseModel):
     @field_validator("report_to", mode="before")
     @classmethod
     def _report_to_list(cls, value):
-        """One name or a comma-separated list (``train.report_to=wandb,mlflow``), ``none`` for none; each once."""
-        if isinstance(value, str):
-            value = [] if value.strip().lower() in ("", "none") else [v.strip() for v in value.split(",")]
-        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            value = list(dict.fromkeys(value))
-        return value
+        return report_to_list(value)
