@@ -107,7 +107,7 @@ def prompt_lines(template, problem: str) -> list[str]:
     """The training prompt written out (a ``templates.Template`` or None) and ``inputs`` from it."""
     prefix, _, suffix = (template.prompt if template else "{problem}").partition("{problem}")
     return [f"problem = {problem!r}", f"prompt = {prefix!r} + problem + {suffix!r}  # the training prompt",
-            'inputs = tok(prompt, return_tensors="pt")']
+            'inputs = tok(prompt, return_tensors="pt", return_token_type_ids=False)']
 
 
 __all__ = ["base_identity", "base_words", "generate_lines", "load_base_lines", "prompt_lines", "recipe_rows"]
