@@ -99,8 +99,8 @@ class Config(BaseModel):
     runtime: RuntimeConfig = RuntimeConfig()
     solution_style: Literal["answer", "steps", "calculator", "decomposed"] = Field(
         "answer", description="training solutions: the competition's answers, worked steps, or worked steps "
-                              "with <<expr=value>> calculator annotations, or tool-free steps small enough to compute digit by "
-                              "digit (decomposed) (used from synth/rewrite to grading)")
+                              "with <<expr=value>> calculator annotations, or tool-free steps small enough to "
+                              "compute digit by digit (decomposed) (used from synth/rewrite to grading)")
     data: DataConfig = DataConfig()
     synth: SynthConfig = SynthConfig()
     ingest: IngestConfig = IngestConfig()

@@ -33,7 +33,8 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
     if style not in STYLES:
         raise MathloraError(f"solution style {style!r}: allowed {', '.join(STYLES)}")
     per_family: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0, **({"fallback": 0} if style == "decomposed" else {})})
+        lambda: {"recognised": 0, "rewritten": 0, "mismatch": 0, "refused": 0,
+                 **({"fallback": 0} if style == "decomposed" else {})})
     totals = {"records": 0, "rewritten": 0, "mismatch": 0, "refused": 0, "unknown": 0, "kept": 0}
     examples: list[dict] = []
 

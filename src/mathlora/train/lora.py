@@ -22,7 +22,8 @@ def apply_lora(model, lora: LoraConfig):
         raise MathloraError(f"lora.target_modules: {', '.join(missing)} not in the model "
                             f"(linear layers include: {', '.join(sorted(n for n in names if n.endswith('proj')))})")
     config = PeftLoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                            target_modules="all-linear" if all_linear else list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+                            target_modules="all-linear" if all_linear else list(lora.target_modules),
+                            bias="none", task_type="CAUSAL_LM")
     with quiet_peft():
         return get_peft_model(model, config)
 
