@@ -28,7 +28,6 @@ def main() -> None:
     run = Path(args.run)
     cfg = load_config(run / "config.yaml", [])
     runtime = Runtime.resolve(cfg.runtime)
-    tag = "" if cfg.eval.calculator else "_nocalc"
     rows = []
     for step in [int(s) for s in args.steps.split(",") if s.strip()]:
         folder = run / "train" / "checkpoints" / f"step-{step}"
@@ -52,7 +51,7 @@ def main() -> None:
     for f in families:
         print(f"{f:<18} " + " ".join(f"{100 * r['per_type'].get(f, 0):>9.1f}%" for r in rows))
     print(json.dumps({"bench": "learning_curve", "run": str(run), "calculator": bool(cfg.eval.calculator),
-                      "file": f"math{tag}.json" if tag else "math.json", "rows": rows}))
+                      "rows": rows}))
 
 
 if __name__ == "__main__":
