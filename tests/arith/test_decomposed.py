@@ -141,6 +141,7 @@ def _checked(records, *, lowest: bool = True) -> Counter:
     for problem, solution in records:
         result = rewrite_solution(problem, solution, "decomposed")
         assert result.status == "rewritten", (problem, solution, result)
+        assert "\n\n" not in result.solution  # configs/demo_notool.yaml stops a completion at a blank line
         counts[result.family, "fallback" if result.fallback else "decomposed"] += 1
         final, gold = extract_gold_answer(result.solution), extract_gold_answer(solution)
         assert answers_match(final, gold, atol=1e-2, lowest_terms=requires_lowest_terms(solution)), result
