@@ -10,7 +10,8 @@ import pytest
 from mathlora.arith.answers import answers_match, extract_gold_answer, requires_lowest_terms
 from mathlora.synth.competition import FAMILIES, generate
 from mathlora.arith.families import recognise
-from mathlora.arith.worked import CALC_RE, rewrite_solution, strip_annotations
+from mathlora.arith.calculator import annotations, strip_annotations
+from mathlora.arith.worked import rewrite_solution
 
 getcontext().prec = 60
 
@@ -62,9 +63,9 @@ def test_every_step_recomputes_and_the_final_answer_equals_the_answer_style(seed
             continue
         families.add(a["type"])
         assert strip_annotations(c["solution"]) == s["solution"]
-        annotations = CALC_RE.findall(c["solution"])
-        assert annotations, c["solution"]
-        for expr, printed in annotations:
+        found = list(annotations(c["solution"]))
+        assert found, c["solution"]
+        for expr, printed in found:
             assert printed_ok(printed, independent_value(expr)), (expr, printed)
         assert c["solution"].splitlines()[-1].startswith("答案：")
         final, gold = extract_gold_answer(c["solution"]), extract_gold_answer(a["solution"])

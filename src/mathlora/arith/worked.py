@@ -15,10 +15,9 @@ earlier step) exactly as written, which is what a small model can learn to do.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from mathlora.arith.calculator import CalculatorError
+from mathlora.arith.calculator import CalculatorError, annotate
 from mathlora.arith.decomposed import decompose
 from mathlora.arith.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
                                        requires_lowest_terms)
@@ -34,7 +33,7 @@ def render(plan: Plan, style: str) -> str:
     lines = []
     for step in plan.steps:
         if style == "calculator":
-            lines.append(f"{step.label}<<{step.expr}={step.value()}>>{step.unit}")
+            lines.append(f"{step.label}{annotate(step.expr, step.value())}{step.unit}")
         else:
             lines.append(f"{step.label}{step.expr} = {step.value()}{step.unit}")
     lines.append(f"答案：{plan.final}{plan.unit}")
@@ -86,11 +85,3 @@ def rewrite_solution(problem: str, solution: str, style: str, *, atol: float | N
                          lowest_terms=requires_lowest_terms(solution)):
         return Rewrite("mismatch", family, solution, final, original.text if original else None)
     return Rewrite("rewritten", family, text, final, original.text, fallback=fallback)
-
-
-CALC_RE = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
-
-
-def strip_annotations(text: str) -> str:
-    """``<<a + b=c>>`` -> ``a + b = c``: a calculator-style solution read as a steps-style one."""
-    return CALC_RE.sub(lambda m: f"{m.group(1)} = {m.group(2)}", text)
