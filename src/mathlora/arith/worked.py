@@ -24,6 +24,7 @@ from mathlora.arith.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, e
 from mathlora.arith.families import Plan, recognise
 
 STYLES = ("answer", "steps", "calculator", "decomposed")
+NOT_BUILT = ("refused", "mismatch")  # a recognised family whose worked solution could not be built
 
 
 def render(plan: Plan, style: str) -> str:
@@ -85,3 +86,27 @@ def rewrite_solution(problem: str, solution: str, style: str, *, atol: float | N
                          lowest_terms=requires_lowest_terms(solution)):
         return Rewrite("mismatch", family, solution, final, original.text if original else None)
     return Rewrite("rewritten", family, text, final, original.text, fallback=fallback)
+
+
+def apply_style(record: dict, style: str, *, atol: float | None = None, rtol: float | None = None,
+                keep_original: bool = True) -> tuple[dict, Rewrite]:
+    """``record`` with its solution written in ``style``, and the :class:`Rewrite` saying what happened: the one
+    path by which the synth stage (generated records) and the rewrite stage (any data) apply a solution style.
+
+    The failure rule: a record whose worked solution cannot be built keeps its original solution (the record
+    itself is returned) and the status says why: ``unknown`` (no rule for its family, as for the English
+    problems), ``refused`` (the calculator refused a step; ``reason``) or ``mismatch`` (the rebuilt answer
+    disagrees with the original under the grader's rule; a rule never changes an answer). Nothing raises: the
+    caller counts the statuses in its stage's stats (``rewrite_report.json``; synth's ``unstyled`` count of
+    ``NOT_BUILT``, which must be 0 for generated data and a test asserts so). Style ``answer`` keeps every
+    record (``kept``). A rewritten record gets the worked solution and keeps its former one as
+    ``original_solution`` unless ``keep_original`` is false (synth: a generated raw solution is not data).
+    """
+    solution = record["solution"]
+    result = rewrite_solution(record["problem"], solution, style, atol=atol, rtol=rtol)
+    if result.status != "rewritten":
+        return record, result
+    styled = {**record, "solution": result.solution}
+    if keep_original:
+        styled["original_solution"] = solution
+    return styled, result
