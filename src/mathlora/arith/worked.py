@@ -10,7 +10,8 @@
 
 The last line is ``答案：<final>``. Every value a step prints comes from the calculator itself, so training
 text and decoding-time results share one number format. Operands are copied from the problem (or from an
-earlier step) exactly as written, which is what a small model can learn to do.
+earlier step) exactly as written, which is what a small model can learn to do. ``apply_style`` applies a style
+to one record, with the one rule for a record whose worked solution cannot be built (synth and rewrite both).
 """
 
 from __future__ import annotations
