@@ -5,10 +5,9 @@ from fractions import Fraction
 
 import pytest
 
-from mathlora.arith.calculator import CalculatorError, calculate, calculate_value
+from mathlora.arith.calculator import CalculatorError, calculate, calculate_value, annotations
 from mathlora.arith.numbers import format_decimals, format_number
 from mathlora.synth.competition import generate
-from mathlora.arith.worked import CALC_RE
 
 
 @pytest.mark.parametrize("expr, expected", [
@@ -70,7 +69,7 @@ def test_every_family_expression_round_trips():
     """Every <<expr=value>> the generator writes is what the calculator computes for expr."""
     seen = set()
     for rec in generate(1500, 7, style="calculator", mix="equal"):
-        for expr, value in CALC_RE.findall(rec["solution"]):
+        for expr, value in annotations(rec["solution"]):
             assert calculate(expr) == value
             seen.add(rec["type"])
     assert len(seen) == 14  # every family but the English one has annotations
@@ -88,3 +87,20 @@ def test_huge_exponents_are_bounded_by_significant_digits_not_refused():
 
 def test_value_is_exact():
     assert calculate_value("0.1 + 0.2") == Fraction(3, 10)
+
+
+def test_annotation_api_golden_values_and_round_trip():
+    from mathlora.arith.calculator import CLOSE, EQUALS, OPEN, annotate, open_annotation, strip_annotations
+
+    assert (OPEN, EQUALS, CLOSE) == ("<<", "=", ">>")
+    assert annotate("2 + 3", "5") == "<<2 + 3=5>>"
+    text = f"和：{annotate('2 + 3', '5')} 元\n积：{annotate('5 * 4', '20')}\n答案：20"
+    assert list(annotations(text)) == [("2 + 3", "5"), ("5 * 4", "20")]
+    assert strip_annotations(text) == "和：2 + 3 = 5 元\n积：5 * 4 = 20\n答案：20"
+    assert list(annotations("<<1+1=2 unclosed, a=b, <<x>>")) == []  # incomplete or '='-less: not annotations
+    assert strip_annotations("no annotation = here") == "no annotation = here"
+    # an annotation still being written: (where its expression starts, its '=' or -1)
+    assert open_annotation("a <<12*3") == (4, -1)
+    assert open_annotation("a <<12*3=") == (4, 8)
+    assert open_annotation("<<1+1=2>> then =") is None and open_annotation("no marker") is None
+    assert open_annotation("<<1=2>> <<7-") == (10, -1)

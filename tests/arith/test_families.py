@@ -20,7 +20,8 @@ from mathlora.data.config import IngestConfig
 from mathlora.evaluate.math_grading import grade_one
 from mathlora.arith.families import BY_NAME, CHINESE, family_of, recognise
 from mathlora.label.heuristic import heuristic_difficulty
-from mathlora.arith.worked import CALC_RE, rewrite_solution
+from mathlora.arith.calculator import annotations
+from mathlora.arith.worked import rewrite_solution
 
 SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "contest_sample.jsonl"
 needs_sample = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"the real contest sample is not at {SAMPLE}")
@@ -140,7 +141,7 @@ def test_every_real_chinese_line_is_rewritten_in_both_styles_and_every_annotatio
             steps = rewrite_solution(r["problem"], r["solution"], "steps")
             calc = rewrite_solution(r["problem"], r["solution"], "calculator")
             assert steps.status == calc.status == "rewritten", (r, steps, calc)
-            for expr, printed in CALC_RE.findall(calc.solution):
+            for expr, printed in annotations(calc.solution):
                 assert _printed_right(printed, _independent(expr)), (r["problem"], expr, printed)
             families[calc.family] += 1
     assert len(families) == 12  # 14 less fraction and mass: the sample has none (45 and 100 distinct in all)

@@ -10,7 +10,8 @@ import pytest
 from mathlora.arith.answers import answers_match, extract_gold_answer, requires_lowest_terms
 from mathlora.synth.competition import FAMILIES, generate
 from mathlora.arith.families import recognise
-from mathlora.arith.worked import CALC_RE, rewrite_solution, strip_annotations
+from mathlora.arith.calculator import annotations, strip_annotations
+from mathlora.arith.worked import rewrite_solution
 
 getcontext().prec = 60
 
@@ -62,9 +63,9 @@ def test_every_step_recomputes_and_the_final_answer_equals_the_answer_style(seed
             continue
         families.add(a["type"])
         assert strip_annotations(c["solution"]) == s["solution"]
-        annotations = CALC_RE.findall(c["solution"])
-        assert annotations, c["solution"]
-        for expr, printed in annotations:
+        found = list(annotations(c["solution"]))
+        assert found, c["solution"]
+        for expr, printed in found:
             assert printed_ok(printed, independent_value(expr)), (expr, printed)
         assert c["solution"].splitlines()[-1].startswith("答案：")
         final, gold = extract_gold_answer(c["solution"]), extract_gold_answer(a["solution"])
@@ -121,3 +122,24 @@ def test_recognise_tolerates_ascii_question_marks_and_rejects_other_text():
     assert recognise("计算 2.5 的 3 次方?").family.name == "power"
     assert recognise("计算 2.5 的 3 次方，再加 1") is None
     assert recognise("将分数 3/0 进行简化。") is None
+
+
+def test_apply_style_one_record_one_failure_rule():
+    from mathlora.arith.worked import NOT_BUILT, apply_style
+
+    record = {"id": "r1", "problem": "计算 4204.22 + -2369.17 等于多少？", "solution": "4204.22 + -2369.17 = 1835.05"}
+    styled, result = apply_style(record, "calculator")
+    assert result.status == "rewritten" and styled == {**record, "original_solution": record["solution"],
+                                                       "solution": "<<4204.22 + -2369.17=1835.05>>\n答案：1835.05"}
+    bare, _ = apply_style(record, "steps", keep_original=False)
+    assert bare == {**record, "solution": "4204.22 + -2369.17 = 1835.05\n答案：1835.05"}
+    assert record["solution"] == "4204.22 + -2369.17 = 1835.05"  # the input is not changed
+    # cannot be built: the record itself comes back, its solution unchanged, and the status says why
+    for problem, solution, status in [("计算 1.5 + 2.5 等于多少？", "1.5 + 2.5 = 5", "mismatch"),
+                                      ("计算 1.00 / 0.00 等于多少？", "1.00 / 0.00 = 0", "refused"),
+                                      ("What is $5\\%$ of $40$?", "So it is $\\boxed{2}$.", "unknown")]:
+        kept = {"problem": problem, "solution": solution}
+        out, result = apply_style(kept, "calculator")
+        assert out is kept and result.status == status and (status in NOT_BUILT) == (status != "unknown")
+    assert apply_style(record, "answer") == (record, apply_style(record, "answer")[1])
+    assert apply_style(record, "answer")[1].status == "kept"

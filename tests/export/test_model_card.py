@@ -206,3 +206,17 @@ def test_a_generated_reading_set_is_never_listed_as_squad(tmp_path):
         path.write_text(json.dumps(data))
     scores = RunScores.read(root, strict=False)
     assert real_squad(scores) and "rajpurkar/squad" in card_text(CardFacts.from_run(root), "adapter", scores=scores)
+
+
+def test_the_cards_family_table_is_the_reports_with_the_columns_without_the_calculator(tmp_path):
+    root = make_run(tmp_path / "run", model="smollm2-135m-instruct")
+    _with_families(root)
+    (root / "eval" / "tuned" / "math_nocalc.json").write_text(json.dumps(
+        {"accuracy": 0.375, "count": 16, "per_type": {"arithmetic": {"count": 8, "accuracy": 0.5},
+                                                      "fractions": {"count": 8, "accuracy": 0.25}}}))
+    text = card_text(CardFacts.from_run(root), "adapter", scores=RunScores.read(root, strict=False))
+    table = text.split("Per family:\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert table == ["| family | problems | base | fine-tuned | base, no calculator | fine-tuned, no calculator |",
+                     "|---|---|---|---|---|---|",
+                     "| arithmetic | 8 | 12.5% | 87.5% | n/a | 50.0% |",
+                     "| fractions | 8 | 0.0% | 25.0% | n/a | 25.0% |"]

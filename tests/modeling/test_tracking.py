@@ -293,3 +293,20 @@ def test_a_backend_added_later_gets_the_scores_the_others_already_have(tmp_path,
 
 
 # -- run.log ----------------------------------------------------------------------------------------------------
+
+
+def test_the_registry_has_one_backend_per_report_to_name_and_check_backends_reads_it(monkeypatch):
+    from typing import get_args
+
+    from mathlora.train.config import TrainConfig
+
+    names = get_args(get_args(TrainConfig.model_fields["report_to"].annotation)[0])
+    assert set(tracking.BACKENDS) == set(names) and all(b.name == k for k, b in tracking.BACKENDS.items())
+    assert tracking.BACKENDS["mlflow"].install == "pip install mlflow-skinny"
+    checked = []
+    monkeypatch.setitem(tracking.BACKENDS, "fake", tracking.Backend("fake", "json", "pip install fake",
+                                                                     lambda *a: None, check=checked.append))
+    check_backends(["fake"], where="x.report_to")
+    assert checked == ["x.report_to"]
+    with pytest.raises(MathloraError, match="unknown backend 'nope'.*fake"):
+        check_backends(["nope"])

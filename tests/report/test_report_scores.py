@@ -45,3 +45,24 @@ def test_headline_says_not_measurable_for_a_base_of_zero(tmp_path):
     write(lay.eval("tuned").squad, {"f1": 0.0, "em": 0.0, "retention": zero})
     line = headline(tmp_path)
     assert "retention not measurable" in line and "PASSED" not in line and "FAILED" not in line
+
+
+def test_family_table_golden_rows_shared_by_the_report_and_the_card():
+    from mathlora.report.render import Doc, family_table
+
+    base = {"count": 1200, "accuracy": 0.25, "per_type": {"b|x": {"count": 1000, "accuracy": 0.2},
+                                                          "a_y": {"count": 200, "accuracy": 0.5}}}
+    tuned = {"count": 1200, "accuracy": 0.5, "per_type": {"b|x": {"count": 1000, "accuracy": 0.45}}}
+    header, rows = family_table([("base", base), ("tuned", tuned), ("grpo", None)], count_from=tuned,
+                                changes=[("change", tuned, base), ("after", None, tuned)])
+    assert header == ["family", "problems", "base", "tuned", "grpo", "change", "after"]
+    assert rows == [["ALL", "1,200", "25.0%", "50.0%", "n/a", "+25.0", "n/a"],
+                    ["a_y", "200", "50.0%", "n/a", "n/a", "-50.0", "n/a"],  # count: the first report that has it
+                    ["b|x", "1,000", "20.0%", "45.0%", "n/a", "+25.0", "n/a"]]
+    header, rows = family_table([("base", base)], total=False)
+    assert [r[0] for r in rows] == ["a_y", "b|x"] and header == ["family", "problems", "base"]
+    assert family_table([("base", {"accuracy": 0.5})], total=False) == (["family", "problems", "base"], [])
+    doc = Doc()
+    doc.table(*family_table([("base", base)], total=False))
+    assert doc.md[:4] == ["| family | problems | base |", "|---|---|---|", "| a\\_y | 200 | 50.0% |",
+                          "| b\\|x | 1,000 | 20.0% |"]

@@ -225,3 +225,32 @@ def test_zero_and_negative_counts():
     assert generate(0, seed=0) == []
     with pytest.raises(MathloraError, match="count"):
         generate(-1, seed=0)
+
+
+@pytest.mark.parametrize("style", ["steps", "calculator", "decomposed"])
+def test_every_generated_record_gets_its_worked_solution(style):
+    """apply_style's failure rule keeps a record's solution and counts it: for generated data the count is 0."""
+    unstyled = Counter()
+    styled = generate(600, 3, style=style, mix="equal", unstyled=unstyled)
+    assert unstyled == Counter()
+    plain = generate(600, 3, mix="equal")
+    changed = [a["solution"] != b["solution"] for a, b in zip(plain, styled) if a["type"] != "english_math"]
+    assert changed and all(changed)
+
+
+def test_a_generated_record_whose_worked_solution_fails_keeps_its_solution_and_is_counted(monkeypatch, tmp_path):
+    from mathlora.arith.worked import Rewrite
+    from mathlora.synth.config import SynthConfig
+    from mathlora.synth.stage import synth_data
+
+    real = competition.apply_style
+    refuse = lambda record, style, **kw: (record, Rewrite("refused", record["type"], record["solution"], reason="x")) \
+        if record["type"] == "mean" else real(record, style, **kw)
+    monkeypatch.setattr(competition, "apply_style", refuse)
+    unstyled = Counter()
+    records = generate(40, 1, ["addition", "mean"], style="calculator", mix="equal", unstyled=unstyled)
+    assert unstyled == {"refused": 20}
+    assert all(("<<" in r["solution"]) == (r["type"] == "addition") for r in records)
+    counts = synth_data(SynthConfig(count=40, types=["addition", "mean"], mix="equal"), seed=1,
+                        train_out=tmp_path / "t.jsonl", style="calculator")
+    assert counts == {"train": 40, "unstyled": {"refused": 20}}

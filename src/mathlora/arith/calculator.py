@@ -15,6 +15,11 @@ two) for ordinary numbers, and scientific notation with 10 significant digits (`
 ``7.078428268E-23``) for a magnitude of 1e28 or more or a nonzero one below 1e-6 (where the source switches too), where two decimals would
 lose the value, so the calculator's output and the training text share one number format.
 
+The annotation protocol is read and written here only: ``OPEN``/``EQUALS``/``CLOSE`` are its markers,
+``annotate(expr, value)`` writes one, ``annotations(text)`` reads the complete ones, ``strip_annotations`` turns
+them into plain ``expr = value`` text and ``open_annotation(text)`` finds the one a text being generated has
+opened and not yet closed (the calculator-assisted decoders' question).
+
 Bounded: input length, number length, exponent size and result magnitude are capped, so a hostile or huge
 expression (``9^9^9``, ``10^100000``, 10 kB of text) is refused in microseconds with a
 :class:`CalculatorError` saying why.
@@ -27,6 +32,7 @@ import math
 import re
 from decimal import Context, Decimal
 from fractions import Fraction
+from typing import Iterator
 
 from mathlora.arith.numbers import format_result
 from mathlora.errors import MathloraError
@@ -44,6 +50,38 @@ _ROUND_CONTEXT = Context(prec=SIGNIFICANT_DIGITS, Emax=10 * MAX_MAGNITUDE, Emin=
 
 class CalculatorError(MathloraError):
     """The expression was refused: the message says why."""
+
+
+# -- the <<expr=value>> annotation ---------------------------------------------------------------------------
+
+OPEN, EQUALS, CLOSE = "<<", "=", ">>"
+_ANNOTATION = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+
+
+def annotate(expr: str, value: str) -> str:
+    """``annotate("2 + 3", "5")`` -> ``<<2 + 3=5>>``: one computation as the calculator style writes it."""
+    return f"{OPEN}{expr}{EQUALS}{value}{CLOSE}"
+
+
+def annotations(text: str) -> Iterator[tuple[str, str]]:
+    """``(expr, value)`` of every complete annotation in ``text``, in order (an expression has no ``=``)."""
+    for m in _ANNOTATION.finditer(text):
+        yield m.group(1), m.group(2)
+
+
+def strip_annotations(text: str) -> str:
+    """``<<a + b=c>>`` -> ``a + b = c``: a calculator-style solution read as a steps-style one."""
+    return _ANNOTATION.sub(lambda m: f"{m.group(1)} = {m.group(2)}", text)
+
+
+def open_annotation(text: str) -> tuple[int, int] | None:
+    """The annotation ``text`` leaves open (its last ``<<`` with no ``>>`` after it) as (where its expression
+    starts, where its first ``=`` is, -1 before the ``=`` is written); None when no annotation is open."""
+    opened = text.rfind(OPEN)
+    if opened < 0 or text.find(CLOSE, opened) >= 0:
+        return None
+    start = opened + len(OPEN)
+    return start, text.find(EQUALS, start)
 
 
 # Unicode operators that worked solutions and models write, mapped to Python syntax.

@@ -95,15 +95,22 @@ def signed_sum(a: str, op: str, b: str) -> tuple[list[str], Decimal]:
         else:
             big, small, negative, kind = neg, pos, True, "-"
     inner = f"{fixed(big, decimals)}{kind}{fixed(small, decimals)}"
+    written = f"{a}{op}{b}"
+    return _signed(written, inner, negative, (add_place if kind == "+" else sub_place)(big, small, decimals),
+                   show=written != (f"-({inner})" if negative else inner), fmt=lambda r: fixed(r, decimals))
+
+
+def _signed(written: str, inner: str, negative: bool, work: tuple[list[str], Decimal], *, show: bool,
+            fmt) -> tuple[list[str], Decimal]:
+    """The steps of an operation done on magnitudes (``work``: the steps and result of ``inner``) under its
+    sign: ``written=inner`` (or ``-(inner)``) first when ``show``, then the steps, then the negated result."""
     resolved = f"-({inner})" if negative else inner
-    lines = []
-    if f"{a}{op}{b}" != resolved:
-        lines.append(f"{a}{op}{b}={resolved}")
-    steps, result = (add_place if kind == "+" else sub_place)(big, small, decimals)
+    lines = [f"{written}={resolved}"] if show else []
+    steps, result = work
     lines += steps
     if negative:
         result = -result
-        lines.append(f"{resolved}={fixed(result, decimals)}")
+        lines.append(f"{resolved}={fmt(result)}")
     return lines, result
 
 
@@ -133,16 +140,9 @@ def multiply(x: Decimal, y: Decimal) -> tuple[list[str], Decimal]:
 def signed_product(a: str, b: str) -> tuple[list[str], Decimal]:
     x, y = Decimal(a), Decimal(b)
     negative = (x < 0) != (y < 0) and x != 0 and y != 0
-    lines = []
     inner = f"{num(abs(x))}*{num(abs(y))}"
-    if f"{a}*{b}" != inner and (x < 0 or y < 0):
-        lines.append(f"{a}*{b}={'-(' + inner + ')' if negative else inner}")
-    steps, result = multiply(abs(x), abs(y))
-    lines += steps
-    if negative:
-        result = -result
-        lines.append(f"-({inner})={num(result)}")
-    return lines, result
+    return _signed(f"{a}*{b}", inner, negative, multiply(abs(x), abs(y)),
+                   show=f"{a}*{b}" != inner and (x < 0 or y < 0), fmt=num)
 
 
 def long_division(n: int, d: int) -> tuple[list[str], Decimal]:

@@ -10,21 +10,22 @@
 
 The last line is ``答案：<final>``. Every value a step prints comes from the calculator itself, so training
 text and decoding-time results share one number format. Operands are copied from the problem (or from an
-earlier step) exactly as written, which is what a small model can learn to do.
+earlier step) exactly as written, which is what a small model can learn to do. ``apply_style`` applies a style
+to one record, with the one rule for a record whose worked solution cannot be built (synth and rewrite both).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from mathlora.arith.calculator import CalculatorError
+from mathlora.arith.calculator import CalculatorError, annotate
 from mathlora.arith.decomposed import decompose
 from mathlora.arith.answers import (DEFAULT_ATOL, DEFAULT_RTOL, answers_match, extract_gold_answer,
                                        requires_lowest_terms)
 from mathlora.arith.families import Plan, recognise
 
 STYLES = ("answer", "steps", "calculator", "decomposed")
+NOT_BUILT = ("refused", "mismatch")  # a recognised family whose worked solution could not be built
 
 
 def render(plan: Plan, style: str) -> str:
@@ -34,7 +35,7 @@ def render(plan: Plan, style: str) -> str:
     lines = []
     for step in plan.steps:
         if style == "calculator":
-            lines.append(f"{step.label}<<{step.expr}={step.value()}>>{step.unit}")
+            lines.append(f"{step.label}{annotate(step.expr, step.value())}{step.unit}")
         else:
             lines.append(f"{step.label}{step.expr} = {step.value()}{step.unit}")
     lines.append(f"答案：{plan.final}{plan.unit}")
@@ -88,9 +89,25 @@ def rewrite_solution(problem: str, solution: str, style: str, *, atol: float | N
     return Rewrite("rewritten", family, text, final, original.text, fallback=fallback)
 
 
-CALC_RE = re.compile(r"<<([^<>=]*)=([^<>]*)>>")
+def apply_style(record: dict, style: str, *, atol: float | None = None, rtol: float | None = None,
+                keep_original: bool = True) -> tuple[dict, Rewrite]:
+    """``record`` with its solution written in ``style``, and the :class:`Rewrite` saying what happened: the one
+    path by which the synth stage (generated records) and the rewrite stage (any data) apply a solution style.
 
-
-def strip_annotations(text: str) -> str:
-    """``<<a + b=c>>`` -> ``a + b = c``: a calculator-style solution read as a steps-style one."""
-    return CALC_RE.sub(lambda m: f"{m.group(1)} = {m.group(2)}", text)
+    The failure rule: a record whose worked solution cannot be built keeps its original solution (the record
+    itself is returned) and the status says why: ``unknown`` (no rule for its family, as for the English
+    problems), ``refused`` (the calculator refused a step; ``reason``) or ``mismatch`` (the rebuilt answer
+    disagrees with the original under the grader's rule; a rule never changes an answer). Nothing raises: the
+    caller counts the statuses in its stage's stats (``rewrite_report.json``; synth's ``unstyled`` count of
+    ``NOT_BUILT``, which must be 0 for generated data and a test asserts so). Style ``answer`` keeps every
+    record (``kept``). A rewritten record gets the worked solution and keeps its former one as
+    ``original_solution`` unless ``keep_original`` is false (synth: a generated raw solution is not data).
+    """
+    solution = record["solution"]
+    result = rewrite_solution(record["problem"], solution, style, atol=atol, rtol=rtol)
+    if result.status != "rewritten":
+        return record, result
+    styled = {**record, "solution": result.solution}
+    if keep_original:
+        styled["original_solution"] = solution
+    return styled, result

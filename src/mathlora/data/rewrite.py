@@ -5,7 +5,8 @@ recognised problem gets its solution rebuilt from its own numbers (:mod:`mathlor
 ``<<expr=value>>``), ending in ``答案：<final>``. A record keeps its original solution when its family is
 unknown (the English MATH-style problems), when the calculator refuses a step, or when the rebuilt final
 answer disagrees with the original (the grader's tolerances, fractions exactly): a rule that misread a problem
-never changes its answer. The original solution stays in the record as ``original_solution``.
+never changes its answer. The original solution stays in the record as ``original_solution``. That rule is
+:func:`mathlora.arith.worked.apply_style`'s, the synth stage's too.
 
 ``rewrite_report.json`` counts, per family, recognised / rewritten / mismatched / refused and the unknown
 records, with a few mismatch and refusal examples.
@@ -19,7 +20,7 @@ from collections import defaultdict
 from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_jsonl, write_jsonl
 from mathlora.run_dir import write_json_atomic
-from mathlora.arith.worked import STYLES, rewrite_solution
+from mathlora.arith.worked import NOT_BUILT, STYLES, apply_style
 
 MISMATCH_EXAMPLES = 5
 
@@ -45,21 +46,19 @@ def rewrite_file(input_path: str | os.PathLike, output_path: str | os.PathLike,
                 raise MathloraError(f"{input_path}: record {rec.get('id', '?')} has no problem/solution text; "
                                     "rewrite reads the output of ingest (or label/sample/normalize)")
             totals["records"] += 1
-            result = rewrite_solution(problem, solution, style, atol=atol, rtol=rtol)
+            styled, result = apply_style(rec, style, atol=atol, rtol=rtol)
             totals[result.status] += 1
             if result.family != "unknown":
                 per_family[result.family]["recognised"] += 1
-                if result.status in ("rewritten", "mismatch", "refused"):
+                if result.status in ("rewritten", *NOT_BUILT):
                     per_family[result.family][result.status] += 1
                 if result.fallback:  # decomposed: too long to decompose, written in the steps style
                     per_family[result.family]["fallback"] += 1
-            if result.status in ("mismatch", "refused") and len(examples) < MISMATCH_EXAMPLES:
+            if result.status in NOT_BUILT and len(examples) < MISMATCH_EXAMPLES:
                 examples.append({"id": rec.get("id"), "family": result.family, "status": result.status,
                                  "problem": problem, "solution": solution, "rebuilt_answer": result.rebuilt_answer,
                                  "original_answer": result.original_answer, "reason": result.reason})
-            if result.status == "rewritten":
-                rec = {**rec, "solution": result.solution, "original_solution": solution}
-            yield rec
+            yield styled
 
     write_jsonl(output_path, records())
     report = {"style": style, "atol": atol, "rtol": rtol, **totals, "per_family": dict(sorted(per_family.items())),

@@ -36,7 +36,7 @@ from mathlora.errors import MathloraError
 from mathlora.modeling.runtime import Runtime
 from mathlora.modeling.models import load_model, load_tokenizer
 from mathlora.arith import calculator as calculator_module
-from mathlora.arith.calculator import CalculatorError
+from mathlora.arith.calculator import CLOSE, EQUALS, CalculatorError, open_annotation
 
 
 @dataclass(frozen=True)
@@ -81,24 +81,24 @@ class CalculatorHook:
         refused the expression (emit it as is); else the ids to emit from now on (see the class docstring)."""
 
         piece = self._piece(token)
-        if "=" not in piece:
+        if EQUALS not in piece:
             return None
         before = self.tokenizer.decode(ids, skip_special_tokens=True)
         text = self.tokenizer.decode([*ids, token], skip_special_tokens=True)
-        opened = text.rfind("<<")
-        equals = text.find("=", opened + 2)
-        if opened < 0 or text.rfind(">>") > opened or equals < len(before) or equals < 0:
+        found = open_annotation(text)
+        if found is None or found[1] < len(before):
             return None
-        expr = text[opened + 2:equals]
+        start, equals = found
+        expr = text[start:equals]
         try:
             result = self.calculate(expr)
         except CalculatorError:
             return self.REFUSED
-        whole = self.tokenizer(text[:equals + 1] + result + ">>", add_special_tokens=False)["input_ids"]
+        whole = self.tokenizer(text[:equals + 1] + result + CLOSE, add_special_tokens=False)["input_ids"]
         if whole[:len(ids)] == ids and len(whole) > len(ids):
             return whole[len(ids):]
-        if piece.rstrip().endswith("="):
-            return [token, *self.tokenizer(result + ">>", add_special_tokens=False)["input_ids"]]
+        if piece.rstrip().endswith(EQUALS):
+            return [token, *self.tokenizer(result + CLOSE, add_special_tokens=False)["input_ids"]]
         return None
 
 

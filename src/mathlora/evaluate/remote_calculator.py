@@ -43,9 +43,9 @@ from typing import Callable
 from mathlora.evaluate.generation import Generation, cut_at_stop
 from mathlora.modeling.openai_client import AskAgain, GaveUp, RetryableError, json_payload
 from mathlora.arith import calculator as calculator_module
-from mathlora.arith.calculator import CalculatorError
+from mathlora.arith.calculator import CLOSE, EQUALS, CalculatorError, open_annotation
 
-STOP = "="
+STOP = EQUALS  # a piece stops at the annotation's "="
 _INCLUDE = "include_stop_str_in_output"
 _NO_INFO = object()
 
@@ -71,16 +71,14 @@ def read_choice(payload) -> tuple[str, bool, int | None, int | None]:
 def open_expression(text: str) -> str | None:
     """The expression of an annotation that ``text`` closes with its last character, the ``=`` of
     ``<<expr=`` (the first ``=`` after the last ``<<``, no ``>>`` after it); else None."""
-    opened = text.rfind("<<")
-    if opened < 0 or text.rfind(">>") > opened or not text.endswith(STOP):
-        return None
-    return text[opened + 2:-1] if text.find(STOP, opened + 2) == len(text) - 1 else None
+    found = open_annotation(text)
+    return text[found[0]:-1] if found is not None and found[1] == len(text) - 1 else None
 
 
 def inside_annotation(text: str) -> bool:
     """``text`` ends inside a ``<<`` that has neither its ``=`` nor its ``>>`` yet."""
-    opened = text.rfind("<<")
-    return opened >= 0 and text.find(">>", opened) < 0 and text.find(STOP, opened + 2) < 0
+    found = open_annotation(text)
+    return found is not None and found[1] < 0
 
 
 @dataclass(frozen=True)
@@ -190,7 +188,7 @@ class CalculatorLoop:
                 refused += 1
                 continue
             calls += 1
-            add, left = value + ">>", max_new_tokens - used
+            add, left = value + CLOSE, max_new_tokens - used
             if len(add) > left:  # it may not fit: the next reply's prompt_tokens says, else it is cut
                 fallback = text + add[:max(left, 0)]
             text, pending = text + add, len(add)

@@ -4,7 +4,7 @@ table (the numbers formatted as the report formats them, ``mathlora.report.rende
 from __future__ import annotations
 
 from mathlora.modeling.adapters import hub_id
-from mathlora.report.render import interval_text, pct
+from mathlora.report.render import Doc, family_table, interval_text, pct
 from mathlora.report.scores import RunScores, retention_word
 
 
@@ -68,29 +68,19 @@ def eval_results(scores: RunScores):
 
 
 def _family_rows(scores: RunScores) -> list[str]:
-    base = (scores.base_math or {}).get("per_type") or {}
-    tuned = (scores.tuned_math or {}).get("per_type") or {}
-    base_plain = (scores.base_math_nocalc or {}).get("per_type") or {}
-    tuned_plain = (scores.tuned_math_nocalc or {}).get("per_type") or {}
-    families = sorted(set(base) | set(tuned))
-    if not families:
+    """The per-family table, the report's (``mathlora.report.render.family_table``) for the base and the
+    fine-tuned model, and without the calculator where those were scored per family."""
+    plain = any((report or {}).get("per_type") for report in (scores.base_math_nocalc, scores.tuned_math_nocalc))
+    columns = [("base", scores.base_math), ("fine-tuned", scores.tuned_math)]
+    if plain:
+        columns += [("base, no calculator", scores.base_math_nocalc),
+                    ("fine-tuned, no calculator", scores.tuned_math_nocalc)]
+    header, rows = family_table(columns, total=False, count_from=scores.tuned_math)
+    if not rows:
         return []
-    plain = bool(base_plain or tuned_plain)
-
-    def acc(table: dict, name: str) -> str:
-        row = table.get(name)
-        return pct(row.get("accuracy")) if isinstance(row, dict) else "n/a"
-
-    head = "| family | problems | base | fine-tuned |" + (" base, no calculator | fine-tuned, no calculator |"
-                                                         if plain else "")
-    lines = ["", "Per family:", "", head, "|---" * (6 if plain else 4) + "|"]
-    for name in families:
-        count = (tuned.get(name) or base.get(name) or {}).get("count", "")
-        cells = [cell(name), str(count), acc(base, name), acc(tuned, name)]
-        if plain:
-            cells += [acc(base_plain, name), acc(tuned_plain, name)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    doc = Doc()
+    doc.table(header, rows)
+    return ["", "Per family:", "", *doc.md[:-1]]  # the table without its closing blank line
 
 
 def cell(text: str) -> str:

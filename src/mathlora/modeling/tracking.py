@@ -4,6 +4,7 @@
 ``train.report_to`` names the backends (default ``[tensorboard]``). Each one is optional and used when its package
 is installed; a named backend that is not installed is one ``error:`` line before anything runs
 (``check_backends``: ``mathlora run`` checks it with the rest of the config, the trainer before its first step).
+Each backend is one ``Backend`` in the registry ``BACKENDS`` (name -> package, install hint, opener, check).
 Only the process that writes files (rank 0 under torchrun) opens trackers.
 
 Everything lives in one folder, the training's (``train/`` of a run folder)::
@@ -29,8 +30,9 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 import netrc
 from urllib.parse import urlparse
 
@@ -39,10 +41,6 @@ from mathlora.errors import MathloraError
 from mathlora.run_dir.records import read_json_document
 from mathlora.run_dir.atomic import write_json_atomic
 
-BACKENDS = ("tensorboard", "wandb", "mlflow")
-_MODULE = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
-_INSTALL = {"tensorboard": "pip install tensorboard", "wandb": "pip install wandb",
-            "mlflow": "pip install mlflow-skinny"}
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
 MLFLOW_DIR = "mlruns"
@@ -55,7 +53,7 @@ _OFFLINE_MODES = ("offline", "disabled", "dryrun")
 def installed(name: str) -> bool:
     """Whether the package of backend ``name`` can be imported (without importing it)."""
     try:
-        return importlib.util.find_spec(_MODULE[name]) is not None
+        return importlib.util.find_spec(BACKENDS[name].module) is not None
     except (ImportError, ValueError):
         return False
 
@@ -66,10 +64,11 @@ def check_backends(names: Iterable[str], *, where: str = "train.report_to") -> N
         if name not in BACKENDS:
             raise MathloraError(f"{where}: unknown backend {name!r} (allowed: {', '.join(BACKENDS)})")
         if not installed(name):
-            raise MathloraError(f"{where} names {name}, which is not installed ({_INSTALL[name]}), or leave it "
-                                f"out of {where}")
-    if "wandb" in names and not wandb_offline():
-        _check_wandb_login(where)
+            raise MathloraError(f"{where} names {name}, which is not installed ({BACKENDS[name].install}), or leave "
+                                f"it out of {where}")
+    for name in names:
+        if BACKENDS[name].check is not None:
+            BACKENDS[name].check(where)
 
 
 def wandb_offline() -> bool:
@@ -78,6 +77,8 @@ def wandb_offline() -> bool:
 
 def _check_wandb_login(where: str) -> None:
     """Online W&B needs an API key (``wandb login`` or ``WANDB_API_KEY``): asked now, not at the first step."""
+    if wandb_offline():
+        return
     try:
         ok = _wandb_login()
     except Exception as e:  # wandb raises its own UsageError and others; one line either way
@@ -236,6 +237,40 @@ class MlflowTracker:
         self.client.set_terminated(self.run_id)
 
 
+# -- the registry: train.report_to's names ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend of ``train.report_to``: its package (``installed``), how to install it, how its tracker opens
+    (``open(folder, state, purge_step, name, params)``; W&B and MLflow record their run ids in ``state``, the
+    ``tracking.json``) and what is checked before anything runs (``check(where)``: one line, or None)."""
+    name: str
+    module: str
+    install: str
+    open: Callable[[Path, dict, int | None, str, dict | None], Tracker]
+    check: Callable[[str], None] | None = None
+
+
+def _open_wandb(folder: Path, state: dict, purge_step: int | None, name: str, params: dict | None) -> Tracker:
+    run_id = (state.get("wandb") or {}).get("id")  # continued: its config stays as the run began
+    tracker = WandbTracker(folder / WANDB_DIR, run_id or uuid.uuid4().hex[:12], name, None if run_id else params)
+    state["wandb"] = {"id": tracker.run.id, "project": tracker.run.project}
+    return tracker
+
+
+def _open_mlflow(folder: Path, state: dict, purge_step: int | None, name: str, params: dict | None) -> Tracker:
+    tracker = MlflowTracker(folder, (state.get("mlflow") or {}).get("run_id"), name, params, purge_step)
+    state["mlflow"] = {"run_id": tracker.run_id, "tracking_uri": tracker.uri}
+    return tracker
+
+
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("tensorboard", "tensorboard", "pip install tensorboard",
+            lambda folder, state, purge_step, name, params: TensorBoardTracker(folder / TENSORBOARD_DIR, purge_step)),
+    Backend("wandb", "wandb", "pip install wandb", _open_wandb, check=_check_wandb_login),
+    Backend("mlflow", "mlflow", "pip install mlflow-skinny", _open_mlflow))}
+
+
 # -- all of them ------------------------------------------------------------------------------------------------
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -259,7 +294,6 @@ def _read_state(folder: Path) -> dict:
     path = folder / STATE_FILE
     if not path.is_file():
         return {}
-
     try:
         data = read_json_document(path, "tracking state")
     except MathloraError:
@@ -271,21 +305,6 @@ def _read_state(folder: Path) -> dict:
 def _write_state(folder: Path, state: dict) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / STATE_FILE, state)
-
-
-def _open_backend(backend: str, folder: Path, state: dict, purge_step: int | None, name: str,
-                  params: dict | None) -> Tracker:
-    """One backend's tracker; W&B and MLflow record their run ids in ``state`` (``tracking.json``)."""
-    if backend == "tensorboard":
-        return TensorBoardTracker(folder / TENSORBOARD_DIR, purge_step)
-    if backend == "wandb":
-        run_id = (state.get("wandb") or {}).get("id")  # continued: its config stays as the run began
-        tracker = WandbTracker(folder / WANDB_DIR, run_id or uuid.uuid4().hex[:12], name, None if run_id else params)
-        state["wandb"] = {"id": tracker.run.id, "project": tracker.run.project}
-        return tracker
-    tracker = MlflowTracker(folder, (state.get("mlflow") or {}).get("run_id"), name, params, purge_step)
-    state["mlflow"] = {"run_id": tracker.run_id, "tracking_uri": tracker.uri}
-    return tracker
 
 
 class Trackers:
@@ -310,7 +329,7 @@ class Trackers:
         try:
             for backend in names:
                 with _one_line(backend, "start its run"):
-                    opened[backend] = _open_backend(backend, folder, state, purge_step, name, params)
+                    opened[backend] = BACKENDS[backend].open(folder, state, purge_step, name, params)
         except BaseException:
             for tracker in opened.values():
                 with contextlib.suppress(Exception):

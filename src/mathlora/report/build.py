@@ -262,7 +262,7 @@ def build_report(run_dir: str | os.PathLike) -> dict:
     _configuration(doc, cfg, data["train"])
     _data_sections(doc, stages, data, plots)
     _training(doc, data["train"], plots)
-    _math(doc, lay, runs, families, data, levels, test_records, plots, cfg)
+    _math(doc, lay, runs, data, levels, test_records, plots, cfg)
     _retention(doc, scores)
     doc.h("Where the artifacts are")
     doc.p(f"Run folder: {lay.root}")

@@ -69,6 +69,39 @@ def interval_text(interval: tuple[float, float] | None) -> str:
     return "n/a" if interval is None else f"{100 * interval[0]:.1f}-{100 * interval[1]:.1f}%"
 
 
+# -- the per-family table ---------------------------------------------------------------------------------------
+
+
+def family_table(columns: list[tuple[str, dict | None]], *, total: bool = True, count_from: dict | None = None,
+                 changes: list[tuple[str, dict | None, dict | None]] = ()) -> tuple[list[str], list[list[str]]]:
+    """The math accuracy per problem family, as the report and the model cards both show it: ``(header, rows)``
+    for ``Doc.table``.
+
+    ``columns``: (heading, math report) per accuracy column (a missing report or family reads ``n/a``). One row
+    per family found in any report's ``per_type``, sorted, after an ``ALL`` row (the whole set) when ``total``;
+    ``problems`` is ``count_from``'s count (else the first column's that has it); ``changes``: (heading, later,
+    earlier) columns of the difference in points (a family missing from a report counts 0; ``n/a`` when either
+    report is missing)."""
+    reports = [report or {} for _, report in columns]
+    families = sorted({name for report in reports for name in (report.get("per_type") or {})})
+
+    def entry(report: dict | None, family: str | None) -> dict:
+        report = report or {}
+        return report if family is None else ((report.get("per_type") or {}).get(family) or {})
+
+    def accuracy(report: dict | None, family: str | None):
+        return entry(report, family).get("accuracy")
+
+    rows = []
+    for family in ([None] if total else []) + families:
+        count = next((entry(r, family)["count"] for r in (count_from, *reports) if "count" in entry(r, family)),
+                     None)
+        rows.append([family or "ALL", readable(count), *[pct(accuracy(r, family)) for r in reports],
+                     *[f"{100 * (accuracy(later, family) or 0) - 100 * (accuracy(earlier, family) or 0):+.1f}"
+                       if later is not None and earlier is not None else "n/a" for _, later, earlier in changes]])
+    return ["family", "problems", *[name for name, _ in columns], *[name for name, _, _ in changes]], rows
+
+
 # -- Markdown and HTML ------------------------------------------------------------------------------------------
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~$])")

@@ -13,7 +13,7 @@ from mathlora.report.scores import RunScores, retention_word, wilson_interval
 from mathlora.report.grading import Run, _graded, _verdict, pick_examples, spread_wrong
 from mathlora.report.usage import base_identity, base_words, recipe_rows
 from mathlora.train.config import LoraConfig, TrainConfig
-from mathlora.report.render import Doc, clip, duration, interval_text, pct, readable
+from mathlora.report.render import Doc, clip, duration, family_table, interval_text, pct, readable
 
 
 def _total_seconds(stages: dict) -> float | None:
@@ -131,7 +131,7 @@ def _training(doc: Doc, tr: dict | None, plots: dict) -> None:
         doc.img(plots["training"], "loss and learning rate")
 
 
-def _math(doc: Doc, lay: RunLayout, runs: list[Run], families: list[str], data: dict, levels: dict,
+def _math(doc: Doc, lay: RunLayout, runs: list[Run], data: dict, levels: dict,
           test_records: list[dict] | None, plots: dict, cfg: dict) -> None:
     if not runs:
         return
@@ -140,23 +140,12 @@ def _math(doc: Doc, lay: RunLayout, runs: list[Run], families: list[str], data: 
     tuned = next((r for r in reversed(runs) if r.which == "tuned"), None)
     grpo = next((r for r in reversed(runs) if r.which == "grpo"), None)  # grpo.enabled: SFT -> GRPO beside it
 
-    def accuracy(report: dict, family: str | None):
-        return report.get("accuracy") if family is None else (report.get("per_type", {}).get(family) or {}).get(
-            "accuracy")
-
-    rows = []
-    ref = (tuned or runs[-1]).report
-    for family in [None, *families]:
-        count = ref.get("count") if family is None else (ref.get("per_type", {}).get(family) or {}).get("count", 0)
-        change = (f"{100 * (accuracy(tuned.report, family) or 0) - 100 * (accuracy(base.report, family) or 0):+.1f}"
-                  if base and tuned else "n/a")
-        after_sft = ([f"{100 * (accuracy(grpo.report, family) or 0) - 100 * (accuracy(tuned.report, family) or 0):+.1f}"]
-                     if grpo and tuned else [])
-        rows.append([family or "ALL", readable(count), *[pct(accuracy(r.report, family)) for r in runs], change,
-                     *after_sft])
-    doc.table(["family", "problems", *[r.name for r in runs],
-               f"change (points, {tuned.name if tuned else 'fine-tuned'} - {base.name if base else 'base'})",
-               *([f"change (points, {grpo.name} - {tuned.name})"] if grpo and tuned else [])], rows)
+    change = f"change (points, {tuned.name if tuned else 'fine-tuned'} - {base.name if base else 'base'})"
+    changes = [(change, tuned and tuned.report, base and base.report)]
+    if grpo and tuned:
+        changes.append((f"change (points, {grpo.name} - {tuned.name})", grpo.report, tuned.report))
+    doc.table(*family_table([(r.name, r.report) for r in runs], count_from=(tuned or runs[-1]).report,
+                            changes=changes))
     if "accuracy" in plots:
         doc.img(plots["accuracy"], "accuracy by family, base and fine-tuned, with and without the calculator")
 

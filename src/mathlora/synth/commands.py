@@ -68,6 +68,9 @@ def run_synth_command(args: argparse.Namespace) -> int:
                         style=cfg.solution_style, progress=show_progress(args))
     per_type = Counter(r["type"] for r in read_records(output))
     print(f"wrote {output}: {counts['train']} records (seed {cfg.seed})")
+    if counts.get("unstyled"):
+        print(f"  {sum(counts['unstyled'].values())} kept their contest solution (worked solution not built: "
+              + ", ".join(f"{status} {n}" for status, n in counts["unstyled"].items()) + ")")
     for name, n in sorted(per_type.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {name:<18} {n}")
     if test_output is not None:

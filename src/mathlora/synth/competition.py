@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from fractions import Fraction
 from typing import Callable, Iterable
 
@@ -19,7 +20,7 @@ from mathlora.arith import families
 from mathlora.data.apportion import largest_remainder
 from mathlora.arith.numbers import format_number
 from mathlora.errors import MathloraError
-from mathlora.arith.worked import rewrite_solution
+from mathlora.arith.worked import NOT_BUILT, apply_style
 
 MAX_TRIES_PER_RECORD = 2000
 TEST_SEED_OFFSET = 1_000_003  # the held-out set's own stream: never the training set's
@@ -184,13 +185,15 @@ def allocate_counts(count: int, weights: dict[str, float], rng: random.Random,
 
 def generate(count: int, seed: int, types: list[str] | None = None,
              exclude: set[str] | None = None, *, progress: bool = False, style: str = "answer",
-             mix: str = "contest") -> list[dict]:
+             mix: str = "contest", unstyled: Counter | None = None) -> list[dict]:
     """``count`` distinct contest-style records ``{"problem", "solution", "type"}``, shuffled.
 
     Deterministic in (count, seed, types, exclude, mix). No record's problem is in ``exclude``. ``mix``:
     ``contest`` (the contest's shares) or ``equal``. ``progress`` shows a progress bar on stderr. ``style``
     (``answer``, ``steps``, ``calculator``) picks the solution format (:mod:`mathlora.arith.worked`); the problems
-    and their order do not depend on it.
+    and their order do not depend on it; a record whose worked solution cannot be built keeps its contest
+    solution (``mathlora.arith.worked.apply_style``'s rule) and ``unstyled``, when given, counts it by status:
+    a generated answer always agrees with its worked solution, so that count is 0 (a test asserts it).
     """
     if count < 0:
         raise MathloraError(f"count must be >= 0, got {count}")
@@ -232,21 +235,11 @@ def generate(count: int, seed: int, types: list[str] | None = None,
         bar.close()
     order_rng.shuffle(records)
     if style != "answer":
-        records = [apply_style(r, style) for r in records]
+        styled = [apply_style(r, style, keep_original=False) for r in records]
+        records = [r for r, _ in styled]
+        if unstyled is not None:
+            unstyled.update(result.status for _, result in styled if result.status in NOT_BUILT)
     return records
-
-
-def apply_style(record: dict, style: str) -> dict:
-    """The record with its solution rewritten in ``style`` (families without rules keep theirs).
-
-    A generated answer always agrees with its worked solution; a disagreement is a bug, so it raises.
-    """
-
-    result = rewrite_solution(record["problem"], record["solution"], style)
-    if result.status in ("mismatch", "refused"):
-        raise AssertionError(f"worked solution {result.status} for the generated {record['problem']!r}: "
-                             f"{result.reason or f'{result.rebuilt_answer} vs {result.original_answer}'}")
-    return {**record, "solution": result.solution}
 
 
 def _progress_bar(total: int):
@@ -257,10 +250,10 @@ def _progress_bar(total: int):
 
 def generate_train_and_test(count: int, test_count: int, seed: int, types: list[str] | None = None,
                             style: str = "answer", mix: str = "contest", progress: bool = False,
-                            ) -> tuple[list[dict], list[dict]]:
-    """A training set (solutions in ``style``) and a held-out test set (answer style: only its final answers
-    are read) with no problem in common; the test set is drawn first."""
+                            unstyled: Counter | None = None) -> tuple[list[dict], list[dict]]:
+    """A training set (solutions in ``style``; ``unstyled`` as in ``generate``) and a held-out test set (answer
+    style: only its final answers are read) with no problem in common; the test set is drawn first."""
     test = generate(test_count, seed + TEST_SEED_OFFSET, types, mix=mix)
     train = generate(count, seed, types, exclude={r["problem"] for r in test}, style=style, mix=mix,
-                     progress=progress)
+                     progress=progress, unstyled=unstyled)
     return train, test

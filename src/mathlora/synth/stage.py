@@ -8,6 +8,7 @@ CLI's ``mathlora synth`` and ``mathlora run`` both call it.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
@@ -32,17 +33,21 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
 
     The test set is drawn first, from its own seeded stream, and the training set excludes its problems;
     with ``user_train`` given (and ``train_out`` None) the test set excludes the user's problems instead.
+    A training set in a worked style also counts, as ``unstyled`` (by status), the records whose worked
+    solution could not be built and kept their contest solution (none: a generated answer always agrees).
     """
 
     counts: dict = {}
+    unstyled: Counter = Counter()  # generated records whose worked solution could not be built, by status
     if train_out is not None or test_out is not None:
         if user_train is None and test_out is None:
             # no held-out set wanted (the user gave data.test, or ``mathlora synth`` without --test-output):
             # nothing to keep the training set apart from
-            train, test = generate(cfg.count, seed, cfg.types, mix=cfg.mix, style=style, progress=progress), []
+            train, test = generate(cfg.count, seed, cfg.types, mix=cfg.mix, style=style, progress=progress,
+                                   unstyled=unstyled), []
         elif user_train is None:
             train, test = generate_train_and_test(cfg.count, cfg.test_count, seed, cfg.types, mix=cfg.mix,
-                                                  style=style, progress=progress)
+                                                  style=style, progress=progress, unstyled=unstyled)
         else:
             # a path (JSON lines / array of records) or the problems themselves (mathlora run reads any format)
             seen = {r.get("problem") for r in read_records(user_train)} if isinstance(user_train, (str, os.PathLike)) \
@@ -51,6 +56,8 @@ def synth_data(cfg: SynthConfig, *, seed: int, train_out: str | os.PathLike | No
                                        mix=cfg.mix)
         if train_out is not None:
             counts["train"] = write_jsonl(Path(train_out), train)
+            if style != "answer":  # kept their contest solution (apply_style's rule); 0 for generated data
+                counts["unstyled"] = dict(sorted(unstyled.items()))
         if test_out is not None:
             counts["test"] = write_jsonl(Path(test_out), test)
     if squad_out is not None:
