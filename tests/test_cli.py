@@ -258,3 +258,10 @@ def test_ingest_reads_the_formats_and_columns_its_flags_name(capsys, tmp_path):
     assert json.loads((tmp_path / "q.jsonl").read_text(encoding="utf-8"))["solution"] == "2"
     rc, _, err = cli(capsys, "ingest", "-i", qa, "-o", tmp_path / "x.jsonl", "--columns", "question")
     assert rc == 2 and "is not a mapping of roles to columns" in err
+
+
+@pytest.mark.parametrize("group,sub", [("config", "show"), ("eval", "math"), ("export", "mindformers"),
+                                       ("import", "mindspore-ckpt")])
+def test_a_command_group_alone_prints_its_help_and_exits_2(group, sub, capsys):
+    rc, out, _ = cli(capsys, group)
+    assert rc == 2 and f"mathlora {group}" in out and sub in out

@@ -43,6 +43,14 @@ def add_config_args(parser: argparse.ArgumentParser, *, positional: bool = True)
                             help="config overrides, e.g. train.lr=2e-4 sample.total=1000")
 
 
+def command_group(subparsers, name: str, *, help: str, description: str):
+    """A command whose subcommands do the work (``eval math``, ``export mindformers``): the group's parser and
+    its subparsers; the group alone prints its help and exits 2."""
+    group = subparsers.add_parser(name, help=help, description=description)
+    group.set_defaults(func=lambda args: (group.print_help(), 2)[1])
+    return group, group.add_subparsers(dest=f"{name}_command", metavar="WHAT")
+
+
 def option(parser: argparse.ArgumentParser, *flags: str, field: str, **kwargs: Any) -> None:
     """Add a flag whose value overrides config field ``field`` (dotted) when given. A boolean gets its
     ``--no-X`` form; choices are shown in ``--help``."""

@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mathlora.app.cliargs import (add_config_args, add_model, add_run, config_from_args, deprecated, flag, on_off, show_progress)
+from mathlora.app.cliargs import (add_config_args, add_model, add_run, command_group, config_from_args, deprecated, flag,
+                                  on_off, show_progress)
 from mathlora.app.stages import STAGES
 from mathlora.app.pipeline import Pipeline, StopAfter
 from mathlora.report.scores import headline
@@ -31,13 +32,11 @@ def register(sub) -> None:
     add_config_args(p)
     p.set_defaults(func=cmd_run)
 
-    c = sub.add_parser("config", help="the shipped configs (list, copy) and the resolved config (show)",
-                       description="Configs layer: a YAML may name `base: demo` (a shipped config, or a path "
-                                   "relative to it) and hold only what differs (mappings merge, lists replace); "
-                                   "a YAML without base: starts from the library defaults. A command given no "
-                                   "config file runs the demo config.")
-    csub = c.add_subparsers(dest="config_command", metavar="WHAT")
-    c.set_defaults(func=lambda args: (c.print_help(), 2)[1])
+    c, csub = command_group(sub, "config", help="the shipped configs (list, copy) and the resolved config (show)",
+                            description="Configs layer: a YAML may name `base: demo` (a shipped config, or a path "
+                                        "relative to it) and hold only what differs (mappings merge, lists replace); "
+                                        "a YAML without base: starts from the library defaults. A command given no "
+                                        "config file runs the demo config.")
     ls = csub.add_parser("list", help="the shipped config names, what each is, its base",
                          description="List the shipped config names (what a command's config option and base: take) and `defaults`, "
                                      "the library defaults.")

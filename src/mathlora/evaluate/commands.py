@@ -13,7 +13,7 @@ from mathlora.evaluate.backend import BACKENDS, backend_of
 from mathlora.evaluate.predict import predict_file
 from mathlora.evaluate.math_grading import grade_file
 from mathlora.evaluate.math_eval import evaluate_math
-from mathlora.app.cliargs import run_config_from_args
+from mathlora.app.cliargs import command_group, run_config_from_args
 from mathlora.evaluate.math_eval import evaluate_checkpoints, math_baselines
 from mathlora.run_dir.layout import RunLayout
 from mathlora.run_dir.guards import RunLock
@@ -74,12 +74,11 @@ def register(subparsers) -> None:
     add_output(p, "prediction JSON lines to write")
     p.set_defaults(func=cmd_predict)
 
-    ev = subparsers.add_parser("eval", help="score predictions: math accuracy, SQuAD retention, parameter ratio",
-                               description="Evaluate: math accuracy of prediction lines (math) or of a model on a "
-                                           "test set (model), SQuAD v1.1 retention (squad), the LoRA parameter "
-                                           "ratio (params).")
-    sub = ev.add_subparsers(dest="eval_command", metavar="WHAT")
-    ev.set_defaults(func=lambda args: (ev.print_help(), 2)[1])
+    ev, sub = command_group(subparsers, "eval",
+                            help="score predictions: math accuracy, SQuAD retention, parameter ratio",
+                            description="Evaluate: math accuracy of prediction lines (math) or of a model on a "
+                                        "test set (model), SQuAD v1.1 retention (squad), the LoRA parameter "
+                                        "ratio (params).")
 
     m = sub.add_parser("math", help="math accuracy from prediction lines (numeric comparison)",
                        description="Grade prediction lines against their gold answers (numeric, with --atol and "

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mathlora.app.cliargs import (add_config_args, add_output, config_from_args, deprecated, flag,
+from mathlora.app.cliargs import (add_config_args, add_output, command_group, config_from_args, deprecated, flag,
                               guard_command_outputs, option, run_config_from_args)
 from mathlora.errors import MathloraError
 from mathlora.run_dir.layout import RunLayout
@@ -21,12 +21,11 @@ from mathlora.export import publish
 
 
 def register(subparsers) -> None:
-    ex = subparsers.add_parser("export", help="Ascend: MindFormers finetune YAML + MindRecord; HF -> MindSpore ckpt",
-                               description="Export for Ascend: a run's recipe and tokens for MindFormers "
-                                           "(mindformers), a HF model or adapter as a MindSpore checkpoint "
-                                           "(mindspore-ckpt).")
-    sub = ex.add_subparsers(dest="export_command", metavar="WHAT")
-    ex.set_defaults(func=lambda args: (ex.print_help(), 2)[1])
+    ex, sub = command_group(subparsers, "export",
+                            help="Ascend: MindFormers finetune YAML + MindRecord; HF -> MindSpore ckpt",
+                            description="Export for Ascend: a run's recipe and tokens for MindFormers "
+                                        "(mindformers), a HF model or adapter as a MindSpore checkpoint "
+                                        "(mindspore-ckpt).")
 
     mf = sub.add_parser("mindformers", help="a run's recipe as a MindFormers LoRA finetune YAML, tokens as MindRecord",
                         description="Write finetune_mathlora.yaml (the run's recipe in MindFormers' keys), "
@@ -62,11 +61,9 @@ def register(subparsers) -> None:
     add_output(ck, "output .ckpt file")
     ck.set_defaults(func=cmd_export_ckpt)
 
-    im = subparsers.add_parser("import", help="Ascend: MindSpore ckpt -> HF folder (+ peft adapter)",
-                               description="Import from Ascend: a MindFormers llama checkpoint as a HF folder and "
-                                           "a peft adapter (mindspore-ckpt).")
-    isub = im.add_subparsers(dest="import_command", metavar="WHAT")
-    im.set_defaults(func=lambda args: (im.print_help(), 2)[1])
+    im, isub = command_group(subparsers, "import", help="Ascend: MindSpore ckpt -> HF folder (+ peft adapter)",
+                             description="Import from Ascend: a MindFormers llama checkpoint as a HF folder and "
+                                         "a peft adapter (mindspore-ckpt).")
     ick = isub.add_parser("mindspore-ckpt", help="a MindFormers llama .ckpt as a HF folder (+ peft adapter)",
                           description="Convert a MindFormers llama checkpoint to a HF folder (config and tokenizer "
                                       "from --base). LoRA tensors become a peft adapter (OUTPUT/adapter, or "
