@@ -23,7 +23,8 @@ def test_headline_names_the_report_accuracy_and_retention(tmp_path):
     write(lay.eval("base").math, {"accuracy": 0.25})
     write(lay.eval("tuned").math, {"accuracy": 0.5})
     write(lay.eval("tuned").squad, {"f1": 50.0, "em": 40.0, "retention": RETENTION})
-    assert headline(tmp_path) == (f"report: {lay.report_html} | math accuracy 25.0% -> 50.0% | retention PASSED "
+    assert headline(tmp_path) == (f"report: {lay.report_html} | math accuracy 25.0% -> 50.0% without a tool | "
+                                  "retention PASSED "
                                   "(F1 52.0 -> 50.0, EM 41.0 -> 40.0, keep 90%)")
     write(lay.eval("base").math_nocalc, {"accuracy": 0.1})
     write(lay.eval("tuned").math_nocalc, {"accuracy": 0.2})

@@ -114,6 +114,8 @@ class RunScores:
         if base and tuned and base_plain and tuned_plain:
             acc += (f" with the calculator ({100 * base_plain.get('accuracy', 0):.1f}% -> "
                     f"{100 * tuned_plain.get('accuracy', 0):.1f}% without)")
+        elif base and tuned:  # scored once: eval.calculator was off, so the model computed alone
+            acc += " without a tool"
         ret = self.retention
         verdict = f"retention {retention_word(ret)}" if ret else "retention: n/a"
         if ret:

@@ -32,7 +32,7 @@ def _summary(doc: Doc, scores: RunScores, runs: list[Run], stages: dict) -> None
                    f"{retention_word(ret)} (keep >= {ret.get('keep', 0.9):.0%} of base F1 and EM)")
         doc.p(f"Math accuracy {pct(base.report.get('accuracy'))} -> {pct(tuned.report.get('accuracy'))} "
               f"({change:+.1f} points) on {readable(tuned.report.get('count'))} held-out problems"
-              f"{' with the calculator' if tuned.calculator else ''}; retention {verdict}.")
+              f"{' with the calculator' if tuned.calculator else ' without a tool'}; retention {verdict}.")
     if runs:
         rows = []
         for r in runs:
