@@ -32,11 +32,10 @@ from mathlora.evaluate.commands import add_served_model
 from mathlora.serve.protocol import clean_text
 from mathlora.app.cliargs import runtime_from
 from mathlora.arith.answers import extract_prediction_answer, resolve_scope
-from mathlora.evaluate.backend import generate, hold_model
+from mathlora.evaluate.backend import backend_of, generate, hold_model
 from mathlora.evaluate.predict import stop_strings
 from mathlora.modeling.templates import render_prompt
 from mathlora.app.cliargs import on_off
-from mathlora.arith.answers import resolve_scope
 from mathlora.serve.protocol import Limits
 from mathlora.serve.run import GRACE_SECONDS, serve_app
 from mathlora.modeling.openai_client import checked_api_key
@@ -73,7 +72,7 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
 def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None) -> Target:
     """The target of ``args`` (see the module docstring); one-line errors for a bad run folder or adapter.
     ``need_adapter`` False: a run's adapter is not looked for (a server elsewhere applies it); None: looked for
-    unless ``eval.backend`` is ``openai``."""
+    unless the backend is a server (``eval.backend: openai``)."""
 
     adapter = args.adapter
     layout = None
@@ -85,7 +84,7 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     if args.model is not None:
         cfg = cfg.model_copy(update={"model": args.model})
     if need_adapter is None:
-        need_adapter = cfg.eval.backend != "openai"
+        need_adapter = backend_of(cfg.eval).holds_model
     if layout is not None and adapter is None and need_adapter:
         if not layout.train_adapter.exists():
             raise MathloraError(f"run {args.run} has no trained adapter yet ({layout.train_adapter}); finish it "
@@ -146,12 +145,16 @@ def register(sub) -> None:
     s.add_argument("--upstream-deadline", type=float, default=120.0, metavar="SECONDS",
                    help="proxy mode: the longest a request may wait on the upstream, retries included "
                         "(default 120; then 504)")
+    s.add_argument("--gather-ms", type=float, default=GATHER_MS, metavar="MS",
+                   help=f"local model: a request that finds the model idle waits this many milliseconds for other "
+                        f"requests to decode with it as one batch (default {GATHER_MS:g}; 0: start at once; 0-1000)")
     s.add_argument("--max-tokens-limit", type=int, default=1024, help="the most new tokens a request may ask for")
     s.add_argument("--max-prompt-chars", type=int, default=4000, help="the longest problem accepted, in characters")
     s.set_defaults(func=cmd_serve)
 
 
 API_KEY_ENV = "MATHLORA_API_KEY"
+GATHER_MS = 5.0  # serve --gather-ms default
 MAX_ASK_BYTES = 16 << 20  # ask --file / standard input: more than this is refused, not read on
 
 
@@ -237,7 +240,7 @@ def cmd_ask(args) -> int:
     cfg = target.cfg
     print(f"ask: calculator {on_off(target.calculator)}, template {target.template}, model {target.name} "
           f"(config: {args.config_layers})", file=sys.stderr, flush=True)
-    held = hold_model(cfg.eval, None if cfg.eval.backend == "openai" else runtime_from(cfg), target.model,
+    held = hold_model(cfg.eval, runtime_from(cfg) if backend_of(cfg.eval).holds_model else None, target.model,
                       target.adapter)  # loaded once, for every problem
     if not interactive:
         _answer(args, target, held, problems, numbered=len(problems) > 1)
@@ -286,6 +289,8 @@ def cmd_serve(args) -> int:
     for flag, value in (("--max-tokens-limit", args.max_tokens_limit), ("--max-prompt-chars", args.max_prompt_chars)):
         if value < 1:
             raise MathloraError(f"{flag} must be at least 1, got {value}")
+    if not 0 <= args.gather_ms <= 1000:
+        raise MathloraError(f"--gather-ms must be 0-1000 milliseconds, got {args.gather_ms:g}")
     if not 0 <= args.port <= 65535:
         raise MathloraError(f"--port must be 0-65535, got {args.port}")
     for flag, value in (("--shutdown-grace", args.shutdown_grace), ("--upstream-deadline", args.upstream_deadline)):
@@ -305,9 +310,10 @@ def cmd_serve(args) -> int:
                                                   merge=cfg.eval.merge_adapter)
         batch = cfg.eval.batch_size if isinstance(cfg.eval.batch_size, int) else 16
         engine = LocalEngine(lm, tok, max_length=cfg.eval.max_length, batch_size=batch, calculator=target.calculator,
-                             long_prompts=cfg.eval.long_prompts, stop=stop)
+                             long_prompts=cfg.eval.long_prompts, stop=stop, gather=args.gather_ms / 1000)
         served = args.name or target.name
         mode = f"{target.model}" + (f" + {target.adapter}" if target.adapter else "")
+        mode += f"; batches gathered for {args.gather_ms:g} ms" if args.gather_ms else "; no gathering window"
     limits = Limits(max_tokens=args.max_tokens_limit, prompt_chars=args.max_prompt_chars,
                     default_max_tokens=min(cfg.eval.max_new_tokens, args.max_tokens_limit))
     scope = resolve_scope(cfg.eval.answer_scope, target.solution_style)
