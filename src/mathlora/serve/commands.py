@@ -41,7 +41,7 @@ from mathlora.serve.run import GRACE_SECONDS, serve_app
 from mathlora.modeling.openai_client import checked_api_key
 from mathlora.modeling.openai_client import public_url
 from mathlora.serve.engines import ProxyEngine, proxy_client
-from mathlora.evaluate import generation
+from mathlora.serve.loading import MergedHeld, usable_merged
 from mathlora.serve.engines import LocalEngine
 
 
@@ -54,6 +54,8 @@ class Target:
     solution_style: str
     calculator: bool
     name: str                 # what the model is called (the run folder's name, the adapter's, the model's)
+    run: str | None = None    # --run
+    own: bool = False         # the run's own model and adapter (no --model, no --adapter)
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:
@@ -96,7 +98,8 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     get_template(template)
     calculator = args.calculator if args.calculator is not None else cfg.solution_style == "calculator"
     name = (Path(args.run).resolve().name if args.run else Path(adapter).resolve().name if adapter else cfg.model)
-    return Target(cfg, cfg.model, adapter, template, cfg.solution_style, calculator, name)
+    return Target(cfg, cfg.model, adapter, template, cfg.solution_style, calculator, name, args.run,
+                  own=args.run is not None and args.adapter is None and args.model is None)
 
 
 def register(sub) -> None:
@@ -240,8 +243,7 @@ def cmd_ask(args) -> int:
     cfg = target.cfg
     print(f"ask: calculator {on_off(target.calculator)}, template {target.template}, model {target.name} "
           f"(config: {args.config_layers})", file=sys.stderr, flush=True)
-    held = hold_model(cfg.eval, runtime_from(cfg) if backend_of(cfg.eval).holds_model else None, target.model,
-                      target.adapter)  # loaded once, for every problem
+    held = _held(target)  # loaded once, for every problem
     if not interactive:
         _answer(args, target, held, problems, numbered=len(problems) > 1)
         return 0
@@ -254,6 +256,20 @@ def cmd_ask(args) -> int:
             return 0
         if problem:
             _answer(args, target, held, [problem], numbered=False)
+
+
+def _held(target: Target):
+    """The model ``target`` names, loaded on first use (from the run's merged folder where that is the same
+    model: ``serve.loading``); None for a server backend."""
+    cfg = target.cfg
+    if not backend_of(cfg.eval).holds_model:
+        return hold_model(cfg.eval, None, target.model, target.adapter)
+    runtime = runtime_from(cfg)
+    merged = usable_merged(target.run, target.adapter, own_target=target.own, merge=cfg.eval.merge_adapter,
+                           runtime=runtime)
+    if merged is not None:
+        return MergedHeld(target.model, target.adapter, runtime, merged)
+    return hold_model(cfg.eval, runtime, target.model, target.adapter)
 
 
 def _answer(args, target: Target, held, problems: list[str], *, numbered: bool) -> None:
@@ -306,8 +322,7 @@ def cmd_serve(args) -> int:
                                 "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --served-model NAME instead")
         engine, served, mode = _proxy(args, cfg, target.calculator, stop)
     else:
-        lm, tok = generation.load_inference_model(target.model, target.adapter, runtime_from(cfg),
-                                                  merge=cfg.eval.merge_adapter)
+        (lm, tok), _ = _held(target).get(target.model, target.adapter)
         batch = cfg.eval.batch_size if isinstance(cfg.eval.batch_size, int) else 16
         engine = LocalEngine(lm, tok, max_length=cfg.eval.max_length, batch_size=batch, calculator=target.calculator,
                              long_prompts=cfg.eval.long_prompts, stop=stop, gather=args.gather_ms / 1000)
