@@ -88,6 +88,17 @@ def time_ask(src: Path, run: Path, extra: list[str], timeout: float) -> dict:
     return {"first_answer_s": first, "exit_s": total, "output": lines}
 
 
+FLOOR = ("import time; t = time.perf_counter(); import torch; from transformers import AutoTokenizer; "
+         "import transformers.models.llama.modeling_llama; print(time.perf_counter() - t)")
+
+
+def time_imports() -> float:
+    """Seconds a fresh process spends importing what any local ``ask`` needs (torch, transformers' tokenizer
+    and Llama model code): the floor under the first answer."""
+    out = subprocess.run([sys.executable, "-c", FLOOR], capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
 def summary(times: list[float]) -> dict:
     return {"median": statistics.median(times), "min": min(times), "max": max(times), "runs": times}
 
@@ -118,10 +129,12 @@ def main() -> int:
             sides = {"before": old, "after": ROOT / "src"}
             time_ask(sides["after"], run, extra, a.timeout)  # warm the file cache (and any model cache) first
             results: dict[str, list[dict]] = {k: [] for k in sides}
+            floor: list[float] = []
             loads = [load()]
             for _ in range(a.repeats):
                 for side, src in sides.items():
                     results[side].append(time_ask(src, run, extra, a.timeout))
+                floor.append(time_imports())
                 loads.append(load())
         finally:
             drop_worktree(tmp / "before")
@@ -132,12 +145,15 @@ def main() -> int:
               "repeats": a.repeats, "max_new_tokens": a.max_new_tokens, "same_output": same,
               "load_average": loads, "cpus": os.cpu_count(), "platform": platform.platform(),
               "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+              "imports_only_s": summary(floor),
               **{side: {"first_answer_s": summary([r["first_answer_s"] for r in rs]),
                         "exit_s": summary([r["exit_s"] for r in rs])} for side, rs in results.items()}}
     print(f"{'':8} {'first answer (median, min-max)':>34} {'exit (median)':>14}")
     for side in ("before", "after"):
         f, e = report[side]["first_answer_s"], report[side]["exit_s"]
         print(f"{side:8} {f['median']:>17.2f} s ({f['min']:.2f}-{f['max']:.2f} s) {e['median']:>12.2f} s")
+    print(f"{'imports':8} {statistics.median(floor):>17.2f} s ({min(floor):.2f}-{max(floor):.2f} s)  "
+          "(torch + transformers' tokenizer and Llama code alone, in a fresh process)")
     print(f"same output before and after: {same}; load average {loads[0]} -> {loads[-1]}")
     text = json.dumps(report, ensure_ascii=False)
     print(text)
