@@ -17,6 +17,7 @@ is always the base model's (the merged folder's has a chat template added; the i
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from mathlora.errors import MathloraError
@@ -63,8 +64,6 @@ class MergedHeld(HeldModel):
     def get(self, model, adapter):
         same = (model, None if adapter is None else str(adapter)) == (self.model, str(self.adapter))
         if self._loaded is None and same:
-            import time
-
             from mathlora.modeling.models import load_model, load_tokenizer
 
             start = time.perf_counter()
