@@ -1,5 +1,6 @@
 """``ask --run`` loads the run's ``merged/`` folder instead of base + adapter (no peft) when it is the same model:
-the same answers; a stale merge (the adapter written after it) or ``--adapter`` goes the old way."""
+the same answers; a stale merge (the adapter written after it) or ``--adapter`` goes the old way. Run as the
+process's command, ``ask`` freezes the heap before the interpreter exits (a faster exit)."""
 
 import json
 import os
@@ -75,3 +76,19 @@ def test_a_merge_older_than_the_adapter_is_not_used(capsys, run, monkeypatch):
     finally:
         os.utime(config, (before.st_atime, before.st_mtime))
     assert len(attached) == 1
+
+
+def test_ask_as_the_process_command_freezes_the_heap_before_exit_and_in_process_calls_do_not(capsys):
+    import gc
+    import subprocess
+    import sys
+
+    code = ("import gc, sys; from mathlora.app.cli import main; sys.argv = ['mathlora', 'ask', '--model', "
+            "'tiny-random-llama', '--max-new-tokens', '2', '1 + 1']; rc = main(); "
+            "print('frozen', gc.get_freeze_count(), rc)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.stdout.splitlines()[-1].startswith("frozen ") and done.stdout.splitlines()[-1].endswith(" 0")
+    assert int(done.stdout.splitlines()[-1].split()[1]) > 0, done.stderr[-2000:]
+    before = gc.get_freeze_count()
+    rc, _, _ = cli(capsys, "ask", "--model", "tiny-random-llama", "--max-new-tokens", "2", "1 + 1")
+    assert rc == 0 and gc.get_freeze_count() == before

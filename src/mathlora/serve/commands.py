@@ -119,7 +119,7 @@ def register(sub) -> None:
            help="local (this process) or openai (a completions server that applies the adapter)")
     option(a, "--base-url", field="eval.endpoint.base_url", help="openai backend: server URL")
     add_served_model(a)
-    a.set_defaults(func=cmd_ask)
+    a.set_defaults(func=cmd_ask, quick_exit=True)  # prints only: no file to finish at exit (app.cli.main)
 
     s = sub.add_parser("serve", help="an OpenAI-compatible endpoint for the model (calculator included)",
                        description="Serves /v1/completions, /v1/chat/completions and /v1/models: the local model "
