@@ -5,11 +5,13 @@ to the first ``answer:`` line on its standard output (and to its exit). "before"
 (checked out into a temporary ``git worktree``, put first on PYTHONPATH); "after" the code of this checkout;
 the two alternate, repeat by repeat, so a busy machine weighs on both alike. Prints a table and one JSON line.
 
-The run folder is a tiny-model run made here (``tiny-random-llama`` with a fresh LoRA adapter: the imports and
-the start-up path of a real run, with a model that loads in milliseconds) unless ``--run DIR`` names a finished
-run folder (only read, never written).
+The run folder is made here (``make_run``: ``--model``, default ``tiny-random-llama``, with a fresh LoRA adapter
+and its merged folder, as the pipeline leaves them: the imports and the start-up path of a real run) unless
+``--run DIR`` names a finished run folder (only read, never written). A fresh process that only imports torch and
+transformers' tokenizer and Llama code is timed beside them: the floor under any first answer.
 
     .venv/bin/python bench/ask_startup.py --before HEAD~3 --repeats 5
+    .venv/bin/python bench/ask_startup.py --before ab26e52 --model smollm2-135m-instruct
     .venv/bin/python bench/ask_startup.py --before ab26e52 --run runs/demo --repeats 3
 """
 
@@ -115,6 +117,8 @@ def main() -> int:
     ap.add_argument("--before", required=True, metavar="REF", help="git ref of the code to compare against")
     ap.add_argument("--run", type=Path, default=None, help="a finished run folder (default: a tiny-model run "
                                                            "made here)")
+    ap.add_argument("--model", default="tiny-random-llama", help="the base model of the run made here (e.g. "
+                                                              "smollm2-135m-instruct; default tiny-random-llama)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--timeout", type=float, default=600)
@@ -123,7 +127,7 @@ def main() -> int:
     extra = ["--max-new-tokens", str(a.max_new_tokens)]
     with tempfile.TemporaryDirectory(prefix="ask-startup-") as tmp:
         tmp = Path(tmp)
-        run = a.run.resolve() if a.run else make_run(tmp / "tinyrun")
+        run = a.run.resolve() if a.run else make_run(tmp / "run", a.model)
         old = checkout(a.before, tmp / "before")
         try:
             sides = {"before": old, "after": ROOT / "src"}
@@ -139,7 +143,7 @@ def main() -> int:
         finally:
             drop_worktree(tmp / "before")
     same = all(r["output"] == results["before"][0]["output"] for rs in results.values() for r in rs)
-    report = {"bench": "ask_startup", "run": str(a.run) if a.run else "tiny-random-llama run (made here)",
+    report = {"bench": "ask_startup", "run": str(a.run) if a.run else f"{a.model} run (made here)",
               "before_ref": a.before, "after_ref": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                                           capture_output=True, text=True).stdout.strip() + "+wt",
               "repeats": a.repeats, "max_new_tokens": a.max_new_tokens, "same_output": same,

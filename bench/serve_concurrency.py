@@ -6,8 +6,8 @@ checkout's code), waits for its ready line, sends one warm-up request, then the 
 at once (a thread each, httpx), and stops the server with SIGTERM. Prints wall time, per-request latency and
 requests/s of each, whether every concurrent answer equals the serial one (greedy decoding), and one JSON line.
 
-The run folder is a tiny-model run made here (``bench/ask_startup.make_run``) unless ``--run DIR`` names a
-finished run folder (only read).
+The run folder is made here (``bench/ask_startup.make_run``: ``--model``, default ``tiny-random-llama``)
+unless ``--run DIR`` names a finished run folder (only read).
 
     .venv/bin/python bench/serve_concurrency.py
     .venv/bin/python bench/serve_concurrency.py --run runs/demo --max-tokens 48 --gather-ms 20
@@ -93,6 +93,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, default=None, help="a finished run folder (default: a tiny-model run "
                                                            "made here)")
+    ap.add_argument("--model", default="tiny-random-llama", help="the base model of the run made here (e.g. "
+                                                              "smollm2-135m-instruct; default tiny-random-llama)")
     ap.add_argument("--requests", type=int, default=8)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--gather-ms", type=float, default=20.0, help="the window of the 'on' server (default 20)")
@@ -105,7 +107,7 @@ def main() -> int:
             sys.path.insert(0, str(Path(__file__).parent))
             from ask_startup import make_run
 
-            run = make_run(Path(tmp) / "tinyrun")
+            run = make_run(Path(tmp) / "run", a.model)
         else:
             run = a.run.resolve()
         for window in (0.0, a.gather_ms):
@@ -126,7 +128,7 @@ def main() -> int:
             print(f"{name:>12} {kind:>10} {x['wall_s']:8.2f} {x['requests_per_s']:7.2f} "
                   f"{x['latency_mean_s']:11.2f} s {x['latency_max_s']:7.2f}  {r['same_answers']}")
     print(f"load average {loads[0]} -> {loads[-1]}")
-    report = {"bench": "serve_concurrency", "run": str(a.run) if a.run else "tiny-random-llama run (made here)",
+    report = {"bench": "serve_concurrency", "run": str(a.run) if a.run else f"{a.model} run (made here)",
               "requests": a.requests, "max_tokens": a.max_tokens, "load_average": loads, "cpus": os.cpu_count(),
               "platform": platform.platform(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
               "results": {k: {**v, **{p: {key: val for key, val in v[p].items() if key != "answers"}
