@@ -41,7 +41,7 @@ from mathlora.serve.run import GRACE_SECONDS, serve_app
 from mathlora.modeling.openai_client import checked_api_key
 from mathlora.modeling.openai_client import public_url
 from mathlora.serve.engines import ProxyEngine, proxy_client
-from mathlora.serve.loading import MergedHeld, usable_merged
+from mathlora.serve.loading import MergedHeld, preload, usable_merged
 from mathlora.serve.engines import LocalEngine
 
 
@@ -111,7 +111,8 @@ def register(sub) -> None:
     a.add_argument("--file", default=None, help="problems, one a line (or JSON lines with \"problem\"); - = stdin")
     flag(a, "--json", help="one JSON object a problem instead of text")
     flag(a, "--interactive", help="a prompt loop: one problem a line from standard input, each answered as "
-                                        "it comes, the model loaded once (quit, exit or end of input ends it)")
+                                        "it comes, the model loaded once, while the first is typed (quit, exit or "
+                                        "end of input ends it)")
     add_target_args(a)
     add_runtime_args(a)
     option(a, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
@@ -247,6 +248,7 @@ def cmd_ask(args) -> int:
     if not interactive:
         _answer(args, target, held, problems, numbered=len(problems) > 1)
         return 0
+    loaded = preload(held, target.model, target.adapter)  # the model loads while the first problem is typed
     while True:
         print("> ", end="", file=sys.stderr, flush=True)
         line = sys.stdin.readline()
@@ -255,7 +257,14 @@ def cmd_ask(args) -> int:
             print(file=sys.stderr, flush=True)
             return 0
         if problem:
+            try:
+                loaded()
+            except MathloraError:
+                if not sys.stdin.isatty():  # the error on its own line, not after the prompt
+                    print(file=sys.stderr, flush=True)
+                raise
             _answer(args, target, held, [problem], numbered=False)
+
 
 
 def _held(target: Target):

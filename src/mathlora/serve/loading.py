@@ -13,10 +13,13 @@ bit for bit, when
 
 Otherwise (or when the folder does not load) the base model and the adapter are loaded as before. The tokenizer
 is always the base model's (the merged folder's has a chat template added; the ids are the same).
+
+``preload`` starts the loading in a thread (``ask --interactive``: while the first problem is typed).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -75,3 +78,25 @@ class MergedHeld(HeldModel):
             self._loaded = (lm, load_tokenizer(self.model))
             return self._loaded, time.perf_counter() - start
         return super().get(model, adapter)
+
+
+def preload(held: HeldModel | None, model: str, adapter):
+    """Load ``held`` in a thread now; returns a function that waits for it (and raises its error, once)."""
+    if held is None:
+        return lambda: None
+    failed: list[BaseException] = []
+
+    def load():
+        try:
+            held.get(model, adapter)
+        except BaseException as e:  # raised in the command's thread, by the wait
+            failed.append(e)
+
+    thread = threading.Thread(target=load, name="ask-preload", daemon=True)
+    thread.start()
+
+    def wait():
+        thread.join()
+        if failed:
+            raise failed.pop()
+    return wait
