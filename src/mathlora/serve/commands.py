@@ -158,7 +158,7 @@ def register(sub) -> None:
 
 
 API_KEY_ENV = "MATHLORA_API_KEY"
-GATHER_MS = 5.0  # serve --gather-ms default
+GATHER_MS = 0.0  # serve --gather-ms default: off (BENCHMARKS.md, "serve concurrency")
 MAX_ASK_BYTES = 16 << 20  # ask --file / standard input: more than this is refused, not read on
 
 

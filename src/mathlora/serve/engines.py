@@ -2,7 +2,7 @@
 
 * :class:`LocalEngine`: the model in this process, decoded by our batched greedy loop
   (``evaluate.generation.generate_greedy``, with the calculator when on). A request that finds the model idle
-  waits ``gather`` seconds (``serve --gather-ms``) for others to join it, fewer once ``batch_size`` prompts are
+  waits ``gather`` seconds (``serve --gather-ms``, default 0) for others to join it, fewer once ``batch_size`` prompts are
   waiting; requests that arrive while a batch runs wait and go together in the next one (grouped by
   ``max_tokens``). Decoding runs in a worker thread, so the server keeps answering (``/v1/models``, bad
   requests) meanwhile.
