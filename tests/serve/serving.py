@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import threading
 import time
 
@@ -29,3 +30,20 @@ def running(app):
         server.should_exit = True
         thread.join(20)
         sock.close()
+
+
+def read_line(proc, needle: str, seconds: float) -> str:
+    """The first line of ``proc``'s standard output (a text pipe) that holds ``needle``, within ``seconds``; else
+    an AssertionError with what it printed (its standard error too once it has exited)."""
+    deadline, seen = time.monotonic() + seconds, ""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if ready:
+            line = proc.stdout.readline()
+            seen += line
+            if needle in line:
+                return line
+            if not line and proc.poll() is not None:
+                break
+    err = proc.stderr.read() if proc.stderr is not None and proc.poll() is not None else "(still running)"
+    raise AssertionError(f"no {needle!r} from the server; it printed {seen!r} and {err!r}")

@@ -3,6 +3,7 @@ final answer; the base model, --adapter or --run; the calculator on by default f
 
 import io
 import json
+import time
 
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from calculator_model import build_tokenizer, script_model
 from tests.cli_helpers import assert_one_error, cli, tiny_adapter
 
 from mathlora.app.config import load_config
+from mathlora.errors import MathloraError
 
 ADD = "计算 1.5 + 2.25 等于多少？"
 MEAN = "求以下数据的平均值：[74, 13, 94]"
@@ -108,3 +110,33 @@ def test_ask_interactive_answers_each_line_as_it_comes_with_one_load(capsys, scr
     rc, out, _ = cli(capsys, "ask", "--interactive", "--json")
     assert rc == 0 and json.loads(out.splitlines()[0])["answer"] == "3.75"
     assert_one_error(*cli(capsys, "ask", "--interactive", ADD)[::2], "--interactive reads its problems from standard input")
+
+
+def test_ask_interactive_loads_the_model_while_the_first_problem_is_typed(capsys, script, monkeypatch):
+    import threading
+
+    class SlowTyping(io.StringIO):
+        """Standard input whose first line comes only once the model has been loaded (or 10 s have passed)."""
+        seen_load: list[bool] = []
+
+        def readline(self, *a):
+            deadline = time.monotonic() + 10
+            while not script and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.seen_load.append(bool(script))
+            return super().readline(*a)
+
+    monkeypatch.setattr("sys.stdin", SlowTyping(f"{ADD}\n"))
+    rc, out, err = cli(capsys, "ask", "--interactive")
+    assert rc == 0, err
+    assert SlowTyping.seen_load[0] and len(script) == 1 and "answer: 3.75" in out   # loaded before any input
+    assert not [t for t in threading.enumerate() if t.name == "ask-preload"]
+
+
+def test_ask_interactive_a_model_that_does_not_load_is_one_line_error(capsys, monkeypatch):
+    def refuse(spec, adapter, runtime, merge=True):
+        raise MathloraError("could not load model nope: broken")
+
+    monkeypatch.setattr("mathlora.evaluate.generation.load_inference_model", refuse)
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{ADD}\n"))
+    assert_one_error(*cli(capsys, "ask", "--interactive")[::2], "could not load model nope")

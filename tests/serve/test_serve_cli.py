@@ -2,31 +2,15 @@
 SIGTERM with exit status 0; its mistakes are one-line errors."""
 
 import os
-import select
 import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import openai
+from serving import read_line
 from tests.cli_helpers import assert_one_error, cli
-
-
-def _read_line(proc, needle: str, seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    seen = ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
-            if needle in line:
-                return line
-            if not line and proc.poll() is not None:
-                break
-    raise AssertionError(f"no {needle!r} from the server; it printed {seen!r} and {proc.stderr.read()!r}")
 
 
 def _serve_then_sigterm(args: list[str], check) -> tuple[str, str, str]:
@@ -36,7 +20,7 @@ def _serve_then_sigterm(args: list[str], check) -> tuple[str, str, str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        line = _read_line(proc, "serving", 120)
+        line = read_line(proc, "serving", 120)
         check(line, line.split(" on ", 1)[1].split(" ", 1)[0])
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

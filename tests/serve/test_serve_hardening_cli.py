@@ -4,7 +4,6 @@ error and exits 0 without a traceback (M1). Only 127.0.0.1 is ever bound; client
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 
 import httpx
 import pytest
+from serving import read_line
 from tests.cli_helpers import assert_one_error, cli
 from tests.loopback import LoopbackServer, send_json
 
@@ -55,19 +55,6 @@ class Upstream(LoopbackServer):
                   .encode())
 
 
-def _read_line(proc, needle: str, seconds: float) -> str:
-    deadline, seen = time.monotonic() + seconds, ""
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
-        if ready:
-            line = proc.stdout.readline()
-            seen += line
-            if needle in line:
-                return line
-            if not line and proc.poll() is not None:
-                break
-    raise AssertionError(f"no {needle!r} from the server; it printed {seen!r}")
-
 
 def test_a_keyed_proxy_hides_its_upstream_credentials_and_answers_unfinished_requests_on_sigterm():
     key, password = "k-serve-0123456789", "pa55word"
@@ -79,7 +66,7 @@ def test_a_keyed_proxy_hides_its_upstream_credentials_and_answers_unfinished_req
                                  "tuned", "--no-calculator", "--shutdown-grace", "1", "--port", "0"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
-            line = _read_line(proc, "serving", 120)
+            line = read_line(proc, "serving", 120)
             url = line.split(" on ", 1)[1].split(" ", 1)[0]
             assert password not in line and "user:" not in line and f"proxy for {upstream.base_url}" in line
             assert "clients must send its API key" in line

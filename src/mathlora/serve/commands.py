@@ -32,17 +32,16 @@ from mathlora.evaluate.commands import add_served_model
 from mathlora.serve.protocol import clean_text
 from mathlora.app.cliargs import runtime_from
 from mathlora.arith.answers import extract_prediction_answer, resolve_scope
-from mathlora.evaluate.backend import generate, hold_model
+from mathlora.evaluate.backend import backend_of, generate, hold_model
 from mathlora.evaluate.predict import stop_strings
 from mathlora.modeling.templates import render_prompt
 from mathlora.app.cliargs import on_off
-from mathlora.arith.answers import resolve_scope
 from mathlora.serve.protocol import Limits
 from mathlora.serve.run import GRACE_SECONDS, serve_app
 from mathlora.modeling.openai_client import checked_api_key
 from mathlora.modeling.openai_client import public_url
 from mathlora.serve.engines import ProxyEngine, proxy_client
-from mathlora.evaluate import generation
+from mathlora.serve.loading import MergedHeld, preload, usable_merged
 from mathlora.serve.engines import LocalEngine
 
 
@@ -55,6 +54,8 @@ class Target:
     solution_style: str
     calculator: bool
     name: str                 # what the model is called (the run folder's name, the adapter's, the model's)
+    run: str | None = None    # --run
+    own: bool = False         # the run's own model and adapter (no --model, no --adapter)
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:
@@ -73,7 +74,7 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
 def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None) -> Target:
     """The target of ``args`` (see the module docstring); one-line errors for a bad run folder or adapter.
     ``need_adapter`` False: a run's adapter is not looked for (a server elsewhere applies it); None: looked for
-    unless ``eval.backend`` is ``openai``."""
+    unless the backend is a server (``eval.backend: openai``)."""
 
     adapter = args.adapter
     layout = None
@@ -85,7 +86,7 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     if args.model is not None:
         cfg = cfg.model_copy(update={"model": args.model})
     if need_adapter is None:
-        need_adapter = cfg.eval.backend != "openai"
+        need_adapter = backend_of(cfg.eval).holds_model
     if layout is not None and adapter is None and need_adapter:
         if not layout.train_adapter.exists():
             raise MathloraError(f"run {args.run} has no trained adapter yet ({layout.train_adapter}); finish it "
@@ -97,7 +98,8 @@ def resolve_target(args: argparse.Namespace, *, need_adapter: bool | None = None
     get_template(template)
     calculator = args.calculator if args.calculator is not None else cfg.solution_style == "calculator"
     name = (Path(args.run).resolve().name if args.run else Path(adapter).resolve().name if adapter else cfg.model)
-    return Target(cfg, cfg.model, adapter, template, cfg.solution_style, calculator, name)
+    return Target(cfg, cfg.model, adapter, template, cfg.solution_style, calculator, name, args.run,
+                  own=args.run is not None and args.adapter is None and args.model is None)
 
 
 def register(sub) -> None:
@@ -109,7 +111,8 @@ def register(sub) -> None:
     a.add_argument("--file", default=None, help="problems, one a line (or JSON lines with \"problem\"); - = stdin")
     flag(a, "--json", help="one JSON object a problem instead of text")
     flag(a, "--interactive", help="a prompt loop: one problem a line from standard input, each answered as "
-                                        "it comes, the model loaded once (quit, exit or end of input ends it)")
+                                        "it comes, the model loaded once, while the first is typed (quit, exit or "
+                                        "end of input ends it)")
     add_target_args(a)
     add_runtime_args(a)
     option(a, "--max-new-tokens", field="eval.max_new_tokens", type=int, help="new tokens at most")
@@ -117,7 +120,7 @@ def register(sub) -> None:
            help="local (this process) or openai (a completions server that applies the adapter)")
     option(a, "--base-url", field="eval.endpoint.base_url", help="openai backend: server URL")
     add_served_model(a)
-    a.set_defaults(func=cmd_ask)
+    a.set_defaults(func=cmd_ask, quick_exit=True)  # prints only: no file to finish at exit (app.cli.main)
 
     s = sub.add_parser("serve", help="an OpenAI-compatible endpoint for the model (calculator included)",
                        description="Serves /v1/completions, /v1/chat/completions and /v1/models: the local model "
@@ -146,12 +149,16 @@ def register(sub) -> None:
     s.add_argument("--upstream-deadline", type=float, default=120.0, metavar="SECONDS",
                    help="proxy mode: the longest a request may wait on the upstream, retries included "
                         "(default 120; then 504)")
+    s.add_argument("--gather-ms", type=float, default=GATHER_MS, metavar="MS",
+                   help=f"local model: a request that finds the model idle waits this many milliseconds for other "
+                        f"requests to decode with it as one batch (default {GATHER_MS:g}; 0: start at once; 0-1000)")
     s.add_argument("--max-tokens-limit", type=int, default=1024, help="the most new tokens a request may ask for")
     s.add_argument("--max-prompt-chars", type=int, default=4000, help="the longest problem accepted, in characters")
     s.set_defaults(func=cmd_serve)
 
 
 API_KEY_ENV = "MATHLORA_API_KEY"
+GATHER_MS = 0.0  # serve --gather-ms default: off (BENCHMARKS.md, "serve concurrency")
 MAX_ASK_BYTES = 16 << 20  # ask --file / standard input: more than this is refused, not read on
 
 
@@ -237,11 +244,11 @@ def cmd_ask(args) -> int:
     cfg = target.cfg
     print(f"ask: calculator {on_off(target.calculator)}, template {target.template}, model {target.name} "
           f"(config: {args.config_layers})", file=sys.stderr, flush=True)
-    held = hold_model(cfg.eval, None if cfg.eval.backend == "openai" else runtime_from(cfg), target.model,
-                      target.adapter)  # loaded once, for every problem
+    held = _held(target)  # loaded once, for every problem
     if not interactive:
         _answer(args, target, held, problems, numbered=len(problems) > 1)
         return 0
+    loaded = preload(held, target.model, target.adapter)  # the model loads while the first problem is typed
     while True:
         print("> ", end="", file=sys.stderr, flush=True)
         line = sys.stdin.readline()
@@ -250,7 +257,28 @@ def cmd_ask(args) -> int:
             print(file=sys.stderr, flush=True)
             return 0
         if problem:
+            try:
+                loaded()
+            except MathloraError:
+                if not sys.stdin.isatty():  # the error on its own line, not after the prompt
+                    print(file=sys.stderr, flush=True)
+                raise
             _answer(args, target, held, [problem], numbered=False)
+
+
+
+def _held(target: Target):
+    """The model ``target`` names, loaded on first use (from the run's merged folder where that is the same
+    model: ``serve.loading``); None for a server backend."""
+    cfg = target.cfg
+    if not backend_of(cfg.eval).holds_model:
+        return hold_model(cfg.eval, None, target.model, target.adapter)
+    runtime = runtime_from(cfg)
+    merged = usable_merged(target.run, target.adapter, own_target=target.own, merge=cfg.eval.merge_adapter,
+                           runtime=runtime)
+    if merged is not None:
+        return MergedHeld(target.model, target.adapter, runtime, merged)
+    return hold_model(cfg.eval, runtime, target.model, target.adapter)
 
 
 def _answer(args, target: Target, held, problems: list[str], *, numbered: bool) -> None:
@@ -286,6 +314,8 @@ def cmd_serve(args) -> int:
     for flag, value in (("--max-tokens-limit", args.max_tokens_limit), ("--max-prompt-chars", args.max_prompt_chars)):
         if value < 1:
             raise MathloraError(f"{flag} must be at least 1, got {value}")
+    if not 0 <= args.gather_ms <= 1000:
+        raise MathloraError(f"--gather-ms must be 0-1000 milliseconds, got {args.gather_ms:g}")
     if not 0 <= args.port <= 65535:
         raise MathloraError(f"--port must be 0-65535, got {args.port}")
     for flag, value in (("--shutdown-grace", args.shutdown_grace), ("--upstream-deadline", args.upstream_deadline)):
@@ -301,13 +331,13 @@ def cmd_serve(args) -> int:
                                 "--enable-lora --lora-modules NAME=ADAPTER_DIR); give --served-model NAME instead")
         engine, served, mode = _proxy(args, cfg, target.calculator, stop)
     else:
-        lm, tok = generation.load_inference_model(target.model, target.adapter, runtime_from(cfg),
-                                                  merge=cfg.eval.merge_adapter)
+        (lm, tok), _ = _held(target).get(target.model, target.adapter)
         batch = cfg.eval.batch_size if isinstance(cfg.eval.batch_size, int) else 16
         engine = LocalEngine(lm, tok, max_length=cfg.eval.max_length, batch_size=batch, calculator=target.calculator,
-                             long_prompts=cfg.eval.long_prompts, stop=stop)
+                             long_prompts=cfg.eval.long_prompts, stop=stop, gather=args.gather_ms / 1000)
         served = args.name or target.name
         mode = f"{target.model}" + (f" + {target.adapter}" if target.adapter else "")
+        mode += f"; batches gathered for {args.gather_ms:g} ms" if args.gather_ms else "; no gathering window"
     limits = Limits(max_tokens=args.max_tokens_limit, prompt_chars=args.max_prompt_chars,
                     default_max_tokens=min(cfg.eval.max_new_tokens, args.max_tokens_limit))
     scope = resolve_scope(cfg.eval.answer_scope, target.solution_style)

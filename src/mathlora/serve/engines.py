@@ -1,9 +1,11 @@
 """What answers ``mathlora serve``'s requests: the local model with its adapter, or an upstream server.
 
 * :class:`LocalEngine`: the model in this process, decoded by our batched greedy loop
-  (``evaluate.generation.generate_greedy``, with the calculator when on). Requests that arrive while a batch
-  runs wait and go together in the next one (grouped by ``max_tokens``); decoding runs in a worker thread, so
-  the server keeps answering (``/v1/models``, bad requests) meanwhile.
+  (``evaluate.generation.generate_greedy``, with the calculator when on). A request that finds the model idle
+  waits ``gather`` seconds (``serve --gather-ms``, default 0) for others to join it, fewer once ``batch_size`` prompts are
+  waiting; requests that arrive while a batch runs wait and go together in the next one (grouped by
+  ``max_tokens``). Decoding runs in a worker thread, so the server keeps answering (``/v1/models``, bad
+  requests) meanwhile.
 * :class:`ProxyEngine`: an upstream OpenAI-compatible completions server (vLLM serving the base model with the
   adapter), through the shared client (retries, deadlines, ``concurrency`` requests in flight), with the
   calculator loop of ``evaluate.remote_calculator`` when on.
@@ -87,7 +89,7 @@ class _Job:
 
 class LocalEngine:
     def __init__(self, model, tokenizer, *, max_length: int, batch_size: int, calculator: bool,
-                 long_prompts: str = "skip", stop: tuple[str, ...] | list[str] = ()):
+                 long_prompts: str = "skip", stop: tuple[str, ...] | list[str] = (), gather: float = 0.0):
 
         tokenizer.split_special_tokens = True  # '</s>' in a request is text, as in training (data.tokenize)
         self._cancelled = threading.Event()
@@ -98,6 +100,7 @@ class LocalEngine:
         self._check_tokenizer = copy.deepcopy(tokenizer)
         self.max_length, self.batch_size, self.calculator = max_length, batch_size, calculator
         self.long_prompts = long_prompts
+        self.gather = gather  # seconds the first request of a batch waits for others (0: none)
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
 
@@ -136,12 +139,28 @@ class LocalEngine:
                                max_length=self.max_length, batch_size=self.batch_size, progress=False,
                                calculator=self.calculator, long_prompts=self.long_prompts, stop=self.stops)
 
+    async def _gathered(self) -> list[_Job]:
+        """The next batch's jobs: the first to come, those already waiting, and those that come within
+        ``gather`` seconds of the first (no waiting once ``batch_size`` prompts are there)."""
+        assert self._queue is not None
+        jobs = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.gather
+        while True:
+            while not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            left = deadline - loop.time()
+            if left <= 0 or sum(len(j.prompts) for j in jobs) >= self.batch_size:
+                return jobs
+            try:
+                jobs.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
+                return jobs
+
     async def _run(self) -> None:
         assert self._queue is not None
         while True:
-            jobs = [await self._queue.get()]
-            while not self._queue.empty():
-                jobs.append(self._queue.get_nowait())
+            jobs = await self._gathered()
             for budget in sorted({j.max_tokens for j in jobs}):
                 group = [j for j in jobs if j.max_tokens == budget and not j.done.done()]
                 if not group:
