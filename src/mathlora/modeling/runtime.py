@@ -28,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mathlora.errors import MathloraError
+from mathlora.modeling import cpu_precision
 
 DEVICE_ENV = "MATHLORA_DEVICE"
 PRECISION_ENV = "MATHLORA_PRECISION"
@@ -56,8 +57,6 @@ def cuda_available() -> bool:
 
 def cpu_auto_precision() -> tuple[str, str]:
     """What ``auto`` means on this machine's CPU, and why (measured once, then cached)."""
-    from mathlora.modeling import cpu_precision
-
     choice = cpu_precision.choose()
     return choice.precision, choice.reason
 
