@@ -82,3 +82,13 @@ def test_the_probe_and_the_flags_read_this_machine():
     flags = cp.cpu_bf16_flags()
     assert flags is None or set(flags) <= set(cp.BF16_FLAGS)
     assert cp.cpu_name()
+
+
+def test_several_processes_decide_by_the_flags_alone(cpu, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cpu.speed = (20.0, 21.0)  # a probe would say fp32: the flags say bf16, and every process agrees
+    choice = cp.choose(cpu.measure, tmp_path / "c.json")
+    assert (choice.precision, cpu.probes) == ("bf16", 0) and "2 processes" in choice.reason
+    assert not (tmp_path / "c.json").exists()  # not measured, so not cached
+    cpu.flags = []
+    assert cp.choose(cpu.measure, tmp_path / "c.json").precision == "fp32"

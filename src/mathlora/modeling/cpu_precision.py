@@ -5,7 +5,8 @@ bf16 matmuls are fast on a CPU with native bf16 kernels (AVX-512 BF16, AMX) and 
 
 * the CPU's flags (``/proc/cpuinfo``): without ``avx512_bf16`` or ``amx_bf16`` the answer is fp32, no probe;
 * with one of them (or where the flags cannot be read), a short probe: the same matmul in fp32 and in bf16,
-  interleaved, the best of a few (a few hundred milliseconds); bf16 when it is at least ``MIN_SPEEDUP`` faster;
+  interleaved, the best of a few (a few hundred milliseconds); bf16 when it is at least ``MIN_SPEEDUP`` faster.
+  Under torchrun (``WORLD_SIZE`` > 1) without a cached answer the flags alone decide, so every process agrees;
 * the answer is cached in ``$MATHLORA_CACHE/cpu_precision.json`` (default ``~/.cache/mathlora``), keyed by the
   CPU model, its bf16 flags, the torch version and the thread count; written atomically; a corrupt or
   unreadable cache is ignored (and replaced).
@@ -81,10 +82,15 @@ def probe(shape: tuple[int, int, int] = PROBE_SHAPE, repeats: int = 4) -> tuple[
     return flop / best[torch.float32], flop / best[torch.bfloat16]
 
 
-def decide(flags: list[str] | None, measure=probe) -> Choice:
-    """The choice from the CPU's flags and, where they allow bf16, a probe (``measure``)."""
+def decide(flags: list[str] | None, measure=probe, *, processes: int = 1) -> Choice:
+    """The choice from the CPU's flags and, where they allow bf16, a probe (``measure``). With several
+    processes (torchrun on CPUs) the flags alone decide: probes could disagree between processes."""
     if flags == []:
         return Choice("fp32", f"no {'/'.join(BF16_FLAGS)} in the CPU flags")
+    if processes > 1:
+        if flags:
+            return Choice("bf16", f"{'+'.join(flags)} (flags only: {processes} processes must agree, no probe)")
+        return Choice("fp32", f"CPU flags unknown ({processes} processes must agree, no probe)")
     fp32, bf16 = measure()
     which = "+".join(flags) if flags else "CPU flags unknown"
     speedup = bf16 / fp32
@@ -113,9 +119,12 @@ def choose(measure=probe, path: Path | None = None) -> Choice:
     hit = entries.get(key)
     if isinstance(hit, dict) and hit.get("precision") in ("fp32", "bf16") and isinstance(hit.get("reason"), str):
         return Choice(hit["precision"], f"{hit['reason']} (cached)", hit.get("fp32_gflops"), hit.get("bf16_gflops"))
-    choice = decide(flags, measure)
-    entries[key] = {**dataclasses.asdict(choice), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _write(path, entries)
+    processes = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    choice = decide(flags, measure, processes=processes)
+    if processes == 1:  # only a measured answer is cached
+        entries[key] = {**dataclasses.asdict(choice),
+                        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        _write(path, entries)
     return choice
 
 
