@@ -5,10 +5,11 @@ Runs ``mathlora.evaluate.predict.predict_file`` twice on competition-style probl
 template and ``max_new_tokens``: once on all problems with ``--batch-size`` (default 16), once on the first
 ``--single-count`` (default 32) problems with batch size 1. Then plain transformers ``model.generate`` on the
 same model (same runtime, same dtype) and the same prompts: batches of ``--batch-size`` in input order, left
-padding, greedy, the same ``max_new_tokens``, stopping at EOS only (``generate`` knows nothing of the template's
-stop strings; its completions are cut at them afterwards to compare texts). Its generated tokens are counted up
-to each row's first EOS. Prints one JSON line with generated tokens/s and problems/s of each, the speedups, how
-many completions are identical, and the machine.
+padding, greedy, the same ``max_new_tokens``, stopping a row at EOS or at the template's stop strings
+(``generate``'s own ``stop_strings``; its completions are cut before them, as ``predict`` cuts). Its generated
+tokens are counted up to each row's end (EOS or the padding ``generate`` adds after a finished row). Prints one
+JSON line with generated tokens/s and problems/s of each, the speedups, how many completions are identical, and
+the machine.
 
     .venv/bin/python bench/eval_throughput.py            # SmolLM2-135M on CPU, ~5 minutes on 2 cores
     .venv/bin/python bench/eval_throughput.py --model tiny-random-llama --count 64 --single-count 8
@@ -62,7 +63,8 @@ def machine() -> dict:
 
 
 def run_generate(args, runtime, prompts: list[str], stops) -> dict:
-    """transformers' batched ``generate``: batches in input order, left padding, greedy, EOS stops a row."""
+    """transformers' batched ``generate``: batches in input order, left padding, greedy; EOS or a stop string
+    ends a row (the batch runs until its last row ends)."""
     import time
 
     import torch
@@ -87,9 +89,9 @@ def run_generate(args, runtime, prompts: list[str], stops) -> dict:
         start = time.perf_counter()
         for enc in batches():
             out = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=eos,
-                                 pad_token_id=pad)
+                                 pad_token_id=pad, stop_strings=list(stops), tokenizer=tok)
             for row in out[:, enc["input_ids"].shape[1]:].tolist():
-                ends = [i for i, t in enumerate(row) if t in eos]
+                ends = [i for i, t in enumerate(row) if t in eos or t == pad]
                 row = row[:ends[0] + 1] if ends else row
                 generated += len(row)
                 completions.append(cut_at_stop(tok.decode(row, skip_special_tokens=True), stops)[0])

@@ -17,7 +17,8 @@ Baselines, each in its own subprocess too:
   every position's logits.
 
 mathlora packs records into 256-token rows (no cross-record attention) and projects only learnable positions
-through the LM head.
+through the LM head; in bf16 on a CPU it runs eager attention (``mathlora.train.lora.attention_for``), the
+Trainer keeps its default (sdpa).
 
 Figure of merit: learnable (response + EOS) tokens per second of optimizer-step time, over every step but
 the first (warm-up), for both; model loading and setup are excluded.
@@ -207,7 +208,8 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=256)
     ap.add_argument("--model", default=MODEL)
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="both sides (default fp32)")
-    ap.add_argument("--baselines", nargs="+", default=["pad256", "flat"], choices=["pad256", "flat", "flat_bf16weights"])
+    ap.add_argument("--baselines", nargs="+", default=["pad256", "flat"],
+                    choices=["pad256", "flat", "flat_bf16weights"])
     ap.add_argument("--child", choices=["ours", "baseline", "flat", "flat_bf16weights"], help=argparse.SUPPRESS)
     ap.add_argument("--tokens", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, help=argparse.SUPPRESS)
