@@ -161,6 +161,8 @@ def quality(run_fp32: Path, run_bf16: Path) -> dict:
 
     out = {"bench": "cpu_precision_quality"}
     for name, run in (("fp32", run_fp32), ("bf16", run_bf16)):
+        if not (run / "config.yaml").is_file():
+            raise SystemExit(f"{run}: not a mathlora run folder (no config.yaml)")
         lay = RunLayout(run)
         summary = json.loads(lay.train_summary.read_text()) if lay.train_summary.is_file() else {}
         if "final_loss" not in summary and lay.train_metrics.is_file():
