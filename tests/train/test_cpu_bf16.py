@@ -31,7 +31,7 @@ def test_bf16_base_with_fp32_lora_and_optimizer_on_cpu(tmp_path, tokens_dir, mon
     out = tmp_path / "run"
     summary = trainer.train(cfg.train, Runtime("cpu", "bf16"), tokens_dir, out, lora=cfg.lora, seed=cfg.seed,
                             progress=False)
-    assert summary["dtype"] == "bfloat16" and summary["speed"]["attention"] == "eager"
+    assert summary["dtype"] == "bfloat16" and summary["speed"]["attention"] == "mathlora_rows"
     assert seen == {"lora": {torch.float32}, "adam": {torch.float32}, "base": {torch.bfloat16}}
     assert {t.dtype for t in load_file(str(out / "adapter" / "adapter_model.safetensors")).values()} == \
         {torch.float32}
@@ -39,13 +39,46 @@ def test_bf16_base_with_fp32_lora_and_optimizer_on_cpu(tmp_path, tokens_dir, mon
     assert [r["loss"] for r in metrics(out)] == pytest.approx(GOLDEN_LOSSES, abs=2e-3)
 
 
-def test_eager_attention_only_for_bf16_on_a_cpu_unless_configured():
+def test_the_attention_kernel_follows_the_device_precision_and_packing_unless_configured():
     cfg = tiny_config()
 
     def job(runtime, **train):
         return TrainJob(cfg.train.model_copy(update=train), cfg.lora, 0, "tiny-random-llama", 256, runtime)
 
-    assert attention_for(job(Runtime("cpu", "bf16"))) == "eager"
-    assert attention_for(job(Runtime("cpu", "fp32"))) is None
+    assert attention_for(job(Runtime("cpu", "bf16"))) == attention_for(job(Runtime("cpu", "fp32"))) == "mathlora_rows"
+    assert attention_for(job(Runtime("cpu", "bf16"), packing=False)) == "eager"
+    assert attention_for(job(Runtime("cpu", "fp32"), packing=False)) is None
     assert attention_for(job(Runtime("cuda", "bf16"))) is None
     assert attention_for(job(Runtime("cpu", "bf16"), attn_implementation="sdpa")) == "sdpa"
+
+
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-5), ("bf16", 2e-2)])
+def test_flat_rows_equal_padded_rows(tokens_dir, precision, tolerance):
+    """The unpadded row through the mathlora_rows kernel gives the padded packed rows' loss and gradients."""
+    from mathlora.modeling.compat import set_attn_implementation
+    from mathlora.train import attention
+    from mathlora.train.data import collate, load_token_records, pack_rows
+    from mathlora.train.lora import apply_lora
+    from mathlora.train.loss import LearnableTokenLoss
+    from mathlora.modeling.models import load_model
+
+    records, _ = load_token_records(tokens_dir)
+    rows = pack_rows(records[:10], 64)
+    assert len({len(r.input_ids) for r in rows}) > 1  # really padded
+    runtime = Runtime("cpu", precision)
+    results = []
+    for flat in (False, True):
+        torch.manual_seed(0)
+        model = load_model("tiny-random-llama", runtime)
+        torch.manual_seed(0)
+        peft_model = apply_lora(model, tiny_config().lora)
+        set_attn_implementation(peft_model.get_base_model(), attention.register() if flat else "eager")
+        inputs = attention.flat_inputs(rows, runtime.dtype) if flat else collate(rows, 0, packed=True)
+        loss, count = LearnableTokenLoss(peft_model)(**inputs)
+        loss.backward()
+        grads = {n: p.grad.clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+        results.append((float(loss), int(count), grads))
+    (loss_a, count_a, grads_a), (loss_b, count_b, grads_b) = results
+    assert count_a == count_b and loss_b == pytest.approx(loss_a, rel=tolerance)
+    for name, grad in grads_a.items():
+        assert torch.allclose(grads_b[name], grad, atol=tolerance * max(1e-3, float(grad.abs().max()))), name
