@@ -31,8 +31,9 @@ Semantics:
   output) never make a finished run or a checkpoint stale;
 * the host waits for the device only at log, checkpoint and last steps (loss and gradient norm stay on the
   device in between); speed levers (``mathlora.train.speed``): the memory plan for recompute and
-  micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA, eager
-  attention for bf16 on a CPU (``lora.attention_for``) (each decided from the runtime's device); the summary carries strict FLOP figures (``mathlora.train.flops``:
+  micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA, on a
+  CPU padding-free packed rows (``mathlora.train.attention``, chosen by ``lora.attention_for``) (each decided from
+  the runtime's device); the summary carries strict FLOP figures (``mathlora.train.flops``:
   MFU on a known GPU).
 * a checkpoint carries a checksum written last; a resume verifies it (and that the weights load and are
   finite) and falls back to the newest checkpoint that passes, saying so. A non-finite loss or gradient norm
