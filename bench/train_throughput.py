@@ -17,8 +17,8 @@ Baselines, each in its own subprocess too:
   every position's logits.
 
 mathlora packs records into 256-token rows (no cross-record attention) and projects only learnable positions
-through the LM head; in bf16 on a CPU it runs eager attention (``mathlora.train.lora.attention_for``), the
-Trainer keeps its default (sdpa).
+through the LM head; on a CPU its packed rows go through the linear layers unpadded and attend in eager matmuls
+(``mathlora.train.attention``); the Trainer keeps its default attention (sdpa).
 
 Figure of merit: learnable (response + EOS) tokens per second of optimizer-step time, over every step but
 the first (warm-up), for both; model loading and setup are excluded.
