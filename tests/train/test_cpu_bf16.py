@@ -82,3 +82,17 @@ def test_flat_rows_equal_padded_rows(tokens_dir, precision, tolerance):
     assert count_a == count_b and loss_b == pytest.approx(loss_a, rel=tolerance)
     for name, grad in grads_a.items():
         assert torch.allclose(grads_b[name], grad, atol=tolerance * max(1e-3, float(grad.abs().max()))), name
+
+
+def test_a_model_built_for_rows_still_runs_a_plain_causal_forward():
+    from mathlora.modeling.compat import set_attn_implementation
+    from mathlora.modeling.models import load_model
+    from mathlora.train import attention
+
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    model = load_model("tiny-random-llama", Runtime())
+    with torch.no_grad():
+        plain = model(input_ids=ids).logits
+        set_attn_implementation(model, attention.register())
+        assert torch.allclose(model(input_ids=ids).logits, plain, atol=1e-5)
+        assert torch.allclose(model(input_ids=ids[:, :3]).logits, plain[:, :3], atol=1e-5)  # causal

@@ -56,7 +56,13 @@ def _to_rows(x: torch.Tensor, lengths: list[int], width: int) -> torch.Tensor:
 
 def rows(module, query, key, value, attention_mask, scaling: float | None = None, dropout: float = 0.0,
          **kwargs):
-    """The attention kernel (transformers' signature): returns ([1, tokens, heads, dim], None)."""
+    """The attention kernel (transformers' signature): returns ([1, tokens, heads, dim], None). Called without
+    ``row_lengths`` (a model built for training, used otherwise), it is transformers' causal sdpa."""
+    if "row_lengths" not in kwargs:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout,
+                                      **kwargs)
     lengths, mask = kwargs["row_lengths"], kwargs["row_mask"]
     width = mask.shape[-1]
     q, k, v = (_to_rows(t, lengths, width) for t in (query, key, value))

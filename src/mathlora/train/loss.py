@@ -52,7 +52,8 @@ class LearnableTokenLoss(nn.Module):
 
 
 def run_micro_batches(wrapped, batch: StepBatch, group: ProcessGroup, pad_id: int, packed: bool,
-                      static_shape: tuple[int, int] | None = None, flat_dtype: torch.dtype | None = None) -> torch.Tensor:
+                      static_shape: tuple[int, int] | None = None,
+                      flat_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Forward/backward every micro-batch; the gradient sync happens once, on the last one.
 
     Returns the summed loss as a tensor on the device: nothing here waits for the device (the caller reads
