@@ -1,9 +1,15 @@
-"""Benchmark: ``predict`` batched (grouped by prompt length) vs one prompt at a time, in one run.
+"""Benchmark: ``predict`` batched (grouped by prompt length) vs one prompt at a time, and vs transformers' batched
+``generate``, in one run.
 
 Runs ``mathlora.evaluate.predict.predict_file`` twice on competition-style problems with the same model,
 template and ``max_new_tokens``: once on all problems with ``--batch-size`` (default 16), once on the first
-``--single-count`` (default 32) problems with batch size 1. Prints one JSON line with generated tokens/s of
-each, the speedup, how many of the subset's completions are identical in both runs, and the machine.
+``--single-count`` (default 32) problems with batch size 1. Then plain transformers ``model.generate`` on the
+same model (same runtime, same dtype) and the same prompts: batches of ``--batch-size`` in input order, left
+padding, greedy, the same ``max_new_tokens``, stopping a row at EOS or at the template's stop strings
+(``generate``'s own ``stop_strings``; its completions are cut before them, as ``predict`` cuts). Its generated
+tokens are counted up to each row's end (EOS or the padding ``generate`` adds after a finished row). Prints one
+JSON line with generated tokens/s and problems/s of each, the speedups, how many completions are identical, and
+the machine.
 
     .venv/bin/python bench/eval_throughput.py            # SmolLM2-135M on CPU, ~5 minutes on 2 cores
     .venv/bin/python bench/eval_throughput.py --model tiny-random-llama --count 64 --single-count 8
@@ -56,6 +62,46 @@ def machine() -> dict:
     return info
 
 
+def run_generate(args, runtime, prompts: list[str], stops) -> dict:
+    """transformers' batched ``generate``: batches in input order, left padding, greedy; EOS or a stop string
+    ends a row (the batch runs until its last row ends)."""
+    import time
+
+    import torch
+
+    from mathlora.evaluate.generation import cut_at_stop, eos_ids
+    from mathlora.modeling.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(args.model)
+    model = load_model(args.model, runtime).eval()
+    eos = eos_ids(model, tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else eos[0]
+    tok.padding_side = "left"
+    completions, generated = [], 0
+
+    def batches():
+        for i in range(0, len(prompts), args.batch_size):
+            yield tok(prompts[i:i + args.batch_size], return_tensors="pt", padding=True).to(runtime.device)
+
+    with torch.no_grad():  # warm-up, as for predict
+        warm = tok(prompts[:2], return_tensors="pt", padding=True).to(runtime.device)
+        model.generate(**warm, max_new_tokens=4, do_sample=False, eos_token_id=eos, pad_token_id=pad)
+        start = time.perf_counter()
+        for enc in batches():
+            out = model.generate(**enc, max_new_tokens=args.max_new_tokens, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=pad, stop_strings=list(stops), tokenizer=tok)
+            for row in out[:, enc["input_ids"].shape[1]:].tolist():
+                ends = [i for i, t in enumerate(row) if t in eos or t == pad]
+                row = row[:ends[0] + 1] if ends else row
+                generated += len(row)
+                completions.append(cut_at_stop(tok.decode(row, skip_special_tokens=True), stops)[0])
+        seconds = time.perf_counter() - start
+    return {"count": len(prompts), "generated_tokens": generated, "seconds": round(seconds, 3),
+            "tokens_per_s": round(generated / seconds, 2), "problems_per_s": round(len(prompts) / seconds, 3),
+            "batch_size": args.batch_size, "dtype": str(runtime.dtype).removeprefix("torch."),
+            "completions": completions}
+
+
 def run(args) -> dict:
     from mathlora.evaluate.config import EvalConfig
     from mathlora.evaluate.predict import predict_file
@@ -69,7 +115,7 @@ def run(args) -> dict:
         tmp = Path(tmp)
         write_jsonl(tmp / "all.jsonl", problems)
         write_jsonl(tmp / "subset.jsonl", problems[:args.single_count])
-        common = {"max_new_tokens": args.max_new_tokens, "max_length": args.max_length}
+        common = {"max_new_tokens": args.max_new_tokens, "max_length": args.max_length, "calculator": False}
         # Warm-up: first calls pay for kernel selection and allocator growth.
         write_jsonl(tmp / "warm.jsonl", problems[:2])
         runtime = Runtime.resolve(RuntimeConfig(precision=args.precision))
@@ -82,13 +128,24 @@ def run(args) -> dict:
                               tmp / "single.jsonl", template=args.template, progress=not args.quiet)
         b_lines = {x["id"]: x["completion"] for x in read_jsonl(tmp / "batched.jsonl")}
         identical = sum(b_lines[x["id"]] == x["completion"] for x in read_jsonl(tmp / "single.jsonl"))
+        from mathlora.evaluate.predict import stop_strings
+        from mathlora.modeling.templates import render_prompt
+
+        hf = run_generate(args, runtime, [render_prompt(args.template, p["problem"]) for p in problems],
+                          stop_strings(EvalConfig(), args.template))
+        same_as_generate = sum(b_lines[p["id"]].strip() == c.strip() for p, c in zip(problems, hf.pop("completions")))
+    batched["problems_per_s"] = round(batched["count"] / batched["seconds"], 3)
     keep = ("count", "generated_tokens", "seconds", "tokens_per_s", "stopped", "batch_size", "device", "dtype")
     return {
         "bench": "eval_throughput", "model": args.model, "template": args.template,
         "max_new_tokens": args.max_new_tokens,
-        "batched": {k: batched[k] for k in keep}, "one_at_a_time": {k: single[k] for k in keep},
+        "batched": {k: batched[k] for k in (*keep, "problems_per_s")},
+        "one_at_a_time": {k: single[k] for k in keep}, "hf_generate_batched": hf,
         "speedup_tokens_per_s": round(batched["tokens_per_s"] / single["tokens_per_s"], 2),
+        "speedup_vs_generate_tokens_per_s": round(batched["tokens_per_s"] / hf["tokens_per_s"], 2),
+        "speedup_vs_generate_wall": round(hf["seconds"] / batched["seconds"], 2),
         "identical_completions_on_subset": f"{identical}/{args.single_count}",
+        "same_completions_as_generate": f"{same_as_generate}/{len(problems)}",
         "machine": machine(),
     }
 

@@ -26,14 +26,25 @@ def test_the_environment_pins_the_test_runtime():
     assert Runtime.resolve(RuntimeConfig(device="auto", precision="bf16")) == Runtime("cpu", "fp32")
 
 
-def test_auto_is_cuda_bf16_with_a_gpu_and_cpu_fp32_without(monkeypatch, fake_cuda):
+def test_auto_is_cuda_bf16_with_a_gpu_and_what_the_cpu_measured_without(monkeypatch, fake_cuda):
     monkeypatch.delenv(rt.DEVICE_ENV)
     monkeypatch.delenv(rt.PRECISION_ENV)
+    cpu_choice = ("fp32", "no avx512_bf16/amx_bf16 in the CPU flags")
+    monkeypatch.setattr(rt, "cpu_auto_precision", lambda: cpu_choice)
     assert Runtime.resolve() == Runtime("cuda", "bf16", precision_auto=True)
     assert Runtime.resolve(RuntimeConfig(device="cpu")) == Runtime("cpu", "fp32", precision_auto=True)
     assert Runtime.resolve(RuntimeConfig(device="cuda:1", precision="fp32")) == Runtime("cuda:1", "fp32")
     monkeypatch.setattr(rt, "cuda_available", lambda: False)
     assert Runtime.resolve() == Runtime("cpu", "fp32", precision_auto=True)
+    assert Runtime.resolve().describe() == "cpu fp32 (auto: no avx512_bf16/amx_bf16 in the CPU flags)"
+    cpu_choice = ("bf16", "avx512_bf16; probe matmul bf16 2.00x fp32")
+    runtime = Runtime.resolve()
+    assert runtime == Runtime("cpu", "bf16", precision_auto=True) and runtime.precision_reason == cpu_choice[1]
+    assert runtime.describe() == "cpu bf16 (auto: avx512_bf16; probe matmul bf16 2.00x fp32)"
+    # an explicit precision (config or environment) wins over the measurement
+    assert Runtime.resolve(RuntimeConfig(precision="fp32")) == Runtime("cpu", "fp32")
+    monkeypatch.setenv(rt.PRECISION_ENV, "fp32")
+    assert Runtime.resolve(RuntimeConfig(precision="auto")).describe() == "cpu fp32"
 
 
 def test_the_environment_overrides_the_config(monkeypatch, fake_cuda):

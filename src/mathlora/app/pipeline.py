@@ -202,6 +202,8 @@ class Pipeline:
         rt = self.runtime
         meta = {"device": rt.device, "precision": rt.precision, "precision_auto": rt.precision_auto,
                 "deterministic": rt.deterministic}
+        if rt.precision_auto and rt.precision_reason:  # why auto picked it (on a CPU: measured, see cpu_precision)
+            meta["precision_reason"] = rt.precision_reason
         if rt.is_cuda:
             import torch
 

@@ -5,8 +5,11 @@ Resolution (``Runtime.resolve``), environment first so a launcher or a test harn
 
 * device: ``$MATHLORA_DEVICE``, else ``runtime.device``; ``auto`` is ``cuda`` when a CUDA device is
   available, else ``cpu``. Under torchrun every process takes ``cuda:<LOCAL_RANK>`` (``for_process``).
-* precision: ``$MATHLORA_PRECISION``, else ``runtime.precision``; ``auto`` is ``bf16`` on CUDA and ``fp32``
-  on CPU (bf16 matmuls on CPU are ~20x slower).
+* precision: ``$MATHLORA_PRECISION``, else ``runtime.precision``; ``auto`` is ``bf16`` on CUDA and, on a CPU,
+  what ``mathlora.modeling.cpu_precision`` measured there: ``bf16`` where the CPU has native bf16 kernels
+  (AVX-512 BF16, AMX) and a probe matmul runs clearly faster in bf16, else ``fp32`` (bf16 is emulated, and
+  slow, on other CPUs); cached per machine. ``precision_reason`` says why (in the run's first line and meta).
+  Training keeps the LoRA weights and the optimizer state in fp32 whatever the base model's precision.
 * deterministic: ``$MATHLORA_DETERMINISTIC`` (``1``/``0``), else ``runtime.deterministic``: deterministic
   kernels, no TF32, no cuDNN autotuning (``activate``).
 
@@ -25,6 +28,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mathlora.errors import MathloraError
+from mathlora.modeling import cpu_precision
 
 DEVICE_ENV = "MATHLORA_DEVICE"
 PRECISION_ENV = "MATHLORA_PRECISION"
@@ -40,7 +44,8 @@ class RuntimeConfig(BaseModel):
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda or cuda:N; "
                                             f"${DEVICE_ENV} overrides it")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description=f"auto = bf16 on CUDA, fp32 on CPU; ${PRECISION_ENV} overrides it")
+        "auto", description="auto = bf16 on CUDA; on a CPU bf16 where measured faster (AVX-512 BF16/AMX), "
+                            f"else fp32; ${PRECISION_ENV} overrides it")
     deterministic: bool = Field(False, description="deterministic kernels, no TF32 (slower on GPUs)")
 
 
@@ -48,6 +53,12 @@ def cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def cpu_auto_precision() -> tuple[str, str]:
+    """What ``auto`` means on this machine's CPU, and why (measured once, then cached)."""
+    choice = cpu_precision.choose()
+    return choice.precision, choice.reason
 
 
 def cuda_device_count() -> int:
@@ -59,12 +70,14 @@ def cuda_device_count() -> int:
 @dataclasses.dataclass(frozen=True)
 class Runtime:
     """A resolved runtime: ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``precision`` (``fp32``, ``bf16``,
-    ``fp16``), ``deterministic``; ``precision_auto`` tells whether the precision was left to the device."""
+    ``fp16``), ``deterministic``; ``precision_auto`` tells whether the precision was left to the device,
+    ``precision_reason`` why ``auto`` picked what it did (not compared: two runtimes that compute alike are equal)."""
 
     device: str = "cpu"
     precision: str = "fp32"
     deterministic: bool = False
     precision_auto: bool = False
+    precision_reason: str = dataclasses.field(default="", compare=False)
 
     @classmethod
     def resolve(cls, cfg: RuntimeConfig | None = None) -> "Runtime":
@@ -87,13 +100,15 @@ class Runtime:
                 raise MathloraError(f"{source}={device} but only {cuda_device_count()} CUDA device(s) exist")
         elif device != "cpu":
             raise MathloraError(f"{source}={device!r}: expected auto, cpu, cuda or cuda:N")
-        auto = precision == "auto"
-        if auto:
-            precision = "bf16" if device.startswith("cuda") else "fp32"
+        auto, reason = precision == "auto", ""
+        if auto and device.startswith("cuda"):
+            precision, reason = "bf16", "CUDA"
+        elif auto:
+            precision, reason = cpu_auto_precision()
         elif precision not in PRECISIONS:
             where = PRECISION_ENV if os.environ.get(PRECISION_ENV) else "runtime.precision"
             raise MathloraError(f"{where}={precision!r}: expected auto, {', '.join(PRECISIONS)}")
-        return cls(device, precision, deterministic, auto)
+        return cls(device, precision, deterministic, auto, reason)
 
     @property
     def dtype(self):
@@ -135,5 +150,6 @@ class Runtime:
         return {"precision": self.precision}
 
     def describe(self) -> str:
-        return f"{self.device} {self.precision}" + (" (auto)" if self.precision_auto else "") + \
-            (" deterministic" if self.deterministic else "")
+        why = f" (auto: {self.precision_reason})" if self.precision_auto and self.precision_reason else \
+            " (auto)" if self.precision_auto else ""
+        return f"{self.device} {self.precision}{why}" + (" deterministic" if self.deterministic else "")

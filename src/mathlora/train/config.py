@@ -71,7 +71,9 @@ class TrainConfig(BaseModel):
         "none", description="torch.compile each decoder layer; reduce-overhead adds CUDA graphs (fixed shapes)",
         json_schema_extra=NOT_RESULT)
     attn_implementation: str | None = Field(None, description="transformers attention: sdpa, eager, "
-                                                              "flash_attention_2, flex_attention (none = default)",
+                                                              "flash_attention_2, flex_attention (none = on a "
+                                                              "CPU mathlora_rows with packing, else eager in bf16; "
+                                                              "the model's default elsewhere)",
                                                 json_schema_extra=NOT_RESULT)
     packing: bool = True
     pack_length: int | None = Field(None, ge=8, description="tokens per packed row; none = the tokens' seq_length "

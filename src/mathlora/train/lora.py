@@ -8,6 +8,8 @@ from mathlora.train.config import LoraConfig
 from mathlora.train.job import TrainJob
 from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
 from mathlora.modeling.models import load_model
+from mathlora.train.attention import NAME as ROWS_ATTENTION
+from mathlora.train.attention import register as register_rows_attention
 
 
 def apply_lora(model, lora: LoraConfig):
@@ -28,6 +30,24 @@ def apply_lora(model, lora: LoraConfig):
         return get_peft_model(model, config)
 
 
+def attention_for(job: TrainJob) -> str | None:
+    """The attention kernel: ``train.attn_implementation``, else on a CPU with packing ``mathlora_rows``
+    (``mathlora.train.attention``: no padding through the linear layers, eager attention within the packed rows),
+    else ``eager`` for bf16 on a CPU, else the model's default (sdpa). On a CPU, bf16 matmuls (eager: two batched
+    matmuls and an fp32 softmax over the packed rows' block-diagonal mask) beat torch's CPU flash-attention
+    kernel, which dominates a bf16 step there: the demo's step (SmolLM2-135M, 16 records in 256-token rows, one
+    thread) took 9.0-11.4 s against 12.3-12.5 s with sdpa (BENCHMARKS.md). A speed setting: the same numbers up
+    to rounding, so not in the fingerprint."""
+    if job.train.attn_implementation:
+        return job.train.attn_implementation
+    runtime = job.runtime  # the job's own runtime: FSDP builds on the CPU for a CUDA run
+    if runtime.device != "cpu":
+        return None
+    if job.train.packing:
+        return ROWS_ATTENTION
+    return "eager" if runtime.precision == "bf16" else None
+
+
 def build_model(job: TrainJob, runtime, *, before_lora=None, recompute: bool | None = None):
     """Base model (frozen) + fresh LoRA weights, built on the CPU from the seed (the same model on every
     machine), activation checkpointing as configured, then moved to ``runtime.device``.
@@ -41,8 +61,11 @@ def build_model(job: TrainJob, runtime, *, before_lora=None, recompute: bool | N
     torch.manual_seed(job.seed)
     model = load_model(job.model, runtime.replace(device="cpu"))
     model.config.use_cache = False
-    if job.train.attn_implementation:
-        set_attn_implementation(model, job.train.attn_implementation)
+    attention = attention_for(job)
+    if attention == ROWS_ATTENTION:
+        register_rows_attention()
+    if attention:
+        set_attn_implementation(model, attention)
     if before_lora is not None:
         before_lora(model)
     if (job.train.gradient_checkpointing is True) if recompute is None else recompute:

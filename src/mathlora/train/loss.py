@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mathlora.run_dir.tokens import IGNORE
+from mathlora.train.attention import flat_inputs
 from mathlora.train.data import Row, StepBatch, collate
 from mathlora.train.distributed import ProcessGroup, full_tensor, no_gradient_sync
 
@@ -36,11 +37,12 @@ class LearnableTokenLoss(nn.Module):
             lm = lm.get_base_model()
         return lm.get_decoder(), lm.get_output_embeddings()
 
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, targets: torch.Tensor):
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, targets: torch.Tensor, **rows):
         backbone, head = self._backbone_and_head()
         # No attention mask and no cache: transformers derives per-record causal masks from the
-        # restarting position ids (packed rows), or plain causal masks for right-padded rows.
-        hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
+        # restarting position ids (packed rows), or plain causal masks for right-padded rows. ``rows``
+        # (row_lengths, row_mask): one flat row for the ``mathlora_rows`` kernel (mathlora.train.attention).
+        hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False, **rows).last_hidden_state
         keep = targets != IGNORE
         if self.fused_ce is not None and type(head) is nn.Linear and head.bias is None:
             return self.fused_ce(head.weight, hidden[keep], targets[keep]), keep.sum()
@@ -50,11 +52,14 @@ class LearnableTokenLoss(nn.Module):
 
 
 def run_micro_batches(wrapped, batch: StepBatch, group: ProcessGroup, pad_id: int, packed: bool,
-                      static_shape: tuple[int, int] | None = None) -> torch.Tensor:
+                      static_shape: tuple[int, int] | None = None,
+                      flat_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Forward/backward every micro-batch; the gradient sync happens once, on the last one.
 
     Returns the summed loss as a tensor on the device: nothing here waits for the device (the caller reads
     it at log steps only). ``static_shape`` = (rows, width) pads every micro-batch to one shape (CUDA graphs).
+    ``flat_dtype``: packed rows go in as one unpadded row for the ``mathlora_rows`` attention kernel (its
+    mask in that dtype; ``mathlora.train.attention``).
     """
     batches = batch.micro_batches or [[Row([pad_id], [0], [IGNORE])]]  # no record here: a no-op row keeps
     cuda = group.device.startswith("cuda")                               # the collective calls in step
@@ -63,8 +68,12 @@ def run_micro_batches(wrapped, batch: StepBatch, group: ProcessGroup, pad_id: in
     for j, mb in enumerate(batches):
         last = j == len(batches) - 1
         sync = contextlib.nullcontext() if (last or not group.distributed) else no_gradient_sync(wrapped)
-        host = collate(mb, pad_id, packed=packed, width=width, n_rows=rows)
-        inputs = {k: (v.pin_memory().to(group.device, non_blocking=True) if cuda else v) for k, v in host.items()}
+        if flat_dtype is not None:
+            host = flat_inputs(mb, flat_dtype)
+        else:
+            host = collate(mb, pad_id, packed=packed, width=width, n_rows=rows)
+        inputs = {k: (v.pin_memory().to(group.device, non_blocking=True) if cuda and torch.is_tensor(v) else v)
+                  for k, v in host.items()}
         if static_shape is not None and cuda:
             torch.compiler.cudagraph_mark_step_begin()
         with sync:

@@ -14,6 +14,7 @@ from mathlora.train.outputs import SUMMARY
 from mathlora.train.state import TrainState
 from mathlora.modeling.models import param_ratio_line
 from mathlora.train.flops import count_matmul_params, step_report
+from mathlora.train.lora import attention_for
 
 
 def finish(state: TrainState) -> dict:
@@ -38,6 +39,7 @@ def finish(state: TrainState) -> dict:
         "fingerprint": state.fingerprint,
         "speed": {"recompute": plan.mode, "recompute_layers": plan.recompute_layers,
                   "micro_batch_size": plan.micro_batch_size, "liger": state.use_liger, "compile": tc.compile,
+                  "attention": attention_for(state.job) or "default",
                   "fused_adamw": bool(state.optimizer.defaults.get("fused")),
                   "distributed": ("fsdp2" if is_fsdp(state.wrapped) else "ddp") if group.distributed else None},
         **flops_summary(state, plan.recompute_layers / max(1, n_layers)),

@@ -31,8 +31,9 @@ Semantics:
   output) never make a finished run or a checkpoint stale;
 * the host waits for the device only at log, checkpoint and last steps (loss and gradient norm stay on the
   device in between); speed levers (``mathlora.train.speed``): the memory plan for recompute and
-  micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA (each
-  decided from the runtime's device); the summary carries strict FLOP figures (``mathlora.train.flops``:
+  micro-batch (``auto``), Liger kernels, ``torch.compile`` of decoder layers, fused AdamW on CUDA, on a
+  CPU padding-free packed rows (``mathlora.train.attention``, chosen by ``lora.attention_for``) (each decided from
+  the runtime's device); the summary carries strict FLOP figures (``mathlora.train.flops``:
   MFU on a known GPU).
 * a checkpoint carries a checksum written last; a resume verifies it (and that the weights load and are
   finite) and falls back to the newest checkpoint that passes, saying so. A non-finite loss or gradient norm
@@ -64,7 +65,8 @@ from mathlora.train.distributed import (ProcessGroup, load_optimizer_state, redu
                                         wrap_for_processes)
 from mathlora.train.fingerprint import run_fingerprint
 from mathlora.train.job import TrainJob, tokens_file
-from mathlora.train.lora import build_model
+from mathlora.train.attention import NAME as ROWS_ATTENTION
+from mathlora.train.lora import attention_for, build_model
 from mathlora.train.loss import LearnableTokenLoss, clip_gradients, run_micro_batches
 from mathlora.train.metrics import MetricsLog, metrics_row, sync_interval
 from mathlora.train.outputs import SUMMARY, claim_training_folder, clear_outputs, finished_summary
@@ -201,7 +203,8 @@ def train_step(state: TrainState, step: int) -> StepResult:
     lr = lr_at(step, total=state.n_total, warmup=state.n_warmup, lr=tc.lr, lr_end=tc.lr_end)
     for g in state.optimizer.param_groups:
         g["lr"] = lr
-    loss_sum = run_micro_batches(state.wrapped, batch, group, state.pad_id, tc.packing, state.static_shape)
+    flat = job.runtime.dtype if attention_for(job) == ROWS_ATTENTION else None
+    loss_sum = run_micro_batches(state.wrapped, batch, group, state.pad_id, tc.packing, state.static_shape, flat)
     loss = group.all_reduce_sum(loss_sum.to(reduce_device(group))) / batch.learnable_tokens
     grad_norm = clip_gradients(state.params, tc.max_grad_norm, as_tensor=True)
     # a non-finite loss/gradient norm is noted on the device (no host sync) and checked at the next sync point
