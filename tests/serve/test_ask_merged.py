@@ -60,6 +60,29 @@ def test_ask_loads_the_merged_folder_without_peft_and_answers_the_same(capsys, r
     assert plain["completion"] != fast["completion"]               # the adapter changes the answer: it was applied
 
 
+def test_in_bf16_ask_loads_the_merged_folder_the_evaluation_scored(capsys, run, monkeypatch):
+    """In bf16 the merged folder (an fp32 merge) is what eval_tuned_math loads and scores; ask answers as it."""
+    from mathlora.evaluate.config import EvalConfig
+    from mathlora.evaluate.predict import predict_file
+
+    monkeypatch.setenv("MATHLORA_DEVICE", "cpu")
+    monkeypatch.setenv("MATHLORA_PRECISION", "bf16")
+    attached = []
+    import mathlora.evaluate.generation as generation
+
+    attach = generation.attach_adapter
+    monkeypatch.setattr(generation, "attach_adapter", lambda *a, **k: attached.append(a) or attach(*a, **k))
+    answer = _ask(capsys, "--run", run)
+    assert attached == []
+    test = run.parent / "bf16_test.jsonl"
+    test.write_text(json.dumps({"id": "0", "problem": PROBLEM, "solution": "3.75"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    preds = run.parent / "bf16_preds.jsonl"
+    predict_file(EvalConfig(max_new_tokens=12), Runtime(device="cpu", precision="bf16"), str(run / "merged"), None,
+                 test, preds, template="alpaca", solution_style="calculator", calculator=True)
+    assert json.loads(preds.read_text(encoding="utf-8").splitlines()[0])["completion"] == answer["completion"]
+
+
 def test_a_merge_older_than_the_adapter_is_not_used(capsys, run, monkeypatch):
     monkeypatch.setenv("MATHLORA_DEVICE", "cpu")
     attached = []

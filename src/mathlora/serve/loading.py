@@ -1,18 +1,18 @@
-"""How ``mathlora ask`` and ``serve`` load a run's model fast: from the run's ``merged/`` folder when it holds
-exactly the weights an in-process merge would make, without peft.
+"""How ``mathlora ask`` and ``serve`` load a run's model fast: from the run's ``merged/`` folder, without peft,
+when it is the model the run's evaluation scored.
 
 The train stage's merge writes ``RUN/merged`` (the adapter merged into the base model in fp32, saved in the base
-model's stored dtype). Loading it skips importing peft, attaching the adapter and merging it: the same weights,
-bit for bit, when
+model's stored dtype), and ``eval_tuned_math`` scores that folder, loaded in the runtime's precision. Loading it
+here skips importing peft, attaching the adapter and merging it, and answers as the evaluated model did, when
 
 * the target is the run's own adapter on the run's own model (no ``--adapter``, no ``--model``), merged
   (``eval.merge_adapter``, the default);
-* the folder is a mathlora merge (its marker) written after every file of the adapter (not a stale merge);
-* it is stored in fp32 and the runtime decodes in fp32 on the CPU (the merge stage's arithmetic; a bf16 merge
-  would round differently).
+* the folder is a mathlora merge (its marker) written after every file of the adapter (not a stale merge).
 
-Otherwise (or when the folder does not load) the base model and the adapter are loaded as before. The tokenizer
-is always the base model's (the merged folder's has a chat template added; the ids are the same).
+In fp32 on the CPU that is also bit for bit base + adapter merged in process; in bf16 it is closer to it than
+an in-process bf16 merge (the merge's arithmetic was fp32). Otherwise (or when the folder does not load) the base
+model and the adapter are loaded as before. The tokenizer is always the base model's (the merged folder's has a
+chat template added; the ids are the same).
 
 ``preload`` starts the loading in a thread (``ask --interactive``: while the first problem is typed).
 """
@@ -36,8 +36,6 @@ def usable_merged(run: str | None, adapter: str | None, *, own_target: bool, mer
     """The run's ``merged/`` folder when it may stand in for base + ``adapter`` (the module docstring), else None."""
     if run is None or adapter is None or not own_target or not merge or runtime is None:
         return None
-    if runtime.device != "cpu" or runtime.precision != "fp32":
-        return None
     layout = RunLayout(Path(run))
     merged = layout.merged
     if Path(adapter).resolve() != layout.train_adapter.resolve() or artifact_kind(merged) != "merged":
@@ -50,8 +48,7 @@ def usable_merged(run: str | None, adapter: str | None, *, own_target: bool, mer
         newest_adapter = max(p.stat().st_mtime for p in adapter_files)
     except (MathloraError, OSError, ValueError):
         return None
-    dtype = (config.get("dtype") or config.get("torch_dtype")) if isinstance(config, dict) else None
-    if dtype != "float32" or not weights or written < newest_adapter:
+    if not isinstance(config, dict) or not weights or written < newest_adapter:
         return None
     return merged
 
