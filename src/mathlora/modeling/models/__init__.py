@@ -226,6 +226,16 @@ def pad_token_for(tokenizer) -> str | None:
     return (reserved or others or [None])[0]
 
 
+def _from_model_dir(load, spec: str, what: str):
+    """``load(folder of spec)`` (a transformers ``from_pretrained``); its many kinds of failure are one line."""
+    try:
+        return load(str(resolve_model_dir(spec)))
+    except MathloraError:
+        raise
+    except Exception as e:  # transformers raises many kinds on a bad folder
+        raise MathloraError(f"could not {what} {spec}: {e}") from None
+
+
 def load_tokenizer(spec: str):
     """The tokenizer of a model spec; one without a pad token gets ``pad_token_for``'s (EOS only when the
     vocabulary has no other)."""
@@ -234,12 +244,7 @@ def load_tokenizer(spec: str):
     else:
         from transformers import AutoTokenizer
 
-        try:
-            tok = AutoTokenizer.from_pretrained(str(resolve_model_dir(spec)))
-        except MathloraError:
-            raise
-        except Exception as e:
-            raise MathloraError(f"could not load tokenizer of {spec}: {e}") from None
+        tok = _from_model_dir(AutoTokenizer.from_pretrained, spec, "load tokenizer of")
     if tok.pad_token_id is None:
         # Never pad with EOS where the vocabulary has another: a pad==eos model never learns to stop
         tok.pad_token = pad_token_for(tok) or tok.eos_token
@@ -327,12 +332,7 @@ def meta_model(spec: str):
     if is_tiny(spec):
         config, _ = tiny_config(spec)
     else:
-        try:
-            config = AutoConfig.from_pretrained(str(resolve_model_dir(spec)))
-        except MathloraError:
-            raise
-        except Exception as e:
-            raise MathloraError(f"could not read the config of model {spec}: {e}") from None
+        config = _from_model_dir(AutoConfig.from_pretrained, spec, "read the config of model")
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
 
