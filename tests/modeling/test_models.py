@@ -220,3 +220,15 @@ def test_a_name_the_hub_would_refuse_is_no_hub_id(spec):
     assert split_hub_id(spec) is None
     with pytest.raises(MathloraError, match=r"not found: give a HF model folder, a Hub id \(org/name\[@revision\]\)"):
         model_source(spec)
+
+
+def test_a_folder_transformers_cannot_read_is_one_line_for_the_tokenizer_and_the_config(tmp_path):
+    from mathlora.modeling.models import load_tokenizer, meta_model
+
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "no-such-architecture"}', encoding="utf-8")
+    with pytest.raises(MathloraError, match=r"^could not load tokenizer of .*broken"):
+        load_tokenizer(str(folder))
+    with pytest.raises(MathloraError, match=r"^could not read the config of model .*broken"):
+        meta_model(str(folder))
