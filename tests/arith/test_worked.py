@@ -1,9 +1,12 @@
 """Worked solutions: every step recomputed independently, final answers equal the answer style's."""
 
+import json
 import math
 import re
+from collections import Counter
 from decimal import ROUND_HALF_UP, Decimal, getcontext
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +14,7 @@ from mathlora.arith.answers import answers_match, extract_gold_answer, requires_
 from mathlora.synth.competition import FAMILIES, generate
 from mathlora.arith.families import recognise
 from mathlora.arith.calculator import annotations, strip_annotations
-from mathlora.arith.worked import rewrite_solution
+from mathlora.arith.worked import apply_style, rewrite_solution
 
 getcontext().prec = 60
 
@@ -143,3 +146,22 @@ def test_apply_style_one_record_one_failure_rule():
         assert out is kept and result.status == status and (status in NOT_BUILT) == (status != "unknown")
     assert apply_style(record, "answer") == (record, apply_style(record, "answer")[1])
     assert apply_style(record, "answer")[1].status == "kept"
+
+
+SAMPLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "contest_sample.jsonl"
+
+
+@pytest.mark.skipif(not SAMPLE.is_file(), reason=f"the real contest sample is not at {SAMPLE}")
+@pytest.mark.parametrize("style", ["steps", "calculator"])
+def test_apply_style_on_every_real_line_rewrites_the_chinese_ones_and_keeps_the_rest(style):
+    lines = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+    statuses = Counter()
+    for record in lines:
+        styled, result = apply_style(record, style)  # never raises on real data
+        statuses[result.status] += 1
+        if result.status == "rewritten":
+            assert styled["original_solution"] == record["solution"] and styled["solution"] != record["solution"]
+        else:
+            assert styled is record  # kept as written
+    chinese = sum(bool(re.search(r"[\u4e00-\u9fff]", r["problem"])) for r in lines)
+    assert statuses["rewritten"] == chinese and statuses["mismatch"] == statuses["refused"] == 0
