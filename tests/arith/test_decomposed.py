@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from mathlora.arith import decomposed
 from mathlora.arith.answers import answers_match, extract_gold_answer, requires_lowest_terms
 from mathlora.arith.families import CHINESE, recognise
 from mathlora.synth.competition import generate
@@ -54,6 +55,65 @@ def _one_nonzero_digit(text: str) -> bool:
     return len(re.sub(r"[^1-9]", "", text)) <= 1
 
 
+LABELLED = re.compile(r"(?:[a-z]\d)+")
+COLUMN = re.compile(r"([a-z]):(?:(1?)(\d)([+-])(\d)([+-]1)?=(\d+)|1),([\d.]+)")
+
+
+def _operand(line: str) -> tuple[str, dict[str, int]]:
+    """A labelled operand line ``f7e6d8c9b1a5``: its labels must run down one place at a time."""
+    pairs = re.findall(r"([a-z])(\d)", line)
+    labels = "".join(label for label, _ in pairs)
+    assert labels == "".join(chr(c) for c in range(ord(labels[0]), ord(labels[-1]) - 1, -1)), line
+    return labels, {label: int(d) for label, d in pairs}
+
+
+def _labelled_value(line: str) -> Fraction:
+    return sum((Fraction(int(d)) * Fraction(10) ** (ord(label) - ord("c")) for label, d in re.findall(r"([a-z])(\d)", line)),
+               Fraction(0))
+
+
+def check_columns(block: list[str]) -> list[str]:
+    """The wrong lines of a column block: two labelled operands, then one line a place from the lowest up
+    (``c:9+3+1=13,3.20``: the operands' digits at that label, the carry or borrow of the place below, the
+    column's result, the result so far), then a line for a carry out of the top place."""
+    labels, x = _operand(block[0])
+    labels2, y = _operand(block[1])
+    if labels != labels2:
+        return block[:2]
+    point = "c" if labels[-1] != "c" else None     # the decimal point goes before the units digit
+    wrong, carry, written, kind = [], 0, "", None
+    for i, line in enumerate(block[2:]):
+        m = COLUMN.fullmatch(line)
+        expected_label = labels[::-1][i] if i < len(labels) else chr(ord(labels[0]) + 1)
+        if not m or m[1] != expected_label:
+            wrong.append(line)
+            continue
+        if i == len(labels):  # the carry out of the top place
+            digit, carry_ok = 1, kind == "+" and carry == 1
+            ok = carry_ok
+        else:
+            ten, dx, op, dy, extra, result = m[2], int(m[3]), m[4], int(m[5]), m[6], int(m[7])
+            kind = kind or op
+            ok = op == kind and dx == x[m[1]] and dy == y[m[1]] and bool(extra) == bool(carry) \
+                and (extra is None or extra == f"{op}1")
+            if op == "+":
+                ok = ok and not ten and result == dx + dy + carry
+                digit, carry = result % 10, result // 10
+            else:
+                borrow = dx - dy - carry < 0
+                ok = ok and bool(ten) == borrow and result == 10 * borrow + dx - dy - carry and result < 10
+                digit, carry = result, int(borrow)
+        written = f"{digit}{'.' if m[1] == point else ''}{written}"
+        if not ok or m[8] != written:
+            wrong.append(line)
+    if carry and not (block[-1].startswith(chr(ord(labels[0]) + 1) + ":")):
+        wrong.append("(a carry out of the top place is not written)")
+    if kind == "-" and sum(x[k] * 10 ** i for i, k in enumerate(labels[::-1])) < \
+            sum(y[k] * 10 ** i for i, k in enumerate(labels[::-1])):
+        wrong.append("(the smaller magnitude is on top)")
+    return wrong
+
+
 def check_solution(problem: str, solution: str) -> list[str]:
     """The wrong steps of a decomposed solution (empty: every step recomputes)."""
     found = recognise(problem)
@@ -64,7 +124,19 @@ def check_solution(problem: str, solution: str) -> list[str]:
     in_root = False
     lines = solution.splitlines()
     assert lines[-1].startswith("答案："), solution
+    for i, line in enumerate(lines):  # column blocks are checked as a whole, then skipped below
+        if LABELLED.fullmatch(line.rpartition("：")[2]) and i + 1 < len(lines) and LABELLED.fullmatch(lines[i + 1]):
+            end = i + 2
+            while end < len(lines) and COLUMN.fullmatch(lines[end]):
+                end += 1
+            wrong += check_columns([lines[i].rpartition("：")[2], *lines[i + 1:end]])
+            operands = {_labelled_value(lines[i].rpartition("：")[2]), _labelled_value(lines[i + 1])}
+            if family in ("addition", "subtraction", "discount") and \
+                    operands != {abs(Fraction(numbers[0])), abs(Fraction(numbers[1]))}:
+                wrong.append(f"{lines[i]} / {lines[i + 1]} (not the problem's numbers)")
     for line in lines[:-1]:
+        if LABELLED.fullmatch(line.rpartition("：")[2]) or COLUMN.fullmatch(line):
+            continue
         label, _, body = line.rpartition("：")
         ok = True
         try:
@@ -135,6 +207,13 @@ def check_solution(problem: str, solution: str) -> list[str]:
     return wrong
 
 
+@pytest.fixture(params=["place", "column"])
+def addition(request, monkeypatch):
+    """Every test that takes it runs with both ways of writing + and - (decomposed.ADDITION)."""
+    monkeypatch.setattr(decomposed, "ADDITION", request.param)
+    return request.param
+
+
 def _checked(records, *, lowest: bool = True) -> Counter:
     """Rewrite every Chinese record in the decomposed style and check it; returns counts per family."""
     counts: Counter = Counter()
@@ -151,7 +230,7 @@ def _checked(records, *, lowest: bool = True) -> Counter:
     return counts
 
 
-def test_every_family_decomposes_and_every_step_recomputes():
+def test_every_family_decomposes_and_every_step_recomputes(addition):
     records = [(r["problem"], r["solution"]) for r in generate(1400, 3, mix="equal") if r["type"] != "english_math"]
     counts = _checked(records)
     for family in CHINESE:
@@ -197,7 +276,7 @@ def test_a_power_too_long_to_decompose_is_written_in_the_steps_style_and_counted
     assert not short.fallback and check_solution("计算 -18.24 的 2 次方？", short.solution) == []
 
 
-def test_edge_numbers_never_raise_in_the_decomposed_style():
+def test_edge_numbers_never_raise_in_the_decomposed_style(addition):
     for problem in ("计算 0 + 0 等于多少？", "计算 -5 / 0 等于多少？", "计算 0.00 - -0.01 等于多少？", "计算 5 的平方根？",
                     "计算 0.25 的平方根？", "计算 0 的 0 次方？", "解方程 7x + 0 = 0", "将分数 0/5 进行简化。",
                     "计算 99999999999999999999 * 100 等于多少？", "求以下数据的平均值：[5]"):
@@ -207,7 +286,7 @@ def test_edge_numbers_never_raise_in_the_decomposed_style():
 
 
 @pytest.mark.skipif(not SAMPLE.is_file(), reason=f"the real contest sample is not at {SAMPLE}")
-def test_every_real_chinese_line_in_the_decomposed_style_has_no_wrong_step():
+def test_every_real_chinese_line_in_the_decomposed_style_has_no_wrong_step(addition):
     sample = [json.loads(line) for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
     chinese = [(r["problem"], r["solution"]) for r in sample if re.search(r"[\u4e00-\u9fff]", r["problem"])]
     assert len(chinese) == 1948
@@ -216,3 +295,27 @@ def test_every_real_chinese_line_in_the_decomposed_style_has_no_wrong_step():
     fallback = sum(v for (f, kind), v in counts.items() if kind == "fallback")
     assert decomposed + fallback == 1948
     assert {f for (f, kind) in counts if kind == "fallback"} <= {"power", "function_value"}
+
+
+def test_column_steps_and_the_checker_that_finds_their_errors(monkeypatch):
+    monkeypatch.setattr(decomposed, "ADDITION", "column")
+    problem = "计算 -7689.15 - 8713.05 等于多少？"
+    good = rewrite_solution(problem, "-7689.15 - 8713.05 = -16402.20", "decomposed").solution
+    assert good == ("-7689.15-8713.05=-(7689.15+8713.05)\nf7e6d8c9b1a5\nf8e7d1c3b0a5\na:5+5=10,0\nb:1+0+1=2,20\n"
+                    "c:9+3=12,2.20\nd:8+1+1=10,02.20\ne:6+7+1=14,402.20\nf:7+8+1=16,6402.20\ng:1,16402.20\n"
+                    "-(7689.15+8713.05)=-16402.20\n答案：-16402.2")
+    assert check_solution(problem, good) == []
+    for bad in ("c:9+3=13,3.20",            # a wrong column sum (and result so far)
+                "c:9+3=12,3.20",            # the sum right, the digit written wrong
+                "c:8+4=12,2.20",            # right arithmetic on digits that are not the operands'
+                "d:8+1=9,92.20",            # the carry from below forgotten
+                ):
+        label = bad[0]
+        line = next(x for x in good.splitlines() if x.startswith(label + ":"))
+        assert check_solution(problem, good.replace(line, bad)) != [], bad
+    assert check_solution(problem, good.replace("\ng:1,16402.20", "")) != []           # the top carry dropped
+    assert check_solution(problem, good.replace("f8e7d1c3b0a5", "f8e7d1c4b0a5")) != []  # an operand miscopied
+    borrow = rewrite_solution("计算 3170.97 - 2187.58 等于多少？", "983.39", "decomposed").solution
+    assert borrow.splitlines()[2:4] == ["a:17-8=9,9", "b:9-5-1=3,39"] and borrow.endswith("f:3-2-1=0,0983.39\n答案：983.39")
+    assert check_solution("计算 3170.97 - 2187.58 等于多少？", borrow) == []
+    assert check_solution("计算 3170.97 - 2187.58 等于多少？", borrow.replace("a:17-8=9,9", "a:7-8=9,9")) != []

@@ -7,7 +7,7 @@ import math
 import random
 from decimal import Decimal
 
-from mathlora.arith.digits import add_place, euclid, long_division, multiply, power, sub_place
+from mathlora.arith.digits import add_place, columns, euclid, long_division, multiply, power, sub_place
 
 
 def test_place_value_sums_differences_and_products_are_exact():
@@ -19,6 +19,11 @@ def test_place_value_sums_differences_and_products_are_exact():
         big, small = max(x, y), min(x, y)
         assert sub_place(big, small, 2)[1] == big - small
         assert multiply(x, y)[1] == x * y
+        for decimals in (0, 1, 2):  # columns: the result so far on the last line is the exact result
+            a, b = (v.quantize(Decimal(1).scaleb(-decimals), rounding="ROUND_DOWN") for v in (big, small))
+            for kind, want in (("+", a + b), ("-", a - b)):
+                lines, value = columns(a, b, kind, decimals)
+                assert value == want and Decimal(lines[-1].rpartition(",")[2]) == want, (a, kind, b, lines)
 
 
 def test_euclid_long_division_and_powers():

@@ -39,13 +39,18 @@ from mathlora.arith.digits import (euclid, multiply, num, power, signed_division
 # these digit-and-operator lines, 1-3 per Chinese character) is written in the steps style instead.
 MAX_CHARS = 400
 
+# How the +/- families (and the discount's difference) add and subtract: "place" (the second operand split by
+# place value, Goat's way) or "column" (digit by digit with carries, :func:`mathlora.arith.digits.columns`).
+# bench/addition_methods.py trains both on the same problems and scores them.
+ADDITION = "place"
+
 
 # ------------------------------------------------------------------------------------------- families
 
 def _arith(op: str):
     def plan(a: str, b: str):
         if op in "+-":
-            lines, result = signed_sum(a, op, b)
+            lines, result = signed_sum(a, op, b, method=ADDITION)
         elif op == "*":
             lines, result = signed_product(a, b)
         else:
@@ -102,7 +107,7 @@ def _mass(d: int, v: int):
 
 
 def _discount(a: int, b: int):
-    steps, diff = signed_sum(str(a), "-", str(b))
+    steps, diff = signed_sum(str(a), "-", str(b), method=ADDITION)
     lines = ["差价：" + steps[0], *steps[1:]]
     scaled = diff * 100
     lines.append(f"折扣比例：{num(diff)}*100/{a}={num(scaled)}/{a}")

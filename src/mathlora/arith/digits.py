@@ -79,8 +79,50 @@ def sub_place(x: Decimal, y: Decimal, decimals: int) -> tuple[list[str], Decimal
     return lines, total
 
 
-def signed_sum(a: str, op: str, b: str) -> tuple[list[str], Decimal]:
-    """``a op b`` (op + or -) with signs resolved first, then place-value steps on the magnitudes."""
+# Column steps: each place has a one-letter label, ``a`` for hundredths, ``b`` tenths, ``c`` units, ``d`` tens, ...
+# (one SmolLM2 token each, unlike 个十百千), so a step finds its digits by label, as an induction head copies.
+PLACES = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _labelled(value: Decimal, top: int) -> str:
+    """``value`` (>= 0, at most two decimals) digit by digit from place ``top`` down to hundredths, each digit
+    after its label: 7689.15 -> ``f7e6d8c9b1a5``; zeros written, so both operands have the same labels."""
+    cents = int(value.scaleb(2))
+    return "".join(f"{PLACES[i]}{cents // 10 ** i % 10}" for i in range(top, -1, -1))
+
+
+def columns(x: Decimal, y: Decimal, kind: str, decimals: int) -> tuple[list[str], Decimal]:
+    """x + y or x - y (x >= y >= 0) in columns, lowest place first: both operands written with place labels
+    (:func:`_labelled`), then one line a place, ``c:9+3+1=13,3.20``: the digits, the carry (or borrow) from the
+    place below, the column's result, and the result so far (its lowest digits). A borrow writes the upper
+    digit plus ten (``c:12-3-1=8``); a carry out of the top place gets a line of its own (``g:1,16402.20``)."""
+    low = 2 - decimals      # integers start at units (c), one decimal at tenths (b)
+    top = max(len(str(int(x))), len(str(int(y)))) + 1
+    cut = len(_labelled(x, top)) - 2 * low
+    lines = [_labelled(x, top)[:cut], _labelled(y, top)[:cut]]
+    xs, ys = int(x.scaleb(2)), int(y.scaleb(2))
+    carry, written = 0, ""
+    for i in range(low, top + 1):
+        dx, dy = xs // 10 ** i % 10, ys // 10 ** i % 10
+        extra = f"{kind}1" if carry else ""
+        if kind == "+":
+            s = dx + dy + carry
+            step, digit, carry = f"{dx}+{dy}{extra}={s}", s % 10, s // 10
+        else:
+            borrow = int(dx - dy - carry < 0)
+            digit = dx + 10 * borrow - dy - carry
+            step, carry = f"{'1' if borrow else ''}{dx}-{dy}{extra}={digit}", borrow
+        written = f"{digit}{'.' if i == 2 and decimals else ''}{written}"
+        lines.append(f"{PLACES[i]}:{step},{written}")
+    if carry:
+        written = f"1{written}"
+        lines.append(f"{PLACES[top + 1]}:1,{written}")
+    return lines, x + y if kind == "+" else x - y
+
+
+def signed_sum(a: str, op: str, b: str, *, method: str = "place") -> tuple[list[str], Decimal]:
+    """``a op b`` (op + or -) with signs resolved first, then place-value steps on the magnitudes (``method``
+    "place") or column steps (``"column"``, :func:`columns`; numbers of at most two decimals)."""
     x, y = Decimal(a), Decimal(b)
     decimals = max(decimals_of(a), decimals_of(b))
     y_eff = y if op == "+" else -y
@@ -96,7 +138,11 @@ def signed_sum(a: str, op: str, b: str) -> tuple[list[str], Decimal]:
             big, small, negative, kind = neg, pos, True, "-"
     inner = f"{fixed(big, decimals)}{kind}{fixed(small, decimals)}"
     written = f"{a}{op}{b}"
-    return _signed(written, inner, negative, (add_place if kind == "+" else sub_place)(big, small, decimals),
+    if method == "column" and decimals <= 2:
+        work = columns(big, small, kind, decimals)
+    else:
+        work = (add_place if kind == "+" else sub_place)(big, small, decimals)
+    return _signed(written, inner, negative, work,
                    show=written != (f"-({inner})" if negative else inner), fmt=lambda r: fixed(r, decimals))
 
 
