@@ -122,7 +122,8 @@ def columns(x: Decimal, y: Decimal, kind: str, decimals: int) -> tuple[list[str]
 
 def signed_sum(a: str, op: str, b: str, *, method: str = "place") -> tuple[list[str], Decimal]:
     """``a op b`` (op + or -) with signs resolved first, then place-value steps on the magnitudes (``method``
-    "place") or column steps (``"column"``, :func:`columns`; numbers of at most two decimals)."""
+    "place") or column steps (``"column"``, :func:`columns`; numbers of at most two decimals and 23 digits
+    before the point, the place-value steps otherwise)."""
     x, y = Decimal(a), Decimal(b)
     decimals = max(decimals_of(a), decimals_of(b))
     y_eff = y if op == "+" else -y
@@ -138,7 +139,7 @@ def signed_sum(a: str, op: str, b: str, *, method: str = "place") -> tuple[list[
             big, small, negative, kind = neg, pos, True, "-"
     inner = f"{fixed(big, decimals)}{kind}{fixed(small, decimals)}"
     written = f"{a}{op}{b}"
-    if method == "column" and decimals <= 2:
+    if method == "column" and decimals <= 2 and len(str(int(big))) + 2 < len(PLACES):
         work = columns(big, small, kind, decimals)
     else:
         work = (add_place if kind == "+" else sub_place)(big, small, decimals)
