@@ -239,7 +239,8 @@ def test_every_family_decomposes_and_every_step_recomputes(addition):
             assert counts[family.name, "fallback"] == 0, family.name
 
 
-def test_the_checker_finds_wrong_steps():
+def test_the_checker_finds_wrong_steps(monkeypatch):
+    monkeypatch.setattr(decomposed, "ADDITION", "place")
     problem = "计算 4204.22 + 2369.17 等于多少？"
     good = rewrite_solution(problem, "4204.22 + 2369.17 = 6573.39", "decomposed").solution
     assert check_solution(problem, good) == []
@@ -253,7 +254,8 @@ def test_the_checker_finds_wrong_steps():
     assert check_solution("计算 3008.48 / 3439.46 等于多少？", division.replace("0.874≈0.87", "0.874≈0.88")) != []
 
 
-def test_decomposed_examples():
+def test_decomposed_examples(monkeypatch):
+    monkeypatch.setattr(decomposed, "ADDITION", "place")
     assert rewrite_solution("计算 -9740.24 - -4497.85 等于多少？", "-9740.24 - -4497.85 = -5242.39",
                             "decomposed").solution == (
         "-9740.24--4497.85=-(9740.24-4497.85)\n9740.24-4000=5740.24\n5740.24-400=5340.24\n5340.24-90=5250.24\n"
