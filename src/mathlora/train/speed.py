@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import sys
 from typing import Callable
@@ -32,6 +33,21 @@ from mathlora.train.memory import estimate_bytes
 
 def log(message: str) -> None:
     print(f"train: {message}", file=sys.stderr, flush=True)
+
+
+def trim_host_heap(device: str) -> bool:
+    """On a CPU, give the C heap's free pages back to the OS (glibc's ``malloc_trim``); False elsewhere or without
+    glibc. Tensors of ever-new sizes (packed rows) leave free holes that glibc keeps: a bf16 tiny-model run's RSS
+    crept ~1 MB a step (947 -> 1132 MB over 200 steps) and stayed at 565 MB when trimmed at each step; a call
+    took ~20 ms there."""
+    if device != "cpu":
+        return False
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
 
 
 def decoder_layers(model) -> list[torch.nn.Module]:

@@ -242,6 +242,7 @@ def train_loop(state: TrainState, *, progress: bool = True) -> dict:
             loss, grad_norm, seconds = sync_interval(state, result, interval)  # waits for the device
             row = metrics_row(state, result, interval, matmul, peak, loss=loss, grad_norm=grad_norm, seconds=seconds)
             metrics.write(row)
+            speed.trim_host_heap(group.device)  # at a host sync: the freed activations' pages go back
             bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}", tok_s=f"{row['tokens_per_s']:.0f}")
             if state.step in state.save_at:
                 state.checkpoints.append(str(save_checkpoint(state.job, state.peft_model, state.wrapped,
