@@ -67,8 +67,7 @@ def run_method(method: str, output: Path, steps: int, overrides: list[str]) -> d
                     progress=False)
     trained = time.perf_counter() - start
     evaluate_math(cfg.eval, runtime, cfg.model, root / "train" / "adapter", root / "test_records.jsonl",
-                           root / "eval" / "tuned", template=cfg.template, solution_style=cfg.solution_style,
-                           progress=False)
+                  root / "eval" / "tuned", template=cfg.template, solution_style=cfg.solution_style, progress=False)
     math = json.loads((root / "eval" / "tuned" / "math.json").read_text(encoding="utf-8"))
     good = total = 0
     for line in (root / "eval" / "tuned" / "math_predictions.jsonl").read_text(encoding="utf-8").splitlines():
@@ -77,8 +76,7 @@ def run_method(method: str, output: Path, steps: int, overrides: list[str]) -> d
     return {"method": method, "steps": steps, "accuracy": math["accuracy"],
             "per_type": {t: v["accuracy"] for t, v in math["per_type"].items()},
             "right_steps": good, "step_lines": total, "final_loss": summary.get("final_loss"),
-            "train_seconds": round(trained, 1), "seconds": round(time.perf_counter() - start, 1),
-            }
+            "train_seconds": round(trained, 1), "seconds": round(time.perf_counter() - start, 1)}
 
 
 def main() -> None:

@@ -84,11 +84,12 @@ def sub_place(x: Decimal, y: Decimal, decimals: int) -> tuple[list[str], Decimal
 PLACES = "abcdefghijklmnopqrstuvwxyz"
 
 
-def _labelled(value: Decimal, top: int) -> str:
-    """``value`` (>= 0, at most two decimals) digit by digit from place ``top`` down to hundredths, each digit
-    after its label: 7689.15 -> ``f7e6d8c9b1a5``; zeros written, so both operands have the same labels."""
+def _labelled(value: Decimal, top: int, low: int) -> str:
+    """``value`` (>= 0, at most two decimals) digit by digit from place ``top`` down to place ``low`` (0:
+    hundredths), each digit after its label: 7689.15 -> ``f7e6d8c9b1a5``; zeros written, so both operands have
+    the same labels."""
     cents = int(value.scaleb(2))
-    return "".join(f"{PLACES[i]}{cents // 10 ** i % 10}" for i in range(top, -1, -1))
+    return "".join(f"{PLACES[i]}{cents // 10 ** i % 10}" for i in range(top, low - 1, -1))
 
 
 def columns(x: Decimal, y: Decimal, kind: str, decimals: int) -> tuple[list[str], Decimal]:
@@ -98,8 +99,7 @@ def columns(x: Decimal, y: Decimal, kind: str, decimals: int) -> tuple[list[str]
     digit plus ten (``c:12-3-1=8``); a carry out of the top place gets a line of its own (``g:1,16402.20``)."""
     low = 2 - decimals      # integers start at units (c), one decimal at tenths (b)
     top = max(len(str(int(x))), len(str(int(y)))) + 1
-    cut = len(_labelled(x, top)) - 2 * low
-    lines = [_labelled(x, top)[:cut], _labelled(y, top)[:cut]]
+    lines = [_labelled(x, top, low), _labelled(y, top, low)]
     xs, ys = int(x.scaleb(2)), int(y.scaleb(2))
     carry, written = 0, ""
     for i in range(low, top + 1):
