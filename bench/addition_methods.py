@@ -22,7 +22,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-METHODS = ("place", "column")
+METHODS = ("place", "column", "explicit")
 STEP = re.compile(r"^(?:[a-z]:)?([\d.+\-]+)=([\d.]+)(?:,[\d.]+)?$")
 
 
