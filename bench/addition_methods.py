@@ -22,7 +22,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-METHODS = ("place", "column", "explicit")
+METHODS = ("place", "column")
 STEP = re.compile(r"^(?:[a-z]:)?([\d.+\-]+)=([\d.]+)(?:,[\d.]+)?$")
 
 

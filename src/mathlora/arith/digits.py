@@ -92,13 +92,11 @@ def _labelled(value: Decimal, top: int, low: int) -> str:
     return "".join(f"{PLACES[i]}{cents // 10 ** i % 10}" for i in range(top, low - 1, -1))
 
 
-def columns(x: Decimal, y: Decimal, kind: str, decimals: int, *, every_carry: bool = False) -> tuple[list[str], Decimal]:
+def columns(x: Decimal, y: Decimal, kind: str, decimals: int) -> tuple[list[str], Decimal]:
     """x + y or x - y (x >= y >= 0) in columns, lowest place first: both operands written with place labels
     (:func:`_labelled`), then one line a place, ``c:9+3+1=13,3.20``: the digits, the carry (or borrow) from the
     place below, the column's result, and the result so far (its lowest digits). A borrow writes the upper
-    digit plus ten (``c:12-3-1=8``); a carry out of the top place gets a line of its own (``g:1,16402.20``).
-    ``every_carry``: the carry (borrow) term is written in every line, ``+0`` (``-0``) where there is none, so
-    that every line has the same shape."""
+    digit plus ten (``c:12-3-1=8``); a carry out of the top place gets a line of its own (``g:1,16402.20``)."""
     low = 2 - decimals      # integers start at units (c), one decimal at tenths (b)
     top = max(len(str(int(x))), len(str(int(y)))) + 1
     lines = [_labelled(x, top, low), _labelled(y, top, low)]
@@ -106,7 +104,7 @@ def columns(x: Decimal, y: Decimal, kind: str, decimals: int, *, every_carry: bo
     carry, written = 0, ""
     for i in range(low, top + 1):
         dx, dy = xs // 10 ** i % 10, ys // 10 ** i % 10
-        extra = f"{kind}{carry}" if carry or every_carry else ""
+        extra = f"{kind}1" if carry else ""
         if kind == "+":
             s = dx + dy + carry
             step, digit, carry = f"{dx}+{dy}{extra}={s}", s % 10, s // 10
@@ -141,44 +139,12 @@ def signed_sum(a: str, op: str, b: str, *, method: str = "place") -> tuple[list[
             big, small, negative, kind = neg, pos, True, "-"
     inner = f"{fixed(big, decimals)}{kind}{fixed(small, decimals)}"
     written = f"{a}{op}{b}"
-    if method == "explicit" and decimals <= 2 and len(str(int(big))) + 2 < len(PLACES):
-        lines, result = columns(big, small, kind, decimals, every_carry=True)
-        rules = sign_rules(a, op, b, decimals)
-        if negative:
-            result = -result
-            lines.append(f"-({inner})={fixed(result, decimals)}")
-        return rules + lines, result
     if method == "column" and decimals <= 2 and len(str(int(big))) + 2 < len(PLACES):
         work = columns(big, small, kind, decimals)
     else:
         work = (add_place if kind == "+" else sub_place)(big, small, decimals)
     return _signed(written, inner, negative, work,
                    show=written != (f"-({inner})" if negative else inner), fmt=lambda r: fixed(r, decimals))
-
-
-def sign_rules(a: str, op: str, b: str, decimals: int) -> list[str]:
-    """The signs of ``a op b`` resolved one rule a line, each line ``before=after`` (the first ``before`` the
-    problem's own text, spaces kept): a negative second operand flips the operation (``a - -b = a+b``); a
-    negative first one comes out of parentheses (``-a + b = -(a-b)``); a difference whose second magnitude is
-    larger turns around (``a-b = -(b-a)``, ``-(a-b) = b-a``). No line where no rule applies."""
-    x, y = Decimal(a), Decimal(b)
-    flip = {"+": "-", "-": "+"}
-    lines, before = [], f"{a} {op} {b}"
-    if y < 0:
-        x_text, op, y = a, flip[op], -y
-        after = f"{x_text}{op}{fixed(y, decimals)}"
-        lines.append(f"{before}={after}")
-        before = after
-    outside = ""
-    if x < 0:
-        x, op, outside = -x, flip[op], "-"
-        after = f"-({fixed(x, decimals)}{op}{fixed(y, decimals)})"
-        lines.append(f"{before}={after}")
-        before = after
-    if op == "-" and x < y:
-        after = f"{'' if outside else '-'}({fixed(y, decimals)}-{fixed(x, decimals)})"
-        lines.append(f"{before}={after.removeprefix('(').removesuffix(')') if outside else after}")
-    return lines
 
 
 def _signed(written: str, inner: str, negative: bool, work: tuple[list[str], Decimal], *, show: bool,
