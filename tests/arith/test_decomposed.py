@@ -5,8 +5,10 @@ The checker below reads the step lines as text and recomputes them with Python's
 builds them with ``Decimal`` and its own loops). A line is one of:
 
 * an equality chain ``e1=e2=...`` of numbers, ``+ - * / ^`` and parentheses: every member equal, exactly;
-  ``x=d*q+r`` lines are division steps (0 <= r < d, q one digit) or root steps (after ``分组``: q the largest
-  digit with (t+1)*(q+1) > x); a product ``a*b=c`` has a factor with one nonzero digit (a small step);
+  ``x=d*q+r`` lines are division steps (0 <= r < d, q one digit, every x after the first the last remainder
+  followed by the dividend's next digit; ``x=d*q+r,Q|rest`` also the quotient so far and the digits left) or
+  root steps (after ``分组``: q the largest digit with (t+1)*(q+1) > x); a product ``a*b=c`` has a factor with
+  one nonzero digit (a small step);
 * ``商：q`` / ``商：q≈r``: q is the last division's quotient cut to its decimals, r it rounded half-up to two;
 * ``√x≈q≈r`` / ``√x=q``: the root cut to three decimals, then rounded half-up;
 * the linear equation's ``移项：ax=c`` and ``x=c/a``, the fraction's ``最大公约数：g``, checked against the problem.
@@ -37,6 +39,8 @@ def _value(expr: str) -> Fraction:
     """An expression of the step lines recomputed with Fraction (test-only: our own generated text)."""
     if not re.fullmatch(r"[\d.+\-*/^()]+", expr):
         raise ValueError(f"not an expression: {expr!r}")
+    if expr.count("^") > 1 or re.search(r"\^\(?-?\d{3,}", expr):  # a model's completion (bench/step_methods.py)
+        raise ValueError(f"a power too large to recompute: {expr!r}")
     text = re.sub(r"(\d+(?:\.\d+)?)", lambda m: f"Fraction('{m.group(1)}')", expr).replace("^", "**")
     return eval(text, {"Fraction": Fraction, "__builtins__": {}})
 
@@ -57,6 +61,39 @@ def _one_nonzero_digit(text: str) -> bool:
 
 LABELLED = re.compile(r"(?:[a-z]\d)+")
 COLUMN = re.compile(r"([a-z]):(?:(1?)(\d)([+-])(\d)([+-]1)?=(\d+)|1),([\d.]+)")
+DIVISION_STEP = re.compile(r"(\d+)=(\d+)\*(\d+)\+(\d+)(?:,([\d.]+)\|([\d.]*))?")
+DECIMALS = 3  # long division goes to three decimals, then rounds half-up to two
+
+
+def check_division_step(m: re.Match, division: tuple[int, int], chain: tuple | None) -> tuple[bool, tuple]:
+    """One long-division line ``x=d*q+r`` (plain) or ``x=d*q+r,Q|rest`` (with the quotient so far and the
+    digits still to bring down) of ``n / d``, given the previous line's (position, quotient, remainder) or None
+    for the first line. Returns (right, this line's chain). The first x is the dividend's shortest prefix not
+    below d; every next x is the remainder followed by the dividend's next digit (zeros after its end)."""
+    x, t, q, r = (int(g) for g in m.groups()[:4])
+    n, d = division
+    digits = str(n)
+    stream = digits + "0" * DECIMALS
+    ok = t == d and x == t * q + r and q <= 9 and 0 <= r < t
+    if chain is None:
+        k = len(str(x))
+        ok = ok and digits[:k] == str(x) and (x >= d or k == len(digits)) and (k == 1 or int(digits[:k - 1]) < d)
+        pos, quotient = k, str(q)
+    else:
+        pos, quotient, previous = chain
+        ok = ok and pos < len(stream) and x == 10 * previous + int(stream[pos])
+        quotient += ("." if pos == len(digits) else "") + str(q)
+        pos += 1
+    if m[5] is not None:
+        left = stream[pos:]
+        if m[6] == "":  # the last line: every digit brought down, or the remainder 0 with only zeros left
+            ok = ok and (pos == len(stream) or (r == 0 and pos >= len(digits) and not left.strip("0")))
+        else:
+            cut = len(digits) - pos
+            shown = f"{left[:cut]}.{left[cut:]}" if cut >= 0 else left
+            ok = ok and m[6] == shown
+        ok = ok and m[5] == quotient
+    return ok, (pos, quotient, r)
 
 
 def _operand(line: str) -> tuple[str, dict[str, int]]:
@@ -121,6 +158,7 @@ def check_solution(problem: str, solution: str) -> list[str]:
     numbers = found.numbers
     wrong: list[str] = []
     last_division: tuple[int, int] | None = None
+    chain = None  # the long division's state after its last line
     in_root = False
     lines = solution.splitlines()
     assert lines[-1].startswith("答案："), solution
@@ -149,6 +187,7 @@ def check_solution(problem: str, solution: str) -> list[str]:
                 q, _, r = body.partition("≈")
                 ok = Fraction(q) == _cut(exact, len(q.split(".")[1]) if "." in q else 0)
                 ok = ok and (Fraction(q) == exact if not r else Fraction(r) == _half_up(exact))
+                ok = ok and (chain is None or q == chain[1])  # the quotient that the lines above wrote
             elif label == "最大公约数":
                 ok = int(body) == math.gcd(*numbers)
             elif label == "移项":
@@ -157,7 +196,7 @@ def check_solution(problem: str, solution: str) -> list[str]:
             elif body.startswith("x="):
                 a, b = numbers
                 ok = body == f"x={-b}/{a}"
-                last_division = (abs(b), abs(a))
+                last_division, chain = (abs(b), abs(a)), None
             elif body.startswith("√"):
                 x = Fraction(numbers[0])
                 members = re.split(r"[≈=]", body[1:])
@@ -169,11 +208,14 @@ def check_solution(problem: str, solution: str) -> list[str]:
                     ok = ok and Fraction(members[1]) == _cut(root, 3) and Fraction(members[2]) == _half_up(root)
                 else:
                     ok = ok and Fraction(members[1]) ** 2 == x
+            elif (step := DIVISION_STEP.fullmatch(body)) and not in_root and family != "fraction_simplify" \
+                    and last_division:
+                ok, chain = check_division_step(step, last_division, chain)
             elif "=" not in body:  # a header: the expression that the next lines compute
                 _value(body)
                 m = re.fullmatch(r"(\d+)/(\d+)", body)
                 if m:
-                    last_division = (int(m[1]), int(m[2]))
+                    last_division, chain = (int(m[1]), int(m[2])), None
             else:
                 members = body.split("=")
                 if members[0] == "y":  # the function value: y=k*x^n=value
@@ -183,7 +225,7 @@ def check_solution(problem: str, solution: str) -> list[str]:
                 for m in members:
                     d = re.fullmatch(r"-?\(?(\d+)/(\d+)\)?", m)
                     if d:
-                        last_division = (int(d[1]), int(d[2]))
+                        last_division, chain = (int(d[1]), int(d[2])), None
                 step = re.fullmatch(r"(\d+)=(\d+)\*(\d+)\+(\d+)", body)
                 if step:
                     x, t, q, r = (int(g) for g in step.groups())
@@ -191,8 +233,8 @@ def check_solution(problem: str, solution: str) -> list[str]:
                         ok = ok and q <= 9 and (t + 1) * (q + 1) > x
                     elif family == "fraction_simplify":  # Euclid: the remainder below the divisor
                         ok = ok and 0 <= r < t
-                    else:  # long division: one quotient digit, the remainder below the divisor
-                        ok = ok and q <= 9 and 0 <= r < t
+                    else:  # a long-division line with no division before it
+                        ok = False
                 elif len(members) == 2 and re.fullmatch(r"[\d.]+\*[\d.]+", members[0]):
                     a, b = members[0].split("*")
                     ok = ok and (_one_nonzero_digit(a) or _one_nonzero_digit(b))
@@ -207,10 +249,12 @@ def check_solution(problem: str, solution: str) -> list[str]:
     return wrong
 
 
-@pytest.fixture(params=["place", "column"])
+@pytest.fixture(params=[("place", "plain"), ("column", "plain"), ("column", "rest")], ids="-".join)
 def addition(request, monkeypatch):
-    """Every test that takes it runs with both ways of writing + and - (decomposed.ADDITION)."""
-    monkeypatch.setattr(decomposed, "ADDITION", request.param)
+    """Every test that takes it runs with both ways of writing + and - (decomposed.ADDITION) and both ways of
+    writing long division (decomposed.DIVISION)."""
+    monkeypatch.setattr(decomposed, "ADDITION", request.param[0])
+    monkeypatch.setattr(decomposed, "DIVISION", request.param[1])
     return request.param
 
 
@@ -321,3 +365,23 @@ def test_column_steps_and_the_checker_that_finds_their_errors(monkeypatch):
     assert borrow.splitlines()[2:4] == ["a:17-8=9,9", "b:9-5-1=3,39"] and borrow.endswith("f:3-2-1=0,0983.39\n答案：983.39")
     assert check_solution("计算 3170.97 - 2187.58 等于多少？", borrow) == []
     assert check_solution("计算 3170.97 - 2187.58 等于多少？", borrow.replace("a:17-8=9,9", "a:7-8=9,9")) != []
+
+
+def test_long_division_with_its_rest_and_the_checker_that_finds_bring_down_errors(monkeypatch):
+    problem = "求以下数据的平均值：[74, 28, 57, 84, 97, 84]"
+    monkeypatch.setattr(decomposed, "DIVISION", "rest")
+    good = rewrite_solution(problem, "平均值为 70.66666666666667", "decomposed").solution
+    assert good.endswith("平均值：424/6\n42=6*7+0,7|4.000\n4=6*0+4,70|.000\n40=6*6+4,70.6|00\n40=6*6+4,70.66|0\n"
+                         "40=6*6+4,70.666|\n商：70.666≈70.67\n答案：70.67")
+    assert check_solution(problem, good) == []
+    for line, bad in (("4=6*0+4,70|.000", "42=6*7+0,77|.000"),    # the same digit brought down again
+                      ("40=6*6+4,70.6|00", "40=6*6+4,706|00"),    # the point not put on the quotient
+                      ("40=6*6+4,70.66|0", "40=6*6+4,70.66|00"),  # the rest not shortened
+                      ("42=6*7+0,7|4.000", "4=6*0+4,0|24.000"),   # a first prefix below the divisor
+                      ("40=6*6+4,70.666|", "40=6*6+4,70.666|0")):  # a digit left at the end
+        assert check_solution(problem, good.replace(line, bad, 1)) != [], bad
+    assert check_solution(problem, good.replace("\n40=6*6+4,70.666|", "")) != []  # the division stopped early
+    monkeypatch.setattr(decomposed, "DIVISION", "plain")
+    plain = rewrite_solution(problem, "平均值为 70.66666666666667", "decomposed").solution
+    assert check_solution(problem, plain) == []
+    assert check_solution(problem, plain.replace("\n4=6*0+4\n", "\n42=6*7+0\n")) != []  # a bring-down error
