@@ -2,16 +2,20 @@
 
     python bench/step_methods.py --op addition --output runs/addm         # place against column, + and -
     python bench/step_methods.py --op division --output runs/divm         # plain against rest
+    python bench/step_methods.py --op product --output runs/prodm         # goat against column
     python bench/step_methods.py --op division --steps 120 train.lr=1e-3
 
-The `decomposed` style leaves two choices open, each a module setting of `mathlora.arith.decomposed`:
+The `decomposed` style leaves three choices open, each a module setting of `mathlora.arith.decomposed`:
 
 * `--op addition` (`ADDITION`): `+`/`-` split by place value (``4204.22+2000=6204.22``, one line a part) or in
   columns with carries and borrows (``c:9+3+1=13,3.20``); trained on the `+`/`-` problems;
 * `--op division` (`DIVISION`): long division as ``44=6*7+2`` (plain: the next line brings down the dividend's
   next digit, found by its place) or ``44=6*7+2,67|.000`` (rest: the quotient so far and the digits still to
   bring down on every line); trained on the four families that divide (division, mean, linear equation,
-  discount).
+  discount);
+* `--op product` (`PRODUCT`): the small families' products as Goat's partial products, one line each
+  (``64*40=2560``, ``2560+576=3136``), or one digit at a time (``d:6*9+3=57,576``) with the partial products
+  added in columns; trained on rectangle area, sales and mass.
 
 Each method trains on the same generated problems (the tool-free demo's config, `synth.types` the op's
 families, one epoch of `--steps` x 16 records), the same optimizer steps, and is scored without a tool on the
@@ -30,7 +34,8 @@ import time
 from pathlib import Path
 
 OPS = {"addition": ("ADDITION", ("place", "column"), ("addition", "subtraction")),
-       "division": ("DIVISION", ("plain", "rest"), ("division", "mean", "linear_equation", "discount"))}
+       "division": ("DIVISION", ("plain", "rest"), ("division", "mean", "linear_equation", "discount")),
+       "product": ("PRODUCT", ("goat", "column"), ("rectangle_area", "sales", "mass"))}
 
 
 def checked_steps(problem: str, completion: str) -> tuple[int, int]:
