@@ -5,7 +5,8 @@
 `eval.checkpoints: true` scores every checkpoint inside `mathlora run`; this scores only the steps named, into
 RUN/eval/curve/step-N/ (the same files as eval/tuned/), so a curve can be drawn after a run without scoring
 ten checkpoints. Prints accuracy per family per step (without the calculator, and with it when the run's
-`eval.calculator` is on) beside the run's tuned model (its last step), and one JSON line.
+`eval.calculator` is on) beside the run's tuned model (its last step), for a decomposed run the share of step
+lines that the tests' checker finds right, and one JSON line.
 """
 
 from __future__ import annotations
@@ -39,19 +40,41 @@ def main() -> None:
                       solution_style=cfg.solution_style, progress=False)
         graded = json.loads((out / "math.json").read_text(encoding="utf-8"))
         rows.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "accuracy": graded["accuracy"],
-                     "per_type": {t: v["accuracy"] for t, v in graded["per_type"].items()}})
+                     "per_type": {t: v["accuracy"] for t, v in graded["per_type"].items()},
+                     "steps_right": steps_right(out / "math_predictions.jsonl")})
     tuned = json.loads((run / "eval" / "tuned" / "math.json").read_text(encoding="utf-8"))
     summary = json.loads((run / "train" / "summary.json").read_text(encoding="utf-8"))
     last = summary.get("global_step") or summary.get("steps") or "last"
     rows.append({"step": last, "accuracy": tuned["accuracy"],
-                 "per_type": {t: v["accuracy"] for t, v in tuned["per_type"].items()}})
+                 "per_type": {t: v["accuracy"] for t, v in tuned["per_type"].items()},
+                 "steps_right": steps_right(run / "eval" / "tuned" / "math_predictions.jsonl")})
     families = sorted(rows[-1]["per_type"])
     print(f"{'family':<18} " + " ".join(f"{'step ' + str(r['step']):>10}" for r in rows))
     print(f"{'ALL':<18} " + " ".join(f"{100 * r['accuracy']:>9.1f}%" for r in rows))
     for f in families:
         print(f"{f:<18} " + " ".join(f"{100 * r['per_type'].get(f, 0):>9.1f}%" for r in rows))
+    if cfg.solution_style == "decomposed":
+        print(f"{'steps right':<18} " + " ".join(f"{100 * r['steps_right'][0] / max(r['steps_right'][1], 1):>9.1f}%"
+                                                for r in rows))
     print(json.dumps({"bench": "learning_curve", "run": str(run), "calculator": bool(cfg.eval.calculator),
                       "rows": rows}))
+
+
+def steps_right(predictions: Path) -> tuple[int, int]:
+    """(step lines the checker finds right, step lines) over the completions of the Chinese problems (see
+    bench/step_methods.py); English problems have no steps to check."""
+    from step_methods import checked_steps
+
+    from mathlora.arith.families import recognise
+
+    good = total = 0
+    for line in predictions.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        problem = row["prompt"].split("### Instruction:\n")[1].split("\n\n### Response:")[0]
+        if recognise(problem) is not None:
+            g, t = checked_steps(problem, row.get("completion", ""))
+            good, total = good + g, total + t
+    return good, total
 
 
 if __name__ == "__main__":
