@@ -1,18 +1,13 @@
 """Ways of writing the tool-free style's steps, trained side by side at equal compute (issue 27).
 
     python bench/step_methods.py --op addition --output runs/addm         # place against column, + and -
-    python bench/step_methods.py --op division --output runs/divm         # plain against rest
     python bench/step_methods.py --op product --output runs/prodm         # goat against column
-    python bench/step_methods.py --op division --steps 120 train.lr=1e-3
+    python bench/step_methods.py --op product --steps 120 train.lr=1e-3
 
-The `decomposed` style leaves three choices open, each a module setting of `mathlora.arith.decomposed`:
+The `decomposed` style leaves two choices open, each a module setting of `mathlora.arith.decomposed`:
 
 * `--op addition` (`ADDITION`): `+`/`-` split by place value (``4204.22+2000=6204.22``, one line a part) or in
   columns with carries and borrows (``c:9+3+1=13,3.20``); trained on the `+`/`-` problems;
-* `--op division` (`DIVISION`): long division as ``44=6*7+2`` (plain: the next line brings down the dividend's
-  next digit, found by its place) or ``44=6*7+2,67|.000`` (rest: the quotient so far and the digits still to
-  bring down on every line); trained on the four families that divide (division, mean, linear equation,
-  discount);
 * `--op product` (`PRODUCT`): the small families' products as Goat's partial products, one line each
   (``64*40=2560``, ``2560+576=3136``), or one digit at a time (``d:6*9+3=57,576``) with the partial products
   added in columns; trained on rectangle area, sales and mass.
@@ -20,9 +15,9 @@ The `decomposed` style leaves three choices open, each a module setting of `math
 Each method trains on the same generated problems (the tool-free demo's config, `synth.types` the op's
 families, one epoch of `--steps` x 16 records), the same optimizer steps, and is scored without a tool on the
 same held-out problems. Besides the answer accuracy it prints the share of the completions' step lines that
-the tests' independent checker (`tests/arith/test_decomposed.py`, which recomputes every step, and for long
-division every bring-down) finds right: the number to watch when the answers are still wrong. The base model
-is not scored (it scores 0 on these). Prints a table and one JSON line.
+the tests' independent checker (`tests/arith/test_decomposed.py`, which recomputes every step) finds right:
+the number to watch when the answers are still wrong. The base model is not scored (it scores 0 on these).
+Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ import time
 from pathlib import Path
 
 OPS = {"addition": ("ADDITION", ("place", "column"), ("addition", "subtraction")),
-       "division": ("DIVISION", ("plain", "rest"), ("division", "mean", "linear_equation", "discount")),
        "product": ("PRODUCT", ("goat", "column"), ("rectangle_area", "sales", "mass"))}
 
 

@@ -16,9 +16,7 @@ digit its own token, and a space is one more token):
   at a time;
 * ``/``: both scaled to integers (``3008.48/3439.46=300848/343946``), then long division, one quotient digit
   per line (``3008480=343946*8+256912``: the remainder is below the divisor), to three decimals, then rounded
-  half-up to two (``商：0.874≈0.87``): the normalize rule, so the answer equals the other styles'; with
-  ``DIVISION = "rest"`` each line also carries the quotient so far and the digits still to bring down
-  (``3008480=343946*8+256912,0.8|00``);
+  half-up to two (``商：0.874≈0.87``): the normalize rule, so the answer equals the other styles';
 * square root: digit by digit, one pair of digits per line (``1245=148*8+61``: 148 is twice the root so far,
   times ten, plus the new digit), to three decimals, rounded to two;
 * gcd (fractions): Euclid's steps, in the same ``a=b*q+r`` lines;
@@ -51,12 +49,6 @@ MAX_CHARS = 400
 # of the place-value steps.
 ADDITION = "column"
 
-# How division is written (the division, mean, linear equation and discount families): "plain" (``44=6*7+2``:
-# the next line brings down the dividend's next digit, found by its place in the dividend) or "rest"
-# (``44=6*7+2,67|.000``: each line also carries the quotient so far and the digits still to bring down; see
-# :func:`mathlora.arith.digits.long_division`). bench/step_methods.py --op division trains both.
-DIVISION = "plain"
-
 # How the small families multiply (rectangle area, mass, sales: integers of at most three digits): "goat" (one
 # partial product a line, ``64*40=2560``, then the partial products added in one line each) or "column" (each
 # partial product one digit at a time, ``d:6*4+1=25,256``, and the partial products added in columns; see
@@ -74,7 +66,7 @@ def _arith(op: str):
         elif op == "*":
             lines, result = signed_product(a, b)
         else:
-            lines, result = signed_division(a, b, method=DIVISION)
+            lines, result = signed_division(a, b)
         return lines, num(result)
     return plan
 
@@ -106,13 +98,13 @@ def _mean(*items: str):
         lines.append(f"{i}个：{num(total)}+{num(v)}={num(total + v)}")
         total += v
     lines.append(f"平均值：{num(total)}/{len(values)}")
-    steps, mean = signed_division(num(total), str(len(values)), header=f"{num(total)}/{len(values)}", method=DIVISION)
+    steps, mean = signed_division(num(total), str(len(values)), header=f"{num(total)}/{len(values)}")
     return lines + steps, num(mean)
 
 
 def _linear(a: int, b: int):
     lines = [f"移项：{a}x={-b}", f"x={-b}/{a}"]
-    steps, x = signed_division(str(-b), str(a), method=DIVISION)
+    steps, x = signed_division(str(-b), str(a))
     return lines + steps, num(x)
 
 
@@ -131,7 +123,7 @@ def _discount(a: int, b: int):
     lines = ["差价：" + steps[0], *steps[1:]]
     scaled = diff * 100
     lines.append(f"折扣比例：{num(diff)}*100/{a}={num(scaled)}/{a}")
-    div, ratio = signed_division(num(scaled), str(a), header=f"{num(scaled)}/{a}", method=DIVISION)
+    div, ratio = signed_division(num(scaled), str(a), header=f"{num(scaled)}/{a}")
     return lines + div, num(ratio)
 
 

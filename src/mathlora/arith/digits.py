@@ -238,18 +238,9 @@ def signed_product(a: str, b: str) -> tuple[list[str], Decimal]:
                    show=f"{a}*{b}" != inner and (x < 0 or y < 0), fmt=num)
 
 
-def long_division(n: int, d: int, *, method: str = "plain") -> tuple[list[str], Decimal]:
+def long_division(n: int, d: int) -> tuple[list[str], Decimal]:
     """n / d for integers n >= 0, d > 0: one quotient digit per line to DIVISION_DECIMALS decimals (fewer when
-    the remainder becomes 0), then ``商：q`` or ``商：q≈rounded``. Returns the rounded (or exact) quotient.
-
-    ``method="plain"``: ``x=d*q+r`` (the next ``x`` is ``r`` followed by the dividend's next digit, which the
-    reader has to find in the dividend). ``method="rest"``: each line also carries the quotient so far and the
-    digits still to bring down, ``44=6*7+2,67|.000``, so that every line is the previous one's remainder, its
-    quotient and its rest, each changed by one digit: the next ``x`` is ``r`` followed by the first digit of the
-    rest; a point at the head of the rest goes onto the quotient.
-    """
-    if method not in ("plain", "rest"):
-        raise ValueError(f"long division method: expected plain or rest, got {method!r}")
+    the remainder becomes 0), then ``商：q`` or ``商：q≈rounded``. Returns the rounded (or exact) quotient."""
     digits = str(n)
     width = len(str(d))
     # the first partial dividend: the shortest prefix not below d (the whole number when it is below d)
@@ -261,20 +252,9 @@ def long_division(n: int, d: int, *, method: str = "plain") -> tuple[list[str], 
     decimals = 0
     while True:
         q, r = divmod(x, d)
+        lines.append(f"{x}={d}*{q}+{r}")
         quotient += str(q)
-        done = not rest or (r == 0 and len(rest) <= DIVISION_DECIMALS and all(c == "0" for c in rest))
-        if method == "plain":
-            lines.append(f"{x}={d}*{q}+{r}")
-        else:
-            whole = len(quotient) - decimals
-            shown = quotient[:whole] + (f".{quotient[whole:]}" if decimals else "")
-            left = "" if done else "".join(rest)
-            if len(left) > DIVISION_DECIMALS:  # the point among the digits still to bring down
-                left = f"{left[:-DIVISION_DECIMALS]}.{left[-DIVISION_DECIMALS:]}"
-            elif len(left) == DIVISION_DECIMALS and decimals == 0:  # the next digit is the first decimal
-                left = "." + left
-            lines.append(f"{x}={d}*{q}+{r},{shown}|{left}")
-        if done:
+        if not rest or (r == 0 and len(rest) <= DIVISION_DECIMALS and all(c == "0" for c in rest)):
             break
         if len(rest) <= DIVISION_DECIMALS:
             decimals += 1
@@ -291,9 +271,8 @@ def long_division(n: int, d: int, *, method: str = "plain") -> tuple[list[str], 
     return lines, rounded
 
 
-def signed_division(a: str, b: str, *, header: str | None = None, method: str = "plain") -> tuple[list[str], Decimal]:
-    """``a / b`` (number texts): signs first, both scaled to integers, then long division (``method``: see
-    :func:`long_division`)."""
+def signed_division(a: str, b: str, *, header: str | None = None) -> tuple[list[str], Decimal]:
+    """``a / b`` (number texts): signs first, both scaled to integers, then long division."""
     x, y = Decimal(a), Decimal(b)
     if y == 0:
         raise CalculatorError("division by zero")
@@ -306,7 +285,7 @@ def signed_division(a: str, b: str, *, header: str | None = None, method: str = 
     target = f"-({plain})" if negative else plain
     if written != target:
         lines.append(f"{written}={target}")
-    steps, result = long_division(n, d, method=method)
+    steps, result = long_division(n, d)
     lines += steps
     return lines, -result if negative else result
 
