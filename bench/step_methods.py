@@ -1,16 +1,15 @@
 """Ways of writing the tool-free style's steps, trained side by side at equal compute (issue 27).
 
     python bench/step_methods.py --op addition --output runs/addm         # place against column, + and -
-    python bench/step_methods.py --op product --output runs/prodm         # goat against column
-    python bench/step_methods.py --op product --steps 120 train.lr=1e-3
+    python bench/step_methods.py --op addition --steps 120 train.lr=1e-3
 
-The `decomposed` style leaves two choices open, each a module setting of `mathlora.arith.decomposed`:
+A choice the `decomposed` style leaves open, a module setting of `mathlora.arith.decomposed`:
 
 * `--op addition` (`ADDITION`): `+`/`-` split by place value (``4204.22+2000=6204.22``, one line a part) or in
-  columns with carries and borrows (``c:9+3+1=13,3.20``); trained on the `+`/`-` problems;
-* `--op product` (`PRODUCT`): the small families' products as Goat's partial products, one line each
-  (``64*40=2560``, ``2560+576=3136``), or one digit at a time (``d:6*9+3=57,576``) with the partial products
-  added in columns; trained on rectangle area, sales and mass.
+  columns with carries and borrows (``c:9+3+1=13,3.20``); trained on the `+`/`-` problems.
+
+Two more were tried this way and dropped (BENCHMARKS.md; the code is in git history): long division carrying its
+quotient and rest (commit a23a238) and the small families' products one digit at a time (commit a62259c).
 
 Each method trains on the same generated problems (the tool-free demo's config, `synth.types` the op's
 families, one epoch of `--steps` x 16 records), the same optimizer steps, and is scored without a tool on the
@@ -28,8 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-OPS = {"addition": ("ADDITION", ("place", "column"), ("addition", "subtraction")),
-       "product": ("PRODUCT", ("goat", "column"), ("rectangle_area", "sales", "mass"))}
+OPS = {"addition": ("ADDITION", ("place", "column"), ("addition", "subtraction"))}
 
 
 def checked_steps(problem: str, completion: str) -> tuple[int, int]:

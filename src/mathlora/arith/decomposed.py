@@ -49,13 +49,6 @@ MAX_CHARS = 400
 # of the place-value steps.
 ADDITION = "column"
 
-# How the small families multiply (rectangle area, mass, sales: integers of at most three digits): "goat" (one
-# partial product a line, ``64*40=2560``, then the partial products added in one line each) or "column" (each
-# partial product one digit at a time, ``d:6*4+1=25,256``, and the partial products added in columns; see
-# :func:`mathlora.arith.digits.multiply_columns`; the sales total is added in columns too).
-# bench/step_methods.py --op product trains both.
-PRODUCT = "goat"
-
 
 # ------------------------------------------------------------------------------------------- families
 
@@ -109,12 +102,12 @@ def _linear(a: int, b: int):
 
 
 def _rectangle(length: int, width: int):
-    steps, area = multiply(Decimal(length), Decimal(width), method=PRODUCT)
+    steps, area = multiply(Decimal(length), Decimal(width))
     return ["面积：" + steps[0], *steps[1:]], num(area), " 平方厘米"
 
 
 def _mass(d: int, v: int):
-    steps, mass = multiply(Decimal(d), Decimal(v), method=PRODUCT)
+    steps, mass = multiply(Decimal(d), Decimal(v))
     return ["质量：" + steps[0], *steps[1:]], num(mass), " 克"
 
 
@@ -128,15 +121,12 @@ def _discount(a: int, b: int):
 
 
 def _sales(a: int, b: int):
-    steps, product = multiply(Decimal(a), Decimal(b), method=PRODUCT)
+    steps, product = multiply(Decimal(a), Decimal(b))
     lines = ["增长：" + steps[0], *steps[1:]]
     growth = product / 100
     lines.append(f"{num(product)}/100={num(growth)}")
-    if PRODUCT == "column":  # the sum in the +/- families' steps too
-        add, total = signed_sum(str(a), "+", num(growth), method=ADDITION)
-    else:
-        add, total = small_sum(Decimal(a), growth)
-    lines += ["今年销售额：" + add[0], *add[1:]]
+    add, total = small_sum(Decimal(a), growth)
+    lines.append("今年销售额：" + add[0])
     return lines, num(total)
 
 

@@ -166,54 +166,8 @@ def small_sum(x: Decimal, y: Decimal) -> tuple[list[str], Decimal]:
     return [f"{num(x)}+{num(y)}={num(x + y)}"], x + y
 
 
-def times_digit(x: int, m: int) -> tuple[list[str], int]:
-    """x * m for an integer x >= 10 and one digit m, in columns, lowest place first: x after its place labels and
-    the digit (``d6c4*9``), then one line a place, ``d:6*9+3=57,576``: x's digit times m, plus the carry from
-    the place below, the column's product, and the result so far (the top place writes its whole product)."""
-    top = 1 + len(str(x))  # units are place 2 (c)
-    lines = [f"{_labelled(Decimal(x), top, 2)}*{m}"]
-    carry, written = 0, ""
-    for i in range(2, top + 1):
-        dx = x // 10 ** (i - 2) % 10
-        s = dx * m + carry
-        written = (str(s) if i == top else str(s % 10)) + written
-        lines.append(f"{PLACES[i]}:{dx}*{m}{f'+{carry}' if carry else ''}={s},{written}")
-        carry = s // 10
-    return lines, x * m
-
-
-def multiply_columns(x: int, y: int) -> tuple[list[str], Decimal]:
-    """x * y for integers >= 0, every step one digit: the header ``64*49``, then the longer factor times each
-    place-value part of the other, one digit at a time in columns (:func:`times_digit`; a one-digit factor
-    from the table), its zeros appended (``64*40=2560``), then the partial products added in columns
-    (:func:`columns`)."""
-    if len(str(y)) > len(str(x)):
-        x, y = y, x
-    if x < 10 or y == 0:  # a one-digit product or a zero: one line
-        return [f"{x}*{y}={x * y}"], Decimal(x * y)
-    lines, products = [f"{x}*{y}"], []
-    for part in parts(Decimal(y)):
-        digit = int(str(int(part))[0])
-        steps, _ = times_digit(x, digit)
-        lines += steps
-        if part != digit:
-            lines.append(f"{x}*{num(part)}={x * int(part)}")
-        products.append(x * int(part))
-    total = products[0]
-    for p in products[1:]:
-        steps, _ = columns(Decimal(total), Decimal(p), "+", 0)
-        lines += steps
-        total += p
-    return lines, Decimal(total)
-
-
-def multiply(x: Decimal, y: Decimal, *, method: str = "goat") -> tuple[list[str], Decimal]:
-    """x * y, both >= 0: Goat's split of the factor with fewer nonzero digits, partial products, then sums;
-    ``method="column"`` (integers only): :func:`multiply_columns`."""
-    if method == "column":
-        if x != int(x) or y != int(y):
-            raise ValueError(f"column products take integers, got {x} and {y}")
-        return multiply_columns(int(x), int(y))
+def multiply(x: Decimal, y: Decimal) -> tuple[list[str], Decimal]:
+    """x * y, both >= 0: Goat's split of the factor with fewer nonzero digits, partial products, then sums."""
     if nonzero_digits(y) > nonzero_digits(x):
         x, y = y, x
     pieces = parts(y)
