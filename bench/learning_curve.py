@@ -3,10 +3,10 @@
     python bench/learning_curve.py --run runs/demo_notool --steps 20,40     # the run's own eval settings
 
 `eval.checkpoints: true` scores every checkpoint inside `mathlora run`; this scores only the steps named, into
-RUN/eval/curve/step-N/ (the same files as eval/tuned/), so a curve can be drawn after a run without scoring
-ten checkpoints. Prints accuracy per family per step (without the calculator, and with it when the run's
-`eval.calculator` is on) beside the run's tuned model (its last step), for a decomposed run the share of step
-lines that the tests' checker finds right, and one JSON line.
+RUN/eval/curve/step-N/ (the same files as eval/tuned/), after a run or during one (a checkpoint scored before is
+read back). Prints accuracy per family per step (without the calculator, and with it when the run's
+`eval.calculator` is on) beside the run's tuned model (its last step, once the run has finished), for a
+decomposed run the share of step lines that the tests' checker finds right, and one JSON line.
 """
 
 from __future__ import annotations
@@ -33,21 +33,24 @@ def main() -> None:
     for step in [int(s) for s in args.steps.split(",") if s.strip()]:
         folder = run / "train" / "checkpoints" / f"step-{step}"
         out = run / "eval" / "curve" / f"step-{step}"
-        model, adapter = checkpoint_model(cfg.model, folder)
         start = time.perf_counter()
-        evaluate_math(cfg.eval, runtime, model, adapter, run / "test_records.jsonl", out,
-                      baseline_dir=run / "eval" / "base", template=cfg.template,
-                      solution_style=cfg.solution_style, progress=False)
+        scored = out / "math.json"
+        if not scored.is_file() or scored.stat().st_mtime < folder.stat().st_mtime:  # scored once per checkpoint
+            model, adapter = checkpoint_model(cfg.model, folder)
+            evaluate_math(cfg.eval, runtime, model, adapter, run / "test_records.jsonl", out,
+                          baseline_dir=run / "eval" / "base", template=cfg.template,
+                          solution_style=cfg.solution_style, progress=False)
         graded = json.loads((out / "math.json").read_text(encoding="utf-8"))
         rows.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "accuracy": graded["accuracy"],
                      "per_type": {t: v["accuracy"] for t, v in graded["per_type"].items()},
                      "steps_right": steps_right(out / "math_predictions.jsonl")})
-    tuned = json.loads((run / "eval" / "tuned" / "math.json").read_text(encoding="utf-8"))
-    summary = json.loads((run / "train" / "summary.json").read_text(encoding="utf-8"))
-    last = summary.get("global_step") or summary.get("steps") or "last"
-    rows.append({"step": last, "accuracy": tuned["accuracy"],
-                 "per_type": {t: v["accuracy"] for t, v in tuned["per_type"].items()},
-                 "steps_right": steps_right(run / "eval" / "tuned" / "math_predictions.jsonl")})
+    if (run / "eval" / "tuned" / "math.json").is_file():  # a finished run: its tuned model too
+        tuned = json.loads((run / "eval" / "tuned" / "math.json").read_text(encoding="utf-8"))
+        summary = json.loads((run / "train" / "summary.json").read_text(encoding="utf-8"))
+        last = summary.get("global_step") or summary.get("steps") or "last"
+        rows.append({"step": last, "accuracy": tuned["accuracy"],
+                     "per_type": {t: v["accuracy"] for t, v in tuned["per_type"].items()},
+                     "steps_right": steps_right(run / "eval" / "tuned" / "math_predictions.jsonl")})
     families = sorted(rows[-1]["per_type"])
     print(f"{'family':<18} " + " ".join(f"{'step ' + str(r['step']):>10}" for r in rows))
     print(f"{'ALL':<18} " + " ".join(f"{100 * r['accuracy']:>9.1f}%" for r in rows))
