@@ -1,4 +1,4 @@
-"""Learning curve: a finished run's training checkpoints scored like its tuned model, per family (issue 27).
+"""Learning curve: a run's training checkpoints scored like its tuned model, per family (issue 27).
 
     python bench/learning_curve.py --run runs/demo_notool --steps 20,40     # the run's own eval settings
 
