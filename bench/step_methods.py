@@ -27,13 +27,16 @@ import sys
 import time
 from pathlib import Path
 
+CHECKER = str(Path(__file__).resolve().parents[1] / "tests" / "arith")  # the tests' checker, imported from there
+if CHECKER not in sys.path:
+    sys.path.insert(0, CHECKER)
+
 OPS = {"addition": ("ADDITION", ("place", "column"), ("addition", "subtraction"))}
 
 
 def checked_steps(problem: str, completion: str) -> tuple[int, int]:
     """(step lines the checker finds right, step lines) of one completion; a completion the checker cannot
     read has every line wrong."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "arith"))
     from test_decomposed import check_solution
 
     body = [line for line in completion.splitlines() if line.strip()]
