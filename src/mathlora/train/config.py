@@ -18,6 +18,10 @@ class LoraConfig(BaseModel):
     target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
         ["q_proj", "v_proj"], min_length=1,
         description="module names LoRA adapts (at least one), or all-linear: every linear layer but the LM head")
+    init_from: str | None = Field(
+        None, description="a peft adapter folder (a run's train/adapter, a checkpoint) whose LoRA weights the "
+                          "training starts from instead of fresh ones: continued training. Its rank, alpha and "
+                          "adapted layers must be this section's; its weights' hash enters the run's fingerprint")
 
     @field_validator("target_modules", mode="before")
     @classmethod

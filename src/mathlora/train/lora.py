@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mathlora.modeling.compat import quiet_peft
 from mathlora.errors import MathloraError
+from mathlora.modeling.adapters import adapter_problem, read_adapter_config, read_adapter_weights, require_adapter_dir
 from mathlora.train.config import LoraConfig
 from mathlora.train.job import TrainJob
 from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
@@ -13,7 +14,8 @@ from mathlora.train.attention import register as register_rows_attention
 
 
 def apply_lora(model, lora: LoraConfig):
-    """Wrap ``model`` in a peft model with fresh LoRA weights (A from the torch RNG, B zero)."""
+    """Wrap ``model`` in a peft model with fresh LoRA weights (A from the torch RNG, B zero), or
+    ``lora.init_from``'s."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
@@ -27,7 +29,37 @@ def apply_lora(model, lora: LoraConfig):
                             target_modules="all-linear" if all_linear else list(lora.target_modules),
                             bias="none", task_type="CAUSAL_LM")
     with quiet_peft():
-        return get_peft_model(model, config)
+        peft_model = get_peft_model(model, config)
+    if lora.init_from:
+        load_initial_adapter(peft_model, lora)
+    return peft_model
+
+
+def load_initial_adapter(peft_model, lora: LoraConfig) -> None:
+    """``lora.init_from``'s weights into ``peft_model`` in place of the fresh ones (continued training). The
+    adapter must be this config's: the same rank and alpha, a weight for every adapted layer and none more."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    folder = require_adapter_dir(lora.init_from)
+    problem = adapter_problem(folder)
+    if problem:
+        raise MathloraError(f"lora.init_from: adapter {folder}: {problem}")
+    saved = read_adapter_config(folder)
+    if (saved.get("r"), saved.get("lora_alpha")) != (lora.r, lora.alpha):
+        raise MathloraError(f"lora.init_from: adapter {folder} has r={saved.get('r')}, alpha={saved.get('lora_alpha')}; "
+                            f"this config has r={lora.r}, alpha={lora.alpha:g}")
+    weights = read_adapter_weights(folder)
+    expected = set(get_peft_model_state_dict(peft_model))
+    if set(weights) != expected:
+        odd = sorted(set(weights) ^ expected)[0]
+        where = "the model has no" if odd in weights else "the adapter lacks"
+        raise MathloraError(f"lora.init_from: adapter {folder} does not fit lora.target_modules "
+                            f"({where} {odd})")
+    try:
+        set_peft_model_state_dict(peft_model, weights)
+    except RuntimeError as e:  # a shape that differs: another model's adapter
+        raise MathloraError(f"lora.init_from: adapter {folder} does not fit the model "
+                            f"({str(e).strip().splitlines()[-1].strip()[:160]})") from None
 
 
 def attention_for(job: TrainJob) -> str | None:
