@@ -75,6 +75,12 @@ def test_non_llama_base_is_refused():
         mindformers_config(cfg, {**LLAMA3_8B, "model_type": "qwen2"}, {"kept": 10}, dataset_dir="x")
 
 
+def test_a_run_that_continues_an_adapter_is_refused():
+    cfg = load_config("llama3_8b_lora", {"model": "tiny-random-llama", "lora.init_from": "runs/x/train/adapter"})
+    with pytest.raises(MathloraError, match=r"lora.init_from \(runs/x/train/adapter\) is not carried to MindFormers"):
+        mindformers_config(cfg, LLAMA3_8B, {"kept": 10}, dataset_dir="x")
+
+
 def test_cli_writes_yaml_from_a_run(run_dir, tmp_path, capsys):
     out = tmp_path / "mf"
     assert main(["export", "mindformers", "--run", str(run_dir), "--output", str(out), "--devices", "1",

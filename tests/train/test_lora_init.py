@@ -7,6 +7,7 @@ from safetensors.torch import load_file, save_file
 
 from mathlora.errors import MathloraError
 from mathlora.modeling.runtime import Runtime
+from mathlora.report.usage import recipe_rows
 from mathlora.train.fingerprint import training_fingerprint
 from .conftest import tiny_config, train
 from .test_trainer import GOLDEN_LOSSES, adapter, finished_run, max_abs_diff, metrics  # noqa: F401 - the fixture
@@ -69,3 +70,11 @@ def test_an_adapter_that_does_not_fit_is_a_one_line_error(finished_run, tokens_d
     weights[next(iter(weights))][0, 0] = float("nan")
     save_file(weights, str(broken / "adapter_model.safetensors"))
     assert "lora.init_from: adapter" in start(continued(broken))
+
+
+def test_the_model_card_says_where_the_weights_started(tmp_path):
+    def rows(cfg):
+        return recipe_rows(cfg.lora, cfg.train, seq_length=256, precision="fp32", template="alpaca", seed=7)
+
+    assert rows(continued(tmp_path / "a"))["LoRA weights start from"] == str(tmp_path / "a")
+    assert "LoRA weights start from" not in rows(tiny_config())

@@ -141,6 +141,9 @@ def mindformers_config(cfg, hf: dict, stats: dict, *, dataset_dir: str, devices:
         raise MathloraError(f"base model {cfg.model} is a {hf.get('model_type')!r} model; the MindFormers export "
                             f"covers Llama-family models (model_type 'llama')")
     tc, lc = cfg.train, cfg.lora
+    if lc.init_from:
+        raise MathloraError(f"lora.init_from ({lc.init_from}) is not carried to MindFormers, whose finetune starts "
+                            "LoRA afresh: export a run that trains from fresh LoRA weights")
     records = int(stats.get("kept") or 0)
     if records < 1:
         raise MathloraError("tokens/stats.json counts no kept record")

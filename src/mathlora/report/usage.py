@@ -22,6 +22,7 @@ def recipe_rows(lora, train, *, seq_length: int, precision: str, template: str, 
     rows = {
         "LoRA r / alpha / dropout": f"{lora.r} / {_g(lora.alpha)} / {_g(lora.dropout)}",
         "target modules": ", ".join(lora.target_modules),
+        **({"LoRA weights start from": str(lora.init_from)} if lora.init_from else {}),
         "epochs": _g(train.epochs) + (f" (max_steps {train.max_steps})" if train.max_steps else ""),
         "global batch size": str(train.global_batch_size),
         "optimizer": f"AdamW betas ({_g(train.betas[0])}, {_g(train.betas[1])}), eps {_g(train.eps)}, "
