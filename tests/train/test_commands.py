@@ -64,3 +64,14 @@ def test_micro_batch_size_auto_is_taken_on_the_command_line(capsys):
     assert config_from_args(args).train.micro_batch_size == "auto"
     args = build_parser().parse_args(["train", "model=tiny-random-llama", "--micro-batch-size", "4"])
     assert config_from_args(args).train.micro_batch_size == 4
+
+
+def test_init_from_is_taken_on_the_command_line(tmp_path, tokens_dir, capsys):
+    from mathlora.app.cliargs import config_from_args
+    from mathlora.app.cli import build_parser
+
+    args = build_parser().parse_args(["train", "model=tiny-random-llama", "--init-from", "runs/a/train/adapter"])
+    assert config_from_args(args).lora.init_from == "runs/a/train/adapter"
+    assert main(["train", "model=tiny-random-llama", "--init-from", str(tmp_path / "none"),
+                 "--tokens", str(tokens_dir), "--output", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith("error: adapter folder not found")

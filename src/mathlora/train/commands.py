@@ -33,6 +33,8 @@ def register(subparsers) -> None:
     option(p, "--global-batch-size", field="train.global_batch_size", type=int, help="records per step")
     option(p, "--micro-batch-size", field="train.micro_batch_size", type=int_or_auto,
            help="rows per forward pass, or auto (the memory plan's)")
+    option(p, "--init-from", field="lora.init_from",
+           help="adapter folder whose LoRA weights the training starts from (continued training)")
     p.set_defaults(func=run_train)
 
     m = subparsers.add_parser("merge", help="merge a LoRA adapter into its base model (HF folder)",
