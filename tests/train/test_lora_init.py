@@ -64,6 +64,10 @@ def test_an_adapter_that_does_not_fit_is_a_one_line_error(finished_run, tokens_d
     cfg = continued(out / "adapter")
     cfg.lora.target_modules = ["all-linear"]
     assert "does not fit lora.target_modules (the adapter lacks" in start(cfg)
+    before = adapter(out / "adapter")
+    with pytest.raises(MathloraError, match="lies in the training's output folder"):
+        train(continued(out / "adapter", lr=0.5), tokens_dir, out, progress=False)  # would clear its own start
+    assert max_abs_diff(adapter(out / "adapter"), before) == 0
     broken = tmp_path / "broken"
     shutil.copytree(out / "adapter", broken)
     weights = load_file(str(broken / "adapter_model.safetensors"))

@@ -48,6 +48,14 @@ def claim_training_folder(out: Path) -> None:
         write_artifact_marker(out, "train")
 
 
+def require_start_elsewhere(init_from: str | None, out: Path) -> None:
+    """The adapter a training starts from (``lora.init_from``) must lie outside its output folder, which a
+    training of other settings clears."""
+    if init_from and Path(init_from).resolve().is_relative_to(Path(out).resolve()):
+        raise MathloraError(f"lora.init_from {init_from} lies in the training's output folder {out}, which a new "
+                            "training clears: copy the adapter elsewhere and start from the copy (nothing was changed)")
+
+
 def clear_outputs(out: Path) -> None:
     """Remove what a training wrote into ``out`` (and nothing else)."""
     for name in OWN_NAMES[:3]:

@@ -10,7 +10,7 @@ from mathlora.run_dir.stage import Context, Stage
 from mathlora.train.fingerprint import training_fingerprint
 from mathlora.train.fingerprint import training_settings
 from mathlora.train.fingerprint import changed_settings
-from mathlora.train.outputs import discard_training
+from mathlora.train.outputs import discard_training, require_start_elsewhere
 from mathlora.train.merge import merge_adapter
 
 
@@ -31,6 +31,7 @@ def _start_over_when_changed(ctx: Context, fp: str) -> None:
     from mathlora.train.checkpoint import checkpoint_fingerprint, newest_valid_checkpoint
 
     lay = ctx.layout
+    require_start_elsewhere(ctx.cfg.lora.init_from, lay.train)
     if not lay.train.exists():
         return
     if ctx.force:

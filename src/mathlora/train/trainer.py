@@ -69,7 +69,8 @@ from mathlora.train.attention import NAME as ROWS_ATTENTION
 from mathlora.train.lora import attention_for, build_model
 from mathlora.train.loss import LearnableTokenLoss, clip_gradients, run_micro_batches
 from mathlora.train.metrics import MetricsLog, metrics_row, sync_interval
-from mathlora.train.outputs import SUMMARY, claim_training_folder, clear_outputs, finished_summary
+from mathlora.train.outputs import (SUMMARY, claim_training_folder, clear_outputs, finished_summary,
+                                   require_start_elsewhere)
 from mathlora.train.schedule import lr_at, steps_per_epoch, total_steps, warmup_steps
 from mathlora.train.state import Interval, StepResult, TrainState
 from mathlora.train.summary import finish
@@ -92,6 +93,7 @@ def train(cfg: TrainConfig, runtime: Runtime, tokens_dir, output_dir, *, lora: L
         out = Path(output_dir)
         if out.exists() and not out.is_dir():
             raise MathloraError(f"output {out} exists and is a file; expected a folder")
+        require_start_elsewhere(lora.init_from, out)
         if group.is_main:
             claim_training_folder(out)  # never clears a folder of files mathlora did not write
         group.barrier()
