@@ -76,7 +76,7 @@ def main() -> None:
         out = root / name
         scored = out / "math.json"
         start = time.perf_counter()
-        newest = max(subset.stat().st_mtime, *([Path(adapter).stat().st_mtime] if adapter else []))
+        newest = max([subset.stat().st_mtime] + ([Path(adapter).stat().st_mtime] if adapter else []))
         if not scored.is_file() or scored.stat().st_mtime < newest:
             evaluate_math(cfg.eval, runtime, model, adapter, subset, out,
                           baseline_dir=root / "base" if name != "base" else None, template=cfg.template,
