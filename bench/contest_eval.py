@@ -53,7 +53,7 @@ def main() -> None:
     sample = Path(args.sample)
     if not sample.is_file():
         sys.exit(f"error: the real sample is not at {sample} (give --sample)")
-    from learning_curve import steps_right
+    from learning_curve import print_table, steps_right
 
     from mathlora.app.config import load_config
     from mathlora.evaluate.math_eval import checkpoint_model, evaluate_math
@@ -86,14 +86,8 @@ def main() -> None:
                      "count": graded["count"], "accuracy": graded["accuracy"],
                      "per_type": {t: [v["correct"], v["count"]] for t, v in graded["per_type"].items()},
                      "steps_right": steps_right(out / "math_predictions.jsonl")})
-    families = sorted(rows[-1]["per_type"])
-    print(f"{'family':<18} " + " ".join(f"{r['model']:>10}" for r in rows))
-    print(f"{'ALL':<18} " + " ".join(f"{100 * r['accuracy']:>9.1f}%" for r in rows))
-    for f in families:
-        print(f"{f:<18} " + " ".join(f"{'%d/%d' % tuple(r['per_type'].get(f, [0, 0])):>10}" for r in rows))
-    if cfg.solution_style == "decomposed":
-        print(f"{'steps right':<18} " + " ".join(f"{100 * r['steps_right'][0] / max(r['steps_right'][1], 1):>9.1f}%"
-                                                for r in rows))
+    print_table(rows, [r["model"] for r in rows], lambda r, f: "%d/%d" % tuple(r["per_type"].get(f, [0, 0])),
+                steps=cfg.solution_style == "decomposed")
     print(json.dumps({"bench": "contest_eval", "run": str(run), "sample": str(sample), "calculator":
                       bool(cfg.eval.calculator), "rows": rows}))
 

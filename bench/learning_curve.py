@@ -51,16 +51,22 @@ def main() -> None:
         rows.append({"step": last, "accuracy": tuned["accuracy"],
                      "per_type": {t: v["accuracy"] for t, v in tuned["per_type"].items()},
                      "steps_right": steps_right(run / "eval" / "tuned" / "math_predictions.jsonl")})
-    families = sorted(rows[-1]["per_type"])
-    print(f"{'family':<18} " + " ".join(f"{'step ' + str(r['step']):>10}" for r in rows))
-    print(f"{'ALL':<18} " + " ".join(f"{100 * r['accuracy']:>9.1f}%" for r in rows))
-    for f in families:
-        print(f"{f:<18} " + " ".join(f"{100 * r['per_type'].get(f, 0):>9.1f}%" for r in rows))
-    if cfg.solution_style == "decomposed":
-        print(f"{'steps right':<18} " + " ".join(f"{100 * r['steps_right'][0] / max(r['steps_right'][1], 1):>9.1f}%"
-                                                for r in rows))
+    print_table(rows, [f"step {r['step']}" for r in rows], lambda r, f: f"{100 * r['per_type'].get(f, 0):.1f}%",
+                steps=cfg.solution_style == "decomposed")
     print(json.dumps({"bench": "learning_curve", "run": str(run), "calculator": bool(cfg.eval.calculator),
                       "rows": rows}))
+
+
+def print_table(rows: list[dict], heads: list[str], cell, *, steps: bool) -> None:
+    """One column a scored model (``rows``: accuracy, per_type, steps_right), one line a family (``cell(row,
+    family)``), the overall accuracy first and, with ``steps``, the share of right step lines last."""
+    print(f"{'family':<18} " + " ".join(f"{h:>10}" for h in heads))
+    print(f"{'ALL':<18} " + " ".join(f"{100 * r['accuracy']:>9.1f}%" for r in rows))
+    for f in sorted(rows[-1]["per_type"]):
+        print(f"{f:<18} " + " ".join(f"{cell(r, f):>10}" for r in rows))
+    if steps:
+        print(f"{'steps right':<18} " + " ".join(f"{100 * r['steps_right'][0] / max(r['steps_right'][1], 1):>9.1f}%"
+                                                for r in rows))
 
 
 def steps_right(predictions: Path) -> tuple[int, int]:
