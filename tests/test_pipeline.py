@@ -93,6 +93,11 @@ def test_run_end_to_end_then_rerun_skips_fresh_stages(tmp_path, capsys):
     assert main(["report", "--run", str(run)]) == 0
     err = capsys.readouterr().err
     assert "tokens/tokens.parquet is not the tokens train/adapter was trained on" in err, err
+    # a training that would start from its own adapter is refused before --force clears the folder
+    assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5",
+                 f"lora.init_from={run / 'train' / 'adapter'}", "--force", "--stop-after", "train"]) == 2
+    assert "lies in the training's output folder" in capsys.readouterr().err
+    assert (run / "train/adapter/adapter_model.safetensors").stat().st_mtime_ns == adapter
     # --force retrains in place
     assert main(["run", "--no-progress", "--run", str(run), *SMALL, "eval.atol=0.5", "train.lr=0.5", "--force",
                  "--stop-after", "train"]) == 0
