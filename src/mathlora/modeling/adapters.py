@@ -72,16 +72,22 @@ def load_problem(what: str, load) -> tuple[Any, str | None]:
         return None, f"{what} is unreadable ({first})"
 
 
-def adapter_problem(folder: str | os.PathLike) -> str | None:
-    """Why an adapter folder's weights cannot be used (missing, unreadable or non-finite), or None."""
+def checked_adapter_weights(folder: str | os.PathLike) -> tuple[dict | None, str | None]:
+    """(the adapter folder's weights, None), or (None, why they cannot be used: missing, unreadable or
+    non-finite)."""
     path = Path(folder) / ADAPTER_WEIGHTS
     if not path.is_file():
-        return f"{ADAPTER_WEIGHTS} is missing"
+        return None, f"{ADAPTER_WEIGHTS} is missing"
     weights, problem = load_problem(ADAPTER_WEIGHTS, lambda: read_adapter_weights(folder))
     if problem:
-        return problem
+        return None, problem
     bad = non_finite(weights)
-    return f"holds non-finite weights (NaN/Infinity in {bad})" if bad else None
+    return (None, f"holds non-finite weights (NaN/Infinity in {bad})") if bad else (weights, None)
+
+
+def adapter_problem(folder: str | os.PathLike) -> str | None:
+    """Why an adapter folder's weights cannot be used (missing, unreadable or non-finite), or None."""
+    return checked_adapter_weights(folder)[1]
 
 
 def attach_adapter(base, adapter: str | os.PathLike, *, model_name: str, trainable: bool = False):

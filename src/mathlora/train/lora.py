@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mathlora.modeling.compat import quiet_peft
 from mathlora.errors import MathloraError
-from mathlora.modeling.adapters import adapter_problem, read_adapter_config, read_adapter_weights, require_adapter_dir
+from mathlora.modeling.adapters import checked_adapter_weights, read_adapter_config, require_adapter_dir
 from mathlora.train.config import LoraConfig
 from mathlora.train.job import TrainJob
 from mathlora.modeling.compat import enable_activation_checkpointing, set_attn_implementation
@@ -41,14 +41,13 @@ def load_initial_adapter(peft_model, lora: LoraConfig) -> None:
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     folder = require_adapter_dir(lora.init_from)
-    problem = adapter_problem(folder)
+    weights, problem = checked_adapter_weights(folder)
     if problem:
         raise MathloraError(f"lora.init_from: adapter {folder}: {problem}")
     saved = read_adapter_config(folder)
     if (saved.get("r"), saved.get("lora_alpha")) != (lora.r, lora.alpha):
         raise MathloraError(f"lora.init_from: adapter {folder} has r={saved.get('r')}, alpha={saved.get('lora_alpha')}; "
                             f"this config has r={lora.r}, alpha={lora.alpha:g}")
-    weights = read_adapter_weights(folder)
     expected = set(get_peft_model_state_dict(peft_model))
     if set(weights) != expected:
         odd = sorted(set(weights) ^ expected)[0]
